@@ -1,0 +1,321 @@
+/**
+ * Settings: environment / app settings -> one typed, validated object.
+ */
+
+import { tmpdir } from 'node:os';
+import { isAbsolute } from 'node:path';
+
+/** Wraps a secret so that logging, JSON.stringify and util.inspect never show it. */
+export class Secret {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toString(): string {
+    return '[redacted]';
+  }
+  toJSON(): string {
+    return '[redacted]';
+  }
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return '[redacted]';
+  }
+}
+
+export interface NotifySettings {
+  token: Secret;
+  apiUrl: string;
+  owner: string;
+  repo: string;
+  workflow: string;
+  ref: string;
+}
+
+export interface GalleryNaming {
+  /** `BASM_GALLERY_PUBLISHER`, default `bosh`. */
+  publisher: string;
+  /** Overrides; undefined means "derive as the BOSH Azure CPI does". */
+  offer?: string;
+  sku?: string;
+  imageName?: string;
+}
+
+export interface MirrorConfig {
+  subscriptionId: string;
+  resourceGroup: string;
+  /** Azure region name, e.g. `westeurope`: the gallery version's target region. */
+  region: string;
+  storageAccountName: string;
+  /** `https://<account>.blob.core.windows.net` or an override; no trailing slash. */
+  storageBlobEndpoint: string;
+  /** Container holding the VHD page blobs. */
+  storageContainer: string;
+  galleryName: string;
+  /** Client id of a user-assigned managed identity; undefined: DefaultAzureCredential. */
+  managedIdentityClientId?: string;
+  series: string[];
+  gallery: GalleryNaming;
+  /** Temp storage for root.vhd and its extent map. */
+  workDir: string;
+  maxVersionsPerRun: number;
+  boshioUrl: string;
+  resourceManagerEndpoint: string;
+  /** Undefined when BASM_NOTIFY_GITHUB_TOKEN is not set: notifications are off. */
+  notify?: NotifySettings;
+  /** Parallel page writes per upload. */
+  uploadConcurrency: number;
+  /** Timeout for one HTTP request without progress (bosh.io), in milliseconds. */
+  httpTimeoutMs: number;
+  /** Settings that were ignored, for the log (never their values). */
+  warnings: string[];
+  /** How often the image version's provisioning state is polled, in seconds. */
+  versionPollIntervalSeconds: number;
+  /** Give up waiting for an image version after this many minutes. */
+  versionReadyTimeoutMinutes: number;
+}
+
+export const DEFAULT_SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
+export const VHD_CONTAINER = 'stemcell';
+
+/** One offending setting: which variable, and what it expects. */
+export interface SettingProblem {
+  name: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: SettingProblem[]) {
+    super(
+      `Invalid configuration (${problems.length} setting${problems.length === 1 ? '' : 's'}):\n` +
+        problems.map((p) => `  ${p.name}: ${p.message}`).join('\n'),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A bosh.io series becomes a gallery image definition name (1-80 chars: letters, digits, `.`, `_`, `-`). */
+export const SERIES_PATTERN = /^[a-z0-9](?:[a-z0-9_.-]{0,78}[a-z0-9])?$/;
+const RESOURCE_GROUP = /^[-\w.()]{0,89}[-\w()]$/;
+const REGION = /^[a-z][a-z0-9]{1,39}$/;
+const STORAGE_ACCOUNT = /^[a-z0-9]{3,24}$/;
+const GALLERY = /^[a-zA-Z0-9](?:[a-zA-Z0-9._]{0,78}[a-zA-Z0-9])?$/;
+const GALLERY_NAME_PART = /^[a-zA-Z0-9](?:[a-zA-Z0-9._-]{0,78}[a-zA-Z0-9])?$/;
+const GITHUB_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+const GITHUB_WORKFLOW = /^(?:\d+|[A-Za-z0-9_.-]+\.ya?ml)$/;
+const GIT_REF = /^[^\s~^:?*[\\]{1,255}$/;
+
+/** Collects every problem instead of stopping at the first, so one run shows everything to fix. */
+class SettingsReader {
+  readonly problems: SettingProblem[] = [];
+  constructor(private readonly env: Env) {}
+
+  readonly warnings: string[] = [];
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    // App Service passes an unresolvable Key Vault reference through as its own text (secret absent,
+    // or not readable by the app's identity): that is "not set", never a value to use.
+    if (value !== undefined && /^@Microsoft\.KeyVault\(/i.test(value)) {
+      if (!this.warnings.some((w) => w.startsWith(`${name}:`))) {
+        this.warnings.push(
+          `${name}: Key Vault reference not resolved (secret absent or not readable); treated as not set`,
+        );
+      }
+      return undefined;
+    }
+    return value === '' ? undefined : value;
+  }
+
+  has(name: string): boolean {
+    return this.raw(name) !== undefined;
+  }
+
+  problem(name: string, message: string): void {
+    this.problems.push({ name, message });
+  }
+
+  required(name: string, pattern: RegExp, expects: string): string {
+    const value = this.raw(name);
+    if (value === undefined) {
+      this.problem(name, `missing; expected ${expects}`);
+      return '';
+    }
+    if (!pattern.test(value)) this.problem(name, `"${value}" is not valid; expected ${expects}`);
+    return value;
+  }
+
+  optional(name: string, pattern: RegExp, expects: string): string | undefined {
+    const value = this.raw(name);
+    if (value !== undefined && !pattern.test(value)) {
+      this.problem(name, `"${value}" is not valid; expected ${expects}`);
+    }
+    return value;
+  }
+
+  secret(name: string): Secret | undefined {
+    const value = this.raw(name);
+    return value === undefined ? undefined : new Secret(value);
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+      this.problem(name, `"${value}" is not valid; expected a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return Number(value);
+  }
+
+  httpsUrl(name: string, fallback: string): string {
+    const value = this.raw(name) ?? fallback;
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      this.problem(name, `"${value}" is not a URL; expected an https:// URL`);
+      return value;
+    }
+    if (url.protocol !== 'https:') {
+      this.problem(name, `"${value}" uses ${url.protocol.replace(':', '')}; expected an https:// URL`);
+    }
+    if (url.search || url.hash || url.username || url.password) {
+      this.problem(name, `"${url.origin}${url.pathname}..." must not carry a query, fragment or credentials`);
+    }
+    return value.replace(/\/+$/, '');
+  }
+
+  seriesList(name: string, fallback: string): string[] {
+    const value = this.raw(name) ?? fallback;
+    const series = value.split(',').map((s) => s.trim());
+    const bad = series.filter((s) => !SERIES_PATTERN.test(s));
+    if (bad.length > 0) {
+      this.problem(
+        name,
+        `${bad.map((s) => `"${s}"`).join(', ')} ${bad.length === 1 ? 'is not a' : 'are not'} stemcell series ` +
+          `name${bad.length === 1 ? '' : 's'}; expected a comma-separated list of names like ${DEFAULT_SERIES} ` +
+          `(lowercase letters, digits, ".", "_", "-"; at most 80 characters)`,
+      );
+    }
+    if (new Set(series).size !== series.length) this.problem(name, `"${value}" names a series twice`);
+    return series;
+  }
+
+  absolutePath(name: string, fallback: string): string {
+    const value = this.raw(name) ?? fallback;
+    if (!isAbsolute(value))
+      this.problem(name, `"${value}" is not an absolute path; expected a directory path`);
+    return value;
+  }
+}
+
+/**
+ * Reads every setting of DESIGN.md "Configuration" from `env`. Throws one ConfigError that lists
+ * every offending variable, before anything touches the network.
+ */
+export function loadConfig(env: Env = process.env, overrides: { series?: string } = {}): MirrorConfig {
+  const r = new SettingsReader(env);
+  const subscriptionId = r.required('AZURE_SUBSCRIPTION_ID', GUID, 'the subscription id (a GUID)');
+  const resourceGroup = r.required(
+    'AZURE_RESOURCE_GROUP',
+    RESOURCE_GROUP,
+    'a resource group name (1-90 letters, digits, "_", "-", ".", "(", ")"; not ending in ".")',
+  );
+  const region = r.required('AZURE_REGION', REGION, 'an Azure region name such as westeurope');
+  const storageAccountName = r.required(
+    'AZURE_STORAGE_ACCOUNT_NAME',
+    STORAGE_ACCOUNT,
+    'a storage account name (3-24 lowercase letters and digits)',
+  );
+  const galleryName = r.required(
+    'AZURE_GALLERY_NAME',
+    GALLERY,
+    'a Compute Gallery name (1-80 letters, digits, "." and "_", not starting or ending with "." or "_")',
+  );
+  const managedIdentityClientId = r.optional(
+    'AZURE_MANAGED_IDENTITY_ID',
+    GUID,
+    'the client id (a GUID) of a user-assigned managed identity',
+  );
+  const series =
+    overrides.series !== undefined
+      ? r.seriesList('--series', overrides.series)
+      : r.seriesList('BASM_STEMCELL_SERIES', DEFAULT_SERIES);
+  const namePart = 'letters, digits, ".", "_" and "-" (1-80 characters)';
+  const gallery: GalleryNaming = {
+    publisher: r.optional('BASM_GALLERY_PUBLISHER', GALLERY_NAME_PART, namePart) ?? 'bosh',
+  };
+  const offer = r.optional('BASM_GALLERY_OFFER', GALLERY_NAME_PART, namePart);
+  const sku = r.optional('BASM_GALLERY_SKU', GALLERY_NAME_PART, namePart);
+  const imageName = r.optional('BASM_GALLERY_IMAGE_NAME', GALLERY_NAME_PART, namePart);
+  if (offer !== undefined) gallery.offer = offer;
+  if (sku !== undefined) gallery.sku = sku;
+  if (imageName !== undefined) gallery.imageName = imageName;
+  if (imageName !== undefined && series.length > 1) {
+    r.problem(
+      'BASM_GALLERY_IMAGE_NAME',
+      'names one image definition, so it cannot be combined with several series',
+    );
+  }
+
+  const config: MirrorConfig = {
+    subscriptionId,
+    resourceGroup,
+    region,
+    storageAccountName,
+    storageBlobEndpoint: r.httpsUrl(
+      'AZURE_STORAGE_BLOB_ENDPOINT',
+      `https://${storageAccountName || 'account'}.blob.core.windows.net`,
+    ),
+    storageContainer: VHD_CONTAINER,
+    galleryName,
+    series,
+    gallery,
+    workDir: r.absolutePath('BASM_MOUNTED_DIRECTORY', tmpdir()),
+    maxVersionsPerRun: r.integer('BASM_MAX_VERSIONS_PER_RUN', 3, 1, 50),
+    boshioUrl: r.httpsUrl('BASM_BOSHIO_URL', 'https://bosh.io'),
+    resourceManagerEndpoint: r.httpsUrl('AZURE_RESOURCE_MANAGER_ENDPOINT', 'https://management.azure.com'),
+    uploadConcurrency: r.integer('BASM_UPLOAD_CONCURRENCY', 8, 1, 64),
+    httpTimeoutMs: r.integer('BASM_HTTP_TIMEOUT_SECONDS', 60, 1, 3600) * 1000,
+    versionPollIntervalSeconds: r.integer('BASM_VERSION_POLL_INTERVAL_SECONDS', 30, 1, 3600),
+    versionReadyTimeoutMinutes: r.integer('BASM_VERSION_READY_TIMEOUT_MINUTES', 120, 1, 24 * 60),
+    warnings: r.warnings,
+  };
+  if (managedIdentityClientId !== undefined) config.managedIdentityClientId = managedIdentityClientId;
+
+  const token = r.secret('BASM_NOTIFY_GITHUB_TOKEN');
+  const apiUrl = r.httpsUrl('BASM_NOTIFY_GITHUB_API_URL', 'https://api.github.com');
+  const owner = r.optional('BASM_NOTIFY_GITHUB_OWNER', GITHUB_NAME, 'a GitHub user or organisation name');
+  const repo = r.optional('BASM_NOTIFY_GITHUB_REPO', GITHUB_NAME, 'a GitHub repository name');
+  const workflow = r.optional(
+    'BASM_NOTIFY_GITHUB_WORKFLOW',
+    GITHUB_WORKFLOW,
+    'a workflow file name such as mirror.yml, or a numeric workflow id',
+  );
+  const ref = r.optional('BASM_NOTIFY_GITHUB_REF', GIT_REF, 'a branch or tag name such as main');
+  if (token !== undefined) {
+    const needed = { BASM_NOTIFY_GITHUB_OWNER: owner, BASM_NOTIFY_GITHUB_REPO: repo };
+    const more = { BASM_NOTIFY_GITHUB_WORKFLOW: workflow, BASM_NOTIFY_GITHUB_REF: ref };
+    for (const [name, value] of Object.entries({ ...needed, ...more })) {
+      if (value === undefined) r.problem(name, 'missing; required when BASM_NOTIFY_GITHUB_TOKEN is set');
+    }
+    if (owner && repo && workflow && ref) config.notify = { token, apiUrl, owner, repo, workflow, ref };
+  }
+
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}
+
+/** The ARM id of the storage account that holds the VHDs: the image version's `source.storageAccountId`. */
+export function storageAccountId(config: MirrorConfig): string {
+  return (
+    `/subscriptions/${config.subscriptionId}/resourceGroups/${config.resourceGroup}` +
+    `/providers/Microsoft.Storage/storageAccounts/${config.storageAccountName}`
+  );
+}
