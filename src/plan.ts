@@ -1,0 +1,110 @@
+/**
+ * Pure decisions: which bosh.io versions a run mirrors. No I/O, so the orchestrator, the CLI and the
+ * tests share one set of rules.
+ */
+
+import type { StemcellRelease } from './boshio.js';
+import { compareStemcellVersions, galleryVersionName } from './versions.js';
+
+/** What the gallery holds for one image version of the series. */
+export interface GalleryVersionSummary {
+  /** `Major.Minor.Patch`, e.g. `1.1364.0`. */
+  name: string;
+  provisioningState: string;
+}
+
+export interface PlannedVersion {
+  release: StemcellRelease;
+  galleryVersion: string;
+  /** Why it is in the plan: the newest, a gap since the gallery's newest, a retry, or asked for. */
+  reason: 'newest' | 'catch-up' | 'retry-failed' | 'requested';
+}
+
+export interface SeriesPlan {
+  series: string;
+  /** Oldest first: the order the run mirrors them in. */
+  mirror: PlannedVersion[];
+  /** The version the run is about: bosh.io's newest, or the requested one. With `mirror` empty, the gallery has it. */
+  newest: StemcellRelease;
+  /** Missing versions left for a later run because of `maxVersionsPerRun`. */
+  deferred: string[];
+}
+
+/** A gallery version counts as present unless Azure gave up on it (a Failed version is recreated). */
+function presentVersions(inGallery: readonly GalleryVersionSummary[]): Set<string> {
+  return new Set(inGallery.filter((v) => v.provisioningState !== 'Failed').map((v) => v.name));
+}
+
+/**
+ * DESIGN.md "Which versions": the newest version the gallery lacks is always mirrored; where the
+ * gallery already holds versions of the series, every missing version newer than the oldest one there is
+ * mirrored too, oldest first, at most `maxVersions` a run. Counting from the oldest (rather than only past
+ * the newest) means a gap that had to wait for a later run is still filled once the newest has landed.
+ */
+export function planSeries(
+  series: string,
+  releases: readonly StemcellRelease[],
+  inGallery: readonly GalleryVersionSummary[],
+  maxVersions: number,
+): SeriesPlan {
+  const ascending = [...releases].sort((a, b) => compareStemcellVersions(a.version, b.version));
+  const newest = ascending.at(-1);
+  if (newest === undefined) throw new Error(`bosh.io lists no versions of ${series}`);
+  const present = presentVersions(inGallery);
+  const failed = new Set(inGallery.filter((v) => v.provisioningState === 'Failed').map((v) => v.name));
+  const reasonFor = (r: StemcellRelease, fallback: PlannedVersion['reason']): PlannedVersion['reason'] =>
+    failed.has(galleryVersionName(r.version)) ? 'retry-failed' : fallback;
+
+  const missing = ascending.filter((r) => !present.has(galleryVersionName(r.version)));
+  const oldestPresent = ascending.find((r) => present.has(galleryVersionName(r.version)));
+  const gaps =
+    oldestPresent === undefined
+      ? []
+      : missing.filter((r) => r !== newest && compareStemcellVersions(r.version, oldestPresent.version) > 0);
+
+  const chosen: PlannedVersion[] = [];
+  if (!present.has(galleryVersionName(newest.version))) {
+    chosen.push({
+      release: newest,
+      galleryVersion: galleryVersionName(newest.version),
+      reason: reasonFor(newest, 'newest'),
+    });
+  }
+  const room = Math.max(0, maxVersions - chosen.length);
+  for (const r of gaps.slice(0, room)) {
+    chosen.push({
+      release: r,
+      galleryVersion: galleryVersionName(r.version),
+      reason: reasonFor(r, 'catch-up'),
+    });
+  }
+  chosen.sort((a, b) => compareStemcellVersions(a.release.version, b.release.version));
+  return { series, mirror: chosen, newest, deferred: gaps.slice(room).map((r) => r.version) };
+}
+
+/**
+ * An explicit version (HTTP body, `--version`) mirrors exactly that one, whatever else the gallery holds;
+ * if the gallery already has it (and Azure did not fail it), there is nothing to do.
+ */
+export function planRequestedVersion(
+  series: string,
+  releases: readonly StemcellRelease[],
+  inGallery: readonly GalleryVersionSummary[],
+  version: string,
+): SeriesPlan {
+  const release = releases.find((r) => compareStemcellVersions(r.version, version) === 0);
+  if (release === undefined) {
+    const known = [...releases].sort((a, b) => compareStemcellVersions(b.version, a.version));
+    throw new Error(
+      `bosh.io has no version ${version} of ${series}; newest there: ${known
+        .slice(0, 5)
+        .map((r) => r.version)
+        .join(', ')}`,
+    );
+  }
+  const galleryVersion = galleryVersionName(release.version);
+  const mirror: PlannedVersion[] = presentVersions(inGallery).has(galleryVersion)
+    ? []
+    : [{ release, galleryVersion, reason: 'requested' }];
+  return { series, mirror, newest: release, deferred: [] };
+}

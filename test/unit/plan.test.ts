@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { StemcellRelease } from '../../src/boshio.js';
+import { planRequestedVersion, planSeries, type GalleryVersionSummary } from '../../src/plan.js';
+
+const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
+
+function releases(...versions: string[]): StemcellRelease[] {
+  return versions.map((version) => ({
+    series: SERIES,
+    version,
+    url: `https://bosh.io/d/${version}`,
+    size: 1,
+    sha256: 'a'.repeat(64),
+  }));
+}
+
+function gallery(...entries: Array<string | [string, string]>): GalleryVersionSummary[] {
+  return entries.map((e) =>
+    typeof e === 'string'
+      ? { name: e, provisioningState: 'Succeeded' }
+      : { name: e[0], provisioningState: e[1] },
+  );
+}
+
+function planned(available: StemcellRelease[], inGallery: GalleryVersionSummary[], max = 3): string[] {
+  return planSeries(SERIES, available, inGallery, max).mirror.map((p) => `${p.release.version}:${p.reason}`);
+}
+
+test('an empty gallery gets only the newest version', () => {
+  assert.deepEqual(planned(releases('1.10', '1.9', '1.11'), gallery()), ['1.11:newest']);
+});
+
+test('nothing is planned when the gallery has the newest version', () => {
+  assert.deepEqual(planned(releases('1.10', '1.11'), gallery('1.11.0')), []);
+});
+
+test('the newest is found by number, not by bosh.io order or text', () => {
+  assert.deepEqual(planned(releases('1.1364', '1.999'), gallery('1.999.0')), ['1.1364:newest']);
+});
+
+test('versions missed since the gallery newest are mirrored oldest first', () => {
+  assert.deepEqual(planned(releases('1.13', '1.10', '1.11', '1.12'), gallery('1.10.0')), [
+    '1.11:catch-up',
+    '1.12:catch-up',
+    '1.13:newest',
+  ]);
+});
+
+test('versions older than anything in the gallery are not backfilled', () => {
+  assert.deepEqual(planned(releases('1.8', '1.9', '1.10', '1.11'), gallery('1.10.0')), ['1.11:newest']);
+});
+
+test('the cap keeps the newest and defers the newest gaps to the next run', () => {
+  const plan = planSeries(
+    SERIES,
+    releases('1.10', '1.11', '1.12', '1.13', '1.14', '1.15'),
+    gallery('1.10.0'),
+    3,
+  );
+  assert.deepEqual(
+    plan.mirror.map((p) => p.release.version),
+    ['1.11', '1.12', '1.15'],
+  );
+  assert.deepEqual(plan.deferred, ['1.13', '1.14']);
+});
+
+test('deferred gaps are filled by the next run even after the newest landed', () => {
+  assert.deepEqual(
+    planned(
+      releases('1.10', '1.11', '1.12', '1.13', '1.14', '1.15'),
+      gallery('1.10.0', '1.11.0', '1.12.0', '1.15.0'),
+    ),
+    ['1.13:catch-up', '1.14:catch-up'],
+  );
+});
+
+test('a Failed gallery version is planned again as a retry', () => {
+  assert.deepEqual(planned(releases('1.10', '1.11'), gallery('1.10.0', ['1.11.0', 'Failed'])), [
+    '1.11:retry-failed',
+  ]);
+});
+
+test('a version still being created counts as present', () => {
+  assert.deepEqual(planned(releases('1.10', '1.11'), gallery('1.10.0', ['1.11.0', 'Creating'])), []);
+});
+
+test('an explicit version is planned alone, whatever the gallery holds', () => {
+  const plan = planRequestedVersion(SERIES, releases('1.10', '1.11', '1.12'), gallery('1.11.0'), '1.10');
+  assert.deepEqual(
+    plan.mirror.map((p) => [p.release.version, p.galleryVersion, p.reason]),
+    [['1.10', '1.10.0', 'requested']],
+  );
+});
+
+test('an explicit version bosh.io does not have is an error naming the newest ones', () => {
+  assert.throws(
+    () => planRequestedVersion(SERIES, releases('1.10', '1.11'), gallery(), '1.5'),
+    /no version 1\.5 .*1\.11, 1\.10/,
+  );
+});
+
+test('an explicit version the gallery already has is not mirrored again', () => {
+  const plan = planRequestedVersion(SERIES, releases('1.10', '1.11'), gallery('1.10.0'), '1.10');
+  assert.deepEqual(plan.mirror, []);
+  assert.equal(plan.newest.version, '1.10');
+});
+
+test('an explicit version Azure failed is mirrored again', () => {
+  const plan = planRequestedVersion(SERIES, releases('1.10', '1.11'), gallery(['1.10.0', 'Failed']), '1.10');
+  assert.deepEqual(
+    plan.mirror.map((p) => p.release.version),
+    ['1.10'],
+  );
+});
