@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { buffer } from 'node:stream/consumers';
+import { test } from 'node:test';
+import { DownloadError, downloadStream } from '../../src/download.js';
+
+const BODY = randomBytes(3 * 1024 * 1024 + 123);
+const ETAG = '"v1-abc"';
+
+interface Behaviour {
+  etag?: boolean;
+  /** For each request (by index): cut the connection after this many body bytes. */
+  dropAfter?: Array<number | undefined>;
+  /** For each request (by index): send this many bytes, then stop sending without closing. */
+  stallAfter?: Array<number | undefined>;
+  /** Answer resumed requests with the whole file (as a server does whose file changed). */
+  ignoreRange?: boolean;
+}
+
+interface Served {
+  url: string;
+  requests: Array<{ range?: string; ifRange?: string }>;
+  close: () => Promise<void>;
+}
+
+async function serve(
+  behaviour: Behaviour,
+  handler?: (req: IncomingMessage, res: ServerResponse) => boolean,
+): Promise<Served> {
+  const requests: Served['requests'] = [];
+  const server = createServer((req, res) => {
+    if (handler?.(req, res)) return;
+    const index = requests.length;
+    const range = req.headers.range;
+    const ifRange = req.headers['if-range'];
+    requests.push({ ...(range ? { range } : {}), ...(typeof ifRange === 'string' ? { ifRange } : {}) });
+    const headers: Record<string, string | number> = {};
+    if (behaviour.etag !== false) {
+      headers.etag = ETAG;
+      headers['accept-ranges'] = 'bytes';
+    }
+    let start = 0;
+    const match = /^bytes=(\d+)-$/.exec(range ?? '');
+    if (match && !behaviour.ignoreRange && ifRange === ETAG) {
+      start = Number(match[1]);
+      headers['content-range'] = `bytes ${start}-${BODY.length - 1}/${BODY.length}`;
+      res.writeHead(206, { ...headers, 'content-length': BODY.length - start });
+    } else {
+      res.writeHead(200, { ...headers, 'content-length': BODY.length });
+    }
+    const body = BODY.subarray(start);
+    const drop = behaviour.dropAfter?.[index];
+    const stall = behaviour.stallAfter?.[index];
+    if (drop !== undefined) {
+      res.write(body.subarray(0, drop), () => res.socket?.destroy());
+    } else if (stall !== undefined) {
+      res.write(body.subarray(0, stall));
+    } else {
+      res.end(body);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/stemcells/light.tgz?X-Signature=secret`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+test('a complete response is passed on byte for byte', async () => {
+  const server = await serve({});
+  try {
+    const bytes = await buffer(downloadStream(server.url, { timeoutMs: 5000 }));
+    assert.ok(bytes.equals(BODY));
+    assert.equal(server.requests.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a dropped connection is resumed with Range and If-Range and yields identical bytes', async () => {
+  const server = await serve({ dropAfter: [1_000_000, 700_000] });
+  try {
+    const bytes = await buffer(downloadStream(server.url, { timeoutMs: 5000 }));
+    assert.ok(bytes.equals(BODY));
+    assert.equal(server.requests.length, 3);
+    const resumedAt = Number(/bytes=(\d+)-/.exec(server.requests[1]?.range ?? '')?.[1]);
+    assert.ok(resumedAt >= 1_000_000 - 65536 && resumedAt <= 1_000_000, `resumed at ${resumedAt}`);
+    assert.equal(server.requests[1]?.ifRange, ETAG);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a stalled response is cut by the inactivity timeout and resumed', async () => {
+  const server = await serve({ stallAfter: [500_000] });
+  try {
+    const bytes = await buffer(downloadStream(server.url, { timeoutMs: 300 }));
+    assert.ok(bytes.equals(BODY));
+    assert.equal(server.requests.length, 2);
+  } finally {
+    await server.close();
+  }
+});
+
+test('progress reports the bytes so far and the total', async () => {
+  const server = await serve({});
+  try {
+    const seen: Array<[number, number | undefined]> = [];
+    await buffer(downloadStream(server.url, { timeoutMs: 5000, onProgress: (b, t) => seen.push([b, t]) }));
+    assert.deepEqual(seen.at(-1), [BODY.length, BODY.length]);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a non-2xx answer fails with the status and the URL without its query string', async () => {
+  const server = await serve({}, (_req, res) => {
+    res.writeHead(404).end('no such stemcell');
+    return true;
+  });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, { timeoutMs: 5000 })), (error: unknown) => {
+      assert.ok(error instanceof DownloadError);
+      assert.equal(error.status, 404);
+      assert.match(error.message, /HTTP 404/);
+      assert.match(error.message, /\/stemcells\/light\.tgz/);
+      assert.doesNotMatch(error.message, /secret/);
+      return true;
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+test('redirects are followed', async () => {
+  const target = await serve({});
+  const redirect = await serve({}, (_req, res) => {
+    res.writeHead(302, { location: target.url }).end();
+    return true;
+  });
+  try {
+    const bytes = await buffer(downloadStream(redirect.url, { timeoutMs: 5000 }));
+    assert.ok(bytes.equals(BODY));
+  } finally {
+    await Promise.all([target.close(), redirect.close()]);
+  }
+});
+
+test('a dropped connection without an ETag cannot be resumed and fails clearly', async () => {
+  const server = await serve({ etag: false, dropAfter: [1_000_000] });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, { timeoutMs: 5000 })), {
+      name: 'DownloadError',
+      message: /failed at byte \d+ of 3145851 .*cannot be resumed/,
+    });
+    assert.equal(server.requests.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a resume answered with the whole file (it changed) fails instead of mixing two files', async () => {
+  const server = await serve({ dropAfter: [1_000_000], ignoreRange: true });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, { timeoutMs: 5000 })), {
+      name: 'DownloadError',
+      message: /answered HTTP 200, expected 206/,
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+test('a connection that keeps dropping fails after the allowed resumes', async () => {
+  const server = await serve({ dropAfter: [100_000, 100_000, 100_000, 100_000] });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, { timeoutMs: 5000, maxResumes: 2 })), {
+      name: 'DownloadError',
+      message: /after 2 resume\(s\)/,
+    });
+    assert.equal(server.requests.length, 3);
+  } finally {
+    await server.close();
+  }
+});
+
+test('an aborted signal stops the download', async () => {
+  const server = await serve({ stallAfter: [100_000] });
+  try {
+    const controller = new AbortController();
+    const stream = downloadStream(server.url, { timeoutMs: 60_000, signal: controller.signal });
+    stream.once('data', () => controller.abort(new Error('stopped by test')));
+    await assert.rejects(buffer(stream), { message: 'stopped by test' });
+  } finally {
+    await server.close();
+  }
+});
+
+test('an abort while the consumer is not reading still ends the stream', async () => {
+  const server = await serve({});
+  try {
+    const controller = new AbortController();
+    const stream = downloadStream(server.url, { timeoutMs: 60_000, signal: controller.signal });
+    const failed = new Promise<unknown>((resolve) => stream.once('error', resolve));
+    stream.once('readable', () => controller.abort(new Error('stopped while paused')));
+    assert.equal(((await failed) as Error).message, 'stopped while paused');
+  } finally {
+    await server.close();
+  }
+});

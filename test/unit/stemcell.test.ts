@@ -1,0 +1,343 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import type { StemcellRelease } from '../../src/boshio.js';
+import {
+  StemcellError,
+  downloadAndExtractStemcell,
+  extractStemcellFrom,
+  findExtractedStemcell,
+  removeStemcellWorkFiles,
+  stemcellWorkPaths,
+} from '../../src/stemcell.js';
+import { readExtents } from '../../src/vhd.js';
+import type { StemcellFixture, StemcellFixtureOptions } from '../support/stemcell-fixture.js';
+import { buildStemcellFixture, writeLargeStemcellFixture } from '../support/stemcell-fixture.js';
+
+let root: string;
+let fixture: StemcellFixture;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'stemcell-test-'));
+  fixture = await buildStemcellFixture();
+});
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+let workDirs = 0;
+async function workDir(): Promise<string> {
+  return mkdtemp(join(root, `work-${++workDirs}-`));
+}
+
+function releaseOf(f: StemcellFixture, overrides: Partial<StemcellRelease> = {}): StemcellRelease {
+  return {
+    series: f.series,
+    version: f.version,
+    url: 'http://127.0.0.1/unused',
+    size: 0,
+    sha256: f.sha256,
+    ...overrides,
+  };
+}
+
+/** Source stream in 64 KiB pieces, like a network would deliver it. */
+function sourceOf(tarball: Buffer): Readable {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < tarball.length; at += 65536) parts.push(tarball.subarray(at, at + 65536));
+  return Readable.from(parts);
+}
+
+async function filesIn(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => !e.isDirectory()).map((e) => e.name);
+}
+
+/** Extracting must reject with a StemcellError matching `message` and leave no file behind. */
+async function assertRefused(tarball: Buffer, release: StemcellRelease, message: RegExp): Promise<void> {
+  const dir = await workDir();
+  await assert.rejects(
+    extractStemcellFrom(sourceOf(tarball), release, { workDir: dir }),
+    (error: unknown) => {
+      assert.ok(error instanceof StemcellError, `expected a StemcellError, got ${String(error)}`);
+      assert.match(error.message, message);
+      assert.match(error.message, new RegExp(`${release.series}/${release.version.replace('.', '\\.')}`));
+      return true;
+    },
+  );
+  assert.deepEqual(await filesIn(dir), []);
+}
+
+async function refusedFixture(options: StemcellFixtureOptions, message: RegExp): Promise<void> {
+  const bad = await buildStemcellFixture(options);
+  await assertRefused(bad.tarball, releaseOf(bad), message);
+}
+
+test('a stemcell is extracted with its digests, manifest and size', async () => {
+  const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), {
+    workDir: await workDir(),
+  });
+  assert.equal(result.series, fixture.series);
+  assert.equal(result.version, fixture.version);
+  assert.equal(result.tarballSha256, fixture.sha256);
+  assert.equal(result.tarballSha1, fixture.sha1);
+  assert.equal(result.imageSha1, fixture.imageSha1);
+  assert.equal(result.imageSha256, fixture.imageSha256);
+  assert.equal(result.tarballBytes, fixture.tarball.length);
+  assert.equal(result.vhdSize, fixture.vhd.length);
+  assert.equal(result.manifest.sha1, fixture.imageSha1);
+  assert.equal(result.manifest.cloudProperties.infrastructure, 'azure');
+});
+
+test('the extracted root.vhd equals the one in the image', async () => {
+  const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), {
+    workDir: await workDir(),
+  });
+  assert.ok((await readFile(result.vhdPath)).equals(fixture.vhd));
+});
+
+test('the extent map beside the VHD lists exactly its non-zero sectors', async () => {
+  const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), {
+    workDir: await workDir(),
+  });
+  assert.deepEqual(await readExtents(result.extentsPath), fixture.extents);
+  assert.equal(
+    result.dataBytes,
+    fixture.extents.reduce((sum, e) => sum + e.length, 0),
+  );
+});
+
+test('the work paths are the same for the same series and version', () => {
+  const first = stemcellWorkPaths('/work', 'bosh-azure-hyperv-ubuntu-noble', '1.5');
+  assert.deepEqual(first, stemcellWorkPaths('/work', 'bosh-azure-hyperv-ubuntu-noble', '1.5'));
+  assert.notEqual(first.vhdPath, stemcellWorkPaths('/work', 'bosh-azure-hyperv-ubuntu-noble', '1.6').vhdPath);
+});
+
+test('a series name that could leave the work directory is refused', () => {
+  assert.throws(() => stemcellWorkPaths('/work', '../etc', '1.5'), StemcellError);
+  assert.throws(() => stemcellWorkPaths('/work', 'ok', '1/../../x'), StemcellError);
+});
+
+test('a complete extraction is found again, and not after its files are removed', async () => {
+  const dir = await workDir();
+  const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  assert.deepEqual(
+    await findExtractedStemcell(dir, fixture.series, fixture.version, fixture.imageSha256),
+    result,
+  );
+  await removeStemcellWorkFiles(dir, fixture.series, fixture.version);
+  assert.equal(await findExtractedStemcell(dir, fixture.series, fixture.version), undefined);
+  assert.deepEqual(await filesIn(dir), []);
+});
+
+test('an extraction of another image is not reused', async () => {
+  const dir = await workDir();
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  assert.equal(await findExtractedStemcell(dir, fixture.series, fixture.version, '0'.repeat(64)), undefined);
+});
+
+test('an extraction whose VHD went missing is not reused', async () => {
+  const dir = await workDir();
+  const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  await rm(result.vhdPath);
+  assert.equal(await findExtractedStemcell(dir, fixture.series, fixture.version), undefined);
+});
+
+test('the tarball SHA-1 is checked when bosh.io gives no SHA-256', async () => {
+  const release = releaseOf(fixture, { sha256: undefined, sha1: 'f'.repeat(40) });
+  delete release.sha256;
+  await assertRefused(fixture.tarball, release, /tarball SHA-1 is [0-9a-f]{40}, expected f{40}/);
+});
+
+test('a tarball whose SHA-256 differs from bosh.io is refused', async () => {
+  await assertRefused(
+    fixture.tarball,
+    releaseOf(fixture, { sha256: 'a'.repeat(64) }),
+    new RegExp(`tarball SHA-256 is ${fixture.sha256}, expected a{64}`),
+  );
+});
+
+test('an image whose SHA-1 differs from stemcell.MF is refused', async () => {
+  await refusedFixture(
+    { manifest: { sha1: 'b'.repeat(40) } },
+    /SHA-1 of image is [0-9a-f]{40}, expected b{40}/,
+  );
+});
+
+for (const fraction of [0.001, 0.3, 0.7, 0.999]) {
+  test(`a tarball cut at ${fraction * 100}% of its length is refused`, async () => {
+    const cut = fixture.tarball.subarray(0, Math.floor(fixture.tarball.length * fraction));
+    await assertRefused(cut, releaseOf(fixture), /corrupt or truncated/);
+  });
+}
+
+test('a tarball without an image entry is refused', async () => {
+  await refusedFixture({ omitImage: true }, /stemcell tarball has no `image` entry/);
+});
+
+test('an image entry under another name does not count as the image', async () => {
+  await refusedFixture({ imageEntryName: 'image.tgz' }, /stemcell tarball has no `image` entry/);
+});
+
+test('an image without root.vhd is refused', async () => {
+  await refusedFixture({ omitRootVhd: true }, /image has no root\.vhd/);
+});
+
+test('an image whose only root.vhd is a symlink is refused: the link is not followed', async () => {
+  await refusedFixture(
+    {
+      omitRootVhd: true,
+      extraEntries: [{ name: 'root.vhd', type: 'SymbolicLink', linkpath: '/etc/passwd', archive: 'image' }],
+    },
+    /image has no root\.vhd/,
+  );
+});
+
+test('a symlink named root.vhd before the real file is skipped', async () => {
+  const linked = await buildStemcellFixture({
+    extraEntries: [
+      { name: 'root.vhd', type: 'SymbolicLink', linkpath: '/etc/passwd', archive: 'image', first: true },
+    ],
+  });
+  const result = await extractStemcellFrom(sourceOf(linked.tarball), releaseOf(linked), {
+    workDir: await workDir(),
+  });
+  assert.ok((await readFile(result.vhdPath)).equals(linked.vhd));
+});
+
+test('entry names are never used as paths', async () => {
+  const dir = await workDir();
+  const sneaky = await buildStemcellFixture({
+    extraEntries: [
+      { name: '../../escaped.txt', body: 'outside', archive: 'stemcell' },
+      { name: '../root.vhd', body: 'not the disk', archive: 'image' },
+    ],
+  });
+  const result = await extractStemcellFrom(sourceOf(sneaky.tarball), releaseOf(sneaky), { workDir: dir });
+  assert.ok((await readFile(result.vhdPath)).equals(sneaky.vhd));
+  assert.deepEqual(
+    (await filesIn(root)).filter((name) => name.includes('escaped')),
+    [],
+  );
+});
+
+test('a VHD whose virtual size is not whole MiB is refused', async () => {
+  await refusedFixture(
+    { vhdSizeBytes: 4 * 1024 * 1024 + 1024 },
+    /virtual size is 4194816 bytes, expected a whole number of MiB/,
+  );
+});
+
+test('a VHD with a damaged footer is refused', async () => {
+  await refusedFixture({ corruptFooter: true }, /footer checksum/);
+});
+
+test('a stemcell.MF naming another series is refused', async () => {
+  const other = await buildStemcellFixture({ manifest: { name: 'bosh-azure-hyperv-ubuntu-noble' } });
+  await assertRefused(
+    other.tarball,
+    releaseOf(other),
+    /describes bosh-azure-hyperv-ubuntu-noble\/1\.100, expected bosh-azure-hyperv-ubuntu-jammy-go_agent\/1\.100/,
+  );
+});
+
+test('a stemcell.MF naming another version is refused', async () => {
+  const other = await buildStemcellFixture({ manifest: { version: '1.99' } });
+  await assertRefused(other.tarball, releaseOf(other), /describes .*\/1\.99, expected .*\/1\.100/);
+});
+
+test('a stemcell.MF with a missing field is refused, naming the field', async () => {
+  await refusedFixture(
+    { manifest: { operating_system: null } },
+    /`operating_system` must be a non-empty string/,
+  );
+});
+
+test('a tarball whose first entry is not stemcell.MF is refused', async () => {
+  await refusedFixture(
+    { extraEntries: [{ name: 'README', body: 'hello', first: true }] },
+    /first entry of the tarball is "README", expected stemcell\.MF/,
+  );
+});
+
+test('a stemcell.MF larger than 1 MiB is refused before it is read', async () => {
+  await refusedFixture(
+    { manifest: { padding: 'x'.repeat(1024 * 1024) } },
+    /stemcell\.MF is \d+ bytes, more than/,
+  );
+});
+
+test('bytes that are not gzip are refused as corrupt', async () => {
+  await assertRefused(
+    Buffer.from('this is not a stemcell'.repeat(100)),
+    releaseOf(fixture),
+    /corrupt or truncated/,
+  );
+});
+
+test('an error of the source stream is passed on as it is', async () => {
+  const dir = await workDir();
+  const broken = new Error('connection reset by test');
+  const source = new Readable({
+    read() {
+      this.push(fixture.tarball.subarray(0, 100_000));
+      this.destroy(broken);
+    },
+  });
+  await assert.rejects(
+    extractStemcellFrom(source, releaseOf(fixture), { workDir: dir }),
+    (error) => error === broken,
+  );
+  assert.deepEqual(await filesIn(dir), []);
+});
+
+test('an aborted extraction stops and leaves no file', async () => {
+  const dir = await workDir();
+  const controller = new AbortController();
+  controller.abort();
+  await assert.rejects(
+    extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), {
+      workDir: dir,
+      signal: controller.signal,
+    }),
+    { name: 'AbortError' },
+  );
+  assert.deepEqual(await filesIn(dir), []);
+});
+
+test('a stemcell is downloaded over HTTP and extracted, reporting progress', async () => {
+  const server = createServer((_request, response) => {
+    response.writeHead(200, { 'content-length': fixture.tarball.length });
+    response.end(fixture.tarball);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const progress: number[] = [];
+    const result = await downloadAndExtractStemcell(
+      releaseOf(fixture, { url: `http://127.0.0.1:${port}/stemcell.tgz` }),
+      { workDir: await workDir(), timeoutMs: 5000, onProgress: (p) => progress.push(p.bytes) },
+    );
+    assert.equal(result.tarballSha256, fixture.sha256);
+    assert.equal(progress.at(-1), fixture.tarball.length);
+  } finally {
+    server.close();
+  }
+});
+
+test('a stemcell streamed to disk by the large fixture writer extracts to the expected extents', async () => {
+  const dir = await workDir();
+  const path = join(dir, 'large.tgz');
+  const large = await writeLargeStemcellFixture(path, { virtualSizeMiB: 24, dataMiB: 6, seed: 3 });
+  const result = await extractStemcellFrom(createReadStream(path), releaseOf({ ...fixture, ...large }), {
+    workDir: dir,
+  });
+  assert.equal(result.tarballBytes, large.size);
+  assert.equal(result.imageSha256, large.imageSha256);
+  assert.deepEqual(await readExtents(result.extentsPath), large.extents);
+});
