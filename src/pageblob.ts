@@ -1,0 +1,454 @@
+/**
+ * Page blob: the sparse, parallel, resumable upload of a fixed VHD to Azure Storage.
+ *
+ * Only the VHD's non-zero extents are written (the service counts a written zero page as data),
+ * neighbouring data is coalesced into writes of up to 4 MiB (a page blob takes ~500 requests/s),
+ * and the blob's metadata says whose content it holds and whether every write landed, so a later
+ * run either finds it complete, resumes it, or replaces it.
+ */
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import type { BlobGetPropertiesResponse, ContainerClient, PageBlobClient } from '@azure/storage-blob';
+import type { Extent } from './vhd.js';
+
+/** The largest single Put Page the service accepts. */
+export const MAX_PAGE_WRITE = 4 * 1024 * 1024;
+
+/** Page blob writes and sizes are whole 512-byte pages. */
+const PAGE_SIZE = 512;
+
+/**
+ * Metadata on a VHD page blob. Keys are lowercase C# identifiers, as Azure metadata requires
+ * (the service hands them back lowercase anyway):
+ * - `stemcell_series`, `stemcell_version`: which stemcell the VHD comes from;
+ * - `source_url`, `tarball_sha256`: the bosh.io tarball it was extracted from;
+ * - `image_sha256`: SHA-256 of the stemcell's `image` file, the identity of the content (required);
+ * - `vhd_size`: size of the VHD in bytes (set by the upload);
+ * - `upload_complete`: `'true'` only once every write is done and verified (set by the upload).
+ */
+export interface VhdBlobMetadata {
+  [key: string]: string;
+}
+
+export interface UploadSparseVhdRequest {
+  container: ContainerClient;
+  blobName: string;
+  /** The local fixed VHD; read with positioned reads, never loaded whole. */
+  vhdPath: string;
+  /** Non-zero byte ranges of the VHD (see `readExtents`), footer included. */
+  extents: Extent[];
+  /** Size of the VHD in bytes: the page blob's size, a multiple of 512. */
+  size: number;
+  /** Identity of the content; must include `image_sha256`. */
+  metadata: Record<string, string>;
+  /** Writes in flight at once. */
+  concurrency: number;
+  /** Bytes sent by this call so far, of the bytes this call has to send. */
+  onProgress?: (bytesUploaded: number, totalBytes: number) => void;
+  /** Aborting leaves the blob incomplete and resumable. */
+  signal?: AbortSignal;
+}
+
+export interface UploadSparseVhdResult {
+  blobUrl: string;
+  /** Bytes sent by this call. */
+  bytesUploaded: number;
+  /** Bytes of data the complete blob holds (the extents, page-aligned). */
+  dataBytes: number;
+  /** The blob already held this content, complete: nothing was sent. */
+  alreadyComplete: boolean;
+  /** An incomplete upload of this content was continued. */
+  resumed: boolean;
+  /** Why an existing blob of that name was deleted and created again, when it was. */
+  replacedBecause?: string;
+}
+
+const NAME_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const METADATA_KEY = /^[a-z_][a-z0-9_]*$/;
+const METADATA_VALUE = /^[\x20-\x7e]*$/;
+
+/**
+ * `<series>/<version>/root.vhd`: one virtual folder per series and version, so listing a series
+ * is a prefix query, the file keeps the name the stemcell gives it, and no part needs escaping.
+ */
+export function vhdBlobName(series: string, version: string): string {
+  for (const [what, value] of [
+    ['series', series],
+    ['version', version],
+  ] as const) {
+    if (!NAME_SEGMENT.test(value)) {
+      throw new Error(
+        `Cannot name the VHD blob for stemcell ${what} '${value}': expected letters, digits, '.', '_' or '-', starting with a letter or digit.`,
+      );
+    }
+  }
+  return `${series}/${version}/root.vhd`;
+}
+
+/**
+ * The Put Page writes that cover exactly the extents: each rounded out to whole pages, touching or
+ * overlapping ones joined, zero gaps between them never written, each split into writes of at most
+ * `maxWrite` bytes.
+ */
+export function planPageWrites(extents: readonly Extent[], maxWrite: number = MAX_PAGE_WRITE): Extent[] {
+  if (
+    !Number.isInteger(maxWrite) ||
+    maxWrite < PAGE_SIZE ||
+    maxWrite > MAX_PAGE_WRITE ||
+    maxWrite % PAGE_SIZE !== 0
+  ) {
+    throw new RangeError(
+      `A page write must be a multiple of ${PAGE_SIZE} bytes up to ${MAX_PAGE_WRITE}, not ${maxWrite}.`,
+    );
+  }
+  const writes: Extent[] = [];
+  for (const range of mergeRanges(extents.map(alignOutward))) {
+    const stop = endOf(range);
+    for (let offset = range.offset; offset < stop; offset += maxWrite) {
+      writes.push({ offset, length: Math.min(maxWrite, stop - offset) });
+    }
+  }
+  return writes;
+}
+
+/**
+ * What of the planned writes is not yet on the blob, given the page ranges it reports: only the
+ * missing parts of a partly written range, still whole pages.
+ */
+export function remainingWrites(planned: readonly Extent[], written: readonly Extent[]): Extent[] {
+  const present = mergeRanges(written.map(alignInward));
+  const missing: Extent[] = [];
+  for (const write of planned) {
+    const stop = endOf(write);
+    let cursor = write.offset;
+    for (let i = firstEndingAfter(present, cursor); i < present.length && cursor < stop; i++) {
+      const range = present[i]!;
+      if (range.offset >= stop) break;
+      if (range.offset > cursor) missing.push({ offset: cursor, length: range.offset - cursor });
+      cursor = Math.max(cursor, endOf(range));
+    }
+    if (cursor < stop) missing.push({ offset: cursor, length: stop - cursor });
+  }
+  return missing;
+}
+
+/**
+ * Uploads the VHD's extents to a page blob, doing only what the blob still lacks: nothing when it
+ * already holds this content complete, the missing pages when it holds an incomplete upload of it,
+ * everything (after deleting it) when it holds anything else.
+ */
+export async function uploadSparseVhd(request: UploadSparseVhdRequest): Promise<UploadSparseVhdResult> {
+  const { container, blobName, size, signal } = request;
+  const where = `page blob '${blobName}' in container '${container.containerName}'`;
+  checkRequest(request, where);
+  const metadata = contentMetadata(request.metadata, size, where);
+  const planned = planPageWrites(request.extents);
+  const dataBytes = totalLength(planned);
+
+  signal?.throwIfAborted();
+  await container.createIfNotExists({ abortSignal: signal });
+  const blob = container.getPageBlobClient(blobName);
+  const found = await inspectBlob(blob, size, metadata['image_sha256']!, planned, signal);
+  const result = { blobUrl: blob.url, bytesUploaded: 0, dataBytes, alreadyComplete: false, resumed: false };
+  if (found.state === 'complete') {
+    return { ...result, alreadyComplete: true };
+  }
+
+  let writes = planned;
+  let replacedBecause: string | undefined;
+  if (found.state === 'partial') {
+    writes = remainingWrites(planned, found.written);
+  } else {
+    if (found.state === 'other') {
+      replacedBecause = found.reason;
+      await blob.deleteIfExists({ deleteSnapshots: 'include', abortSignal: signal });
+    }
+    // Created without the complete mark: until that is set, a later run resumes this upload.
+    await blob.create(size, { metadata, abortSignal: signal });
+  }
+
+  const bytesUploaded = await writePages(blob, request, writes, where);
+  await verifyDataBytes(blob, dataBytes, where, signal);
+  await blob.setMetadata({ ...metadata, upload_complete: 'true' }, { abortSignal: signal });
+  return {
+    ...result,
+    bytesUploaded,
+    resumed: found.state === 'partial',
+    ...(replacedBecause === undefined ? {} : { replacedBecause }),
+  };
+}
+
+/** The blob of that name, when its metadata marks a complete upload of the image with that SHA-256. */
+export async function findCompletedVhdBlob(
+  container: ContainerClient,
+  blobName: string,
+  imageSha256: string,
+): Promise<{ blobUrl: string; size: number } | undefined> {
+  const blob = container.getPageBlobClient(blobName);
+  const properties = await propertiesIfExists(blob);
+  if (properties === undefined || properties.contentLength === undefined) return undefined;
+  if (!isCompleteUpload(properties, imageSha256, properties.contentLength)) return undefined;
+  return { blobUrl: blob.url, size: properties.contentLength };
+}
+
+type FoundBlob =
+  | { state: 'absent' }
+  | { state: 'complete' }
+  | { state: 'partial'; written: Extent[] }
+  | { state: 'other'; reason: string };
+
+async function inspectBlob(
+  blob: PageBlobClient,
+  size: number,
+  imageSha256: string,
+  planned: readonly Extent[],
+  signal: AbortSignal | undefined,
+): Promise<FoundBlob> {
+  const properties = await propertiesIfExists(blob, signal);
+  if (properties === undefined) return { state: 'absent' };
+  if (properties.blobType !== 'PageBlob') {
+    return {
+      state: 'other',
+      reason: `it is a ${properties.blobType ?? 'blob of unknown type'}, not a page blob`,
+    };
+  }
+  if (properties.contentLength !== size) {
+    return { state: 'other', reason: `it is ${properties.contentLength} bytes, the VHD ${size}` };
+  }
+  const blobImage = properties.metadata?.['image_sha256'];
+  if (blobImage !== imageSha256) {
+    return { state: 'other', reason: `it holds image_sha256 '${blobImage ?? 'none'}', not '${imageSha256}'` };
+  }
+  if (isCompleteUpload(properties, imageSha256, size)) return { state: 'complete' };
+  const written = await listWrittenRanges(blob, signal);
+  // Pages outside the extents are not this content: resuming would leave them (and fail the check).
+  if (remainingWrites(written, planned).length > 0) {
+    return { state: 'other', reason: "it holds pages outside the VHD's data extents" };
+  }
+  return { state: 'partial', written };
+}
+
+function isCompleteUpload(properties: BlobGetPropertiesResponse, imageSha256: string, size: number): boolean {
+  const metadata = properties.metadata ?? {};
+  return (
+    properties.blobType === 'PageBlob' &&
+    properties.contentLength === size &&
+    metadata['image_sha256'] === imageSha256 &&
+    metadata['vhd_size'] === String(size) &&
+    metadata['upload_complete'] === 'true'
+  );
+}
+
+async function propertiesIfExists(
+  blob: PageBlobClient,
+  signal?: AbortSignal,
+): Promise<BlobGetPropertiesResponse | undefined> {
+  try {
+    return await blob.getProperties({ abortSignal: signal });
+  } catch (error) {
+    if ((error as { statusCode?: unknown }).statusCode === 404) return undefined;
+    throw error;
+  }
+}
+
+/** Every written range of the blob, following continuation tokens (large blobs answer in pages). */
+async function listWrittenRanges(blob: PageBlobClient, signal: AbortSignal | undefined): Promise<Extent[]> {
+  const ranges: Extent[] = [];
+  for await (const range of blob.listPageRanges(0, undefined, { abortSignal: signal })) {
+    ranges.push({ offset: range.start, length: range.end - range.start + 1 });
+  }
+  return ranges;
+}
+
+/** Sends the writes with at most `concurrency` in flight, each read from the file into a pooled buffer. */
+async function writePages(
+  blob: PageBlobClient,
+  request: UploadSparseVhdRequest,
+  writes: readonly Extent[],
+  where: string,
+): Promise<number> {
+  const { vhdPath, size, concurrency, onProgress, signal } = request;
+  const totalBytes = totalLength(writes);
+  if (writes.length === 0) return 0;
+  onProgress?.(0, totalBytes);
+
+  const file = await open(vhdPath, 'r');
+  const stopWorkers = new AbortController();
+  const abortSignal =
+    signal === undefined ? stopWorkers.signal : AbortSignal.any([signal, stopWorkers.signal]);
+  let next = 0;
+  let uploaded = 0;
+  let failure: { error: unknown; write: Extent | undefined } | undefined;
+
+  const worker = async (buffer: Buffer): Promise<void> => {
+    let write: Extent | undefined;
+    try {
+      while (!abortSignal.aborted && (write = writes[next++]) !== undefined) {
+        const body = await readRange(file, buffer, write, vhdPath);
+        await blob.uploadPages(body, write.offset, write.length, { abortSignal });
+        uploaded += write.length;
+        onProgress?.(uploaded, totalBytes);
+      }
+    } catch (error) {
+      // The first failure is the one to report; the others are the workers it stopped.
+      failure ??= { error, write };
+      stopWorkers.abort();
+    }
+  };
+
+  try {
+    const fileSize = (await file.stat()).size;
+    if (fileSize !== size) {
+      throw new Error(
+        `Cannot upload ${vhdPath} to ${where}: the file is ${fileSize} bytes, the upload expects ${size}. Extract root.vhd again.`,
+      );
+    }
+    const bufferSize = writes.reduce((largest, write) => Math.max(largest, write.length), 0);
+    const workerCount = Math.min(concurrency, writes.length);
+    await Promise.all(Array.from({ length: workerCount }, () => worker(Buffer.allocUnsafe(bufferSize))));
+  } finally {
+    await file.close();
+  }
+
+  if (failure !== undefined) {
+    // An abort by the caller surfaces as the SDK's AbortError, so callers can tell it apart.
+    if (signal?.aborted) throw failure.error;
+    const bytes = failure.write ? ` bytes ${failure.write.offset}-${endOf(failure.write) - 1}` : '';
+    throw new Error(
+      `Uploading${bytes} of ${vhdPath} to ${where} failed: ${messageOf(failure.error)}. The blob is left incomplete; run the upload again to resume it.`,
+      { cause: failure.error },
+    );
+  }
+  // Aborted between writes: nothing failed, but the upload is not done.
+  signal?.throwIfAborted();
+  return uploaded;
+}
+
+/** Fills the buffer with one write's bytes by positioned reads (a read may return fewer bytes). */
+async function readRange(file: FileHandle, buffer: Buffer, write: Extent, vhdPath: string): Promise<Buffer> {
+  let filled = 0;
+  while (filled < write.length) {
+    const { bytesRead } = await file.read(buffer, filled, write.length - filled, write.offset + filled);
+    if (bytesRead === 0) {
+      throw new Error(
+        `${vhdPath} ends before byte ${endOf(write)} that its extents cover; extract root.vhd and its extents again.`,
+      );
+    }
+    filled += bytesRead;
+  }
+  return buffer.subarray(0, write.length);
+}
+
+/** A cheap consistency check: the blob holds as many written bytes as the VHD has data. */
+async function verifyDataBytes(
+  blob: PageBlobClient,
+  dataBytes: number,
+  where: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const writtenBytes = totalLength(await listWrittenRanges(blob, signal));
+  if (writtenBytes !== dataBytes) {
+    throw new Error(
+      `After the upload, ${where} reports ${writtenBytes} bytes of written pages, but the VHD has ${dataBytes} bytes of data. It is left incomplete; run the upload again to repair or replace it.`,
+    );
+  }
+}
+
+function checkRequest(request: UploadSparseVhdRequest, where: string): void {
+  const { size, vhdPath, concurrency, extents } = request;
+  if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) {
+    throw new Error(
+      `Cannot upload ${vhdPath} to ${where}: its size ${size} is not a positive multiple of ${PAGE_SIZE} bytes, which a page blob (and a fixed VHD) must be.`,
+    );
+  }
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new RangeError(
+      `Cannot upload to ${where}: concurrency must be a whole number of at least 1, not ${concurrency}.`,
+    );
+  }
+  for (const extent of extents) {
+    if (!Number.isSafeInteger(extent.offset) || !Number.isSafeInteger(extent.length) || extent.offset < 0) {
+      throw new RangeError(
+        `Cannot upload ${vhdPath} to ${where}: extent ${JSON.stringify(extent)} is not a byte range.`,
+      );
+    }
+    if (endOf(extent) > size) {
+      throw new RangeError(
+        `Cannot upload ${vhdPath} to ${where}: extent ${extent.offset}+${extent.length} lies beyond the VHD's ${size} bytes; extract root.vhd and its extents again.`,
+      );
+    }
+  }
+}
+
+/** The caller's metadata, checked, with `vhd_size` set and without the complete mark. */
+function contentMetadata(metadata: Record<string, string>, size: number, where: string): VhdBlobMetadata {
+  const { upload_complete: _ignored, ...content } = metadata;
+  for (const [key, value] of Object.entries(content)) {
+    if (!METADATA_KEY.test(key)) {
+      throw new Error(
+        `Cannot upload to ${where}: metadata key '${key}' must be lowercase letters, digits and '_'.`,
+      );
+    }
+    if (!METADATA_VALUE.test(value)) {
+      throw new Error(
+        `Cannot upload to ${where}: metadata '${key}' must be printable ASCII, got '${value}'.`,
+      );
+    }
+  }
+  if (!content['image_sha256']) {
+    throw new Error(
+      `Cannot upload to ${where}: metadata must include image_sha256, the identity of the content.`,
+    );
+  }
+  return { ...content, vhd_size: String(size) };
+}
+
+function alignOutward(extent: Extent): Extent {
+  const offset = Math.floor(extent.offset / PAGE_SIZE) * PAGE_SIZE;
+  return { offset, length: Math.ceil(endOf(extent) / PAGE_SIZE) * PAGE_SIZE - offset };
+}
+
+/** Only whole pages inside the range count as written. */
+function alignInward(extent: Extent): Extent {
+  const offset = Math.ceil(extent.offset / PAGE_SIZE) * PAGE_SIZE;
+  return { offset, length: Math.max(0, Math.floor(endOf(extent) / PAGE_SIZE) * PAGE_SIZE - offset) };
+}
+
+/** Sorted, with empty ranges dropped and overlapping or touching ones joined. */
+function mergeRanges(ranges: readonly Extent[]): Extent[] {
+  const sorted = ranges.filter((range) => range.length > 0).sort((a, b) => a.offset - b.offset);
+  const merged: Extent[] = [];
+  for (const range of sorted) {
+    const last = merged.at(-1);
+    if (last !== undefined && range.offset <= endOf(last)) {
+      last.length = Math.max(endOf(last), endOf(range)) - last.offset;
+    } else {
+      merged.push({ ...range });
+    }
+  }
+  return merged;
+}
+
+/** Index of the first of the sorted, disjoint ranges that ends after `offset`. */
+function firstEndingAfter(ranges: readonly Extent[], offset: number): number {
+  let low = 0;
+  let high = ranges.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (endOf(ranges[middle]!) <= offset) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+function endOf(extent: Extent): number {
+  return extent.offset + extent.length;
+}
+
+function totalLength(extents: readonly Extent[]): number {
+  return extents.reduce((sum, extent) => sum + extent.length, 0);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

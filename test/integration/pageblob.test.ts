@@ -1,0 +1,392 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ContainerClient } from '@azure/storage-blob';
+import type { TokenCredential } from '@azure/identity';
+import { createAzureCredential } from '../../src/credentials.js';
+import { findCompletedVhdBlob, planPageWrites, uploadSparseVhd } from '../../src/pageblob.js';
+import type { UploadSparseVhdRequest, UploadSparseVhdResult } from '../../src/pageblob.js';
+import type { Extent } from '../../src/vhd.js';
+import { startAzurite } from '../support/azurite.js';
+import type { AzuriteBlob } from '../support/azurite.js';
+import { startIdentityEndpoint } from '../support/identity.js';
+import type { IdentityEndpoint } from '../support/identity.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const blobName = 'bosh-azure-hyperv-ubuntu-jammy-go_agent/1.1364/root.vhd';
+const imageSha256 = 'a'.repeat(64);
+
+interface TestVhd {
+  path: string;
+  size: number;
+  /** The non-zero ranges, as `readExtents` reports them: sorted, disjoint, footer last. */
+  extents: Extent[];
+  dataBytes: number;
+}
+
+let identity: IdentityEndpoint;
+let azurite: AzuriteBlob;
+let credential: TokenCredential;
+let workDir: string;
+let vhd: TestVhd;
+let containerCount = 0;
+
+before(async () => {
+  identity = await startIdentityEndpoint();
+  Object.assign(process.env, identity.env());
+  azurite = await startAzurite();
+  credential = createAzureCredential();
+  workDir = await mkdtemp(join(tmpdir(), 'basm-pageblob-'));
+  vhd = await writeTestVhd(join(workDir, 'root.vhd'));
+});
+
+after(async () => {
+  await azurite?.stop();
+  await identity?.stop();
+  delete process.env.IDENTITY_ENDPOINT;
+  delete process.env.IDENTITY_HEADER;
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+describe('a first upload', () => {
+  let containerName: string;
+  let result: UploadSparseVhdResult;
+
+  before(async () => {
+    containerName = newContainerName();
+    result = await uploadSparseVhd(request(containerName));
+  });
+
+  test('authenticates with a managed identity token for Azure Storage', () => {
+    assert.ok(
+      identity.requests.some((r) => /^https:\/\/storage\.azure\.com\/?$/.test(r.resource)),
+      `token requests: ${JSON.stringify(identity.requests)}`,
+    );
+  });
+
+  test('creates the container without public access', async () => {
+    const properties = await assertions(containerName).getProperties();
+
+    assert.equal(properties.blobPublicAccess, undefined);
+  });
+
+  test('stores the VHD byte for byte', async () => {
+    const stored = await assertions(containerName).getPageBlobClient(blobName).downloadToBuffer();
+
+    assert.ok(stored.equals(await readFile(vhd.path)), 'the blob differs from the local VHD');
+  });
+
+  test('writes exactly the extents, no zero pages', async () => {
+    assert.deepEqual(await pageRanges(containerName), vhd.extents);
+  });
+
+  test('sends exactly the data bytes', () => {
+    assert.equal(result.bytesUploaded, vhd.dataBytes);
+  });
+
+  test('marks the blob complete in its metadata', async () => {
+    const { metadata } = await assertions(containerName).getPageBlobClient(blobName).getProperties();
+
+    assert.deepEqual(metadata, {
+      image_sha256: imageSha256,
+      stemcell_series: 'bosh-azure-hyperv-ubuntu-jammy-go_agent',
+      stemcell_version: '1.1364',
+      vhd_size: String(vhd.size),
+      upload_complete: 'true',
+    });
+  });
+
+  test('reports the blob URL', () => {
+    assert.equal(result.blobUrl, assertions(containerName).getPageBlobClient(blobName).url);
+  });
+
+  test('is found as a completed VHD blob afterwards', async () => {
+    const found = await findCompletedVhdBlob(container(containerName), blobName, imageSha256);
+
+    assert.deepEqual(found, { blobUrl: result.blobUrl, size: vhd.size });
+  });
+
+  test('a second upload of the same content sends nothing and leaves the blob untouched', async () => {
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    const before = await blob.getProperties();
+
+    const again = await uploadSparseVhd(request(containerName));
+
+    assert.deepEqual(
+      {
+        alreadyComplete: again.alreadyComplete,
+        bytesUploaded: again.bytesUploaded,
+        etag: (await blob.getProperties()).etag,
+      },
+      { alreadyComplete: true, bytesUploaded: 0, etag: before.etag },
+    );
+  });
+});
+
+describe('resuming', () => {
+  test('an incomplete upload of the same content sends only the missing pages', async () => {
+    const containerName = newContainerName();
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    await assertions(containerName).create();
+    await blob.create(vhd.size, { metadata: { image_sha256: imageSha256, vhd_size: String(vhd.size) } });
+    // The first extent whole, and part of the 4 MiB write that starts the long extent.
+    const file = await readFile(vhd.path);
+    const prewritten = [vhd.extents[0]!, { offset: 3 * MiB, length: 1 * MiB }];
+    for (const { offset, length } of prewritten) {
+      await blob.uploadPages(file.subarray(offset, offset + length), offset, length);
+    }
+
+    const result = await uploadSparseVhd(request(containerName));
+
+    assert.deepEqual(
+      { resumed: result.resumed, bytesUploaded: result.bytesUploaded },
+      { resumed: true, bytesUploaded: vhd.dataBytes - sum(prewritten) },
+    );
+  });
+
+  test('a resumed upload leaves the blob byte for byte equal to the VHD', async () => {
+    const containerName = newContainerName();
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    await assertions(containerName).create();
+    await blob.create(vhd.size, { metadata: { image_sha256: imageSha256 } });
+    const firstExtent = vhd.extents[0]!;
+    const file = await readFile(vhd.path);
+    await blob.uploadPages(
+      file.subarray(firstExtent.offset, firstExtent.offset + firstExtent.length),
+      firstExtent.offset,
+      firstExtent.length,
+    );
+
+    await uploadSparseVhd(request(containerName));
+
+    assert.ok((await blob.downloadToBuffer()).equals(file), 'the blob differs from the local VHD');
+  });
+
+  test('an aborted upload is left incomplete', async () => {
+    const containerName = newContainerName();
+    await abortAfterFirstWrite(containerName);
+
+    const { metadata } = await assertions(containerName).getPageBlobClient(blobName).getProperties();
+
+    assert.equal(metadata?.['upload_complete'], undefined);
+  });
+
+  test('an aborted upload fails with an AbortError', async () => {
+    const containerName = newContainerName();
+
+    const failure = await abortAfterFirstWrite(containerName);
+
+    assert.equal((failure as Error).name, 'AbortError');
+  });
+
+  test('the upload after an abort sends only what the aborted one did not', async () => {
+    const containerName = newContainerName();
+    await abortAfterFirstWrite(containerName);
+    const alreadyWritten = sum(await pageRanges(containerName));
+
+    const result = await uploadSparseVhd(request(containerName));
+
+    assert.deepEqual(
+      {
+        resumed: result.resumed,
+        bytesUploaded: result.bytesUploaded,
+        written: await pageRanges(containerName),
+      },
+      { resumed: true, bytesUploaded: vhd.dataBytes - alreadyWritten, written: vhd.extents },
+    );
+  });
+});
+
+describe('replacing', () => {
+  test('a blob holding another image is replaced, its stale pages gone', async () => {
+    const containerName = newContainerName();
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    await assertions(containerName).create();
+    const otherImage = { image_sha256: 'b'.repeat(64), vhd_size: String(vhd.size), upload_complete: 'true' };
+    await blob.create(vhd.size, { metadata: otherImage });
+    await blob.uploadPages(Buffer.alloc(512, 0xee), 10 * MiB, 512);
+
+    const result = await uploadSparseVhd(request(containerName));
+
+    assert.deepEqual(
+      {
+        replacedBecause: result.replacedBecause?.includes('image_sha256'),
+        written: await pageRanges(containerName),
+      },
+      { replacedBecause: true, written: vhd.extents },
+    );
+  });
+
+  test('a blob of another size is replaced by one of the VHD size', async () => {
+    const containerName = newContainerName();
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    await assertions(containerName).create();
+    await blob.create(1 * MiB, { metadata: { image_sha256: imageSha256 } });
+
+    await uploadSparseVhd(request(containerName));
+
+    assert.equal((await blob.getProperties()).contentLength, vhd.size);
+  });
+
+  test('a block blob of that name is replaced by a page blob holding the VHD', async () => {
+    const containerName = newContainerName();
+    await assertions(containerName).create();
+    await assertions(containerName).getBlockBlobClient(blobName).upload('not a vhd', 9);
+
+    const result = await uploadSparseVhd(request(containerName));
+
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    assert.deepEqual(
+      {
+        replacedBecause: result.replacedBecause?.includes('BlockBlob'),
+        blobType: (await blob.getProperties()).blobType,
+        sameBytes: (await blob.downloadToBuffer()).equals(await readFile(vhd.path)),
+      },
+      { replacedBecause: true, blobType: 'PageBlob', sameBytes: true },
+    );
+  });
+});
+
+describe('refusing', () => {
+  test('a size that is not a multiple of 512 bytes is refused before anything is sent', async () => {
+    const containerName = newContainerName();
+
+    await assert.rejects(
+      uploadSparseVhd({ ...request(containerName), size: vhd.size - 1 }),
+      /not a positive multiple of 512/,
+    );
+    assert.equal(await assertions(containerName).exists(), false);
+  });
+
+  test('metadata without image_sha256 is refused', async () => {
+    await assert.rejects(
+      uploadSparseVhd({ ...request(newContainerName()), metadata: { stemcell_version: '1.1364' } }),
+      /must include image_sha256/,
+    );
+  });
+});
+
+describe('findCompletedVhdBlob', () => {
+  test('finds nothing when the container does not exist', async () => {
+    assert.equal(await findCompletedVhdBlob(container(newContainerName()), blobName, imageSha256), undefined);
+  });
+
+  test('finds nothing when the blob holds another image', async () => {
+    const containerName = newContainerName();
+    await uploadSparseVhd(request(containerName));
+
+    assert.equal(await findCompletedVhdBlob(container(containerName), blobName, 'c'.repeat(64)), undefined);
+  });
+
+  test('finds nothing when the upload is incomplete', async () => {
+    const containerName = newContainerName();
+    await assertions(containerName).create();
+    const metadata = { image_sha256: imageSha256, vhd_size: String(vhd.size) };
+    await assertions(containerName).getPageBlobClient(blobName).create(vhd.size, { metadata });
+
+    assert.equal(await findCompletedVhdBlob(container(containerName), blobName, imageSha256), undefined);
+  });
+});
+
+/** The production path: a bearer token from the managed identity endpoint. */
+function container(name: string): ContainerClient {
+  return new ContainerClient(`${azurite.blobEndpoint}/${name}`, credential);
+}
+
+/** Shared key, for setting up and checking state only. */
+function assertions(name: string): ContainerClient {
+  return new ContainerClient(`${azurite.blobEndpoint}/${name}`, azurite.sharedKeyCredential);
+}
+
+function newContainerName(): string {
+  containerCount += 1;
+  return `vhds-${containerCount}`;
+}
+
+function request(containerName: string): UploadSparseVhdRequest {
+  return {
+    container: container(containerName),
+    blobName,
+    vhdPath: vhd.path,
+    extents: vhd.extents,
+    size: vhd.size,
+    metadata: {
+      image_sha256: imageSha256,
+      stemcell_series: 'bosh-azure-hyperv-ubuntu-jammy-go_agent',
+      stemcell_version: '1.1364',
+    },
+    concurrency: 4,
+  };
+}
+
+/** One write at a time, aborted from the progress callback of the first; returns the rejection. */
+async function abortAfterFirstWrite(containerName: string): Promise<unknown> {
+  const controller = new AbortController();
+  const onProgress = (bytesUploaded: number): void => {
+    if (bytesUploaded > 0) controller.abort();
+  };
+  try {
+    await uploadSparseVhd({
+      ...request(containerName),
+      concurrency: 1,
+      onProgress,
+      signal: controller.signal,
+    });
+  } catch (error) {
+    return error;
+  }
+  throw new Error('the aborted upload resolved');
+}
+
+/** The blob's written ranges, touching ones joined (the service may report them in pieces). */
+async function pageRanges(containerName: string): Promise<Extent[]> {
+  const ranges: Extent[] = [];
+  for await (const range of assertions(containerName).getPageBlobClient(blobName).listPageRanges()) {
+    const last = ranges.at(-1);
+    if (last !== undefined && last.offset + last.length === range.start)
+      last.length += range.end - range.start + 1;
+    else ranges.push({ offset: range.start, length: range.end - range.start + 1 });
+  }
+  return ranges;
+}
+
+function sum(extents: readonly Extent[]): number {
+  return extents.reduce((total, extent) => total + extent.length, 0);
+}
+
+/**
+ * A ~12 MiB fixed-VHD-shaped file, sparse on disk: scattered non-zero ranges (one longer than a
+ * 4 MiB write) and a 512-byte footer at the end; everything else zero.
+ */
+async function writeTestVhd(path: string): Promise<TestVhd> {
+  const size = 12 * MiB + 512;
+  const extents: Extent[] = [
+    { offset: 0, length: 64 * KiB },
+    { offset: 1 * MiB, length: 512 },
+    { offset: 2 * MiB, length: 6 * MiB + 4 * KiB },
+    { offset: 11 * MiB - 8 * KiB, length: 8 * KiB },
+    { offset: 12 * MiB, length: 512 },
+  ];
+  const file = await open(path, 'w');
+  try {
+    for (const { offset, length } of extents) {
+      await file.write(nonZeroBytes(length), 0, length, offset);
+    }
+    await file.truncate(size);
+  } finally {
+    await file.close();
+  }
+  assert.ok(planPageWrites(extents).length > extents.length, 'the fixture must need a split write');
+  return { path, size, extents, dataBytes: sum(extents) };
+}
+
+/** Random bytes with no zero byte, so no page of an extent is all zeros and misplaced data shows. */
+function nonZeroBytes(length: number): Buffer {
+  const bytes = randomBytes(length);
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] === 0) bytes[i] = 0x5a;
+  return bytes;
+}
