@@ -1,0 +1,357 @@
+/**
+ * ComputeGallery against the ARM fake, Azurite and a managed-identity endpoint: the real SDK, the real
+ * credential code and Azure's long-running-operation contract, on 127.0.0.1.
+ * Run with NODE_EXTRA_CA_CERTS=.tmp/tls/ca.pem (after `node dist/test/support/tls.js`).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { ManagedIdentityCredential } from '@azure/identity';
+import { BlobServiceClient } from '@azure/storage-blob';
+import type { ContainerClient } from '@azure/storage-blob';
+import type { GalleryNaming } from '../../src/config.js';
+import { ComputeGallery, GalleryError, imageDefinitionFor, imageVersionTags } from '../../src/gallery.js';
+import type { ImageDefinitionSpec, ImageVersionState } from '../../src/gallery.js';
+import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
+import { startAzurite } from '../support/azurite.js';
+import type { AzuriteBlob } from '../support/azurite.js';
+import { startFakeArm } from '../support/fake-arm.js';
+import type { FakeArm } from '../support/fake-arm.js';
+import { startIdentityEndpoint } from '../support/identity.js';
+import type { IdentityEndpoint } from '../support/identity.js';
+import { fixedVhdFooter } from '../support/stemcell-fixture.js';
+
+const subscriptionId = '00000000-0000-4000-8000-0000000000e5';
+const resourceGroup = 'rg-gallery-test';
+const galleryName = 'stemcells';
+const region = 'westeurope';
+const naming: GalleryNaming = { publisher: 'bosh' };
+const MIB = 1024 * 1024;
+
+let azurite: AzuriteBlob;
+let identity: IdentityEndpoint;
+let arm: FakeArm;
+let gallery: ComputeGallery;
+let container: ContainerClient;
+let storageAccountId: string;
+
+before(async () => {
+  // The credential reads these once per process (msal caches the source), so they are set before any token.
+  identity = await startIdentityEndpoint();
+  Object.assign(process.env, identity.env());
+  azurite = await startAzurite();
+  arm = await startFakeArm({
+    subscriptionId,
+    resourceGroup,
+    galleryName,
+    location: region,
+    storage: {
+      blobEndpoint: azurite.blobEndpoint,
+      accountName: azurite.accountName,
+      sharedKeyCredential: azurite.sharedKeyCredential,
+    },
+  });
+  storageAccountId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Storage/storageAccounts/${azurite.accountName}`;
+  gallery = new ComputeGallery({
+    subscriptionId,
+    resourceGroup,
+    galleryName,
+    region,
+    resourceManagerEndpoint: arm.url,
+    storageAccountId,
+    credential: new ManagedIdentityCredential(),
+    pollIntervalMs: 20,
+  });
+  container = new BlobServiceClient(azurite.blobEndpoint, azurite.sharedKeyCredential).getContainerClient(
+    'vhds',
+  );
+  await container.create();
+});
+
+after(async () => {
+  await arm?.stop();
+  await azurite?.stop();
+  await identity?.stop();
+});
+
+function manifest(
+  series: string,
+  cloud: Partial<CloudProperties> = {},
+  version = '1.1364',
+): StemcellManifest {
+  return {
+    name: series,
+    version,
+    sha1: 'b'.repeat(40),
+    operatingSystem: 'ubuntu-jammy',
+    stemcellFormats: ['azure-vhd'],
+    cloudProperties: {
+      name: series,
+      version,
+      infrastructure: 'azure',
+      osType: 'linux',
+      architecture: 'x86_64',
+      raw: { name: series, version, infrastructure: 'azure', os_type: 'linux', architecture: 'x86_64' },
+      ...cloud,
+    },
+  };
+}
+
+/** A definition that exists in the fake, for tests about versions. */
+async function existingDefinition(
+  series: string,
+  cloud: Partial<CloudProperties> = {},
+): Promise<ImageDefinitionSpec> {
+  const spec = imageDefinitionFor(manifest(series, cloud), naming);
+  await gallery.ensureImageDefinition(spec);
+  return spec;
+}
+
+/** A valid fixed VHD page blob of 1 MiB of (zero) disk plus its footer. */
+async function vhdPageBlob(name: string): Promise<string> {
+  const blob = container.getPageBlobClient(name);
+  await blob.create(MIB + 512);
+  const footer = fixedVhdFooter(MIB);
+  await blob.uploadPages(footer, MIB, footer.length);
+  return blob.url;
+}
+
+function tagsFor(series: string, definitionName: string): Record<string, string> {
+  return imageVersionTags({
+    manifest: manifest(series),
+    imageSha256: 'c'.repeat(64),
+    galleryName,
+    definitionName,
+  });
+}
+
+async function waitForState(
+  definitionName: string,
+  versionName: string,
+  wanted: string[],
+): Promise<ImageVersionState> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const state = await gallery.getImageVersion(definitionName, versionName);
+    if (state !== undefined && wanted.includes(state.provisioningState)) return state;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`${definitionName}/${versionName} never reached ${wanted.join(' or ')}`);
+}
+
+function storedState(definitionName: string, versionName: string): unknown {
+  const stored = arm.imageVersions.get(`${definitionName}/${versionName}`);
+  return (stored?.['properties'] as { provisioningState?: unknown } | undefined)?.provisioningState;
+}
+
+test('ensureImageDefinition creates a missing definition as the CPI would', async () => {
+  const spec = imageDefinitionFor(
+    manifest('def-create', { generation: 'gen2', acceleratedNetworking: true }),
+    naming,
+  );
+  assert.equal(await gallery.ensureImageDefinition(spec), 'created');
+  const stored = arm.imageDefinitions.get('def-create-gen2')?.['properties'] as
+    Record<string, unknown> | undefined;
+  assert.deepEqual(
+    [
+      stored?.['provisioningState'],
+      stored?.['hyperVGeneration'],
+      stored?.['identifier'],
+      stored?.['features'],
+    ],
+    [
+      'Succeeded',
+      'V2',
+      { publisher: 'bosh', offer: 'def-create-gen2', sku: 'gen2' },
+      [{ name: 'IsAcceleratedNetworkSupported', value: 'True' }],
+    ],
+  );
+});
+
+test('ensureImageDefinition reports a matching existing definition as exists', async () => {
+  const spec = imageDefinitionFor(manifest('def-exists'), naming);
+  await gallery.ensureImageDefinition(spec);
+  assert.equal(await gallery.ensureImageDefinition(spec), 'exists');
+});
+
+test('ensureImageDefinition refuses an existing definition of another generation, naming both', async () => {
+  const gen1 = imageDefinitionFor(manifest('def-conflict'), naming);
+  await gallery.ensureImageDefinition(gen1);
+  const gen2: ImageDefinitionSpec = { ...gen1, hyperVGeneration: 'V2' };
+  await assert.rejects(gallery.ensureImageDefinition(gen2), (error: unknown) => {
+    assert.ok(error instanceof GalleryError);
+    assert.equal(error.transient, false);
+    assert.match(error.message, /def-conflict/);
+    assert.match(error.message, /hyperVGeneration is V1 there but the stemcell needs V2/);
+    return true;
+  });
+});
+
+test('ensureImageDefinition leaves a contradicting definition unmodified', async () => {
+  const x64 = imageDefinitionFor(manifest('def-untouched', { generation: 'gen2' }), naming);
+  await gallery.ensureImageDefinition(x64);
+  const before = JSON.stringify(arm.imageDefinitions.get(x64.name));
+  await assert.rejects(gallery.ensureImageDefinition({ ...x64, architecture: 'Arm64' }), GalleryError);
+  assert.equal(JSON.stringify(arm.imageDefinitions.get(x64.name)), before);
+});
+
+test('startImageVersion returns while Azure is still creating the version', async () => {
+  const spec = await existingDefinition('ver-start');
+  const blobUrl = await vhdPageBlob('ver-start.vhd');
+  await gallery.startImageVersion({
+    definitionName: spec.name,
+    versionName: '1.1364.0',
+    blobUrl,
+    tags: tagsFor('ver-start', spec.name),
+  });
+  assert.equal(storedState(spec.name, '1.1364.0'), 'Creating');
+});
+
+test('a started version eventually reports Succeeded with its source and tags', async () => {
+  const spec = await existingDefinition('ver-succeed');
+  const blobUrl = await vhdPageBlob('ver-succeed.vhd');
+  const tags = tagsFor('ver-succeed', spec.name);
+  await gallery.startImageVersion({ definitionName: spec.name, versionName: '1.1364.0', blobUrl, tags });
+  const state = await waitForState(spec.name, '1.1364.0', ['Succeeded', 'Failed']);
+  assert.deepEqual(state, { name: '1.1364.0', provisioningState: 'Succeeded', tags, sourceUri: blobUrl });
+});
+
+test('the version request carries the CPI-shaped source and a single-region publishing profile', async () => {
+  const spec = await existingDefinition('ver-body');
+  const blobUrl = await vhdPageBlob('ver-body.vhd');
+  await gallery.startImageVersion({
+    definitionName: spec.name,
+    versionName: '2.0.0',
+    blobUrl,
+    tags: tagsFor('ver-body', spec.name),
+  });
+  const put = arm.requests.find(
+    (request) => request.method === 'PUT' && request.path.endsWith(`/images/${spec.name}/versions/2.0.0`),
+  );
+  const properties = (put?.body as { properties?: Record<string, unknown> } | undefined)?.properties;
+  assert.deepEqual(
+    { storageProfile: properties?.['storageProfile'], publishingProfile: properties?.['publishingProfile'] },
+    {
+      storageProfile: { osDiskImage: { source: { storageAccountId, uri: blobUrl } } },
+      publishingProfile: {
+        targetRegions: [{ name: region, regionalReplicaCount: 1, storageAccountType: 'Standard_LRS' }],
+        replicaCount: 1,
+        excludeFromLatest: false,
+      },
+    },
+  );
+});
+
+test("a failed provisioning is reported with Azure's message", async () => {
+  const spec = await existingDefinition('ver-fail');
+  const blobUrl = await vhdPageBlob('ver-fail.vhd');
+  arm.failNextVersion(spec.name, '1.1364.0', {
+    code: 'ReplicationJobFailed',
+    message: 'Replication to westeurope failed: disk copy timed out.',
+  });
+  await gallery.startImageVersion({
+    definitionName: spec.name,
+    versionName: '1.1364.0',
+    blobUrl,
+    tags: tagsFor('ver-fail', spec.name),
+  });
+  const state = await waitForState(spec.name, '1.1364.0', ['Succeeded', 'Failed']);
+  assert.equal(state.provisioningState, 'Failed');
+  assert.match(state.errorMessage ?? '', /ReplicationJobFailed.*disk copy timed out/);
+});
+
+test("a block blob source fails with Azure's page-blob validation message", async () => {
+  const spec = await existingDefinition('ver-blockblob');
+  const blob = container.getBlockBlobClient('ver-blockblob.vhd');
+  const content = Buffer.concat([Buffer.alloc(MIB), fixedVhdFooter(MIB)]);
+  await blob.upload(content, content.length);
+  await gallery.startImageVersion({
+    definitionName: spec.name,
+    versionName: '1.0.0',
+    blobUrl: blob.url,
+    tags: tagsFor('ver-blockblob', spec.name),
+  });
+  const state = await waitForState(spec.name, '1.0.0', ['Succeeded', 'Failed']);
+  assert.equal(state.provisioningState, 'Failed');
+  assert.match(state.errorMessage ?? '', /only a page blob can be the VHD source/);
+});
+
+test('a request Azure refuses outright is a permanent GalleryError with its status and code', async () => {
+  const spec = await existingDefinition('ver-refused');
+  const blobUrl = await vhdPageBlob('ver-refused.vhd');
+  await assert.rejects(
+    gallery.startImageVersion({ definitionName: spec.name, versionName: 'latest', blobUrl, tags: {} }),
+    (error: unknown) => {
+      assert.ok(error instanceof GalleryError);
+      assert.deepEqual([error.statusCode, error.code, error.transient], [400, 'InvalidParameter', false]);
+      assert.match(error.message, /ver-refused\/latest/);
+      return true;
+    },
+  );
+});
+
+test('getImageVersion is undefined for a version that does not exist', async () => {
+  const spec = await existingDefinition('get-missing');
+  assert.equal(await gallery.getImageVersion(spec.name, '9.9.9'), undefined);
+});
+
+test('getImageVersion is undefined when the definition does not exist either', async () => {
+  assert.equal(await gallery.getImageVersion('no-such-definition', '1.0.0'), undefined);
+});
+
+test('deleteImageVersion removes the version and waits for it', async () => {
+  const spec = await existingDefinition('ver-delete');
+  const blobUrl = await vhdPageBlob('ver-delete.vhd');
+  await gallery.startImageVersion({
+    definitionName: spec.name,
+    versionName: '1.0.0',
+    blobUrl,
+    tags: tagsFor('ver-delete', spec.name),
+  });
+  await waitForState(spec.name, '1.0.0', ['Succeeded']);
+  await gallery.deleteImageVersion(spec.name, '1.0.0');
+  assert.deepEqual(
+    [arm.imageVersions.has(`${spec.name}/1.0.0`), await gallery.getImageVersion(spec.name, '1.0.0')],
+    [false, undefined],
+  );
+});
+
+test('deleteImageVersion of a missing version succeeds', async () => {
+  const spec = await existingDefinition('del-missing');
+  await gallery.deleteImageVersion(spec.name, '3.0.0');
+  assert.equal(arm.imageVersions.has(`${spec.name}/3.0.0`), false);
+});
+
+test('listSeriesVersions finds the versions of every definition of the series and nothing else', async () => {
+  const series = 'list-series';
+  const gen1 = await existingDefinition(series);
+  const gen2 = await existingDefinition(series, { generation: 'gen2' });
+  const other = await existingDefinition('list-series-other');
+  const starts: Array<[ImageDefinitionSpec, string]> = [
+    [gen1, '1.1.0'],
+    [gen1, '1.2.0'],
+    [gen2, '1.2.0'],
+    [other, '1.3.0'],
+  ];
+  for (const [spec, version] of starts) {
+    const blobUrl = await vhdPageBlob(`${spec.name}-${version}.vhd`);
+    await gallery.startImageVersion({
+      definitionName: spec.name,
+      versionName: version,
+      blobUrl,
+      tags: tagsFor(series, spec.name),
+    });
+  }
+  const found = await gallery.listSeriesVersions(series, naming);
+  assert.deepEqual(found.map((v) => `${v.definitionName}:${v.name}`).sort(), [
+    'list-series-gen2:1.2.0',
+    'list-series:1.1.0',
+    'list-series:1.2.0',
+  ]);
+});
+
+test('listSeriesVersions is empty when the series has no definition', async () => {
+  assert.deepEqual(await gallery.listSeriesVersions('list-nothing', naming), []);
+});
+
+test('tokens are requested for the configured Resource Manager endpoint', () => {
+  assert.ok(identity.requests.some((request) => request.resource === arm.url));
+});

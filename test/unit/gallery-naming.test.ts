@@ -1,0 +1,289 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { GalleryNaming } from '../../src/config.js';
+import {
+  GalleryError,
+  MIRROR_STEMCELL_REFERENCE,
+  candidateDefinitionNames,
+  imageDefinitionFor,
+  imageDefinitionName,
+  imageVersionTags,
+} from '../../src/gallery.js';
+import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
+
+const jammy = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
+const defaults: GalleryNaming = { publisher: 'bosh' };
+const sha256 = 'a'.repeat(64);
+
+function manifest(cloud: Partial<CloudProperties> = {}, name = jammy, version = '1.1364'): StemcellManifest {
+  const raw: CloudProperties['raw'] = {
+    name,
+    version,
+    infrastructure: 'azure',
+    hypervisor: 'hyperv',
+    disk: 5120,
+    disk_format: 'vhd',
+    os_type: 'linux',
+    os_distro: 'ubuntu',
+    architecture: 'x86_64',
+    root_device_name: '/dev/sda1',
+  };
+  if (cloud.generation !== undefined) raw.generation = cloud.generation;
+  if (cloud.acceleratedNetworking !== undefined) raw.accelerated_networking = cloud.acceleratedNetworking;
+  if (cloud.hibernation !== undefined) raw.hibernation = cloud.hibernation;
+  if (cloud.securityType !== undefined) raw.security_type = cloud.securityType;
+  return {
+    name,
+    version,
+    sha1: 'b'.repeat(40),
+    operatingSystem: 'ubuntu-jammy',
+    apiVersion: 3,
+    boshProtocol: '1',
+    stemcellFormats: ['azure-vhd'],
+    cloudProperties: {
+      name,
+      version,
+      infrastructure: 'azure',
+      hypervisor: 'hyperv',
+      disk: 5120,
+      diskFormat: 'vhd',
+      osType: 'linux',
+      osDistro: 'ubuntu',
+      architecture: 'x86_64',
+      rootDeviceName: '/dev/sda1',
+      raw,
+      ...cloud,
+    },
+  };
+}
+
+const gen2 = (): StemcellManifest =>
+  manifest({
+    generation: 'gen2',
+    diskControllerTypes: ['scsi', 'nvme'],
+    acceleratedNetworking: true,
+    hibernation: false,
+    securityType: 'TrustedLaunchSupported',
+  });
+
+test('gen1 definition name is the stemcell name', () => {
+  assert.equal(imageDefinitionName(jammy, 'gen1', defaults), jammy);
+});
+
+test('absent generation means gen1', () => {
+  assert.equal(imageDefinitionName(jammy, undefined, defaults), jammy);
+});
+
+test('gen2 definition name appends the generation', () => {
+  assert.equal(imageDefinitionName(jammy, 'gen2', defaults), `${jammy}-gen2`);
+});
+
+test('BASM_GALLERY_IMAGE_NAME overrides the definition name for every generation', () => {
+  const naming = { ...defaults, imageName: 'stemcells' };
+  assert.deepEqual(
+    ['gen1', 'gen2', undefined].map((generation) => imageDefinitionName(jammy, generation, naming)),
+    ['stemcells', 'stemcells', 'stemcells'],
+  );
+});
+
+test('candidate names include the gen1 name and generation suffixes, any case', () => {
+  const belongs = candidateDefinitionNames(jammy, defaults);
+  assert.deepEqual(
+    [jammy, `${jammy}-gen2`, `${jammy.toUpperCase()}-GEN2`, `${jammy}-gen2-x64`, `${jammy}-gen1-arm64`].map(
+      belongs,
+    ),
+    [true, true, true, true, true],
+  );
+});
+
+test('candidate names exclude other series and look-alikes', () => {
+  const belongs = candidateDefinitionNames(jammy, defaults);
+  assert.deepEqual(
+    [
+      'bosh-azure-hyperv-ubuntu-noble',
+      `${jammy}-fips`,
+      `${jammy}-gen2-extra`,
+      `x${jammy}`,
+      'bosh-azure-hyperv-ubuntu-jammyXgo_agent',
+    ].map(belongs),
+    [false, false, false, false, false],
+  );
+});
+
+test('candidate names with an override accept only the override', () => {
+  const belongs = candidateDefinitionNames(jammy, { ...defaults, imageName: 'Stemcells' });
+  assert.deepEqual(['stemcells', jammy, `${jammy}-gen2`].map(belongs), [true, false, false]);
+});
+
+test('jammy gen1 definition matches what the CPI creates', () => {
+  assert.deepEqual(imageDefinitionFor(manifest(), defaults), {
+    name: jammy,
+    publisher: 'bosh',
+    offer: jammy,
+    sku: 'gen1',
+    osType: 'Linux',
+    osState: 'Generalized',
+    hyperVGeneration: 'V1',
+    architecture: 'x64',
+  });
+});
+
+test('gen1 definition carries no features even when cloud properties name some', () => {
+  const spec = imageDefinitionFor(manifest({ generation: 'gen1', acceleratedNetworking: true }), defaults);
+  assert.equal('features' in spec, false);
+});
+
+test('gen2 definition maps cloud properties to features in the CPI order and values', () => {
+  const spec = imageDefinitionFor(gen2(), defaults);
+  assert.deepEqual(
+    {
+      name: spec.name,
+      sku: spec.sku,
+      offer: spec.offer,
+      hyperVGeneration: spec.hyperVGeneration,
+      features: spec.features,
+    },
+    {
+      name: `${jammy}-gen2`,
+      sku: 'gen2',
+      offer: `${jammy}-gen2`,
+      hyperVGeneration: 'V2',
+      features: [
+        { name: 'DiskControllerTypes', value: 'SCSI,NVMe' },
+        { name: 'IsAcceleratedNetworkSupported', value: 'True' },
+        { name: 'IsHibernateSupported', value: 'False' },
+        { name: 'SecurityType', value: 'TrustedLaunchSupported' },
+      ],
+    },
+  );
+});
+
+test('gen2 definition without feature properties has no features key', () => {
+  assert.equal('features' in imageDefinitionFor(manifest({ generation: 'gen2' }), defaults), false);
+});
+
+test('arm64 stemcell gets the Arm64 architecture', () => {
+  assert.equal(imageDefinitionFor(manifest({ architecture: 'aarch64' }), defaults).architecture, 'Arm64');
+});
+
+test('publisher, offer and sku settings override the identifier', () => {
+  const spec = imageDefinitionFor(manifest(), { publisher: 'acme', offer: 'stemcells', sku: 'jammy' });
+  assert.deepEqual([spec.publisher, spec.offer, spec.sku], ['acme', 'stemcells', 'jammy']);
+});
+
+test('unknown generation is refused with a GalleryError naming the value', () => {
+  assert.throws(
+    () => imageDefinitionFor(manifest({ generation: 'gen3' }), defaults),
+    (error: unknown) => {
+      assert.ok(error instanceof GalleryError);
+      assert.match(error.message, /"gen3"/);
+      return true;
+    },
+  );
+});
+
+test('unknown architecture is refused with a GalleryError naming the value', () => {
+  assert.throws(() => imageDefinitionFor(manifest({ architecture: 'riscv64' }), defaults), /"riscv64"/);
+});
+
+function tagsFor(
+  m: StemcellManifest,
+  extra: { sourceUrl?: string; definitionName?: string } = {},
+): Record<string, string> {
+  return imageVersionTags({
+    manifest: m,
+    imageSha256: sha256,
+    galleryName: 'stemcells',
+    definitionName: extra.definitionName ?? jammy,
+    ...(extra.sourceUrl === undefined ? {} : { sourceUrl: extra.sourceUrl }),
+  });
+}
+
+test('version tags carry the stemcell metadata as text, like the CPI', () => {
+  const tags = tagsFor(manifest());
+  assert.deepEqual(
+    [tags.name, tags.version, tags.disk, tags.os_type, tags.architecture],
+    [jammy, '1.1364', '5120', 'linux', 'x86_64'],
+  );
+});
+
+test('version tags carry the CPI bookkeeping tags', () => {
+  const tags = tagsFor(manifest());
+  assert.deepEqual(
+    [
+      tags.image_sha256,
+      tags.compute_gallery_name,
+      tags.compute_gallery_image_definition,
+      tags.stemcell_references,
+    ],
+    [sha256, 'stemcells', jammy, MIRROR_STEMCELL_REFERENCE],
+  );
+});
+
+test('image tag is the CPI identifier JSON with the padded version', () => {
+  assert.equal(
+    tagsFor(manifest()).image,
+    `{"publisher":"bosh","offer":"${jammy}","sku":"gen1","version":"1.1364.0"}`,
+  );
+});
+
+test('stemcell reference is never a director stemcell id, so delete-stemcell keeps the version', () => {
+  const references = (tagsFor(manifest()).stemcell_references ?? '').split(',');
+  assert.ok(
+    references.length > 0 && references.every((ref) => ref !== '' && !ref.startsWith('bosh-stemcell-')),
+  );
+});
+
+test('list-valued disk_controller_types is written as Ruby prints an array', () => {
+  assert.equal(
+    tagsFor(gen2(), { definitionName: `${jammy}-gen2` }).disk_controller_types,
+    '["scsi", "nvme"]',
+  );
+});
+
+test('boolean cloud properties are written as true/false', () => {
+  const tags = tagsFor(gen2(), { definitionName: `${jammy}-gen2` });
+  assert.deepEqual([tags.accelerated_networking, tags.hibernation], ['true', 'false']);
+});
+
+test('source url is kept as a tag when it fits', () => {
+  const url = 'https://storage.googleapis.com/bosh-core-stemcells/1.1364/stemcell.tgz';
+  assert.equal(tagsFor(manifest(), { sourceUrl: url }).stemcell_source_url, url);
+});
+
+test('a tag value over 256 characters is left out, not cut', () => {
+  const tags = tagsFor(manifest(), { sourceUrl: `https://example.com/${'x'.repeat(300)}` });
+  assert.equal('stemcell_source_url' in tags, false);
+});
+
+test('no more than 50 tags, and the CPI-required ones survive', () => {
+  const m = manifest();
+  for (let i = 0; i < 80; i++) m.cloudProperties.raw[`extra_${String(i).padStart(2, '0')}`] = i;
+  const tags = tagsFor(m);
+  assert.equal(Object.keys(tags).length, 50);
+  for (const name of [
+    'name',
+    'version',
+    'image',
+    'image_sha256',
+    'compute_gallery_name',
+    'stemcell_references',
+  ]) {
+    assert.ok(name in tags, `${name} missing`);
+  }
+});
+
+test('every tag fits Azure limits', () => {
+  const m = gen2();
+  m.cloudProperties.raw[`long_${'n'.repeat(600)}`] = 'value';
+  m.cloudProperties.raw.long_value = 'v'.repeat(257);
+  const tags = tagsFor(m, { definitionName: `${jammy}-gen2` });
+  assert.ok(Object.entries(tags).every(([name, value]) => name.length <= 512 && value.length <= 256));
+});
+
+test('a required tag that cannot fit is an error naming the tag', () => {
+  assert.throws(
+    () => tagsFor(manifest(), { definitionName: 'd'.repeat(300) }),
+    /compute_gallery_image_definition/,
+  );
+});
