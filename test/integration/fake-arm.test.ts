@@ -1,0 +1,583 @@
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import https from 'node:https';
+import { after, before, describe, test } from 'node:test';
+import { ComputeManagementClient } from '@azure/arm-compute';
+import type { GalleryImage, GalleryImageVersion } from '@azure/arm-compute';
+import { ManagedIdentityCredential } from '@azure/identity';
+import { BlobServiceClient } from '@azure/storage-blob';
+import type { ContainerClient } from '@azure/storage-blob';
+import { startAzurite } from '../support/azurite.js';
+import type { AzuriteBlob } from '../support/azurite.js';
+import { startFakeArm } from '../support/fake-arm.js';
+import type { FakeArm } from '../support/fake-arm.js';
+import { startIdentityEndpoint } from '../support/identity.js';
+import type { IdentityEndpoint } from '../support/identity.js';
+import { ensureTestCertificate } from '../support/tls.js';
+import type { TestCertificate } from '../support/tls.js';
+
+const subscriptionId = '00000000-1111-2222-3333-444444444444';
+const resourceGroup = 'rg-stemcells';
+const galleryName = 'bosh_stemcells';
+const location = 'westeurope';
+const mebibyte = 1024 * 1024;
+// Polls answered quickly: core-lro ignores `Retry-After: 0` and would otherwise wait 2 s between polls.
+const fast = { updateIntervalInMs: 5 };
+
+let azurite: AzuriteBlob;
+let identity: IdentityEndpoint;
+let arm: FakeArm;
+let client: ComputeManagementClient;
+let container: ContainerClient;
+let storageAccountId: string;
+
+before(async () => {
+  azurite = await startAzurite();
+  identity = await startIdentityEndpoint();
+  Object.assign(process.env, identity.env());
+  arm = await startFakeArm({
+    subscriptionId,
+    resourceGroup,
+    galleryName,
+    location,
+    storage: azurite,
+    pollsUntilDone: 2,
+    listPageSize: 2,
+  });
+  client = new ComputeManagementClient(new ManagedIdentityCredential(), subscriptionId, {
+    endpoint: arm.url,
+    credentials: { scopes: [`${arm.url}/.default`] },
+  });
+  container = new BlobServiceClient(azurite.blobEndpoint, azurite.sharedKeyCredential).getContainerClient(
+    'stemcells',
+  );
+  await container.create();
+  storageAccountId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Storage/storageAccounts/${azurite.accountName}`;
+});
+
+after(async () => {
+  await arm?.stop();
+  await identity?.stop();
+  await azurite?.stop();
+});
+
+// ---- fixtures ----
+
+interface VhdShape {
+  virtualSize: number;
+  cookie?: string;
+  diskType?: number;
+}
+
+/** A fixed-VHD footer as the VHD specification lays it out, checksum included. */
+function vhdFooter({ virtualSize, cookie = 'conectix', diskType = 2 }: VhdShape): Buffer {
+  const footer = Buffer.alloc(512);
+  footer.write(cookie, 0, 8, 'latin1');
+  footer.writeUInt32BE(2, 8); // features: reserved bit
+  footer.writeUInt32BE(0x00010000, 12); // file format version
+  footer.writeBigUInt64BE(0xffffffffffffffffn, 16); // data offset: none for a fixed disk
+  footer.writeUInt32BE(Math.floor(Date.now() / 1000 - 946684800), 24); // seconds since 2000-01-01
+  footer.write('basm', 28, 4, 'latin1');
+  footer.writeUInt32BE(0x00010000, 32);
+  footer.write('Wi2k', 36, 4, 'latin1');
+  footer.writeBigUInt64BE(BigInt(virtualSize), 40);
+  footer.writeBigUInt64BE(BigInt(virtualSize), 48);
+  footer.writeUInt16BE(Math.max(1, Math.floor(virtualSize / 512 / 16 / 63)), 56); // cylinders
+  footer.writeUInt8(16, 58); // heads
+  footer.writeUInt8(63, 59); // sectors per track
+  footer.writeUInt32BE(diskType, 60);
+  randomBytes(16).copy(footer, 68); // unique id
+  let sum = 0;
+  for (const byte of footer) sum += byte;
+  footer.writeUInt32BE(~sum >>> 0, 64);
+  return footer;
+}
+
+/** Uploads a sparse VHD as a page blob: one sector of data at the start, zeros, then the footer. */
+async function uploadVhdPageBlob(shape: VhdShape): Promise<string> {
+  const blob = container.getPageBlobClient(`${randomUUID()}.vhd`);
+  await blob.create(shape.virtualSize + 512);
+  await blob.uploadPages(Buffer.alloc(512, 0xeb), 0, 512);
+  await blob.uploadPages(vhdFooter(shape), shape.virtualSize, 512);
+  return blob.url;
+}
+
+async function uploadVhdBlockBlob(shape: VhdShape): Promise<string> {
+  const blob = container.getBlockBlobClient(`${randomUUID()}.vhd`);
+  await blob.uploadData(Buffer.concat([Buffer.alloc(shape.virtualSize), vhdFooter(shape)]));
+  return blob.url;
+}
+
+function definitionBody(name: string, overrides: Partial<GalleryImage> = {}): GalleryImage {
+  return {
+    location,
+    osType: 'Linux',
+    osState: 'Generalized',
+    hyperVGeneration: 'V1',
+    architecture: 'x64',
+    identifier: { publisher: 'bosh', offer: name, sku: 'gen1' },
+    ...overrides,
+  };
+}
+
+function versionBody(uri: string, tags: Record<string, string> = {}): GalleryImageVersion {
+  return {
+    location,
+    tags,
+    storageProfile: { osDiskImage: { source: { storageAccountId, uri } } },
+    publishingProfile: {
+      targetRegions: [{ name: location, regionalReplicaCount: 1, storageAccountType: 'Standard_LRS' }],
+    },
+  };
+}
+
+async function createDefinition(name: string, overrides: Partial<GalleryImage> = {}): Promise<GalleryImage> {
+  return client.galleryImages.createOrUpdate(
+    resourceGroup,
+    galleryName,
+    name,
+    definitionBody(name, overrides),
+    fast,
+  );
+}
+
+function createVersion(definition: string, version: string, body: GalleryImageVersion) {
+  return client.galleryImageVersions.createOrUpdate(
+    resourceGroup,
+    galleryName,
+    definition,
+    version,
+    body,
+    fast,
+  );
+}
+
+function uniqueName(prefix: string): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Asserts an SDK RestError's status, ARM error code and message. */
+function armError(statusCode: number, code: string, message: RegExp) {
+  return (error: unknown): boolean => {
+    const details = error as { statusCode?: number; code?: string; message?: string };
+    assert.equal(details.statusCode, statusCode);
+    assert.equal(details.code, code);
+    assert.match(details.message ?? '', message);
+    return true;
+  };
+}
+
+function unsignedJwt(claims: Record<string, unknown>): string {
+  const encode = (part: object) => Buffer.from(JSON.stringify(part)).toString('base64url');
+  return `${encode({ alg: 'none', typ: 'JWT' })}.${encode(claims)}.`;
+}
+
+let certificate: TestCertificate | undefined;
+
+async function rawRequest(
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: unknown }> {
+  const { ca } = (certificate ??= ensureTestCertificate());
+  return new Promise((resolve, reject) => {
+    const request = https.request(`${arm.url}${path}`, { method: 'GET', headers, ca }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+        }),
+      );
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+const galleryUrlPath = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/galleries/${galleryName}`;
+
+// ---- image definitions ----
+
+describe('image definitions', () => {
+  test('a definition created through the SDK reads back with its properties and tags', async () => {
+    const name = uniqueName('bosh-azure-hyperv-ubuntu-jammy-go_agent');
+    await createDefinition(name, { tags: { series: 'jammy' } });
+
+    const image = await client.galleryImages.get(resourceGroup, galleryName, name);
+
+    assert.equal(image.name, name);
+    assert.equal(image.id, `${galleryUrlPath}/images/${name}`);
+    assert.equal(image.provisioningState, 'Succeeded');
+    assert.deepEqual(image.identifier, { publisher: 'bosh', offer: name, sku: 'gen1' });
+    assert.equal(image.hyperVGeneration, 'V1');
+    assert.deepEqual(image.tags, { series: 'jammy' });
+  });
+
+  test('changing the hyperVGeneration of an existing definition is refused', async () => {
+    const name = uniqueName('gen-change');
+    await createDefinition(name);
+
+    await assert.rejects(
+      createDefinition(name, { hyperVGeneration: 'V2' }),
+      armError(409, 'PropertyChangeNotAllowed', /hyperVGeneration/),
+    );
+    const stored = await client.galleryImages.get(resourceGroup, galleryName, name);
+    assert.equal(stored.hyperVGeneration, 'V1');
+  });
+
+  test('features are refused on a generation 1 definition', async () => {
+    await assert.rejects(
+      createDefinition(uniqueName('gen1-features'), {
+        features: [{ name: 'IsAcceleratedNetworkSupported', value: 'True' }],
+      }),
+      armError(400, 'InvalidParameter', /IsAcceleratedNetworkSupported.*'V1'/),
+    );
+  });
+
+  test('a generation 2 definition keeps its features in the order sent', async () => {
+    const name = uniqueName('gen2');
+    const features = [
+      { name: 'SecurityType', value: 'TrustedLaunchSupported' },
+      { name: 'IsAcceleratedNetworkSupported', value: 'True' },
+    ];
+    await createDefinition(name, {
+      hyperVGeneration: 'V2',
+      identifier: { publisher: 'bosh', offer: name, sku: 'gen2' },
+      features,
+    });
+
+    const image = await client.galleryImages.get(resourceGroup, galleryName, name);
+
+    assert.deepEqual(
+      image.features?.map(({ name: feature, value }) => ({ name: feature, value })),
+      features,
+    );
+  });
+
+  test('a definition without an identifier sku is refused naming the property', async () => {
+    const name = uniqueName('no-sku');
+    await assert.rejects(
+      createDefinition(name, { identifier: { publisher: 'bosh', offer: name, sku: '' } }),
+      armError(400, 'InvalidParameter', /galleryImage\.properties\.identifier\.sku/),
+    );
+  });
+
+  test('resource group and subscription are matched case-insensitively', async () => {
+    const gallery = await client.galleries.get(resourceGroup.toUpperCase(), galleryName);
+
+    assert.equal(gallery.name, galleryName);
+  });
+
+  test('an unknown gallery is ResourceNotFound', async () => {
+    await assert.rejects(
+      client.galleries.get(resourceGroup, 'other_gallery'),
+      armError(404, 'ResourceNotFound', /other_gallery/),
+    );
+  });
+});
+
+// ---- image versions ----
+
+describe('image versions', () => {
+  let definition: string;
+
+  before(async () => {
+    definition = uniqueName('versions');
+    await createDefinition(definition);
+  });
+
+  test('a version from a fixed VHD page blob ends Succeeded after polling the async operation', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    const before = arm.requests.length;
+
+    const version = await createVersion(definition, '1.1.0', versionBody(uri, { stemcell_name: 'jammy' }));
+
+    assert.equal(version.provisioningState, 'Succeeded');
+    assert.equal(version.storageProfile?.osDiskImage?.source?.uri, uri);
+    assert.deepEqual(version.tags, { stemcell_name: 'jammy' });
+    const polls = arm.requests.slice(before).filter((request) => request.path.includes('/capsOperations/'));
+    assert.equal(polls.length, 3);
+  });
+
+  test('a version reads Creating while its operation is in progress', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    const poller = createVersion(definition, '1.2.0', versionBody(uri));
+    await poller.submitted();
+
+    const during = await client.galleryImageVersions.get(resourceGroup, galleryName, definition, '1.2.0');
+    await poller;
+
+    assert.equal(during.provisioningState, 'Creating');
+  });
+
+  test('a version whose blob is a block blob ends Failed', async () => {
+    const uri = await uploadVhdBlockBlob({ virtualSize: mebibyte });
+
+    await assert.rejects(createVersion(definition, '2.1.0', versionBody(uri)), /BlockBlob.*only a page blob/);
+    const version = await client.galleryImageVersions.get(resourceGroup, galleryName, definition, '2.1.0');
+    assert.equal(version.provisioningState, 'Failed');
+  });
+
+  test('a version whose blob does not exist ends Failed', async () => {
+    const uri = `${container.url}/missing.vhd`;
+
+    await assert.rejects(
+      createVersion(definition, '2.2.0', versionBody(uri)),
+      /missing\.vhd' does not exist/,
+    );
+  });
+
+  test('a version whose virtual size is not a whole number of MiB ends Failed', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte + 512 });
+
+    await assert.rejects(
+      createVersion(definition, '2.3.0', versionBody(uri)),
+      /unsupported virtual size of 1049088 bytes\. The size must be a whole number \(in MBs\)/,
+    );
+  });
+
+  test('a version whose footer cookie is not conectix ends Failed', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte, cookie: 'notavhd!' });
+
+    await assert.rejects(createVersion(definition, '2.4.0', versionBody(uri)), /cookie value 'conectix'/);
+  });
+
+  test('a version from a dynamic VHD ends Failed', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte, diskType: 3 });
+
+    await assert.rejects(
+      createVersion(definition, '2.5.0', versionBody(uri)),
+      /type 'Dynamic'\. Only fixed VHDs/,
+    );
+  });
+
+  test('failNextVersion makes the next creation of that version fail with the given error', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    arm.failNextVersion(definition, '2.6.0', {
+      code: 'ReplicationFailed',
+      message: 'replication to westeurope failed',
+    });
+
+    await assert.rejects(
+      createVersion(definition, '2.6.0', versionBody(uri)),
+      /ReplicationFailed\. replication to westeurope failed/,
+    );
+    const version = await client.galleryImageVersions.get(resourceGroup, galleryName, definition, '2.6.0');
+    assert.equal(version.provisioningState, 'Failed');
+  });
+
+  test('a version whose source has only an id is refused', async () => {
+    const body: GalleryImageVersion = {
+      location,
+      storageProfile: {
+        osDiskImage: {
+          source: {
+            id: `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/images/x`,
+          },
+        },
+      },
+    };
+
+    await assert.rejects(
+      createVersion(definition, '3.1.0', body),
+      armError(400, 'InvalidParameter', /source\.uri/),
+    );
+    assert.equal(arm.imageVersions.has(`${definition}/3.1.0`), false);
+  });
+
+  test('a version whose storage account is not the configured one is refused', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    const body: GalleryImageVersion = {
+      location,
+      storageProfile: {
+        osDiskImage: {
+          source: { storageAccountId: storageAccountId.replace(/devstoreaccount1$/, 'other'), uri },
+        },
+      },
+    };
+
+    await assert.rejects(
+      createVersion(definition, '3.2.0', body),
+      armError(400, 'InvalidParameter', /storage account .*other/),
+    );
+  });
+
+  test('a version name that is not Major.Minor.Patch is refused', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+
+    await assert.rejects(
+      createVersion(definition, '1.1364', versionBody(uri)),
+      armError(400, 'InvalidParameter', /Major\(int32\)/),
+    );
+  });
+
+  test('changing the source of an existing version is refused', async () => {
+    const first = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    const second = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    await createVersion(definition, '4.1.0', versionBody(first));
+
+    await assert.rejects(
+      createVersion(definition, '4.1.0', versionBody(second)),
+      armError(409, 'PropertyChangeNotAllowed', /source\.uri/),
+    );
+  });
+
+  test('a tags-only update of an existing version succeeds and keeps the tags exactly', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    await createVersion(definition, '4.2.0', versionBody(uri, { a: '1' }));
+
+    const updated = await createVersion(
+      definition,
+      '4.2.0',
+      versionBody(uri, { a: '1', stemcell_references: 'x,y' }),
+    );
+
+    assert.equal(updated.provisioningState, 'Succeeded');
+    assert.deepEqual(updated.tags, { a: '1', stemcell_references: 'x,y' });
+  });
+
+  test('a PATCH of the tags of a version replaces its tags and keeps its source', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    await createVersion(definition, '4.3.0', versionBody(uri, { a: '1' }));
+
+    const updated = await client.galleryImageVersions.update(
+      resourceGroup,
+      galleryName,
+      definition,
+      '4.3.0',
+      { tags: { b: '2' } },
+      fast,
+    );
+
+    assert.deepEqual(updated.tags, { b: '2' });
+    assert.equal(updated.storageProfile?.osDiskImage?.source?.uri, uri);
+  });
+
+  test('deleting a version removes it once the operation completes', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    await createVersion(definition, '5.1.0', versionBody(uri));
+
+    await client.galleryImageVersions.delete(resourceGroup, galleryName, definition, '5.1.0', fast);
+
+    await assert.rejects(
+      client.galleryImageVersions.get(resourceGroup, galleryName, definition, '5.1.0'),
+      armError(404, 'ResourceNotFound', /versions\/5\.1\.0/),
+    );
+  });
+
+  test('expanding ReplicationStatus reports the state of each target region', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    await createVersion(definition, '6.1.0', versionBody(uri));
+
+    const version = await client.galleryImageVersions.get(resourceGroup, galleryName, definition, '6.1.0', {
+      expand: 'ReplicationStatus',
+    });
+
+    assert.equal(version.replicationStatus?.aggregatedState, 'Completed');
+    assert.deepEqual(
+      version.replicationStatus?.summary?.map((region) => [region.region, region.state]),
+      [[location, 'Completed']],
+    );
+  });
+
+  test('a version under a missing definition is ParentResourceNotFound', async () => {
+    await assert.rejects(
+      client.galleryImageVersions.get(resourceGroup, galleryName, 'no-such-definition', '1.0.0'),
+      armError(404, 'ParentResourceNotFound', /no-such-definition/),
+    );
+  });
+
+  test('a missing version of an existing definition is ResourceNotFound', async () => {
+    await assert.rejects(
+      client.galleryImageVersions.get(resourceGroup, galleryName, definition, '9.9.9'),
+      armError(404, 'ResourceNotFound', /9\.9\.9/),
+    );
+  });
+});
+
+describe('listing', () => {
+  test('listing versions follows nextLink across pages', async () => {
+    const definition = uniqueName('listing');
+    await createDefinition(definition);
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    for (const version of ['1.0.0', '1.0.1', '1.0.2'])
+      await createVersion(definition, version, versionBody(uri));
+    const before = arm.requests.length;
+
+    const names: string[] = [];
+    for await (const version of client.galleryImageVersions.listByGalleryImage(
+      resourceGroup,
+      galleryName,
+      definition,
+    )) {
+      names.push(version.name ?? '');
+    }
+
+    assert.deepEqual(names, ['1.0.0', '1.0.1', '1.0.2']);
+    assert.equal(
+      arm.requests.slice(before).filter((request) => request.path.endsWith('/versions')).length,
+      2,
+    );
+  });
+});
+
+// ---- the ARM front door ----
+
+describe('authentication and api-version', () => {
+  const path = `${galleryUrlPath}?api-version=2025-12-03`;
+
+  test('a request without a bearer token gets 401 AuthenticationFailed', async () => {
+    const response = await rawRequest(path, {});
+
+    assert.equal(response.status, 401);
+    assert.equal((response.body as { error: { code: string } }).error.code, 'AuthenticationFailed');
+  });
+
+  test('a token issued for another audience gets 401', async () => {
+    const token = unsignedJwt({ aud: 'https://storage.azure.com', exp: Math.floor(Date.now() / 1000) + 600 });
+
+    const response = await rawRequest(path, { authorization: `Bearer ${token}` });
+
+    assert.equal(response.status, 401);
+    assert.equal(
+      (response.body as { error: { code: string } }).error.code,
+      'InvalidAuthenticationTokenAudience',
+    );
+  });
+
+  test('a token for https://management.azure.com/ is accepted', async () => {
+    const token = unsignedJwt({
+      aud: 'https://management.azure.com/',
+      exp: Math.floor(Date.now() / 1000) + 600,
+    });
+
+    const response = await rawRequest(path, { authorization: `Bearer ${token}` });
+
+    assert.equal(response.status, 200);
+  });
+
+  test('a request without api-version gets 400 MissingApiVersionParameter', async () => {
+    const token = unsignedJwt({ aud: arm.url, exp: Math.floor(Date.now() / 1000) + 600 });
+
+    const response = await rawRequest(galleryUrlPath, { authorization: `Bearer ${token}` });
+
+    assert.equal(response.status, 400);
+    assert.equal((response.body as { error: { code: string } }).error.code, 'MissingApiVersionParameter');
+  });
+
+  test('an unsupported api-version gets 400 InvalidApiVersionParameter', async () => {
+    const token = unsignedJwt({ aud: arm.url, exp: Math.floor(Date.now() / 1000) + 600 });
+
+    const response = await rawRequest(`${galleryUrlPath}?api-version=2017-01-01`, {
+      authorization: `Bearer ${token}`,
+    });
+
+    assert.equal(response.status, 400);
+    assert.equal((response.body as { error: { code: string } }).error.code, 'InvalidApiVersionParameter');
+  });
+
+  test('the SDK authenticates with a managed identity token for the configured scope', () => {
+    assert.ok(identity.requests.some((request) => request.resource === arm.url));
+  });
+});
