@@ -1,0 +1,293 @@
+/**
+ * The workflow's activities: each one first looks at what already exists and does only what is
+ * missing, so running it twice (as Durable Functions may) gives the same result. Permanent failures come
+ * back as `{ ok: false }` values; transient ones are thrown, for the caller's retry policy.
+ */
+
+import { ContainerClient } from '@azure/storage-blob';
+import { listStemcellReleases } from './boshio.js';
+import type { StemcellRelease } from './boshio.js';
+import type { MirrorConfig } from './config.js';
+import { storageAccountId } from './config.js';
+import { createAzureCredential } from './credentials.js';
+import { errorMessage, isTransientError } from './failures.js';
+import { ComputeGallery, imageDefinitionFor, imageVersionTags } from './gallery.js';
+import { notifyStemcellPublished } from './notify.js';
+import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
+import { planRequestedVersion, planSeries } from './plan.js';
+import {
+  downloadAndExtractStemcell,
+  findExtractedStemcell,
+  removeStemcellWorkFiles,
+  type ExtractedStemcell,
+} from './stemcell.js';
+import { readExtents } from './vhd.js';
+import { galleryVersionName } from './versions.js';
+import type { ExtractedStemcellSummary, StepInputs, StepName, StepOutcome, StepOutputs } from './workflow.js';
+
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export interface ProgressEvent {
+  series: string;
+  version: string;
+  phase: 'download' | 'upload';
+  bytes: number;
+  total?: number;
+}
+
+export interface MirrorServices {
+  config: MirrorConfig;
+  gallery: ComputeGallery;
+  vhdContainer: ContainerClient;
+  log: Logger;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/** Clients for the configured Azure resources, authenticated by managed identity (no keys). */
+export function createMirrorServices(
+  config: MirrorConfig,
+  log: Logger,
+  onProgress?: (event: ProgressEvent) => void,
+): MirrorServices {
+  const credential = createAzureCredential(config.managedIdentityClientId);
+  const gallery = new ComputeGallery({
+    subscriptionId: config.subscriptionId,
+    resourceGroup: config.resourceGroup,
+    galleryName: config.galleryName,
+    region: config.region,
+    resourceManagerEndpoint: config.resourceManagerEndpoint,
+    storageAccountId: storageAccountId(config),
+    credential,
+  });
+  const vhdContainer = new ContainerClient(
+    `${config.storageBlobEndpoint}/${config.storageContainer}`,
+    credential,
+  );
+  const services: MirrorServices = { config, gallery, vhdContainer, log };
+  if (onProgress) services.onProgress = onProgress;
+  return services;
+}
+
+export type MirrorSteps = { [N in StepName]: (input: StepInputs[N]) => Promise<StepOutcome<StepOutputs[N]>> };
+
+async function outcome<T>(work: () => Promise<T>): Promise<StepOutcome<T>> {
+  try {
+    return { ok: true, value: await work() };
+  } catch (error) {
+    if (isTransientError(error)) throw error;
+    return { ok: false, error: errorMessage(error) };
+  }
+}
+
+function summarize(stemcell: ExtractedStemcell): ExtractedStemcellSummary {
+  return {
+    series: stemcell.series,
+    version: stemcell.version,
+    manifest: stemcell.manifest,
+    tarballSha256: stemcell.tarballSha256,
+    imageSha1: stemcell.imageSha1,
+    imageSha256: stemcell.imageSha256,
+    vhdSize: stemcell.vhdSize,
+    dataBytes: stemcell.dataBytes,
+  };
+}
+
+/** The activities, bound to one set of clients. */
+export function mirrorSteps(services: MirrorServices): MirrorSteps {
+  const { config, gallery, vhdContainer, log } = services;
+
+  const extract = (release: StemcellRelease): Promise<ExtractedStemcell> =>
+    downloadAndExtractStemcell(release, {
+      workDir: config.workDir,
+      timeoutMs: config.httpTimeoutMs,
+      onProgress: (p) =>
+        services.onProgress?.({
+          series: release.series,
+          version: release.version,
+          phase: 'download',
+          bytes: p.bytes,
+          ...(p.total !== undefined ? { total: p.total } : {}),
+        }),
+    });
+
+  return {
+    resolveVersions: ({ series, version }) =>
+      outcome(async () => {
+        const releases = await listStemcellReleases(config.boshioUrl, series, {
+          timeoutMs: config.httpTimeoutMs,
+          all: version !== undefined,
+        });
+        const inGallery = await gallery.listSeriesVersions(series, config.gallery);
+        const plan =
+          version !== undefined
+            ? planRequestedVersion(series, releases, inGallery, version)
+            : planSeries(series, releases, inGallery, config.maxVersionsPerRun);
+        const newest = inGallery.find((v) => v.name === galleryVersionName(plan.newest.version));
+        for (const p of plan.mirror) log.info(`${series} ${p.release.version}: to mirror (${p.reason})`);
+        if (plan.deferred.length > 0) {
+          log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
+        }
+        return newest?.sourceUri !== undefined ? { ...plan, newestBlobUrl: newest.sourceUri } : plan;
+      }),
+
+    downloadAndExtract: ({ release }) =>
+      outcome(async () => {
+        const previous = await findExtractedStemcell(config.workDir, release.series, release.version);
+        if (previous) return summarize(previous);
+        log.info(`${release.series} ${release.version}: downloading ${release.url}`);
+        return summarize(await extract(release));
+      }),
+
+    uploadVhd: ({ release, stemcell }) =>
+      outcome(async () => {
+        const blobName = vhdBlobName(release.series, release.version);
+        const done = await findCompletedVhdBlob(vhdContainer, blobName, stemcell.imageSha256);
+        if (done) {
+          log.info(`${release.series} ${release.version}: ${done.blobUrl} already holds this VHD`);
+          return {
+            blobUrl: done.blobUrl,
+            bytesUploaded: 0,
+            dataBytes: stemcell.dataBytes,
+            alreadyComplete: true,
+          };
+        }
+        // Another instance (or a restart) may have extracted it: then extract here again.
+        let local = await findExtractedStemcell(
+          config.workDir,
+          release.series,
+          release.version,
+          stemcell.imageSha256,
+        );
+        if (!local) {
+          log.info(`${release.series} ${release.version}: no local root.vhd here; extracting again`);
+          local = await extract(release);
+          if (local.imageSha256 !== stemcell.imageSha256) {
+            throw new Error(
+              `${release.series} ${release.version}: bosh.io now serves a different image ` +
+                `(SHA-256 ${local.imageSha256}, expected ${stemcell.imageSha256}); refusing to mix them`,
+            );
+          }
+        }
+        const uploaded = await uploadSparseVhd({
+          container: vhdContainer,
+          blobName,
+          vhdPath: local.vhdPath,
+          extents: await readExtents(local.extentsPath),
+          size: local.vhdSize,
+          metadata: {
+            stemcell_series: release.series,
+            stemcell_version: release.version,
+            source_url: release.url,
+            tarball_sha256: local.tarballSha256,
+            image_sha1: local.imageSha1,
+            image_sha256: local.imageSha256,
+          },
+          concurrency: config.uploadConcurrency,
+          onProgress: (bytes, total) =>
+            services.onProgress?.({
+              series: release.series,
+              version: release.version,
+              phase: 'upload',
+              bytes,
+              total,
+            }),
+        });
+        if (uploaded.replacedBecause)
+          log.warn(`${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`);
+        return {
+          blobUrl: uploaded.blobUrl,
+          bytesUploaded: uploaded.bytesUploaded,
+          dataBytes: uploaded.dataBytes,
+          alreadyComplete: uploaded.alreadyComplete,
+        };
+      }),
+
+    ensureImageDefinition: ({ manifest }) =>
+      outcome(async () => {
+        const spec = imageDefinitionFor(manifest, config.gallery);
+        const state = await gallery.ensureImageDefinition(spec);
+        if (state === 'created') log.info(`created image definition ${spec.name}`);
+        return { definitionName: spec.name, created: state === 'created' };
+      }),
+
+    createImageVersion: ({ definitionName, galleryVersion, blobUrl, release, stemcell }) =>
+      outcome(async () => {
+        const where = `image version ${definitionName}/${galleryVersion}`;
+        const existing = await gallery.getImageVersion(definitionName, galleryVersion);
+        if (existing?.provisioningState === 'Failed') {
+          log.warn(
+            `${where} is Failed${existing.errorMessage ? ` (${existing.errorMessage})` : ''}; deleting it to create it again`,
+          );
+          await gallery.deleteImageVersion(definitionName, galleryVersion);
+        } else if (existing) {
+          const sha = existing.tags['image_sha256'];
+          if (sha !== undefined && sha !== stemcell.imageSha256) {
+            throw new Error(
+              `${where} already exists with a different image (image_sha256 ${sha}, this stemcell has ` +
+                `${stemcell.imageSha256}); delete it by hand if it should be replaced`,
+            );
+          }
+          return {
+            outcome: existing.provisioningState === 'Succeeded' ? 'exists' : 'started',
+            provisioningState: existing.provisioningState,
+          } as const;
+        }
+        await gallery.startImageVersion({
+          definitionName,
+          versionName: galleryVersion,
+          blobUrl,
+          tags: imageVersionTags({
+            manifest: stemcell.manifest,
+            imageSha256: stemcell.imageSha256,
+            galleryName: config.galleryName,
+            definitionName,
+            sourceUrl: release.url,
+          }),
+        });
+        log.info(`${where}: creation started`);
+        return { outcome: 'started', provisioningState: 'Creating' } as const;
+      }),
+
+    getImageVersionState: ({ definitionName, galleryVersion }) =>
+      outcome(async () => {
+        const state = await gallery.getImageVersion(definitionName, galleryVersion);
+        if (!state)
+          throw new Error(
+            `image version ${definitionName}/${galleryVersion} disappeared while it was being created`,
+          );
+        return state.errorMessage !== undefined
+          ? { provisioningState: state.provisioningState, errorMessage: state.errorMessage }
+          : { provisioningState: state.provisioningState };
+      }),
+
+    notify: ({ definitionName, galleryVersion }) =>
+      outcome(async () => {
+        if (!config.notify) {
+          log.info(
+            `notification skipped for ${definitionName}/${galleryVersion}: BASM_NOTIFY_GITHUB_TOKEN is not set`,
+          );
+          return { notified: false };
+        }
+        await notifyStemcellPublished(config.notify, {
+          galleryName: config.galleryName,
+          imageName: definitionName,
+          imageVersion: galleryVersion,
+          subscriptionId: config.subscriptionId,
+          resourceGroup: config.resourceGroup,
+        });
+        log.info(
+          `dispatched ${config.notify.owner}/${config.notify.repo} ${config.notify.workflow} for ${definitionName}/${galleryVersion}`,
+        );
+        return { notified: true };
+      }),
+
+    cleanup: ({ series, version }) =>
+      outcome(async () => {
+        await removeStemcellWorkFiles(config.workDir, series, version);
+        return { removed: true };
+      }),
+  };
+}

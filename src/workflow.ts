@@ -1,0 +1,394 @@
+/**
+ * The mirror workflow, as the numbered steps of DESIGN.md "The workflow". Decisions and ordering only:
+ * every step with I/O is a named activity (src/steps.ts) reached through a WorkflowContext, so the same
+ * generator runs under the Durable Functions replay engine (functions/) and in-process (src/cli.ts).
+ * Nothing here may read the clock, draw random numbers or do I/O: the replay engine requires it.
+ */
+
+import type { StemcellRelease } from './boshio.js';
+import type { StemcellManifest } from './manifest.js';
+import type { SeriesPlan } from './plan.js';
+import { galleryVersionName } from './versions.js';
+
+export const ORCHESTRATORS = { mirrorSeries: 'mirrorSeries', mirrorVersion: 'mirrorVersion' } as const;
+
+/** Activity names, as registered with the Functions host. */
+export type StepName =
+  | 'resolveVersions'
+  | 'downloadAndExtract'
+  | 'uploadVhd'
+  | 'ensureImageDefinition'
+  | 'createImageVersion'
+  | 'getImageVersionState'
+  | 'notify'
+  | 'cleanup';
+
+/**
+ * Retries for transient failures (network, 429, 5xx) only: a step returns permanent failures as a
+ * `{ ok: false }` value, which is never retried, because Durable retry policies cannot tell the two apart.
+ */
+export interface RetryPolicy {
+  maxAttempts: number;
+  firstRetryIntervalMs: number;
+  backoffCoefficient: number;
+  maxRetryIntervalMs: number;
+}
+
+const network: RetryPolicy = {
+  maxAttempts: 5,
+  firstRetryIntervalMs: 15_000,
+  backoffCoefficient: 2,
+  maxRetryIntervalMs: 300_000,
+};
+export const STEP_RETRY: Record<StepName, RetryPolicy> = {
+  resolveVersions: network,
+  // A 1.3 GB download that breaks resumes by Range inside the step; a retry here starts it over.
+  downloadAndExtract: { ...network, maxAttempts: 3, firstRetryIntervalMs: 60_000 },
+  uploadVhd: network,
+  ensureImageDefinition: network,
+  createImageVersion: network,
+  getImageVersionState: network,
+  notify: network,
+  cleanup: { ...network, maxAttempts: 2 },
+};
+
+/** What a step returns: permanent failures are values, transient ones are thrown (and retried). */
+export type StepOutcome<T> = { ok: true; value: T } | { ok: false; error: string };
+
+export interface ExtractedStemcellSummary {
+  series: string;
+  version: string;
+  manifest: StemcellManifest;
+  tarballSha256: string;
+  imageSha1: string;
+  imageSha256: string;
+  vhdSize: number;
+  dataBytes: number;
+}
+
+export interface UploadedVhd {
+  blobUrl: string;
+  bytesUploaded: number;
+  dataBytes: number;
+  alreadyComplete: boolean;
+}
+
+export interface ImageDefinitionRef {
+  definitionName: string;
+  created: boolean;
+}
+
+export interface ImageVersionStart {
+  /** `exists`: the gallery already had this very image; `started`: a PUT is (or was already) under way. */
+  outcome: 'exists' | 'started';
+  provisioningState: string;
+}
+
+export interface ImageVersionStatus {
+  provisioningState: string;
+  errorMessage?: string;
+}
+
+export interface StepInputs {
+  resolveVersions: { series: string; version?: string };
+  downloadAndExtract: { release: StemcellRelease };
+  uploadVhd: { release: StemcellRelease; stemcell: ExtractedStemcellSummary };
+  ensureImageDefinition: { series: string; manifest: StemcellManifest };
+  createImageVersion: {
+    definitionName: string;
+    galleryVersion: string;
+    blobUrl: string;
+    release: StemcellRelease;
+    stemcell: ExtractedStemcellSummary;
+  };
+  getImageVersionState: { definitionName: string; galleryVersion: string };
+  notify: { definitionName: string; galleryVersion: string };
+  cleanup: { series: string; version: string };
+}
+
+export interface StepOutputs {
+  resolveVersions: SeriesPlan & { newestBlobUrl?: string };
+  downloadAndExtract: ExtractedStemcellSummary;
+  uploadVhd: UploadedVhd;
+  ensureImageDefinition: ImageDefinitionRef;
+  createImageVersion: ImageVersionStart;
+  getImageVersionState: ImageVersionStatus;
+  notify: { notified: boolean };
+  cleanup: { removed: boolean };
+}
+
+/** The step a version is in, or ended in: shown in the Durable custom status and the CLI progress. */
+export type VersionStep = Exclude<StepName, 'resolveVersions'> | 'waitForImageVersion' | 'done';
+
+export interface MirrorRequest {
+  series: string;
+  /** Mirror exactly this version (HTTP body, `--version`). */
+  version?: string;
+  /** Decide and report, change nothing. */
+  dryRun?: boolean;
+}
+
+export interface MirrorVersionInput {
+  release: StemcellRelease;
+  galleryVersion: string;
+}
+
+export type VersionAction = 'created' | 'exists' | 'planned' | 'failed';
+
+/** One line of the CLI's `--json` results, and of the orchestration output. */
+export interface VersionResult {
+  series: string;
+  version: string | null;
+  galleryVersion: string | null;
+  action: VersionAction;
+  blobUrl?: string;
+  error?: string;
+  /** Where a failed version stopped. */
+  step?: VersionStep | 'resolveVersions';
+  bytesUploaded?: number;
+}
+
+export interface SeriesResult {
+  series: string;
+  results: VersionResult[];
+}
+
+export interface VersionStatus {
+  series: string;
+  version: string;
+  galleryVersion: string;
+  step: VersionStep;
+  bytesUploaded?: number;
+  provisioningState?: string;
+  error?: string;
+}
+
+/** How often and for how long the image version is polled; from settings, passed in as input. */
+export interface MonitorSettings {
+  pollIntervalSeconds: number;
+  deadlineMinutes: number;
+}
+
+/**
+ * The orchestration's view of the runtime. `Task` is opaque: the generator yields it and receives the
+ * task's result back (Durable Functions semantics). A failed task throws at the `yield`.
+ */
+export interface WorkflowContext {
+  callStep<N extends StepName>(name: N, input: StepInputs[N]): unknown;
+  callMirrorVersion(input: MirrorVersionInput & { monitor: MonitorSettings }, instanceId: string): unknown;
+  createTimer(fireAt: Date): unknown;
+  /** Deterministic "now" (the replay engine's current orchestration time). */
+  currentTime(): Date;
+  setStatus(status: unknown): void;
+}
+
+export type Workflow<R> = Generator<unknown, R, unknown>;
+
+/** Instance id of a series' orchestration: one per series, so two starts never run at once. */
+export function seriesInstanceId(series: string): string {
+  return `mirror-${series}`;
+}
+
+export function versionInstanceId(series: string, version: string): string {
+  return `mirror-${series}-${version}`;
+}
+
+function* step<N extends StepName>(
+  ctx: WorkflowContext,
+  name: N,
+  input: StepInputs[N],
+): Workflow<StepOutputs[N]> {
+  const outcome = (yield ctx.callStep(name, input)) as StepOutcome<StepOutputs[N]>;
+  if (!outcome.ok) throw new StepFailure(name, outcome.error);
+  return outcome.value;
+}
+
+/** A step that failed permanently, or exhausted its retries. */
+export class StepFailure extends Error {
+  constructor(
+    readonly step: VersionStep | 'resolveVersions',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StepFailure';
+  }
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+/** Orchestrator `mirrorSeries`: decide, then mirror each chosen version oldest first. */
+export function* mirrorSeries(
+  ctx: WorkflowContext,
+  request: MirrorRequest,
+  monitor: MonitorSettings,
+): Workflow<SeriesResult> {
+  const { series } = request;
+  let plan: StepOutputs['resolveVersions'];
+  try {
+    const input: StepInputs['resolveVersions'] = { series };
+    if (request.version !== undefined) input.version = request.version;
+    plan = yield* step(ctx, 'resolveVersions', input);
+  } catch (error) {
+    const result: VersionResult = {
+      series,
+      version: request.version ?? null,
+      galleryVersion: null,
+      action: 'failed',
+      step: 'resolveVersions',
+      error: messageOf(error),
+    };
+    ctx.setStatus({ series, results: [result] });
+    return { series, results: [result] };
+  }
+
+  if (plan.mirror.length === 0) {
+    const exists: VersionResult = {
+      series,
+      version: plan.newest.version,
+      galleryVersion: galleryVersionName(plan.newest.version),
+      action: 'exists',
+    };
+    if (plan.newestBlobUrl !== undefined) exists.blobUrl = plan.newestBlobUrl;
+    return { series, results: [exists] };
+  }
+  if (request.dryRun) {
+    return {
+      series,
+      results: plan.mirror.map((p) => ({
+        series,
+        version: p.release.version,
+        galleryVersion: p.galleryVersion,
+        action: 'planned' as const,
+      })),
+    };
+  }
+
+  const results: VersionResult[] = [];
+  for (const planned of plan.mirror) {
+    ctx.setStatus({
+      series,
+      plan: plan.mirror.map((p) => p.release.version),
+      current: planned.release.version,
+      results,
+    });
+    let result: VersionResult;
+    try {
+      result = (yield ctx.callMirrorVersion(
+        { release: planned.release, galleryVersion: planned.galleryVersion, monitor },
+        versionInstanceId(series, planned.release.version),
+      )) as VersionResult;
+    } catch (error) {
+      result = {
+        series,
+        version: planned.release.version,
+        galleryVersion: planned.galleryVersion,
+        action: 'failed',
+        error: messageOf(error),
+      };
+    }
+    results.push(result);
+  }
+  ctx.setStatus({ series, plan: plan.mirror.map((p) => p.release.version), results });
+  return { series, results };
+}
+
+/** Orchestrator `mirrorVersion`: one stemcell version from bosh.io to a ready gallery image version. */
+export function* mirrorVersion(
+  ctx: WorkflowContext,
+  input: MirrorVersionInput & { monitor: MonitorSettings },
+): Workflow<VersionResult> {
+  const { release, galleryVersion, monitor } = input;
+  const status: VersionStatus = {
+    series: release.series,
+    version: release.version,
+    galleryVersion,
+    step: 'downloadAndExtract',
+  };
+  const enter = (next: VersionStep, extra: Partial<VersionStatus> = {}): void => {
+    Object.assign(status, extra, { step: next });
+    ctx.setStatus({ ...status });
+  };
+  const result: VersionResult = {
+    series: release.series,
+    version: release.version,
+    galleryVersion,
+    action: 'failed',
+  };
+
+  try {
+    enter('downloadAndExtract');
+    const stemcell = yield* step(ctx, 'downloadAndExtract', { release });
+
+    enter('uploadVhd');
+    const uploaded = yield* step(ctx, 'uploadVhd', { release, stemcell });
+    result.blobUrl = uploaded.blobUrl;
+    result.bytesUploaded = uploaded.bytesUploaded;
+
+    enter('ensureImageDefinition', { bytesUploaded: uploaded.bytesUploaded });
+    const definition = yield* step(ctx, 'ensureImageDefinition', {
+      series: release.series,
+      manifest: stemcell.manifest,
+    });
+
+    enter('createImageVersion');
+    const started = yield* step(ctx, 'createImageVersion', {
+      definitionName: definition.definitionName,
+      galleryVersion,
+      blobUrl: uploaded.blobUrl,
+      release,
+      stemcell,
+    });
+
+    if (started.outcome === 'started') {
+      enter('waitForImageVersion', { provisioningState: started.provisioningState });
+      const deadline = new Date(ctx.currentTime().getTime() + monitor.deadlineMinutes * 60_000);
+      for (;;) {
+        const state = yield* step(ctx, 'getImageVersionState', {
+          definitionName: definition.definitionName,
+          galleryVersion,
+        });
+        enter('waitForImageVersion', { provisioningState: state.provisioningState });
+        if (state.provisioningState === 'Succeeded') break;
+        if (state.provisioningState === 'Failed') {
+          throw new StepFailure(
+            'waitForImageVersion',
+            `Azure reports image version ${definition.definitionName}/${galleryVersion} Failed` +
+              `${state.errorMessage ? `: ${state.errorMessage}` : ''}; the next run deletes and recreates it`,
+          );
+        }
+        const next = new Date(ctx.currentTime().getTime() + monitor.pollIntervalSeconds * 1000);
+        if (next > deadline) {
+          throw new StepFailure(
+            'waitForImageVersion',
+            `image version ${definition.definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
+              `${monitor.deadlineMinutes} minutes; the next run checks it again`,
+          );
+        }
+        yield ctx.createTimer(next);
+      }
+
+      enter('notify');
+      yield* step(ctx, 'notify', { definitionName: definition.definitionName, galleryVersion });
+      result.action = 'created';
+    } else {
+      result.action = 'exists';
+    }
+    enter('done');
+  } catch (error) {
+    result.action = 'failed';
+    result.step = error instanceof StepFailure ? error.step : status.step;
+    result.error = messageOf(error);
+    enter(status.step, { error: result.error });
+  }
+
+  // Temp files go whatever happened: a retry or the next run extracts again if it needs them.
+  try {
+    yield* step(ctx, 'cleanup', { series: release.series, version: release.version });
+  } catch {
+    // A leftover temp file is not worth failing a mirrored version for; the next cleanup removes it.
+  }
+  return result;
+}
