@@ -1,0 +1,331 @@
+/**
+ * The orchestrators as the host runs them: registered through `df.app.orchestration`, invoked through
+ * the programming model with the orchestration trigger data the Durable extension sends, and replayed
+ * by durable-functions' own engine over synthetic histories.
+ */
+
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import type { StemcellRelease } from '../../src/boshio.js';
+import type { StemcellManifest } from '../../src/manifest.js';
+import {
+  STEP_RETRY,
+  versionInstanceId,
+  type ExtractedStemcellSummary,
+  type MirrorVersionInput,
+  type MonitorSettings,
+  type StepName,
+  type VersionResult,
+} from '../../src/workflow.js';
+import { invokeFunction, loadFunctionsApp, returnedJson } from '../support/functions-core/host.js';
+import { OrchestrationHistory } from './orchestration-history.js';
+
+const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
+const START = new Date('2026-05-04T06:00:00.000Z');
+const MONITOR: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 120 };
+
+const release: StemcellRelease = {
+  series: SERIES,
+  version: '1.100',
+  url: `https://bosh.io/d/stemcells/${SERIES}?v=1.100`,
+  size: 1_300_000_000,
+  sha256: 'ab'.repeat(32),
+};
+const manifest = {
+  name: SERIES,
+  version: '1.100',
+  sha1: 'cd'.repeat(20),
+  operatingSystem: 'ubuntu-jammy',
+  stemcellFormats: ['azure-vhd'],
+  cloudProperties: { infrastructure: 'azure', hypervisor: 'hyperv', architecture: 'x86_64' },
+} as unknown as StemcellManifest;
+const stemcell: ExtractedStemcellSummary = {
+  series: SERIES,
+  version: '1.100',
+  manifest,
+  tarballSha256: 'ab'.repeat(32),
+  imageSha1: 'cd'.repeat(20),
+  imageSha256: 'ef'.repeat(32),
+  vhdSize: 5 * 1024 ** 3 + 512,
+  dataBytes: 1_048_576,
+};
+const blobUrl = `https://account.blob.core.windows.net/stemcell/${SERIES}-1.100.vhd`;
+const definitionName = SERIES;
+const versionInput: MirrorVersionInput & { monitor: MonitorSettings } = {
+  release,
+  galleryVersion: '1.100.0',
+  monitor: MONITOR,
+};
+
+interface Action {
+  actionType: number;
+  functionName?: string;
+  input?: unknown;
+  instanceId?: string;
+  fireAt?: string;
+  retryOptions?: Record<string, unknown>;
+}
+
+interface OrchestratorState {
+  isDone: boolean;
+  actions: Action[][];
+  output?: unknown;
+  customStatus?: Record<string, unknown>;
+  error?: string;
+}
+
+/** One replay: what the worker returns to the extension for this history. */
+async function replay(
+  history: OrchestrationHistory,
+): Promise<OrchestratorState & { all: Action[]; last: Action }> {
+  const { response } = await invokeFunction(history.name, { orchestrationTrigger: history.trigger() });
+  const state = returnedJson(response) as OrchestratorState;
+  const all = state.actions.flat();
+  const last = all.at(-1);
+  assert.ok(last, 'the orchestrator scheduled nothing');
+  return { ...state, all, last };
+}
+
+const ok = <T>(value: T) => ({ ok: true, value });
+
+function versionHistory(): OrchestrationHistory {
+  return new OrchestrationHistory(
+    'mirrorVersion',
+    versionInstanceId(SERIES, '1.100'),
+    versionInput,
+    START,
+    'mirror-x',
+  );
+}
+
+/** mirrorVersion up to the point where the image version's creation has started. */
+function versionHistoryUntilCreation(): OrchestrationHistory {
+  return versionHistory()
+    .activityCompleted('downloadAndExtract', ok(stemcell))
+    .activityCompleted(
+      'uploadVhd',
+      ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
+    )
+    .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
+    .activityCompleted('createImageVersion', ok({ outcome: 'started', provisioningState: 'Creating' }));
+}
+
+function expectedRetryOptions(name: StepName): Record<string, unknown> {
+  const policy = STEP_RETRY[name];
+  return {
+    firstRetryIntervalInMilliseconds: policy.firstRetryIntervalMs,
+    maxNumberOfAttempts: policy.maxAttempts,
+    backoffCoefficient: policy.backoffCoefficient,
+    maxRetryIntervalInMilliseconds: policy.maxRetryIntervalMs,
+  };
+}
+
+before(async () => {
+  await loadFunctionsApp();
+});
+
+describe('mirrorSeries', () => {
+  const seriesInput = { request: { series: SERIES }, monitor: MONITOR };
+  const seriesHistory = () =>
+    new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, seriesInput, START);
+  const plan = {
+    series: SERIES,
+    mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' }],
+    newest: release,
+    deferred: [],
+  };
+
+  test('its first episode schedules resolveVersions for the series with the step retry policy', async () => {
+    const state = await replay(seriesHistory());
+
+    assert.equal(state.isDone, false);
+    assert.deepEqual(state.all, [
+      {
+        actionType: 1,
+        functionName: 'resolveVersions',
+        input: { series: SERIES },
+        retryOptions: expectedRetryOptions('resolveVersions'),
+      },
+    ]);
+  });
+
+  test('starts mirrorVersion for each planned version with a deterministic instance id and the monitor settings', async () => {
+    const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(plan)));
+
+    assert.deepEqual(state.last, {
+      actionType: 2,
+      functionName: 'mirrorVersion',
+      instanceId: versionInstanceId(SERIES, '1.100'),
+      input: { release, galleryVersion: '1.100.0', monitor: MONITOR },
+    });
+  });
+
+  test('a transient failure of resolveVersions waits for the retry timer instead of failing the series', async () => {
+    const state = await replay(seriesHistory().activityFailed('resolveVersions', 'bosh.io answered 503'));
+
+    assert.equal(state.isDone, false);
+    assert.equal(state.error, undefined);
+    assert.equal(
+      state.all.length,
+      1,
+      'the retry is the extension’s, driven by the retry options already sent',
+    );
+    assert.deepEqual(state.last.retryOptions, expectedRetryOptions('resolveVersions'));
+  });
+
+  test('a step that succeeds on its retry lets the series continue', async () => {
+    const history = seriesHistory()
+      .activityFailed('resolveVersions', 'bosh.io answered 503')
+      .retryTimerFired(STEP_RETRY.resolveVersions.firstRetryIntervalMs)
+      .activityCompleted('resolveVersions', ok(plan));
+
+    const state = await replay(history);
+
+    assert.equal(state.last.functionName, 'mirrorVersion');
+  });
+
+  test('replaying a complete history schedules nothing new and returns the series result', async () => {
+    const versionResult: VersionResult = {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'created',
+      blobUrl,
+    };
+    const history = seriesHistory()
+      .activityCompleted('resolveVersions', ok(plan))
+      .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100'), versionResult);
+
+    const state = await replay(history);
+
+    assert.equal(state.isDone, true);
+    assert.equal(state.all.length, history.scheduledCount);
+    assert.deepEqual(state.output, { series: SERIES, results: [versionResult] });
+  });
+});
+
+describe('mirrorVersion', () => {
+  test('its first episode schedules downloadAndExtract with the download retry policy', async () => {
+    const state = await replay(versionHistory());
+
+    assert.deepEqual(state.all, [
+      {
+        actionType: 1,
+        functionName: 'downloadAndExtract',
+        input: { release },
+        retryOptions: expectedRetryOptions('downloadAndExtract'),
+      },
+    ]);
+    assert.equal(state.customStatus?.step, 'downloadAndExtract');
+  });
+
+  test('after a restart it resumes with ensureImageDefinition once download and upload are in the history', async () => {
+    const history = versionHistory()
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted(
+        'uploadVhd',
+        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
+      );
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => a.functionName),
+      ['downloadAndExtract', 'uploadVhd', 'ensureImageDefinition'],
+      'the completed steps are replayed from the history, not scheduled again',
+    );
+    assert.deepEqual(state.last.input, { series: SERIES, manifest });
+    assert.deepEqual(state.customStatus, {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      step: 'ensureImageDefinition',
+      bytesUploaded: 1_048_576,
+    });
+  });
+
+  test('a permanent failure ends the version with that message and schedules cleanup', async () => {
+    const message = 'stemcell.MF: `sha1` does not match the image';
+    const history = versionHistory().activityCompleted('downloadAndExtract', { ok: false, error: message });
+
+    const state = await replay(history);
+
+    assert.equal(state.last.functionName, 'cleanup');
+    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100' });
+    assert.equal(state.customStatus?.error, message);
+
+    const done = await replay(history.activityCompleted('cleanup', ok({ removed: true })));
+    assert.equal(done.isDone, true);
+    assert.deepEqual(done.output, {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'failed',
+      step: 'downloadAndExtract',
+      error: message,
+    });
+  });
+
+  test('waits with a durable timer of the poll interval while the image version is Creating', async () => {
+    const history = versionHistoryUntilCreation().activityCompleted(
+      'getImageVersionState',
+      ok({ provisioningState: 'Creating' }),
+    );
+
+    const state = await replay(history);
+
+    assert.equal(state.last.actionType, 5);
+    assert.equal(
+      new Date(state.last.fireAt ?? '').getTime(),
+      history.currentTime.getTime() + MONITOR.pollIntervalSeconds * 1000,
+    );
+    assert.equal(state.customStatus?.step, 'waitForImageVersion');
+  });
+
+  test('polls again after the timer and notifies once the image version is Succeeded', async () => {
+    const creating = versionHistoryUntilCreation().activityCompleted(
+      'getImageVersionState',
+      ok({ provisioningState: 'Creating' }),
+    );
+    const history = creating
+      .timerFired(new Date(creating.currentTime.getTime() + MONITOR.pollIntervalSeconds * 1000))
+      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }));
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => a.functionName ?? 'timer'),
+      [
+        'downloadAndExtract',
+        'uploadVhd',
+        'ensureImageDefinition',
+        'createImageVersion',
+        'getImageVersionState',
+        'timer',
+        'getImageVersionState',
+        'notify',
+      ],
+    );
+    assert.deepEqual(state.last.input, { definitionName, galleryVersion: '1.100.0' });
+  });
+
+  test('replaying a complete history schedules nothing new and returns the created version', async () => {
+    const history = versionHistoryUntilCreation()
+      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }))
+      .activityCompleted('notify', ok({ notified: true }))
+      .activityCompleted('cleanup', ok({ removed: true }));
+
+    const state = await replay(history);
+
+    assert.equal(state.isDone, true);
+    assert.equal(state.all.length, history.scheduledCount);
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'created',
+      blobUrl,
+      bytesUploaded: 1_048_576,
+    });
+  });
+});

@@ -1,0 +1,113 @@
+/**
+ * The timer trigger as the host fires it: one `mirrorSeries` start per configured series, through the
+ * real DurableClient against a fake of the Durable extension's HTTP API.
+ */
+
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, test } from 'node:test';
+import {
+  startFakeDurableExtension,
+  type FakeDurableExtension,
+} from '../support/functions-core/durable-extension.js';
+import {
+  invokeFunction,
+  jsonData,
+  loadFunctionsApp,
+  type Invocation,
+} from '../support/functions-core/host.js';
+import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from './app-settings.js';
+
+let extension: FakeDurableExtension;
+
+before(async () => {
+  Object.assign(process.env, starterSettings(`${JAMMY},${NOBLE}`));
+  extension = await startFakeDurableExtension();
+  await loadFunctionsApp();
+});
+after(async () => {
+  await extension?.stop();
+});
+beforeEach(() => {
+  extension.instances.clear();
+  extension.starts.length = 0;
+});
+
+/** The timer's input as the host sends it (PascalCase; the library camel-cases it). */
+function fire(): Promise<Invocation> {
+  return invokeFunction('mirrorTimer', {
+    timerTrigger: jsonData({ Schedule: { AdjustForDST: true }, ScheduleStatus: null, IsPastDue: false }),
+    durableClient: extension.clientBinding(),
+  });
+}
+
+test('starts one mirrorSeries orchestration per configured series', async () => {
+  await fire();
+
+  assert.deepEqual(extension.starts, [
+    {
+      name: 'mirrorSeries',
+      instanceId: `mirror-${JAMMY}`,
+      input: { request: { series: JAMMY }, monitor: STARTER_MONITOR },
+      accepted: true,
+    },
+    {
+      name: 'mirrorSeries',
+      instanceId: `mirror-${NOBLE}`,
+      input: { request: { series: NOBLE }, monitor: STARTER_MONITOR },
+      accepted: true,
+    },
+  ]);
+});
+
+test('skips a series whose orchestration is still running, and logs why', async () => {
+  extension.putInstance(`mirror-${JAMMY}`, 'Running');
+
+  const { logs } = await fire();
+
+  assert.deepEqual(
+    extension.starts.map((s) => s.instanceId),
+    [`mirror-${NOBLE}`],
+  );
+  assert.ok(
+    logs.some((l) => l.category === 'user' && l.message.includes(`mirror-${JAMMY} is still Running`)),
+    JSON.stringify(logs),
+  );
+});
+
+test('restarts a series whose previous orchestration completed', async () => {
+  extension.putInstance(`mirror-${JAMMY}`, 'Completed');
+
+  await fire();
+
+  assert.deepEqual(
+    extension.starts.map((s) => s.instanceId),
+    [`mirror-${JAMMY}`, `mirror-${NOBLE}`],
+  );
+});
+
+test('a start that loses a race with another start counts as running, not as a failure', async () => {
+  extension.competingStart(`mirror-${NOBLE}`);
+
+  await fire();
+
+  assert.deepEqual(
+    extension.starts.map((s) => [s.instanceId, s.accepted]),
+    [
+      [`mirror-${JAMMY}`, true],
+      [`mirror-${NOBLE}`, false],
+    ],
+  );
+});
+
+test('fails the invocation, after starting the others, when a series cannot be started', async () => {
+  const stopped = await startFakeDurableExtension();
+  await stopped.stop();
+
+  await assert.rejects(
+    invokeFunction('mirrorTimer', {
+      timerTrigger: jsonData({ Schedule: { AdjustForDST: true }, ScheduleStatus: null, IsPastDue: false }),
+      durableClient: stopped.clientBinding(),
+    }),
+    /could not start the mirror of .*jammy.*noble/,
+  );
+});
