@@ -1,0 +1,159 @@
+// `azd up` entry point: one resource group holding the mirror (Function App on an Elastic Premium
+// plan) and everything it needs. Names follow the azd templates: an abbreviation plus resourceToken.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; part of every resource name and the resource group name.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of every resource; also the region the gallery image versions are created in.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of the person or service principal running azd (azd sets AZURE_PRINCIPAL_ID). Gets the data roles to publish the app package, set the GitHub token and run the CLI. Empty: none.')
+param principalId string = ''
+
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+@description('Elastic Premium plan size.')
+param planSku string = 'EP1'
+
+@description('BASM_TIMER_SCHEDULE: NCRONTAB schedule of the timer trigger (six fields, UTC).')
+param timerSchedule string = '0 0 6 * * *'
+
+@description('BASM_STEMCELL_SERIES: bosh.io stemcell series to mirror, comma-separated.')
+param stemcellSeries string = 'bosh-azure-hyperv-ubuntu-jammy-go_agent'
+
+@description('BASM_GALLERY_PUBLISHER: image definition identifier publisher.')
+param galleryPublisher string = 'bosh'
+
+@description('BASM_GALLERY_OFFER: image definition identifier offer. Empty: derived as the BOSH Azure CPI does.')
+param galleryOffer string = ''
+
+@description('BASM_GALLERY_SKU: image definition identifier SKU. Empty: derived as the BOSH Azure CPI does.')
+param gallerySku string = ''
+
+@description('BASM_GALLERY_IMAGE_NAME: image definition name (one series only). Empty: derived as the BOSH Azure CPI does.')
+param galleryImageName string = ''
+
+@description('BASM_MOUNTED_DIRECTORY: absolute path for the temporary root.vhd. Empty: the OS temp directory.')
+param mountedDirectory string = ''
+
+@minValue(1)
+@maxValue(50)
+@description('BASM_MAX_VERSIONS_PER_RUN: most versions of one series mirrored in one run.')
+param maxVersionsPerRun int = 3
+
+@description('BASM_BOSHIO_URL: bosh.io base URL.')
+param boshioUrl string = 'https://bosh.io'
+
+@minValue(1)
+@maxValue(64)
+@description('BASM_UPLOAD_CONCURRENCY: parallel page writes per VHD upload.')
+param uploadConcurrency int = 8
+
+@minValue(1)
+@maxValue(3600)
+@description('BASM_HTTP_TIMEOUT_SECONDS: give up on a bosh.io request after this long without progress.')
+param httpTimeoutSeconds int = 60
+
+@minValue(1)
+@maxValue(3600)
+@description('BASM_VERSION_POLL_INTERVAL_SECONDS: how often an image version\'s provisioning state is polled.')
+param versionPollIntervalSeconds int = 30
+
+@minValue(1)
+@maxValue(1440)
+@description('BASM_VERSION_READY_TIMEOUT_MINUTES: give up waiting for an image version after this long.')
+param versionReadyTimeoutMinutes int = 120
+
+@description('BASM_NOTIFY_GITHUB_API_URL: GitHub API base URL (GitHub Enterprise Server: https://<host>/api/v3).')
+param notifyGithubApiUrl string = 'https://api.github.com'
+
+@description('BASM_NOTIFY_GITHUB_OWNER: owner of the repository whose workflow is dispatched. Empty (with repo or workflow empty): notifications off.')
+param notifyGithubOwner string = ''
+
+@description('BASM_NOTIFY_GITHUB_REPO: repository whose workflow is dispatched.')
+param notifyGithubRepo string = ''
+
+@description('BASM_NOTIFY_GITHUB_WORKFLOW: workflow file name (e.g. stemcell-mirrored.yml) or numeric id.')
+param notifyGithubWorkflow string = ''
+
+@description('BASM_NOTIFY_GITHUB_REF: branch or tag the workflow runs on.')
+param notifyGithubRef string = 'main'
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var githubTokenSecretName = 'github-token'
+// The token setting is a Key Vault reference only when the dispatch target is complete: a token
+// without owner/repo/workflow is a configuration error, so without a target the setting stays empty.
+var notifyTargetComplete = !empty(notifyGithubOwner) && !empty(notifyGithubRepo) && !empty(notifyGithubWorkflow)
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module resources 'modules/resources.bicep' = {
+  name: 'resources'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    principalId: principalId
+    planSku: planSku
+    githubTokenSecretName: githubTokenSecretName
+    mirrorSettings: {
+      AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
+      AZURE_RESOURCE_GROUP: rg.name
+      AZURE_REGION: location
+      AZURE_RESOURCE_MANAGER_ENDPOINT: environment().resourceManager
+      BASM_TIMER_SCHEDULE: timerSchedule
+      BASM_STEMCELL_SERIES: stemcellSeries
+      BASM_GALLERY_PUBLISHER: galleryPublisher
+      BASM_GALLERY_OFFER: galleryOffer
+      BASM_GALLERY_SKU: gallerySku
+      BASM_GALLERY_IMAGE_NAME: galleryImageName
+      BASM_MOUNTED_DIRECTORY: mountedDirectory
+      BASM_MAX_VERSIONS_PER_RUN: string(maxVersionsPerRun)
+      BASM_BOSHIO_URL: boshioUrl
+      BASM_UPLOAD_CONCURRENCY: string(uploadConcurrency)
+      BASM_HTTP_TIMEOUT_SECONDS: string(httpTimeoutSeconds)
+      BASM_VERSION_POLL_INTERVAL_SECONDS: string(versionPollIntervalSeconds)
+      BASM_VERSION_READY_TIMEOUT_MINUTES: string(versionReadyTimeoutMinutes)
+      BASM_NOTIFY_GITHUB_API_URL: notifyGithubApiUrl
+      BASM_NOTIFY_GITHUB_OWNER: notifyGithubOwner
+      BASM_NOTIFY_GITHUB_REPO: notifyGithubRepo
+      BASM_NOTIFY_GITHUB_WORKFLOW: notifyGithubWorkflow
+      BASM_NOTIFY_GITHUB_REF: notifyGithubRef
+    }
+    notifyTargetComplete: notifyTargetComplete
+  }
+}
+
+// azd writes these to .azure/<env>/.env. The names the mirror reads are kept, so
+// `azd env get-values` also configures the CLI on a workstation (AZURE_MANAGED_IDENTITY_ID is
+// deliberately absent: there the CLI uses your own login through DefaultAzureCredential).
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_REGION string = location
+output AZURE_FUNCTION_APP_NAME string = resources.outputs.functionAppName
+output AZURE_GALLERY_NAME string = resources.outputs.galleryName
+output AZURE_KEY_VAULT_NAME string = resources.outputs.keyVaultName
+output AZURE_STORAGE_ACCOUNT_NAME string = resources.outputs.vhdStorageAccountName
+output AZURE_STORAGE_BLOB_ENDPOINT string = resources.outputs.vhdStorageBlobEndpoint
+output AZURE_APPLICATION_INSIGHTS_NAME string = resources.outputs.applicationInsightsName
+output AZURE_RESOURCE_MANAGER_ENDPOINT string = environment().resourceManager
+output AZURE_TENANT_ID string = tenant().tenantId
+// Where azure.yaml's postprovision hook uploads the app package.
+output AZURE_FUNCTION_PACKAGE_URL string = resources.outputs.functionPackageUrl

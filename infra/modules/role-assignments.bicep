@@ -1,0 +1,184 @@
+// Every privilege of the deployment, each with the reason it is needed. The app's identity gets
+// data roles on exactly the resources it touches and nothing on the resource group (no Contributor).
+// The person running azd (principalId) gets only the data roles azd's hook and the docs' commands use.
+
+param identityPrincipalId string
+@description('Object id of whoever runs azd; empty: no assignments for them.')
+param principalId string
+param runtimeStorageName string
+param packageContainerName string
+param vhdStorageName string
+param galleryName string
+param keyVaultName string
+param applicationInsightsName string
+
+// Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var storageAccountContributor = '17d1049b-9a84-46fb-8f53-869881c3d3ab'
+var computeGalleryArtifactsPublisher = '85a2d0d9-2eba-4c9c-b355-11c2cc0788ab'
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource runtimeStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: runtimeStorageName
+
+  resource blobService 'blobServices' existing = {
+    name: 'default'
+
+    resource packageContainer 'containers' existing = {
+      name: packageContainerName
+    }
+  }
+}
+
+resource vhdStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: vhdStorageName
+}
+
+resource gallery 'Microsoft.Compute/galleries@2024-03-03' existing = {
+  name: galleryName
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// ---- The Function App's user-assigned identity ----
+
+// Functions host storage (AzureWebJobsStorage): keys, timer schedule state and singleton leases in
+// blobs, creating its containers; the Functions identity-connection docs require Blob Data Owner.
+// Also lets the app read its run-from-package zip in the app-package container.
+resource appRuntimeBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(runtimeStorage.id, identityPrincipalId, storageBlobDataOwner)
+  scope: runtimeStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Durable Functions task hub (Azure Storage backend): control and work-item queues.
+resource appRuntimeQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(runtimeStorage.id, identityPrincipalId, storageQueueDataContributor)
+  scope: runtimeStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Durable Functions task hub: the History and Instances tables.
+resource appRuntimeTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(runtimeStorage.id, identityPrincipalId, storageTableDataContributor)
+  scope: runtimeStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The mirror writes the VHD page blobs (and their checksum metadata) in the `stemcell` container,
+// reads them back to resume, and deletes incomplete ones. The account holds nothing else.
+resource appVhdBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vhdStorage.id, identityPrincipalId, storageBlobDataContributor)
+  scope: vhdStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Creating a gallery image version from a VHD requires the caller to hold
+// Microsoft.Storage/storageAccounts/listKeys/action and .../write on the source account (Compute
+// Gallery docs, "VHD as source"; the BOSH Azure CPI documents Storage Account Contributor for the
+// same reason). No narrower built-in role has both. Scoped to the VHD account only.
+resource appVhdSource 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vhdStorage.id, identityPrincipalId, storageAccountContributor)
+  scope: vhdStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageAccountContributor)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Read the gallery's versions, create image definitions and versions, delete a version Azure
+// reports Failed. Scoped to this gallery, not its resource group.
+resource appGallery 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(gallery.id, identityPrincipalId, computeGalleryArtifactsPublisher)
+  scope: gallery
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', computeGalleryArtifactsPublisher)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// App Service resolves the BASM_NOTIFY_GITHUB_TOKEN Key Vault reference with this identity (read
+// secret values only; it cannot list, set or delete them).
+resource appKeyVault 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(keyVault.id, identityPrincipalId, keyVaultSecretsUser)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Application Insights has local (key) authentication disabled: the host sends telemetry with an
+// Entra token (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), which needs this role on the component.
+resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(applicationInsights.id, identityPrincipalId, monitoringMetricsPublisher)
+  scope: applicationInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---- Whoever runs azd (principalType left out: a user or, in CI, a service principal) ----
+
+// azd's postprovision hook uploads the app package zip to this one container.
+resource deployerPackage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(runtimeStorage::blobService::packageContainer.id, principalId, storageBlobDataContributor)
+  scope: runtimeStorage::blobService::packageContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: principalId
+  }
+}
+
+// `az keyvault secret set ... --name github-token` (README "Deploy"): an RBAC-mode vault grants no
+// data access to subscription Owners, so setting the token needs this role.
+resource deployerKeyVault 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(keyVault.id, principalId, keyVaultSecretsOfficer)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)
+    principalId: principalId
+  }
+}
+
+// Running the CLI from a workstation (`npm run stemcell-mirror -- mirror`) uploads VHDs as you.
+resource deployerVhdBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(vhdStorage.id, principalId, storageBlobDataContributor)
+  scope: vhdStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: principalId
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * Publishes the Functions app where the Function App runs it from: a zip in the private `app-package`
+ * container (WEBSITE_RUN_FROM_PACKAGE = blob URL, read with the app's managed identity).
+ *
+ * Why not `azd deploy`: on Elastic Premium it uses Kudu zip deploy, which refuses an app that runs from
+ * a package URL, and an app without a package URL needs an Azure Files content share, which needs
+ * account keys. So azd runs this after provisioning (azure.yaml `hooks.postprovision`), signed in as
+ * whoever ran `azd auth login`.
+ *
+ * Expects `npm ci && npm run build` to have run. Reads azd's environment values:
+ * AZURE_FUNCTION_PACKAGE_URL, AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_FUNCTION_APP_NAME,
+ * AZURE_RESOURCE_MANAGER_ENDPOINT and, when set, AZURE_TENANT_ID.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  cpSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
+import { crc32, deflateRawSync } from 'node:zlib';
+import { AzureDeveloperCliCredential } from '@azure/identity';
+import type { TokenCredential } from '@azure/identity';
+import { BlockBlobClient } from '@azure/storage-blob';
+
+// Compiled to dist/infra/scripts/: the repository root is three levels up.
+const root = resolve(import.meta.dirname, '..', '..', '..');
+const stage = join(root, '.tmp', 'function-package');
+const zipPath = join(root, '.tmp', 'function-package.zip');
+const WEB_API_VERSION = '2023-12-01';
+
+function setting(name: string): string {
+  const value = process.env[name]?.trim();
+  if (!value)
+    throw new Error(`${name} is not set; run this through azd (azd up, or azd hooks run postprovision).`);
+  return value;
+}
+
+function run(command: string, args: string[], cwd: string): void {
+  const windows = process.platform === 'win32';
+  const result = spawnSync(windows ? `${command}.cmd` : command, args, {
+    cwd,
+    stdio: 'inherit',
+    shell: windows,
+  });
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd} (exit ${String(result.status)}).`);
+  }
+}
+
+/** What the Functions host needs: host.json, package.json, the compiled code and production dependencies. */
+function stagePackage(): void {
+  rmSync(stage, { recursive: true, force: true });
+  mkdirSync(stage, { recursive: true });
+  for (const file of ['host.json', 'package.json', 'package-lock.json'])
+    cpSync(join(root, file), join(stage, file));
+  for (const dir of ['src', 'functions']) {
+    cpSync(join(root, 'dist', dir), join(stage, 'dist', dir), { recursive: true });
+  }
+  run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], stage);
+}
+
+function filesUnder(dir: string): string[] {
+  const files: string[] = [];
+  const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    // node_modules/.bin holds symlinks only; nothing at run time needs them.
+    if (entry.isDirectory() && entry.name !== '.bin') files.push(...filesUnder(path));
+    else if (entry.isFile()) files.push(path);
+  }
+  return files;
+}
+
+/** A plain zip (deflate, no zip64), written entry by entry; returns the number of files. */
+function writeZip(sourceDir: string, target: string): number {
+  const fd = openSync(target, 'w');
+  const central: Buffer[] = [];
+  let offset = 0;
+  let entries = 0;
+  const emit = (buffer: Buffer): void => {
+    writeSync(fd, buffer);
+    offset += buffer.length;
+  };
+  // DOS time 0, date 1980-01-01: the same build gives the same bytes.
+  const dosTime = 0;
+  const dosDate = 0x21;
+  try {
+    for (const path of filesUnder(sourceDir)) {
+      const name = Buffer.from(relative(sourceDir, path).split(sep).join('/'), 'utf8');
+      const data = readFileSync(path);
+      const packed = deflateRawSync(data);
+      const crc = crc32(data);
+      const mode = lstatSync(path).mode & 0o777;
+      const local = Buffer.alloc(30);
+      local.writeUInt32LE(0x04034b50, 0);
+      local.writeUInt16LE(20, 4);
+      local.writeUInt16LE(0x0800, 6); // names are UTF-8
+      local.writeUInt16LE(8, 8); // deflate
+      local.writeUInt16LE(dosTime, 10);
+      local.writeUInt16LE(dosDate, 12);
+      local.writeUInt32LE(crc, 14);
+      local.writeUInt32LE(packed.length, 18);
+      local.writeUInt32LE(data.length, 22);
+      local.writeUInt16LE(name.length, 26);
+      const header = Buffer.alloc(46);
+      header.writeUInt32LE(0x02014b50, 0);
+      header.writeUInt16LE(0x031e, 4); // made by Unix, so the mode bits below count
+      header.writeUInt16LE(20, 6);
+      header.writeUInt16LE(0x0800, 8);
+      header.writeUInt16LE(8, 10);
+      header.writeUInt16LE(dosTime, 12);
+      header.writeUInt16LE(dosDate, 14);
+      header.writeUInt32LE(crc, 16);
+      header.writeUInt32LE(packed.length, 20);
+      header.writeUInt32LE(data.length, 24);
+      header.writeUInt16LE(name.length, 28);
+      header.writeUInt32LE(((0o100000 | mode) << 16) >>> 0, 38);
+      header.writeUInt32LE(offset, 42);
+      central.push(header, name);
+      emit(local);
+      emit(name);
+      emit(packed);
+      entries++;
+      if (offset > 0xffffffff) throw new Error('The package exceeds 4 GiB, beyond a plain zip.');
+    }
+    if (entries > 0xffff) throw new Error(`The package holds ${entries} files, beyond a plain zip (65535).`);
+    const start = offset;
+    for (const buffer of central) emit(buffer);
+    const end = Buffer.alloc(22);
+    end.writeUInt32LE(0x06054b50, 0);
+    end.writeUInt16LE(entries, 8);
+    end.writeUInt16LE(entries, 10);
+    end.writeUInt32LE(offset - start, 12);
+    end.writeUInt32LE(start, 16);
+    emit(end);
+    return entries;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function armPost(credential: TokenCredential, path: string): Promise<void> {
+  const endpoint = setting('AZURE_RESOURCE_MANAGER_ENDPOINT').replace(/\/+$/, '');
+  const token = await credential.getToken(`${endpoint}/.default`);
+  if (!token) throw new Error(`No token for ${endpoint}; run azd auth login.`);
+  const response = await fetch(`${endpoint}${path}?api-version=${WEB_API_VERSION}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token.token}` },
+  });
+  if (!response.ok) throw new Error(`POST ${path} answered ${response.status}: ${await response.text()}`);
+}
+
+async function main(): Promise<void> {
+  const packageUrl = setting('AZURE_FUNCTION_PACKAGE_URL');
+  const app =
+    `/subscriptions/${setting('AZURE_SUBSCRIPTION_ID')}/resourceGroups/${setting('AZURE_RESOURCE_GROUP')}` +
+    `/providers/Microsoft.Web/sites/${setting('AZURE_FUNCTION_APP_NAME')}`;
+  const tenantId = process.env['AZURE_TENANT_ID']?.trim();
+  const credential = new AzureDeveloperCliCredential(tenantId ? { tenantId } : {});
+
+  stagePackage();
+  const entries = writeZip(stage, zipPath);
+  console.error(`Package: ${entries} files in ${relative(root, zipPath)}`);
+
+  await new BlockBlobClient(packageUrl, credential).uploadFile(zipPath, {
+    blobHTTPHeaders: { blobContentType: 'application/zip' },
+  });
+  console.error(`Uploaded to ${packageUrl}`);
+
+  // The app mounts its package when it starts; syncing triggers lets the platform see the timer.
+  await armPost(credential, `${app}/restart`);
+  await armPost(credential, `${app}/syncfunctiontriggers`);
+  console.error('Function App restarted and its triggers synced.');
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : String(error));
+  process.exit(1);
+});

@@ -1,0 +1,251 @@
+/**
+ * infra/ against the code: the Bicep cannot be compiled here, so these tests read it. The settings the
+ * code reads are found in the code itself (string literals and `env.NAME` reads in src/ and functions/),
+ * never in a list kept by hand.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+
+// Compiled to dist/test/infra/: the repository root is three levels up.
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** App settings the Functions host and App Service read, not the mirror. */
+const RUNTIME_SETTING = /^(?:FUNCTIONS_|AzureWebJobs|APPLICATIONINSIGHTS_|WEBSITE_)/;
+const MIRROR_SETTING = /^%?((?:AZURE|BASM)_[A-Z0-9_]+)%?$/;
+const ROLE_ASSIGNMENT = /^resource\s+(\w+)\s+'Microsoft\.Authorization\/roleAssignments@[^']+'/gm;
+/** Owner, Contributor, User Access Administrator: never needed by the mirror. */
+const BROAD_ROLES = [
+  '8e3af657-a8ff-443c-a75c-2fe8c4bcb635',
+  'b24988ac-6180-42a0-ab88-20f7382dd24c',
+  '18d7d88d-d35e-4fb5-a5c3-7773c20a72d9',
+];
+
+function filesUnder(dir: string, extension: string): string[] {
+  const found: string[] = [];
+  let entries;
+  try {
+    entries = readdirSync(join(root, dir), { withFileTypes: true });
+  } catch {
+    return found; // a directory not written yet holds no settings
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...filesUnder(path, extension));
+    else if (entry.name.endsWith(extension) && !entry.name.endsWith('.d.ts')) found.push(path);
+  }
+  return found.sort();
+}
+
+function read(path: string): string {
+  return readFileSync(join(root, path), 'utf8');
+}
+
+/**
+ * Setting names the code reads: string literals that are exactly a name (`'BASM_X'`, or `'%BASM_X%'`
+ * in a binding expression) and property reads such as `process.env.BASM_X`. Comments do not count.
+ */
+function settingsReadByCode(): Map<string, string[]> {
+  const names = new Map<string, string[]>();
+  const note = (name: string, file: string): void => {
+    names.set(name, [...new Set([...(names.get(name) ?? []), file])]);
+  };
+  for (const file of [...filesUnder('src', '.ts'), ...filesUnder('functions', '.ts')]) {
+    const source = ts.createSourceFile(file, read(file), ts.ScriptTarget.Latest, false, ts.ScriptKind.TS);
+    const visit = (node: ts.Node): void => {
+      if (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node)) {
+        const match = MIRROR_SETTING.exec(node.text);
+        if (match) note(match[1]!, file);
+      } else if (ts.isPropertyAccessExpression(node)) {
+        const match = MIRROR_SETTING.exec(node.name.text);
+        if (match) note(match[1]!, file);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  return names;
+}
+
+/**
+ * The top-level keys of every Bicep object literal bound to a name ending in "Settings"
+ * (`var runtimeSettings = {`, `mirrorSettings: {`), skipping strings and comments.
+ */
+function settingsObjects(text: string): string[][] {
+  const objects: string[][] = [];
+  const start = /(\w*Settings)\s*[:=]\s*\{/g;
+  for (let match = start.exec(text); match !== null; match = start.exec(text)) {
+    const keys: string[] = [];
+    let depth = 1;
+    let i = match.index + match[0].length;
+    let lineStart = false;
+    while (i < text.length && depth > 0) {
+      const c = text[i]!;
+      if (c === "'") {
+        i++;
+        while (i < text.length && text[i] !== "'") i += text[i] === '\\' ? 2 : 1;
+      } else if (c === '/' && text[i + 1] === '/') {
+        while (i < text.length && text[i] !== '\n') i++;
+        continue;
+      } else if (c === '{' || c === '[' || c === '(') {
+        depth++;
+      } else if (c === '}' || c === ']' || c === ')') {
+        depth--;
+      } else if (c === '\n') {
+        lineStart = true;
+        i++;
+        continue;
+      } else if (lineStart && depth === 1 && !/\s/.test(c)) {
+        const key = /^([A-Za-z_][A-Za-z0-9_]*)\s*:/.exec(text.slice(i));
+        if (key) keys.push(key[1]!);
+      }
+      if (!/\s/.test(c)) lineStart = false;
+      i++;
+    }
+    objects.push(keys);
+  }
+  return objects;
+}
+
+function bicepFiles(): string[] {
+  return filesUnder('infra', '.bicep');
+}
+
+function settingsSetByBicep(): string[] {
+  return bicepFiles().flatMap((file) => settingsObjects(read(file)).flat());
+}
+
+function mirrorSettingsSetByBicep(): Set<string> {
+  return new Set(settingsSetByBicep().filter((name) => !RUNTIME_SETTING.test(name)));
+}
+
+test('the infra test finds the settings the code reads', () => {
+  // Guards the scanner itself: config.ts reads these, so finding none would mean a broken scan.
+  const read = settingsReadByCode();
+  for (const name of ['AZURE_SUBSCRIPTION_ID', 'BASM_STEMCELL_SERIES', 'BASM_NOTIFY_GITHUB_TOKEN']) {
+    assert.ok(read.has(name), `expected src/ to read ${name}`);
+  }
+});
+
+test('every app setting the code reads is set by the Bicep', () => {
+  const set = mirrorSettingsSetByBicep();
+  const missing = [...settingsReadByCode()]
+    .filter(([name]) => !set.has(name))
+    .map(([name, files]) => `${name} (read in ${files.join(', ')})`);
+  assert.deepEqual(missing, [], `add these to the app settings in infra/:\n${missing.join('\n')}`);
+});
+
+test('every mirror setting the Bicep sets is read by the code', () => {
+  const read = settingsReadByCode();
+  const unread = [...mirrorSettingsSetByBicep()].filter((name) => !read.has(name));
+  assert.deepEqual(
+    unread,
+    [],
+    `infra/ sets settings no code in src/ or functions/ reads: ${unread.join(', ')}`,
+  );
+});
+
+test('no app setting is set twice (union() would silently keep the last)', () => {
+  const names = settingsSetByBicep();
+  const twice = names.filter((name, index) => names.indexOf(name) !== index);
+  assert.deepEqual(twice, []);
+});
+
+test('the Functions host storage connection uses the identity, not keys', () => {
+  const names = new Set(settingsSetByBicep());
+  for (const name of ['AzureWebJobsStorage__credential', 'AzureWebJobsStorage__clientId']) {
+    assert.ok(names.has(name), `expected ${name}`);
+  }
+  for (const name of ['AzureWebJobsStorage', 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING']) {
+    assert.ok(!names.has(name), `${name} would need an account key`);
+  }
+  for (const file of bicepFiles()) {
+    assert.doesNotMatch(read(file), /listKeys\(|AccountKey=/, `${file} reads an account key`);
+  }
+});
+
+test('every role assignment has a comment saying why it is needed', () => {
+  let count = 0;
+  for (const file of bicepFiles()) {
+    const text = read(file);
+    const lines = text.split('\n');
+    for (const match of text.matchAll(ROLE_ASSIGNMENT)) {
+      count++;
+      const line = text.slice(0, match.index).split('\n').length - 1;
+      const comment: string[] = [];
+      for (let above = line - 1; above >= 0 && lines[above]!.trim().startsWith('//'); above--) {
+        comment.unshift(lines[above]!.trim().replace(/^\/\/\s*/, ''));
+      }
+      const words = comment.join(' ').split(/\s+/).filter(Boolean).length;
+      assert.ok(words >= 5, `${file}: role assignment ${match[1]} needs a comment above it saying why`);
+    }
+  }
+  assert.ok(count > 0, 'expected role assignments in infra/');
+});
+
+test('no role assignment grants Owner, Contributor or User Access Administrator', () => {
+  for (const file of bicepFiles()) {
+    const text = read(file).toLowerCase();
+    for (const role of BROAD_ROLES) assert.ok(!text.includes(role), `${file} assigns role ${role}`);
+  }
+});
+
+test('every Bicep parameter is used', () => {
+  for (const file of bicepFiles()) {
+    const code = read(file)
+      .split('\n')
+      .filter((line) => !line.trim().startsWith('//'))
+      .join('\n');
+    for (const [, name] of code.matchAll(/^param\s+(\w+)\s/gm)) {
+      const uses = code.match(new RegExp(`\\b${name}\\b`, 'g'))?.length ?? 0;
+      assert.ok(uses >= 2, `${file}: parameter ${name} is never used`);
+    }
+  }
+});
+
+test('main.parameters.json names only parameters of main.bicep and fills every required one', () => {
+  const bicep = read('infra/main.bicep');
+  const params = new Map(
+    [...bicep.matchAll(/^param\s+(\w+)\s+\w+(\s*=)?/gm)].map(([, name, hasDefault]) => [name!, !!hasDefault]),
+  );
+  const file = JSON.parse(read('infra/main.parameters.json')) as { parameters: Record<string, unknown> };
+  for (const name of Object.keys(file.parameters)) {
+    assert.ok(params.has(name), `main.parameters.json sets ${name}, which main.bicep does not declare`);
+  }
+  for (const [name, hasDefault] of params) {
+    if (!hasDefault) assert.ok(name in file.parameters, `main.bicep parameter ${name} has no value`);
+  }
+});
+
+test('main.parameters.json defaults agree with the Bicep defaults', () => {
+  const bicep = read('infra/main.bicep');
+  const file = JSON.parse(read('infra/main.parameters.json')) as {
+    parameters: Record<string, { value: string }>;
+  };
+  for (const [name, { value }] of Object.entries(file.parameters)) {
+    const fallback = /^\$\{\w+=(.*)\}$/.exec(value)?.[1];
+    if (fallback === undefined) continue;
+    const declared = new RegExp(`^param\\s+${name}\\s+\\w+\\s*=\\s*'([^']*)'`, 'm').exec(bicep)?.[1];
+    assert.equal(declared, fallback, `${name}: main.bicep default and main.parameters.json default differ`);
+  }
+});
+
+test('azd gets the names an operator needs as outputs', () => {
+  const outputs = new Set(
+    [...read('infra/main.bicep').matchAll(/^output\s+(\w+)\s/gm)].map(([, name]) => name),
+  );
+  for (const name of [
+    'AZURE_FUNCTION_APP_NAME',
+    'AZURE_GALLERY_NAME',
+    'AZURE_KEY_VAULT_NAME',
+    'AZURE_STORAGE_ACCOUNT_NAME',
+    'AZURE_RESOURCE_GROUP',
+  ]) {
+    assert.ok(outputs.has(name), `main.bicep should output ${name}`);
+  }
+  // In .env it would make the CLI on a workstation try the Function App's managed identity.
+  assert.ok(!outputs.has('AZURE_MANAGED_IDENTITY_ID'));
+});
