@@ -189,8 +189,16 @@ export function seriesInstanceId(series: string): string {
   return `mirror-${series}`;
 }
 
-export function versionInstanceId(series: string, version: string): string {
-  return `mirror-${series}-${version}`;
+/**
+ * Instance id of one version's sub-orchestration: unique per run of the series (a version mirrored again
+ * after a failure gets a fresh instance) yet the same on every replay, since the run's start time is.
+ */
+export function versionInstanceId(series: string, version: string, runStartedAt: Date): string {
+  const stamp = runStartedAt
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  return `mirror-${series}-${version}-${stamp}`;
 }
 
 function* step<N extends StepName>(
@@ -226,6 +234,7 @@ export function* mirrorSeries(
   monitor: MonitorSettings,
 ): Workflow<SeriesResult> {
   const { series } = request;
+  const startedAt = ctx.currentTime();
   let plan: StepOutputs['resolveVersions'];
   try {
     const input: StepInputs['resolveVersions'] = { series };
@@ -268,17 +277,19 @@ export function* mirrorSeries(
 
   const results: VersionResult[] = [];
   for (const planned of plan.mirror) {
+    const instanceId = versionInstanceId(series, planned.release.version, startedAt);
+    // The version's own instance shows its step, bytes uploaded and provisioning state.
     ctx.setStatus({
       series,
       plan: plan.mirror.map((p) => p.release.version),
-      current: planned.release.version,
+      current: { version: planned.release.version, instanceId },
       results,
     });
     let result: VersionResult;
     try {
       result = (yield ctx.callMirrorVersion(
         { release: planned.release, galleryVersion: planned.galleryVersion, monitor },
-        versionInstanceId(series, planned.release.version),
+        instanceId,
       )) as VersionResult;
     } catch (error) {
       result = {

@@ -91,7 +91,7 @@ const ok = <T>(value: T) => ({ ok: true, value });
 function versionHistory(): OrchestrationHistory {
   return new OrchestrationHistory(
     'mirrorVersion',
-    versionInstanceId(SERIES, '1.100'),
+    versionInstanceId(SERIES, '1.100', START),
     versionInput,
     START,
     'mirror-x',
@@ -155,7 +155,7 @@ describe('mirrorSeries', () => {
     assert.deepEqual(state.last, {
       actionType: 2,
       functionName: 'mirrorVersion',
-      instanceId: versionInstanceId(SERIES, '1.100'),
+      instanceId: versionInstanceId(SERIES, '1.100', START),
       input: { release, galleryVersion: '1.100.0', monitor: MONITOR },
     });
   });
@@ -194,7 +194,7 @@ describe('mirrorSeries', () => {
     };
     const history = seriesHistory()
       .activityCompleted('resolveVersions', ok(plan))
-      .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100'), versionResult);
+      .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), versionResult);
 
     const state = await replay(history);
 
