@@ -15,7 +15,7 @@ import { InProcessRunner } from './in-process-runner.js';
 import { createProgressReporter } from './progress.js';
 import { createMirrorServices, mirrorSteps, type Logger } from './steps.js';
 import { isStemcellVersion } from './versions.js';
-import type { VersionResult } from './workflow.js';
+import type { VersionResult, VersionStatus } from './workflow.js';
 
 export const USAGE = `Usage: npm run --silent stemcell-mirror -- mirror [options]
 
@@ -90,6 +90,18 @@ function formatResult(r: VersionResult): string {
   return `${r.action.padEnd(8)} ${what}${detail}`;
 }
 
+/** Azure takes minutes to create an image version: say so, once per state, instead of falling silent. */
+function reportProvisioning(log: Logger): (status: unknown) => void {
+  let last = '';
+  return (status) => {
+    const s = status as Partial<VersionStatus>;
+    if (s.step !== 'waitForImageVersion' || s.provisioningState === undefined) return;
+    const line = `${s.series} ${s.version}: image version ${s.galleryVersion} is ${s.provisioningState}`;
+    if (line !== last) log.info(line);
+    last = line;
+  };
+}
+
 /** The whole command; returns the exit status instead of exiting, so tests can call it. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let command: MirrorCommand | 'help';
@@ -129,7 +141,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   if (!config.notify && !command.dryRun)
     log.info('notifications are off: BASM_NOTIFY_GITHUB_TOKEN is not set');
   const services = createMirrorServices(config, log, (event) => progress.update(event));
-  const runner = new InProcessRunner({ steps: mirrorSteps(services), log });
+  const runner = new InProcessRunner({
+    steps: mirrorSteps(services),
+    log,
+    onStatus: reportProvisioning(log),
+  });
   const monitor = {
     pollIntervalSeconds: config.versionPollIntervalSeconds,
     deadlineMinutes: config.versionReadyTimeoutMinutes,

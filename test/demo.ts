@@ -12,7 +12,7 @@ import { buildStemcellFixture } from './support/stemcell-fixture.js';
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 
 function say(text: string): void {
-  process.stderr.write(`\x1b[1m${text}\x1b[0m\n`);
+  process.stderr.write(process.stderr.isTTY ? `\x1b[1m${text}\x1b[0m\n` : `${text}\n`);
 }
 
 function runCli(env: Record<string, string>): Promise<number> {
@@ -34,9 +34,17 @@ async function main(): Promise<number> {
   const local = await startLocalAzure({ pollsUntilDone: 3 });
   try {
     const version = '1.201';
-    const fixture = await buildStemcellFixture({ series: SERIES, version, seed: 1, virtualSizeMiB: 256 });
+    const fixture = await buildStemcellFixture({
+      series: SERIES,
+      version,
+      seed: 1,
+      virtualSizeMiB: 256,
+      dataMiB: 48,
+    });
     local.boshio.publish(SERIES, { version, tarball: fixture.tarball });
-    say(`bosh.io fake publishes ${SERIES} ${version} (a generated stemcell with a 256 MiB VHD).`);
+    say(
+      `bosh.io fake publishes ${SERIES} ${version} (a generated stemcell: 256 MiB VHD, 48 MiB of it data).`,
+    );
     say('The gallery is empty. The second run shows that a run with nothing to do changes nothing.');
     let status = 0;
     for (const run of ['first', 'second']) {
