@@ -14,13 +14,25 @@ export interface DownloadOptions {
   onProgress?: (bytes: number, total: number | undefined) => void;
 }
 
-/** A download failed: HTTP status, stalled or dropped connection, or a server that cannot resume. */
+/** HTTP statuses worth trying again later: timeout, throttling, server errors. */
+function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/**
+ * A download failed: HTTP status, stalled or dropped connection, or a server that cannot resume.
+ * `transient` means "try again later" (network trouble, stalls, 408/429/5xx, a file that changed
+ * while resuming); otherwise the request itself is wrong (another 4xx).
+ */
 export class DownloadError extends Error {
   override name = 'DownloadError';
   readonly status: number | undefined;
-  constructor(message: string, options?: { status?: number; cause?: unknown }) {
+  readonly transient: boolean;
+  constructor(message: string, options?: { status?: number; cause?: unknown; transient?: boolean }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.status = options?.status;
+    this.transient =
+      options?.transient ?? (options?.status === undefined ? false : isTransientStatus(options.status));
   }
 }
 
@@ -70,7 +82,7 @@ function checkContentRange(response: Response, offset: number, total: number | u
   if (start !== offset || (total !== undefined && rangeTotal !== undefined && rangeTotal !== total)) {
     throw new DownloadError(
       `resuming ${displayUrl(url)} at byte ${offset}: server answered Content-Range ${JSON.stringify(range)}, expected "bytes ${offset}-.../${total ?? '*'}"; download again from the start`,
-      { status: response.status },
+      { status: response.status, transient: true },
     );
   }
 }
@@ -152,12 +164,18 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
           await response.body?.cancel().catch(() => undefined);
           throw new DownloadError(
             `resuming ${displayUrl(url)} at byte ${offset} answered HTTP ${response.status}, expected 206 (the file may have changed on the server); download again from the start`,
-            { status: response.status },
+            // A whole file (2xx) or an unsatisfiable range (416): it changed, a new download may succeed.
+            {
+              status: response.status,
+              transient: response.ok || response.status === 416 || isTransientStatus(response.status),
+            },
           );
         } else {
           checkContentRange(response, offset, total, url);
         }
-        if (!response.body) throw new DownloadError(`GET ${displayUrl(url)} returned no body`);
+        if (!response.body) {
+          throw new DownloadError(`GET ${displayUrl(url)} returned no body`, { transient: true });
+        }
         const reader = (response.body as ReadableStream<Uint8Array>).getReader();
         try {
           for (;;) {
@@ -193,7 +211,8 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
             : 'the server sent no strong ETag and Accept-Ranges, so it cannot be resumed; try again';
           throw new DownloadError(
             `download of ${displayUrl(url)} failed at byte ${offset}${total === undefined ? '' : ` of ${total}`} after ${resumes} resume(s): ${reason}; ${advice}`,
-            { cause: error },
+            // Stalled, dropped or unreachable: a later attempt starts over and may well succeed.
+            { cause: error, transient: true },
           );
         }
         resumes += 1;

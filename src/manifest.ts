@@ -94,19 +94,15 @@ function optionalBoolean(typed: Mapping, key: string, field = key): boolean | un
   return value;
 }
 
-/** A list of strings, also accepted as one comma-separated string. */
+/**
+ * A YAML list of strings. Anything that is not a list (a string such as `SCSI, NVMe` included) yields
+ * nothing: the BOSH Azure CPI ignores a non-Array value, and the gallery definition must say what the
+ * CPI would say. Such a value stays in `raw` (when it is a scalar).
+ */
 function optionalTextList(typed: Mapping, key: string, field = key): string[] | undefined {
   const value = typed[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') {
-    return value
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-  }
-  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
-    throw invalid(field, 'a list of strings', value);
-  }
+  if (!Array.isArray(value)) return undefined;
+  if (!value.every((v) => typeof v === 'string')) throw invalid(field, 'a list of strings', value);
   return value;
 }
 

@@ -8,7 +8,12 @@
  */
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import type { BlobGetPropertiesResponse, ContainerClient, PageBlobClient } from '@azure/storage-blob';
+import type {
+  BlobGetPropertiesResponse,
+  ContainerClient,
+  PageBlobClient,
+  PageBlobGetPageRangesResponseModel,
+} from '@azure/storage-blob';
 import type { Extent } from './vhd.js';
 
 /** The largest single Put Page the service accepts. */
@@ -16,6 +21,22 @@ export const MAX_PAGE_WRITE = 4 * 1024 * 1024;
 
 /** Page blob writes and sizes are whole 512-byte pages. */
 const PAGE_SIZE = 512;
+
+/** How long one Storage call may go without an answer before it is given up (milliseconds). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
+
+/**
+ * A Storage call that did not work out but may on a later run: `transient` is true for a call that
+ * got no answer in time and for an upload that raced another one.
+ */
+export class PageBlobError extends Error {
+  override name = 'PageBlobError';
+  readonly transient: boolean;
+  constructor(message: string, options: { transient: boolean; cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.transient = options.transient;
+  }
+}
 
 /**
  * Metadata on a VHD page blob. Keys are lowercase C# identifiers, as Azure metadata requires
@@ -47,6 +68,11 @@ export interface UploadSparseVhdRequest {
   onProgress?: (bytesUploaded: number, totalBytes: number) => void;
   /** Aborting leaves the blob incomplete and resumable. */
   signal?: AbortSignal;
+  /**
+   * Deadline of each Storage call (milliseconds, default 120 000): a call without an answer by then
+   * (a half-open connection) fails with a transient PageBlobError instead of hanging the upload.
+   */
+  requestTimeoutMs?: number;
 }
 
 export interface UploadSparseVhdResult {
@@ -144,11 +170,14 @@ export async function uploadSparseVhd(request: UploadSparseVhdRequest): Promise<
   const metadata = contentMetadata(request.metadata, size, where);
   const planned = planPageWrites(request.extents);
   const dataBytes = totalLength(planned);
+  const calls = storageCalls(where, signal, request.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
 
   signal?.throwIfAborted();
-  await container.createIfNotExists({ abortSignal: signal });
+  await calls.run('createIfNotExists (container)', (abortSignal) =>
+    container.createIfNotExists({ abortSignal }),
+  );
   const blob = container.getPageBlobClient(blobName);
-  const found = await inspectBlob(blob, size, metadata['image_sha256']!, planned, signal);
+  const found = await inspectBlob(blob, size, metadata['image_sha256']!, planned, calls);
   const result = { blobUrl: blob.url, bytesUploaded: 0, dataBytes, alreadyComplete: false, resumed: false };
   if (found.state === 'complete') {
     return { ...result, alreadyComplete: true };
@@ -161,15 +190,31 @@ export async function uploadSparseVhd(request: UploadSparseVhdRequest): Promise<
   } else {
     if (found.state === 'other') {
       replacedBecause = found.reason;
-      await blob.deleteIfExists({ deleteSnapshots: 'include', abortSignal: signal });
+      await replaceGuard(where, 'changed', () =>
+        calls.run('delete', (abortSignal) =>
+          // Only the blob that was inspected: another upload's newer content is not ours to delete.
+          blob.deleteIfExists({
+            deleteSnapshots: 'include',
+            conditions: { ifMatch: found.etag },
+            abortSignal,
+          }),
+        ),
+      );
     }
-    // Created without the complete mark: until that is set, a later run resumes this upload.
-    await blob.create(size, { metadata, abortSignal: signal });
+    // Created without the complete mark: until that is set, a later run resumes this upload. Never
+    // over a blob that another upload created meanwhile: that would wipe the pages it wrote.
+    await replaceGuard(where, 'created', () =>
+      calls.run('create', (abortSignal) =>
+        blob.create(size, { metadata, conditions: { ifNoneMatch: '*' }, abortSignal }),
+      ),
+    );
   }
 
-  const bytesUploaded = await writePages(blob, request, writes, where);
-  await verifyDataBytes(blob, dataBytes, where, signal);
-  await blob.setMetadata({ ...metadata, upload_complete: 'true' }, { abortSignal: signal });
+  const bytesUploaded = await writePages(blob, request, writes, where, calls);
+  await verifyDataBytes(blob, dataBytes, where, calls);
+  await calls.run('setMetadata', (abortSignal) =>
+    blob.setMetadata({ ...metadata, upload_complete: 'true' }, { abortSignal }),
+  );
   return {
     ...result,
     bytesUploaded,
@@ -183,9 +228,12 @@ export async function findCompletedVhdBlob(
   container: ContainerClient,
   blobName: string,
   imageSha256: string,
+  options?: { timeoutMs?: number },
 ): Promise<{ blobUrl: string; size: number } | undefined> {
+  const where = `page blob '${blobName}' in container '${container.containerName}'`;
+  const calls = storageCalls(where, undefined, options?.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
   const blob = container.getPageBlobClient(blobName);
-  const properties = await propertiesIfExists(blob);
+  const properties = await propertiesIfExists(blob, calls);
   if (properties === undefined || properties.contentLength === undefined) return undefined;
   if (!isCompleteUpload(properties, imageSha256, properties.contentLength)) return undefined;
   return { blobUrl: blob.url, size: properties.contentLength };
@@ -195,35 +243,33 @@ type FoundBlob =
   | { state: 'absent' }
   | { state: 'complete' }
   | { state: 'partial'; written: Extent[] }
-  | { state: 'other'; reason: string };
+  | { state: 'other'; reason: string; etag: string | undefined };
 
 async function inspectBlob(
   blob: PageBlobClient,
   size: number,
   imageSha256: string,
   planned: readonly Extent[],
-  signal: AbortSignal | undefined,
+  calls: StorageCalls,
 ): Promise<FoundBlob> {
-  const properties = await propertiesIfExists(blob, signal);
+  const properties = await propertiesIfExists(blob, calls);
   if (properties === undefined) return { state: 'absent' };
+  const other = (reason: string): FoundBlob => ({ state: 'other', reason, etag: properties.etag });
   if (properties.blobType !== 'PageBlob') {
-    return {
-      state: 'other',
-      reason: `it is a ${properties.blobType ?? 'blob of unknown type'}, not a page blob`,
-    };
+    return other(`it is a ${properties.blobType ?? 'blob of unknown type'}, not a page blob`);
   }
   if (properties.contentLength !== size) {
-    return { state: 'other', reason: `it is ${properties.contentLength} bytes, the VHD ${size}` };
+    return other(`it is ${properties.contentLength} bytes, the VHD ${size}`);
   }
   const blobImage = properties.metadata?.['image_sha256'];
   if (blobImage !== imageSha256) {
-    return { state: 'other', reason: `it holds image_sha256 '${blobImage ?? 'none'}', not '${imageSha256}'` };
+    return other(`it holds image_sha256 '${blobImage ?? 'none'}', not '${imageSha256}'`);
   }
   if (isCompleteUpload(properties, imageSha256, size)) return { state: 'complete' };
-  const written = await listWrittenRanges(blob, signal);
+  const written = await listWrittenRanges(blob, calls);
   // Pages outside the extents are not this content: resuming would leave them (and fail the check).
   if (remainingWrites(written, planned).length > 0) {
-    return { state: 'other', reason: "it holds pages outside the VHD's data extents" };
+    return other("it holds pages outside the VHD's data extents");
   }
   return { state: 'partial', written };
 }
@@ -241,22 +287,38 @@ function isCompleteUpload(properties: BlobGetPropertiesResponse, imageSha256: st
 
 async function propertiesIfExists(
   blob: PageBlobClient,
-  signal?: AbortSignal,
+  calls: StorageCalls,
 ): Promise<BlobGetPropertiesResponse | undefined> {
   try {
-    return await blob.getProperties({ abortSignal: signal });
+    return await calls.run('getProperties', (abortSignal) => blob.getProperties({ abortSignal }));
   } catch (error) {
     if ((error as { statusCode?: unknown }).statusCode === 404) return undefined;
     throw error;
   }
 }
 
-/** Every written range of the blob, following continuation tokens (large blobs answer in pages). */
-async function listWrittenRanges(blob: PageBlobClient, signal: AbortSignal | undefined): Promise<Extent[]> {
+/**
+ * Every written range of the blob, following continuation tokens (large blobs answer in pages);
+ * each page is one call with its own deadline.
+ */
+async function listWrittenRanges(blob: PageBlobClient, calls: StorageCalls): Promise<Extent[]> {
   const ranges: Extent[] = [];
-  for await (const range of blob.listPageRanges(0, undefined, { abortSignal: signal })) {
-    ranges.push({ offset: range.start, length: range.end - range.start + 1 });
-  }
+  let continuationToken: string | undefined;
+  do {
+    const token = continuationToken;
+    const page = await calls.run('listPageRanges', async (abortSignal) => {
+      const pages = blob
+        .listPageRanges(0, undefined, { abortSignal })
+        .byPage(token === undefined ? {} : { continuationToken: token });
+      const next: IteratorResult<PageBlobGetPageRangesResponseModel, unknown> = await pages.next();
+      await pages.return?.(undefined);
+      return next.done ? undefined : next.value;
+    });
+    for (const range of page?.pageRange ?? []) {
+      ranges.push({ offset: range.start, length: range.end - range.start + 1 });
+    }
+    continuationToken = page?.continuationToken || undefined;
+  } while (continuationToken !== undefined);
   return ranges;
 }
 
@@ -266,6 +328,7 @@ async function writePages(
   request: UploadSparseVhdRequest,
   writes: readonly Extent[],
   where: string,
+  calls: StorageCalls,
 ): Promise<number> {
   const { vhdPath, size, concurrency, onProgress, signal } = request;
   const totalBytes = totalLength(writes);
@@ -285,7 +348,12 @@ async function writePages(
     try {
       while (!abortSignal.aborted && (write = writes[next++]) !== undefined) {
         const body = await readRange(file, buffer, write, vhdPath);
-        await blob.uploadPages(body, write.offset, write.length, { abortSignal });
+        const { offset, length } = write;
+        await calls.run(
+          `uploadPages (bytes ${offset}-${offset + length - 1})`,
+          (callSignal) => blob.uploadPages(body, offset, length, { abortSignal: callSignal }),
+          abortSignal,
+        );
         uploaded += write.length;
         onProgress?.(uploaded, totalBytes);
       }
@@ -314,10 +382,12 @@ async function writePages(
     // An abort by the caller surfaces as the SDK's AbortError, so callers can tell it apart.
     if (signal?.aborted) throw failure.error;
     const bytes = failure.write ? ` bytes ${failure.write.offset}-${endOf(failure.write) - 1}` : '';
-    throw new Error(
-      `Uploading${bytes} of ${vhdPath} to ${where} failed: ${messageOf(failure.error)}. The blob is left incomplete; run the upload again to resume it.`,
-      { cause: failure.error },
-    );
+    const message = `Uploading${bytes} of ${vhdPath} to ${where} failed: ${messageOf(failure.error).replace(/\.$/, '')}. The blob is left incomplete; run the upload again to resume it.`;
+    const transient = (failure.error as { transient?: unknown } | undefined)?.transient;
+    if (typeof transient === 'boolean') {
+      throw new PageBlobError(message, { transient, cause: failure.error });
+    }
+    throw new Error(message, { cause: failure.error });
   }
   // Aborted between writes: nothing failed, but the upload is not done.
   signal?.throwIfAborted();
@@ -344,9 +414,9 @@ async function verifyDataBytes(
   blob: PageBlobClient,
   dataBytes: number,
   where: string,
-  signal: AbortSignal | undefined,
+  calls: StorageCalls,
 ): Promise<void> {
-  const writtenBytes = totalLength(await listWrittenRanges(blob, signal));
+  const writtenBytes = totalLength(await listWrittenRanges(blob, calls));
   if (writtenBytes !== dataBytes) {
     throw new Error(
       `After the upload, ${where} reports ${writtenBytes} bytes of written pages, but the VHD has ${dataBytes} bytes of data. It is left incomplete; run the upload again to repair or replace it.`,
@@ -401,6 +471,60 @@ function contentMetadata(metadata: Record<string, string>, size: number, where: 
     );
   }
   return { ...content, vhd_size: String(size) };
+}
+
+/** Runs Storage calls with the caller's signal plus a deadline per call. */
+interface StorageCalls {
+  /**
+   * Runs `call` with a signal that fires on the caller's abort (`signal`, default the upload's) or
+   * after the deadline; a call cut by the deadline fails with a transient PageBlobError naming it.
+   */
+  run<T>(what: string, call: (abortSignal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T>;
+}
+
+function storageCalls(where: string, callerSignal: AbortSignal | undefined, timeoutMs: number): StorageCalls {
+  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+    throw new RangeError(
+      `The Storage request timeout must be a positive number of milliseconds, not ${timeoutMs}.`,
+    );
+  }
+  return {
+    async run(what, call, signal = callerSignal) {
+      const deadline = AbortSignal.timeout(timeoutMs);
+      const abortSignal = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
+      try {
+        return await call(abortSignal);
+      } catch (error) {
+        if (deadline.aborted && !signal?.aborted) {
+          throw new PageBlobError(
+            `Azure Storage gave no answer to ${what} on ${where} within ${timeoutMs / 1000} s (a stalled or half-open connection); it is retried later.`,
+            { transient: true, cause: error },
+          );
+        }
+        throw error;
+      }
+    },
+  };
+}
+
+/** A conditional delete or create that lost a race with another upload: retry later, which resumes it. */
+async function replaceGuard<T>(
+  where: string,
+  what: 'changed' | 'created',
+  call: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    const status = (error as { statusCode?: unknown }).statusCode;
+    if (status === 409 || status === 412) {
+      throw new PageBlobError(
+        `Another upload ${what} ${where} meanwhile; retry resumes it (or replaces it when it holds other content).`,
+        { transient: true, cause: error },
+      );
+    }
+    throw error;
+  }
 }
 
 function alignOutward(extent: Extent): Extent {

@@ -5,7 +5,7 @@
  */
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, TransformCallback } from 'node:stream';
 import { Transform, Writable } from 'node:stream';
@@ -83,6 +83,50 @@ export function stemcellWorkPaths(
     extentsPath: join(dir, `${VHD_ENTRY}.extents.json`),
     resultPath: join(dir, RESULT_FILE),
   };
+}
+
+/** `<file>.partial-<pid>-<hex>`: what an extraction writes before it is complete. */
+const PARTIAL_FILE = /\.partial-(\d+)-[0-9a-f]+$/;
+/** A partial file untouched this long belongs to no running extraction, whoever wrote it. */
+const STALE_PARTIAL_MS = 60 * 60 * 1000;
+/** Suffixes of the extractions running in this process right now. */
+const activeSuffixes = new Set<string>();
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: unknown }).code === 'EPERM';
+  }
+}
+
+/**
+ * Deletes the partial files that an interrupted earlier attempt (a killed process) left in the
+ * version's directory; files of an extraction still running (here or in a live process) and a
+ * complete extraction are kept.
+ */
+async function removeStalePartials(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  await Promise.all(
+    names.map(async (name) => {
+      const match = PARTIAL_FILE.exec(name);
+      if (!match) return;
+      const suffix = match[0];
+      if (activeSuffixes.has(suffix)) return;
+      const pid = Number(match[1]);
+      const path = join(dir, name);
+      const mtime = (await stat(path).catch(() => undefined))?.mtimeMs;
+      if (mtime === undefined) return;
+      const old = Date.now() - mtime > STALE_PARTIAL_MS;
+      if (pid === process.pid || !isProcessAlive(pid) || old) await rm(path, { force: true });
+    }),
+  );
 }
 
 /** Passes bytes through unchanged while computing SHA-1 and SHA-256 and counting them. */
@@ -321,6 +365,18 @@ function checkedManifest(text: string, release: StemcellRelease): StemcellManife
       `${subject}: ${MANIFEST_ENTRY} describes ${manifest.name}/${manifest.version}, expected ${release.series}/${release.version}; bosh.io lists the wrong file`,
     );
   }
+  // The gallery definition is named after cloud_properties.name, the lookup goes by the series: they must agree.
+  const cloud = manifest.cloudProperties;
+  for (const [key, expected, actual] of [
+    ['name', manifest.name, cloud.name],
+    ['version', manifest.version, cloud.version],
+  ] as const) {
+    if (actual !== expected) {
+      throw new StemcellError(
+        `${subject}: ${MANIFEST_ENTRY} has cloud_properties.${key} ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)} (its ${key}); the stemcell contradicts itself`,
+      );
+    }
+  }
   return manifest;
 }
 
@@ -389,8 +445,10 @@ export async function extractStemcellFrom(
   const resultPartial = paths.resultPath + suffix;
   let sourceError: unknown;
   source.once('error', (error) => (sourceError ??= error));
-  await mkdir(paths.dir, { recursive: true });
+  activeSuffixes.add(suffix);
   try {
+    await mkdir(paths.dir, { recursive: true });
+    await removeStalePartials(paths.dir);
     const streamed = await streamStemcell(source, release, vhdPartial, options.signal);
     checkTarballDigest(release, streamed.tarball);
     await checkVhdFile(vhdPartial, streamed.vhd.size, subject);
@@ -419,6 +477,8 @@ export async function extractStemcellFrom(
     await Promise.all([vhdPartial, extentsPartial, resultPartial].map((p) => rm(p, { force: true })));
     await rmdir(paths.dir).catch(() => undefined); // only succeeds when nothing else is in it
     throw asFailure(error, subject, sourceError);
+  } finally {
+    activeSuffixes.delete(suffix);
   }
 }
 

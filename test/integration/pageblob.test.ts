@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { createServer } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -291,6 +295,226 @@ describe('findCompletedVhdBlob', () => {
     assert.equal(await findCompletedVhdBlob(container(containerName), blobName, imageSha256), undefined);
   });
 });
+
+describe('racing another upload', () => {
+  test('a blob that another upload created after the inspection is not wiped: the upload fails as transient', async () => {
+    const containerName = newContainerName();
+    const theirs = assertions(containerName).getPageBlobClient(blobName);
+    const racing = withPageBlobHook(container(containerName), 'create', async () => {
+      await theirs.create(vhd.size, { metadata: { image_sha256: imageSha256, vhd_size: String(vhd.size) } });
+      await theirs.uploadPages(Buffer.alloc(512, 0x11), 0, 512);
+    });
+
+    await assert.rejects(
+      uploadSparseVhd({ ...request(containerName), container: racing }),
+      (error: unknown) => {
+        assert.equal((error as { transient?: unknown }).transient, true);
+        assert.match(
+          (error as Error).message,
+          /another upload created .*root\.vhd.* meanwhile; retry resumes it/i,
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(await pageRanges(containerName), [{ offset: 0, length: 512 }]);
+  });
+
+  test('a blob that changed after the inspection is not deleted: the upload fails as transient', async () => {
+    const containerName = newContainerName();
+    const theirs = assertions(containerName).getPageBlobClient(blobName);
+    await assertions(containerName).create();
+    await theirs.create(vhd.size, { metadata: { image_sha256: 'b'.repeat(64) } });
+    const newer = { image_sha256: 'c'.repeat(64), upload_complete: 'true', vhd_size: String(vhd.size) };
+    const racing = withPageBlobHook(container(containerName), 'deleteIfExists', async () => {
+      await theirs.setMetadata(newer);
+    });
+
+    await assert.rejects(
+      uploadSparseVhd({ ...request(containerName), container: racing }),
+      (error: unknown) => {
+        assert.equal((error as { transient?: unknown }).transient, true);
+        assert.match((error as Error).message, /another upload changed .*root\.vhd.* meanwhile/i);
+        return true;
+      },
+    );
+    assert.deepEqual((await theirs.getProperties()).metadata, newer);
+  });
+});
+
+describe('deadlines', () => {
+  let proxy: HangingProxy;
+
+  before(async () => {
+    proxy = await startHangingProxy(new URL(azurite.blobEndpoint));
+  });
+
+  after(async () => {
+    await proxy?.close();
+  });
+
+  const calls: Array<[string, (req: IncomingMessage, query: URLSearchParams) => boolean, boolean]> = [
+    ['createIfNotExists', (req, q) => req.method === 'PUT' && q.get('restype') === 'container', false],
+    ['getProperties', (req) => req.method === 'HEAD', false],
+    ['delete', (req) => req.method === 'DELETE', true],
+    [
+      'create',
+      (req, q) => req.method === 'PUT' && req.headers['x-ms-blob-type'] === 'PageBlob' && !q.has('comp'),
+      false,
+    ],
+    ['uploadPages', (req, q) => req.method === 'PUT' && q.get('comp') === 'page', false],
+    ['listPageRanges', (req, q) => req.method === 'GET' && q.get('comp') === 'pagelist', false],
+    ['setMetadata', (req, q) => req.method === 'PUT' && q.get('comp') === 'metadata', false],
+  ];
+  for (const [call, matches, needsOtherBlob] of calls) {
+    test(`a ${call} call that gets no answer fails the upload as transient after the deadline`, async () => {
+      const containerName = newContainerName();
+      if (needsOtherBlob) {
+        await assertions(containerName).create();
+        await assertions(containerName)
+          .getPageBlobClient(blobName)
+          .create(1 * MiB, { metadata: { a: 'b' } });
+      }
+      proxy.hang = matches;
+      const started = Date.now();
+      try {
+        await assert.rejects(
+          uploadSparseVhd({
+            ...request(containerName),
+            container: viaProxy(proxy, containerName),
+            requestTimeoutMs: 2000,
+          }),
+          (error: unknown) => {
+            assert.equal((error as { transient?: unknown }).transient, true, String(error));
+            assert.match((error as Error).message, new RegExp(`${call}.*root\\.vhd.*within 2 s`));
+            return true;
+          },
+        );
+      } finally {
+        proxy.hang = () => false;
+      }
+      assert.ok(proxy.held > 0, 'the proxy held no request');
+      assert.ok(Date.now() - started < 20_000, 'the deadline did not cut the call');
+    });
+  }
+
+  test('findCompletedVhdBlob gives up on a getProperties without answer, as transient', async () => {
+    proxy.hang = (req) => req.method === 'HEAD';
+    try {
+      await assert.rejects(
+        findCompletedVhdBlob(viaProxy(proxy, newContainerName()), blobName, imageSha256, { timeoutMs: 300 }),
+        (error: unknown) => {
+          assert.equal((error as { transient?: unknown }).transient, true);
+          assert.match((error as Error).message, /getProperties on page blob '.*root\.vhd'.*within 0\.3 s/);
+          return true;
+        },
+      );
+    } finally {
+      proxy.hang = () => false;
+    }
+  });
+
+  test("the caller's abort of a call without answer is an AbortError, not a deadline", async () => {
+    proxy.hang = (req, q) => req.method === 'PUT' && q.get('comp') === 'page';
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 300);
+    try {
+      await assert.rejects(
+        uploadSparseVhd({
+          ...request(newContainerName()),
+          container: viaProxy(proxy, `vhds-abort-${containerCount}`),
+          signal: controller.signal,
+          requestTimeoutMs: 60_000,
+        }),
+        { name: 'AbortError' },
+      );
+    } finally {
+      clearTimeout(timer);
+      proxy.hang = () => false;
+    }
+  });
+
+  test('calls through the proxy that get answers work as usual', async () => {
+    const containerName = newContainerName();
+    const result = await uploadSparseVhd({
+      ...request(containerName),
+      container: viaProxy(proxy, containerName),
+      requestTimeoutMs: 10_000,
+    });
+    assert.equal(result.bytesUploaded, vhd.dataBytes);
+    assert.deepEqual(await pageRanges(containerName), vhd.extents);
+  });
+});
+
+interface HangingProxy {
+  endpoint: string;
+  /** Requests for which this is true are held without an answer (a half-open connection). */
+  hang: (req: IncomingMessage, query: URLSearchParams) => boolean;
+  held: number;
+  close: () => Promise<void>;
+}
+
+/** A plain HTTP proxy to Azurite that holds the requests `hang` picks and passes the others on. */
+async function startHangingProxy(target: URL): Promise<HangingProxy> {
+  const proxy: HangingProxy = { endpoint: '', hang: () => false, held: 0, close: () => Promise.resolve() };
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    if (proxy.hang(req, url.searchParams)) {
+      proxy.held += 1;
+      req.resume();
+      return;
+    }
+    const upstream = httpsRequest(
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: target.host },
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', (error) => res.destroy(error));
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  proxy.endpoint = `http://127.0.0.1:${port}${target.pathname}`;
+  proxy.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return proxy;
+}
+
+/** Shared key through the proxy (plain http carries no bearer token). */
+function viaProxy(proxy: HangingProxy, name: string): ContainerClient {
+  return new ContainerClient(`${proxy.endpoint}/${name}`, azurite.sharedKeyCredential);
+}
+
+/** The container, with `hook` run just before the page blob client's `method` (another uploader's move). */
+function withPageBlobHook(
+  client: ContainerClient,
+  method: 'create' | 'deleteIfExists',
+  hook: () => Promise<void>,
+): ContainerClient {
+  const getPageBlobClient = client.getPageBlobClient.bind(client);
+  client.getPageBlobClient = (name: string) => {
+    const blob = getPageBlobClient(name);
+    const original = (blob[method] as (...args: unknown[]) => Promise<unknown>).bind(blob);
+    Object.assign(blob, {
+      [method]: async (...args: unknown[]) => {
+        await hook();
+        return original(...args);
+      },
+    });
+    return blob;
+  };
+  return client;
+}
 
 /** The production path: a bearer token from the managed identity endpoint. */
 function container(name: string): ContainerClient {

@@ -217,3 +217,118 @@ test('an abort while the consumer is not reading still ends the stream', async (
     await server.close();
   }
 });
+
+/** Rejects with a DownloadError whose `transient` flag is `expected`. */
+async function assertTransient(
+  stream: NodeJS.ReadableStream,
+  expected: boolean,
+  message: RegExp,
+): Promise<void> {
+  await assert.rejects(buffer(stream), (error: unknown) => {
+    assert.ok(error instanceof DownloadError, `expected a DownloadError, got ${String(error)}`);
+    assert.match(error.message, message);
+    assert.equal(error.transient, expected);
+    return true;
+  });
+}
+
+test('a download that stalls on every attempt fails as transient', async () => {
+  const server = await serve({ stallAfter: [100_000, 100_000, 100_000] });
+  try {
+    await assertTransient(
+      downloadStream(server.url, { timeoutMs: 200, maxResumes: 2 }),
+      true,
+      /no data for 200 ms/,
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('a connection that keeps dropping fails as transient once the resumes ran out', async () => {
+  const server = await serve({ dropAfter: [100_000, 100_000, 100_000] });
+  try {
+    await assertTransient(
+      downloadStream(server.url, { timeoutMs: 5000, maxResumes: 2 }),
+      true,
+      /after 2 resume/,
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('a dropped connection that cannot be resumed fails as transient: a new download may succeed', async () => {
+  const server = await serve({ etag: false, dropAfter: [1_000_000] });
+  try {
+    await assertTransient(downloadStream(server.url, { timeoutMs: 5000 }), true, /cannot be resumed/);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a resume answered with 200 instead of 206 fails as transient', async () => {
+  const server = await serve({ dropAfter: [1_000_000], ignoreRange: true });
+  try {
+    await assertTransient(
+      downloadStream(server.url, { timeoutMs: 5000 }),
+      true,
+      /answered HTTP 200, expected 206/,
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('a resume answered with another Content-Range fails as transient', async () => {
+  let requests = 0;
+  const server = await serve({ dropAfter: [1_000_000] }, (req, res) => {
+    if (requests++ === 0 || !req.headers.range) return false;
+    res.writeHead(206, {
+      'content-range': `bytes 0-${BODY.length - 1}/${BODY.length}`,
+      'content-length': BODY.length,
+    });
+    res.end(BODY);
+    return true;
+  });
+  try {
+    await assertTransient(downloadStream(server.url, { timeoutMs: 5000 }), true, /Content-Range/);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a server that refuses connections fails as transient', async () => {
+  const server = await serve({});
+  await server.close();
+  await assertTransient(
+    downloadStream(server.url, { timeoutMs: 5000, maxResumes: 1 }),
+    true,
+    /failed at byte 0/,
+  );
+});
+
+for (const [status, transient] of [
+  [408, true],
+  [429, true],
+  [500, true],
+  [503, true],
+  [403, false],
+  [404, false],
+] as const) {
+  test(`HTTP ${status} fails as ${transient ? 'transient' : 'permanent'}`, async () => {
+    const server = await serve({}, (_req, res) => {
+      res.writeHead(status).end();
+      return true;
+    });
+    try {
+      await assertTransient(
+        downloadStream(server.url, { timeoutMs: 5000 }),
+        transient,
+        new RegExp(`HTTP ${status}`),
+      );
+    } finally {
+      await server.close();
+    }
+  });
+}

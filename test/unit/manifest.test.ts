@@ -145,3 +145,22 @@ test('a YAML document that is not a mapping is refused', () => {
     message: /a mapping/,
   });
 });
+
+test('disk_controller_types written as a string is kept in raw only, as the CPI ignores it', () => {
+  const text = `${VALID}  generation: gen2
+  disk_controller_types: SCSI, NVMe
+`;
+  const properties = parseStemcellManifest(text).cloudProperties;
+  assert.equal(properties.diskControllerTypes, undefined);
+  assert.equal('diskControllerTypes' in properties, false);
+  assert.equal(properties.raw['disk_controller_types'], 'SCSI, NVMe');
+});
+
+test('disk_controller_types as a list of non-strings is refused, naming the field', () => {
+  const text = `${VALID}  disk_controller_types: [1, 2]
+`;
+  assert.throws(
+    () => parseStemcellManifest(text),
+    /`cloud_properties\.disk_controller_types` must be a list of strings/,
+  );
+});

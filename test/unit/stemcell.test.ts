@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import type { StemcellRelease } from '../../src/boshio.js';
+import { DownloadError } from '../../src/download.js';
 import {
   StemcellError,
   downloadAndExtractStemcell,
@@ -340,4 +342,138 @@ test('a stemcell streamed to disk by the large fixture writer extracts to the ex
   assert.equal(result.tarballBytes, large.size);
   assert.equal(result.imageSha256, large.imageSha256);
   assert.deepEqual(await readExtents(result.extentsPath), large.extents);
+});
+
+test('a stemcell.MF whose cloud_properties.name differs from its name is refused', async () => {
+  await refusedFixture(
+    { cloudProperties: { name: 'bosh-azure-hyperv-ubuntu-noble' } },
+    /cloud_properties\.name "bosh-azure-hyperv-ubuntu-noble", expected "bosh-azure-hyperv-ubuntu-jammy-go_agent"/,
+  );
+});
+
+test('a stemcell.MF whose cloud_properties.version differs from its version is refused', async () => {
+  await refusedFixture(
+    { cloudProperties: { version: '1.99' } },
+    /cloud_properties\.version "1\.99", expected "1\.100"/,
+  );
+});
+
+/** A pid that no process has (above Linux's pid_max). */
+const DEAD_PID = 2_147_483_646;
+
+test('partial files of an interrupted earlier attempt are removed when a new extraction starts', async () => {
+  const dir = await workDir();
+  const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
+  await mkdir(paths.dir, { recursive: true });
+  const stale = [
+    `${paths.vhdPath}.partial-${DEAD_PID}-0badc0de`,
+    `${paths.extentsPath}.partial-${DEAD_PID}-0badc0de`,
+    `${paths.vhdPath}.partial-${process.pid}-0000beef`,
+  ];
+  for (const path of stale) await writeFile(path, 'left by a killed process');
+  let seenAtStart: string[] | undefined;
+  const source = new Readable({
+    read() {
+      // Looks at the directory once the extraction asks for its first bytes.
+      readdir(paths.dir).then((names) => {
+        seenAtStart = names;
+        this.push(fixture.tarball);
+        this.push(null);
+      }, this.destroy.bind(this));
+    },
+  });
+  await extractStemcellFrom(source, releaseOf(fixture), { workDir: dir });
+  assert.deepEqual(seenAtStart, []);
+  assert.deepEqual((await filesIn(dir)).sort(), ['root.vhd', 'root.vhd.extents.json', 'stemcell.json']);
+});
+
+test('stale partial files go while a complete extraction beside them is kept', async () => {
+  const dir = await workDir();
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
+  await writeFile(`${paths.vhdPath}.partial-${DEAD_PID}-0badc0de`, 'left by a killed process');
+  await assert.rejects(
+    extractStemcellFrom(sourceOf(Buffer.from('not a stemcell'.repeat(100))), releaseOf(fixture), {
+      workDir: dir,
+    }),
+    StemcellError,
+  );
+  assert.deepEqual((await filesIn(dir)).sort(), ['root.vhd', 'root.vhd.extents.json', 'stemcell.json']);
+  assert.ok(await findExtractedStemcell(dir, fixture.series, fixture.version, fixture.imageSha256));
+});
+
+test('a recent partial file of a live process is not touched', async () => {
+  const dir = await workDir();
+  const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
+  await mkdir(paths.dir, { recursive: true });
+  const running = `${paths.vhdPath}.partial-${process.ppid}-0000cafe`;
+  await writeFile(running, 'being written by another extraction');
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  assert.equal(await readFile(running, 'utf8'), 'being written by another extraction');
+});
+
+test('two extractions of the same version at once in one process both succeed', async () => {
+  const dir = await workDir();
+  const results = await Promise.all([
+    extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir }),
+    extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir }),
+  ]);
+  assert.deepEqual(
+    results.map((r) => r.imageSha256),
+    [fixture.imageSha256, fixture.imageSha256],
+  );
+});
+
+/** Serves `handler` on a local port; returns the URL of `/stemcell.tgz` and a close function. */
+async function serveStemcell(
+  handler: (request: IncomingMessage, response: ServerResponse) => void,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/stemcell.tgz`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+test('a download that stalls reaches the caller as a transient DownloadError, not a StemcellError', async () => {
+  const served = await serveStemcell((_request, response) => {
+    response.writeHead(200, { 'content-length': fixture.tarball.length });
+    response.write(fixture.tarball.subarray(0, 200_000)); // then nothing more: a stalled server
+  });
+  try {
+    const dir = await workDir();
+    await assert.rejects(
+      downloadAndExtractStemcell(releaseOf(fixture, { url: served.url }), { workDir: dir, timeoutMs: 100 }),
+      (error: unknown) => {
+        assert.ok(error instanceof DownloadError, `expected a DownloadError, got ${String(error)}`);
+        assert.equal(error.transient, true);
+        assert.match(error.message, /no data for 100 ms/);
+        return true;
+      },
+    );
+    assert.deepEqual(await filesIn(dir), []);
+  } finally {
+    await served.close();
+  }
+});
+
+test('a download answered 503 reaches the caller as a transient DownloadError', async () => {
+  const served = await serveStemcell((_request, response) => response.writeHead(503).end());
+  try {
+    await assert.rejects(
+      downloadAndExtractStemcell(releaseOf(fixture, { url: served.url }), {
+        workDir: await workDir(),
+        timeoutMs: 5000,
+      }),
+      (error: unknown) => error instanceof DownloadError && error.transient && error.status === 503,
+    );
+  } finally {
+    await served.close();
+  }
 });
