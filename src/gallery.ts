@@ -55,6 +55,42 @@ export class GalleryError extends Error {
  */
 export const MIRROR_STEMCELL_REFERENCE = 'bosh-azure-stemcell-mirror';
 
+// The CPI's list format for `stemcell_references`: names joined by ',' (read back with split(',') + strip).
+function stemcellReferenceList(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((reference) => reference.trim())
+    .filter((reference) => reference !== '');
+}
+
+/**
+ * The `stemcell_references` value with MIRROR_STEMCELL_REFERENCE added, in the CPI's format (as its
+ * `build_updated_tags` writes it: the existing references, then `stemcell_name` if it is not among them,
+ * then the new one, joined by ','); undefined when the mirror's reference is already there.
+ */
+export function stemcellReferencesWith(tags: Readonly<Record<string, string>>): string | undefined {
+  const references = stemcellReferenceList(tags['stemcell_references']);
+  if (references.includes(MIRROR_STEMCELL_REFERENCE)) return undefined;
+  const stemcellName = tags['stemcell_name'];
+  if (stemcellName !== undefined && stemcellName !== '' && !references.includes(stemcellName)) {
+    references.push(stemcellName);
+  }
+  references.push(MIRROR_STEMCELL_REFERENCE);
+  return references.join(',');
+}
+
+/**
+ * Whether a director's CPI would adopt this existing version on `bosh upload-stemcell` rather than refuse it
+ * as "not created by BOSH CPI" (it needs a `stemcell_references` or a `stemcell_name` tag). With
+ * `imageSha256`, also false when the version's `image_sha256` tag names other content (the CPI's SHA256
+ * mismatch); a missing tag on either side passes, as in the CPI.
+ */
+export function isAdoptableByCpi(tags: Readonly<Record<string, string>>, imageSha256?: string): boolean {
+  if (tags['stemcell_references'] === undefined && tags['stemcell_name'] === undefined) return false;
+  const existing = tags['image_sha256'];
+  return existing === undefined || imageSha256 === undefined || existing === imageSha256;
+}
+
 const DEFAULT_GENERATION = 'gen1';
 // The CPI's own constant for the `image` tag; the definition's identifier may differ when overridden.
 const CPI_PUBLISHER = 'bosh';
@@ -274,7 +310,20 @@ export interface ComputeGalleryOptions {
   credential: TokenCredential;
   /** How often waits (definition creation, deletion) poll when ARM sends no Retry-After; default 2 s. */
   pollIntervalMs?: number;
+  /**
+   * The longest any single ARM request (each attempt, each poll, each page) may take until its answer is read;
+   * default 60 s. One that takes longer is abandoned and reported as a transient GalleryError.
+   */
+  requestTimeoutMs?: number;
+  /**
+   * The longest a wait for a long-running operation (definition creation, version deletion, tag update) may
+   * take; default 30 minutes. Then a transient GalleryError says the operation is still running in Azure.
+   */
+  operationTimeoutMs?: number;
 }
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+const DEFAULT_OPERATION_TIMEOUT_MS = 30 * 60_000;
 
 type VersionPoller = ReturnType<ComputeManagementClient['galleryImageVersions']['createOrUpdate']>;
 
@@ -296,6 +345,11 @@ export class ComputeGallery {
       endpoint,
       credentials: { scopes: [`${endpoint}/.default`] },
     });
+    // Inside the retry loop, so every attempt, poll and page is bounded on its own.
+    this.#client.pipeline.addPolicy(
+      requestTimeoutPolicy(positive(options.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS)),
+      { afterPhase: 'Retry' },
+    );
   }
 
   get #where(): string {
@@ -346,12 +400,15 @@ export class ComputeGallery {
     if (spec.features !== undefined) definition.features = spec.features;
     const what = `Creating image definition ${spec.name} in ${this.#where}`;
     try {
-      const created = await this.#client.galleryImages.createOrUpdate(
-        resourceGroup,
-        galleryName,
-        spec.name,
-        definition,
-        this.#pollOptions(),
+      const created = await this.#untilDone(
+        this.#client.galleryImages.createOrUpdate(
+          resourceGroup,
+          galleryName,
+          spec.name,
+          definition,
+          this.#pollOptions(),
+        ),
+        what,
       );
       if (created.provisioningState !== undefined && created.provisioningState !== 'Succeeded') {
         throw new GalleryError(
@@ -435,17 +492,82 @@ export class ComputeGallery {
   async deleteImageVersion(definitionName: string, versionName: string): Promise<void> {
     const { resourceGroup, galleryName } = this.#options;
     this.#started.delete(versionKey(definitionName, versionName));
+    const what = `Deleting image version ${definitionName}/${versionName} in ${this.#where}`;
     try {
-      await this.#client.galleryImageVersions.delete(
+      await this.#untilDone(
+        this.#client.galleryImageVersions.delete(
+          resourceGroup,
+          galleryName,
+          definitionName,
+          versionName,
+          this.#pollOptions(),
+        ),
+        what,
+      );
+    } catch (error) {
+      if (statusCodeOf(error) === 404) return;
+      throw galleryError(error, what);
+    }
+  }
+
+  /**
+   * Merges `tags` into the version's current tags and returns the merged set (e.g. `mirror_notified`, or a
+   * `stemcell_references` value from stemcellReferencesWith). ARM's PATCH replaces the whole tags object, so
+   * the version is read first and the merged set is sent; a tag name that differs only in case replaces the
+   * existing one (Azure compares tag names without case). Nothing is sent when every tag already has its
+   * value. Waits until Azure has applied the update. Azure's limits (50 tags, names of 512 and values of
+   * 256 characters, no `<>%&\?/` in names) are checked first. A version that Azure is still creating or
+   * updating is a transient error; a missing one is a permanent error with status 404. Not atomic: a tag
+   * written by someone else between the read and the update is lost.
+   */
+  async tagImageVersion(
+    definitionName: string,
+    versionName: string,
+    tags: Record<string, string>,
+  ): Promise<Record<string, string>> {
+    const { resourceGroup, galleryName } = this.#options;
+    const what = `Tagging image version ${definitionName}/${versionName} in ${this.#where}`;
+    checkTags(tags, what);
+    try {
+      const version = await this.#client.galleryImageVersions.get(
         resourceGroup,
         galleryName,
         definitionName,
         versionName,
-        this.#pollOptions(),
       );
+      const current = { ...(version.tags ?? {}) };
+      const state = version.provisioningState ?? 'Unknown';
+      const merged = mergeTags(current, tags);
+      if (sameTags(merged, current)) return merged;
+      if (Object.keys(merged).length > MAX_TAGS) {
+        throw new GalleryError(
+          `${what} failed: the version has ${Object.keys(current).length} tags and the merge would make ${Object.keys(merged).length}; Azure allows ${MAX_TAGS}. Remove tags from the version first.`,
+          { code: 'TooManyTags' },
+        );
+      }
+      if (state === 'Deleting') {
+        throw new GalleryError(`${what} failed: Azure is deleting the version.`, { code: 'VersionDeleting' });
+      }
+      if (state === 'Creating' || state === 'Updating' || state === 'Migrating') {
+        throw new GalleryError(
+          `${what} failed: the version is ${state}; Azure takes no tag update until that ends. This looks temporary; it is retried.`,
+          { code: 'VersionBusy', transient: true },
+        );
+      }
+      const updated = await this.#untilDone(
+        this.#client.galleryImageVersions.update(
+          resourceGroup,
+          galleryName,
+          definitionName,
+          versionName,
+          { tags: merged },
+          this.#pollOptions(),
+        ),
+        what,
+      );
+      return { ...(updated.tags ?? merged) };
     } catch (error) {
-      if (statusCodeOf(error) === 404) return;
-      throw galleryError(error, `Deleting image version ${definitionName}/${versionName} in ${this.#where}`);
+      throw galleryError(error, what);
     }
   }
 
@@ -473,6 +595,32 @@ export class ComputeGallery {
     }
   }
 
+  /** Waits for a long-running operation, at most operationTimeoutMs; then it stops polling and says so. */
+  async #untilDone<T>(poller: Waitable<T>, what: string): Promise<T> {
+    const limit = positive(this.#options.operationTimeoutMs, DEFAULT_OPERATION_TIMEOUT_MS);
+    const stop = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          new GalleryError(
+            `${what} is still running after ${duration(limit)}: Azure has not finished the operation yet (it goes on in Azure). This looks temporary; it is retried.`,
+            { code: 'OperationTimeout', transient: true },
+          ),
+        );
+        stop.abort();
+      }, limit);
+    });
+    const done = poller.pollUntilDone({ abortSignal: stop.signal });
+    // After the deadline the poller rejects (aborted) with nobody waiting for it.
+    done.catch(() => undefined);
+    try {
+      return await Promise.race([done, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   #pollOptions(): { updateIntervalInMs?: number } {
     return this.#options.pollIntervalMs === undefined
       ? {}
@@ -481,6 +629,117 @@ export class ComputeGallery {
 }
 
 const NO_REASON = 'Azure gave no reason here; see the activity log of the image version';
+
+interface Waitable<T> {
+  pollUntilDone(options?: { abortSignal?: AbortSignal }): Promise<T>;
+}
+
+type PipelinePolicy = Parameters<ComputeManagementClient['pipeline']['addPolicy']>[0];
+
+/** One ARM request that got no complete answer in time. */
+class RequestTimeoutError extends Error {
+  readonly code = 'RequestTimeout';
+  constructor(method: string, url: string, timeoutMs: number) {
+    super(`Azure Resource Manager gave no answer to ${method} ${urlPath(url)} within ${duration(timeoutMs)}`);
+    this.name = 'RequestTimeoutError';
+  }
+}
+
+/**
+ * Bounds one request (headers and body) by its own abort signal; core-rest-pipeline's `request.timeout` stops
+ * at the headers and surfaces as an AbortError that says nothing of a timeout.
+ */
+function requestTimeoutPolicy(timeoutMs: number): PipelinePolicy {
+  return {
+    name: 'basmRequestTimeout',
+    async sendRequest(request, next) {
+      const outer = request.abortSignal;
+      const controller = new AbortController();
+      const forward = () => controller.abort();
+      if (outer?.aborted === true) controller.abort();
+      else outer?.addEventListener('abort', forward);
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(new RequestTimeoutError(request.method, request.url, timeoutMs));
+          controller.abort();
+        }, timeoutMs);
+      });
+      request.abortSignal = controller.signal;
+      try {
+        const sent = next(request);
+        sent.catch(() => undefined);
+        return await Promise.race([sent, deadline]);
+      } finally {
+        clearTimeout(timer);
+        outer?.removeEventListener('abort', forward);
+        request.abortSignal = outer;
+      }
+    },
+  };
+}
+
+function urlPath(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url;
+  }
+}
+
+function positive(value: number | undefined, fallback: number): number {
+  return value !== undefined && Number.isFinite(value) && value > 0 ? value : fallback;
+}
+
+function duration(ms: number): string {
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  if (ms % 1000 === 0) return `${ms / 1000} s`;
+  return `${ms} ms`;
+}
+
+function checkTags(tags: Record<string, string>, what: string): void {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(tags)) {
+    if (name === '') problems.push('a tag has an empty name');
+    else if (name.length > MAX_TAG_NAME)
+      problems.push(`name ${name.slice(0, 40)}... is ${name.length} characters (at most ${MAX_TAG_NAME})`);
+    else if (FORBIDDEN_TAG_NAME_CHARS.test(name))
+      problems.push(`name ${name} contains one of < > % & \\ ? /`);
+    if (typeof value !== 'string') problems.push(`${name} has no text value`);
+    else if (value.length > MAX_TAG_VALUE)
+      problems.push(`${name} has a value of ${value.length} characters (at most ${MAX_TAG_VALUE})`);
+  }
+  if (problems.length > 0) {
+    throw new GalleryError(`${what} refused: Azure would not accept these tags: ${problems.join('; ')}.`, {
+      code: 'InvalidTag',
+    });
+  }
+}
+
+// Azure tag names are case-insensitive: a new spelling replaces the old one instead of making a duplicate.
+function mergeTags(current: Record<string, string>, tags: Record<string, string>): Record<string, string> {
+  const merged = { ...current };
+  for (const [name, value] of Object.entries(tags)) {
+    for (const existing of Object.keys(merged)) {
+      if (existing !== name && existing.toLowerCase() === name.toLowerCase()) delete merged[existing];
+    }
+    merged[name] = value;
+  }
+  return merged;
+}
+
+function sameTags(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => b[key] === a[key]);
+}
+
+function requestTimeoutOf(error: unknown): RequestTimeoutError | undefined {
+  for (let current = error, depth = 0; current !== undefined && current !== null && depth < 5; depth++) {
+    if (current instanceof RequestTimeoutError) return current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
 
 function versionKey(definitionName: string, versionName: string): string {
   return `${definitionName}/${versionName}`.toLowerCase();
@@ -550,6 +809,13 @@ const TRANSIENT_NETWORK_CODES = new Set([
 /** Wraps any failure as a GalleryError that says what was being done, Azure's answer and whether to retry. */
 function galleryError(error: unknown, what: string): GalleryError {
   if (error instanceof GalleryError) return error;
+  const timeout = requestTimeoutOf(error);
+  if (timeout !== undefined) {
+    return new GalleryError(`${what} failed: ${timeout.message}. This looks temporary; it is retried.`, {
+      code: timeout.code,
+      transient: true,
+    });
+  }
   const statusCode = statusCodeOf(error);
   const code = codeOf(error);
   const message = error instanceof Error ? error.message : String(error);

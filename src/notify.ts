@@ -12,7 +12,10 @@ export interface StemcellPublished {
   resourceGroup: string;
 }
 
-/** A failed dispatch. `transient` (network, 408, 429, 5xx) means "retry later"; otherwise fix the settings. */
+/**
+ * A failed dispatch. `transient` (network, timeout, 408, 429, 5xx, a 403 from GitHub's rate limits) means
+ * "retry later"; otherwise fix the settings.
+ */
 export class NotifyError extends Error {
   readonly status?: number;
   readonly transient: boolean;
@@ -24,17 +27,31 @@ export class NotifyError extends Error {
   }
 }
 
+export interface NotifyOptions {
+  /** The longest the dispatch request may take, answer included; default 30 s. Longer is a transient error. */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
 /** Dispatches the configured workflow with exactly the five gallery inputs the workflow declares. */
 export async function notifyStemcellPublished(
   settings: NotifySettings,
   published: StemcellPublished,
+  options: NotifyOptions = {},
 ): Promise<void> {
+  const timeoutMs =
+    options.timeoutMs !== undefined && Number.isFinite(options.timeoutMs) && options.timeoutMs > 0
+      ? options.timeoutMs
+      : DEFAULT_TIMEOUT_MS;
   const octokit = new Octokit({
     auth: settings.token.reveal(),
     baseUrl: settings.apiUrl,
     // Failures come back as one NotifyError; Octokit's own request log would report them a second time.
     log: { debug: () => {}, info: () => {}, warn: console.warn, error: () => {} },
   });
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), timeoutMs);
   try {
     await octokit.rest.actions.createWorkflowDispatch({
       owner: settings.owner,
@@ -48,18 +65,40 @@ export async function notifyStemcellPublished(
         gallery_subscription_id: published.subscriptionId,
         gallery_resource_group: published.resourceGroup,
       },
+      request: { signal: deadline.signal },
     });
   } catch (error) {
-    throw notifyError(error, settings, published);
+    throw deadline.signal.aborted
+      ? timeoutError(timeoutMs, settings, published)
+      : notifyError(error, settings, published);
+  } finally {
+    clearTimeout(timer);
   }
+}
+
+function describe(settings: NotifySettings, published: StemcellPublished): string {
+  const target = `workflow ${settings.workflow} of ${settings.owner}/${settings.repo} at ref ${settings.ref}`;
+  return `Notifying ${target} about ${published.imageName} ${published.imageVersion}`;
+}
+
+// Octokit reports an aborted fetch as an AbortError with status 500; say what happened instead.
+function timeoutError(
+  timeoutMs: number,
+  settings: NotifySettings,
+  published: StemcellPublished,
+): NotifyError {
+  const limit = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`;
+  const message = `${describe(settings, published)} failed: GitHub (${settings.apiUrl}) gave no answer within ${limit}. This looks temporary; it is retried.`;
+  return new NotifyError(redact(message, settings.token.reveal()), { transient: true });
 }
 
 function notifyError(error: unknown, settings: NotifySettings, published: StemcellPublished): NotifyError {
   const status = statusOf(error);
-  const transient = status === undefined || status === 0 || status === 408 || status === 429 || status >= 500;
-  const target = `workflow ${settings.workflow} of ${settings.owner}/${settings.repo} at ref ${settings.ref}`;
-  const what = `Notifying ${target} about ${published.imageName} ${published.imageVersion}`;
-  const advice = adviceFor(status, transient);
+  const rateLimited = status === 403 && isRateLimited(error);
+  const transient =
+    status === undefined || status === 0 || status === 408 || status === 429 || status >= 500 || rateLimited;
+  const what = describe(settings, published);
+  const advice = rateLimited ? rateLimitAdvice(error) : adviceFor(status, transient);
   const detail = [gitHubMessage(error), status === undefined ? undefined : `HTTP ${status}`]
     .filter(Boolean)
     .join(', ');
@@ -82,6 +121,38 @@ function adviceFor(status: number | undefined, transient: boolean): string {
     default:
       return 'Fix the notification settings and run the notification again.';
   }
+}
+
+function headersOf(error: unknown): Record<string, unknown> {
+  if (typeof error !== 'object' || error === null) return {};
+  const headers = (error as { response?: { headers?: unknown } }).response?.headers;
+  return typeof headers === 'object' && headers !== null ? (headers as Record<string, unknown>) : {};
+}
+
+/**
+ * GitHub answers 403 (or 429) both for its primary rate limit (`x-ratelimit-remaining: 0`) and for its
+ * secondary rate limits (`retry-after`, or a message naming the secondary rate limit); any other 403 is a
+ * missing permission.
+ */
+function isRateLimited(error: unknown): boolean {
+  const headers = headersOf(error);
+  if (headers['retry-after'] !== undefined) return true;
+  const remaining = headers['x-ratelimit-remaining'];
+  if (remaining === '0' || remaining === 0) return true;
+  return /secondary rate limit/i.test(gitHubMessage(error));
+}
+
+function rateLimitAdvice(error: unknown): string {
+  const headers = headersOf(error);
+  const retryAfter = Number(headers['retry-after']);
+  if (headers['retry-after'] !== undefined && Number.isFinite(retryAfter)) {
+    return `GitHub's rate limit was hit; it is retried (GitHub asks to wait ${retryAfter} s).`;
+  }
+  const reset = Number(headers['x-ratelimit-reset']);
+  if (Number.isFinite(reset) && reset > 0) {
+    return `GitHub's rate limit was hit; it is retried (the limit resets at ${new Date(reset * 1000).toISOString()}).`;
+  }
+  return "GitHub's rate limit was hit; it is retried.";
 }
 
 function statusOf(error: unknown): number | undefined {

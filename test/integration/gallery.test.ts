@@ -9,7 +9,15 @@ import { ManagedIdentityCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
 import type { ContainerClient } from '@azure/storage-blob';
 import type { GalleryNaming } from '../../src/config.js';
-import { ComputeGallery, GalleryError, imageDefinitionFor, imageVersionTags } from '../../src/gallery.js';
+import {
+  ComputeGallery,
+  GalleryError,
+  MIRROR_STEMCELL_REFERENCE,
+  imageDefinitionFor,
+  imageVersionTags,
+  isAdoptableByCpi,
+  stemcellReferencesWith,
+} from '../../src/gallery.js';
 import type { ImageDefinitionSpec, ImageVersionState } from '../../src/gallery.js';
 import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
 import { startAzurite } from '../support/azurite.js';
@@ -18,6 +26,7 @@ import { startFakeArm } from '../support/fake-arm.js';
 import type { FakeArm } from '../support/fake-arm.js';
 import { startIdentityEndpoint } from '../support/identity.js';
 import type { IdentityEndpoint } from '../support/identity.js';
+import { startHttpsServer } from '../support/https-server.js';
 import { fixedVhdFooter } from '../support/stemcell-fixture.js';
 
 const subscriptionId = '00000000-0000-4000-8000-0000000000e5';
@@ -354,4 +363,230 @@ test('listSeriesVersions is empty when the series has no definition', async () =
 
 test('tokens are requested for the configured Resource Manager endpoint', () => {
   assert.ok(identity.requests.some((request) => request.resource === arm.url));
+});
+
+function galleryAt(endpoint: string, extra: Partial<ConstructorParameters<typeof ComputeGallery>[0]> = {}) {
+  return new ComputeGallery({
+    subscriptionId,
+    resourceGroup,
+    galleryName,
+    region,
+    resourceManagerEndpoint: endpoint,
+    storageAccountId,
+    credential: new ManagedIdentityCredential(),
+    pollIntervalMs: 20,
+    ...extra,
+  });
+}
+
+async function succeededVersion(
+  series: string,
+  versionName: string,
+  tags?: Record<string, string>,
+): Promise<{ spec: ImageDefinitionSpec; tags: Record<string, string> }> {
+  const spec = await existingDefinition(series);
+  const blobUrl = await vhdPageBlob(`${series}-${versionName}.vhd`);
+  const versionTags = tags ?? tagsFor(series, spec.name);
+  await gallery.startImageVersion({ definitionName: spec.name, versionName, blobUrl, tags: versionTags });
+  await waitForState(spec.name, versionName, ['Succeeded']);
+  return { spec, tags: versionTags };
+}
+
+function patchesOf(definitionName: string, versionName: string) {
+  return arm.requests.filter(
+    (request) =>
+      request.method === 'PATCH' &&
+      request.path.endsWith(`/images/${definitionName}/versions/${versionName}`),
+  );
+}
+
+async function rejectsWithin(
+  promise: Promise<unknown>,
+  ms: number,
+  check: (error: GalleryError) => void,
+): Promise<void> {
+  const started = Date.now();
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof GalleryError, `expected a GalleryError, got ${String(error)}`);
+    check(error);
+    return true;
+  });
+  assert.ok(Date.now() - started < ms, `took ${Date.now() - started} ms`);
+}
+
+test(
+  'every ARM call to an endpoint that never answers fails in time as a transient GalleryError',
+  { timeout: 20_000 },
+  async () => {
+    const silent = await startHttpsServer(() => new Promise<void>(() => {}));
+    try {
+      const mute = galleryAt(silent.url, { requestTimeoutMs: 150 });
+      const spec = imageDefinitionFor(manifest('timeout-series'), naming);
+      const calls: Array<[string, () => Promise<unknown>, RegExp]> = [
+        ['list', () => mute.listSeriesVersions('timeout-series', naming), /Listing the image versions/],
+        [
+          'get',
+          () => mute.getImageVersion(spec.name, '1.0.0'),
+          /Reading image version timeout-series\/1\.0\.0/,
+        ],
+        ['define', () => mute.ensureImageDefinition(spec), /Reading image definition timeout-series/],
+        [
+          'start',
+          () =>
+            mute.startImageVersion({
+              definitionName: spec.name,
+              versionName: '1.0.0',
+              blobUrl: `${azurite.blobEndpoint}/vhds/never.vhd`,
+              tags: {},
+            }),
+          /Starting image version timeout-series\/1\.0\.0/,
+        ],
+        ['delete', () => mute.deleteImageVersion(spec.name, '1.0.0'), /Deleting image version/],
+        ['tag', () => mute.tagImageVersion(spec.name, '1.0.0', { a: 'b' }), /Tagging image version/],
+      ];
+      for (const [, call, operation] of calls) {
+        await rejectsWithin(call(), 5_000, (error) => {
+          assert.deepEqual([error.transient, error.code], [true, 'RequestTimeout']);
+          assert.match(error.message, operation);
+          assert.match(error.message, /within 150 ms/);
+        });
+      }
+    } finally {
+      await silent.stop();
+    }
+  },
+);
+
+test(
+  'a long-running operation that does not end in time is a transient GalleryError saying it still runs',
+  { timeout: 20_000 },
+  async () => {
+    const slowArm = await startFakeArm({
+      subscriptionId,
+      resourceGroup,
+      galleryName,
+      location: region,
+      storage: {
+        blobEndpoint: azurite.blobEndpoint,
+        accountName: azurite.accountName,
+        sharedKeyCredential: azurite.sharedKeyCredential,
+      },
+      pollsUntilDone: 1_000_000,
+    });
+    try {
+      const slow = galleryAt(slowArm.url, { operationTimeoutMs: 300 });
+      const spec = imageDefinitionFor(manifest('slow-series'), naming);
+      await rejectsWithin(slow.ensureImageDefinition(spec), 5_000, (error) => {
+        assert.deepEqual([error.transient, error.code], [true, 'OperationTimeout']);
+        assert.match(error.message, /Creating image definition slow-series .* is still running after 300 ms/);
+      });
+      await slow.startImageVersion({
+        definitionName: spec.name,
+        versionName: '1.0.0',
+        blobUrl: `${azurite.blobEndpoint}/vhds/slow.vhd`,
+        tags: {},
+      });
+      await rejectsWithin(slow.deleteImageVersion(spec.name, '1.0.0'), 5_000, (error) => {
+        assert.deepEqual([error.transient, error.code], [true, 'OperationTimeout']);
+        assert.match(
+          error.message,
+          /Deleting image version slow-series\/1\.0\.0 .* is still running after 300 ms/,
+        );
+      });
+    } finally {
+      await slowArm.stop();
+    }
+  },
+);
+
+test('tagImageVersion merges into the current tags with one tags-only PATCH and waits for it', async () => {
+  const { spec, tags } = await succeededVersion('tag-merge', '1.0.0');
+  const merged = await gallery.tagImageVersion(spec.name, '1.0.0', {
+    mirror_notified: '2026-05-01T00:00:00Z',
+  });
+  assert.deepEqual(merged, { ...tags, mirror_notified: '2026-05-01T00:00:00Z' });
+  assert.deepEqual(
+    patchesOf(spec.name, '1.0.0').map((request) => request.body),
+    [{ tags: merged }],
+  );
+  assert.equal(storedState(spec.name, '1.0.0'), 'Succeeded');
+  assert.deepEqual(arm.imageVersions.get(`${spec.name}/1.0.0`)?.['tags'], merged);
+  assert.deepEqual((await gallery.getImageVersion(spec.name, '1.0.0'))?.tags, merged);
+});
+
+test('tagImageVersion sends nothing when every tag already has its value', async () => {
+  const { spec, tags } = await succeededVersion('tag-same', '1.0.0');
+  assert.deepEqual(await gallery.tagImageVersion(spec.name, '1.0.0', { name: tags['name'] ?? '' }), tags);
+  assert.equal(patchesOf(spec.name, '1.0.0').length, 0);
+});
+
+test("tagImageVersion adds the mirror's reference to a version the BOSH CPI created", async () => {
+  const cpiTags = { ...tagsFor('tag-cpi', 'tag-cpi'), stemcell_references: 'bosh-stemcell-3f1c' };
+  const { spec } = await succeededVersion('tag-cpi', '1.0.0', cpiTags);
+  const current = (await gallery.getImageVersion(spec.name, '1.0.0'))?.tags ?? {};
+  assert.equal(isAdoptableByCpi(current), true);
+  const references = stemcellReferencesWith(current);
+  assert.equal(references, `bosh-stemcell-3f1c,${MIRROR_STEMCELL_REFERENCE}`);
+  const merged = await gallery.tagImageVersion(spec.name, '1.0.0', { stemcell_references: references ?? '' });
+  assert.deepEqual(merged, { ...cpiTags, stemcell_references: references });
+  assert.equal(stemcellReferencesWith(merged), undefined);
+});
+
+test('tagImageVersion refuses a merge beyond 50 tags or a value beyond 256 characters, sending nothing', async () => {
+  const { spec, tags } = await succeededVersion('tag-limits', '1.0.0');
+  const extra: Record<string, string> = {};
+  for (let i = 0; Object.keys(tags).length + Object.keys(extra).length <= 50; i++) extra[`extra_${i}`] = 'x';
+  await assert.rejects(gallery.tagImageVersion(spec.name, '1.0.0', extra), (error: unknown) => {
+    assert.ok(error instanceof GalleryError);
+    assert.deepEqual([error.transient, error.code], [false, 'TooManyTags']);
+    assert.match(error.message, /merge would make 51; Azure allows 50/);
+    return true;
+  });
+  await assert.rejects(
+    gallery.tagImageVersion(spec.name, '1.0.0', { mirror_notified: 'v'.repeat(257) }),
+    (error: unknown) => {
+      assert.ok(error instanceof GalleryError);
+      assert.equal(error.transient, false);
+      assert.match(error.message, /mirror_notified has a value of 257 characters \(at most 256\)/);
+      return true;
+    },
+  );
+  assert.equal(patchesOf(spec.name, '1.0.0').length, 0);
+});
+
+test('tagImageVersion of a version Azure is still creating is transient; of a missing one permanent 404', async () => {
+  const spec = await existingDefinition('tag-busy');
+  const blobUrl = await vhdPageBlob('tag-busy.vhd');
+  await gallery.startImageVersion({
+    definitionName: spec.name,
+    versionName: '1.0.0',
+    blobUrl,
+    tags: tagsFor('tag-busy', spec.name),
+  });
+  await assert.rejects(gallery.tagImageVersion(spec.name, '1.0.0', { a: 'b' }), (error: unknown) => {
+    assert.ok(error instanceof GalleryError);
+    assert.deepEqual([error.transient, error.code], [true, 'VersionBusy']);
+    assert.match(error.message, /is Creating/);
+    return true;
+  });
+  await assert.rejects(gallery.tagImageVersion(spec.name, '9.0.0', { a: 'b' }), (error: unknown) => {
+    assert.ok(error instanceof GalleryError);
+    assert.deepEqual([error.transient, error.statusCode], [false, 404]);
+    return true;
+  });
+});
+
+test('getImageVersion and listSeriesVersions report Deleting and Migrating as Azure says them', async () => {
+  const { spec } = await succeededVersion('state-passthrough', '1.0.0');
+  const properties = arm.imageVersions.get(`${spec.name}/1.0.0`)?.['properties'] as Record<string, unknown>;
+  for (const state of ['Deleting', 'Migrating']) {
+    properties['provisioningState'] = state;
+    assert.equal((await gallery.getImageVersion(spec.name, '1.0.0'))?.provisioningState, state);
+    const listed = await gallery.listSeriesVersions('state-passthrough', naming);
+    assert.deepEqual(
+      listed.map((version) => version.provisioningState),
+      [state],
+    );
+  }
+  properties['provisioningState'] = 'Succeeded';
 });

@@ -10,6 +10,7 @@ import type { NotifySettings } from '../../src/config.js';
 import { NotifyError, notifyStemcellPublished } from '../../src/notify.js';
 import type { StemcellPublished } from '../../src/notify.js';
 import { startFakeGitHub } from '../support/fake-github.js';
+import { startHttpsServer } from '../support/https-server.js';
 import type { FakeGitHub } from '../support/fake-github.js';
 
 const token = 'ghp_notifytest0123456789abcdefghijklmnop';
@@ -123,4 +124,78 @@ test('an unreachable GitHub is a transient NotifyError', async () => {
     notifyStemcellPublished(settings({ apiUrl: 'https://127.0.0.1:1' }), published),
   );
   assert.equal(error.transient, true);
+});
+
+test(
+  'a GitHub that never answers is a transient NotifyError after the timeout',
+  { timeout: 20_000 },
+  async () => {
+    const silent = await startHttpsServer(() => new Promise<void>(() => {}));
+    try {
+      const started = Date.now();
+      const error = await rejection(
+        notifyStemcellPublished(settings({ apiUrl: silent.url }), published, { timeoutMs: 200 }),
+      );
+      assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
+      assert.deepEqual([error.status, error.transient], [undefined, true]);
+      assert.match(error.message, /stemcell-published\.yml of acme\/platform/);
+      assert.match(error.message, /no answer within 200 ms/);
+    } finally {
+      await silent.stop();
+    }
+  },
+);
+
+/** A GitHub that answers every request with 403, these headers and this message, as its rate limits do. */
+async function forbidden(headers: Record<string, string>, message: string) {
+  return startHttpsServer((req, res) => {
+    req.resume();
+    const body = JSON.stringify({ message, documentation_url: 'https://docs.github.com/rest' });
+    res.writeHead(403, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      ...headers,
+    });
+    res.end(body);
+  });
+}
+
+const rateLimits: Array<[string, Record<string, string>, string]> = [
+  [
+    'primary (x-ratelimit-remaining: 0)',
+    { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '1767225600' },
+    'API rate limit exceeded for installation ID 1.',
+  ],
+  [
+    'secondary (retry-after)',
+    { 'retry-after': '60', 'x-ratelimit-remaining': '4990' },
+    'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
+  ],
+];
+
+for (const [kind, headers, message] of rateLimits) {
+  test(`a 403 from GitHub's ${kind} rate limit is transient`, async () => {
+    const limited = await forbidden(headers, message);
+    try {
+      const error = await rejection(notifyStemcellPublished(settings({ apiUrl: limited.url }), published));
+      assert.deepEqual([error.status, error.transient], [403, true]);
+      assert.match(error.message, /rate limit was hit; it is retried/);
+    } finally {
+      await limited.stop();
+    }
+  });
+}
+
+test('a 403 without rate-limit signs is a permanent NotifyError about permissions', async () => {
+  const denied = await forbidden(
+    { 'x-ratelimit-remaining': '4999' },
+    'Resource not accessible by personal access token',
+  );
+  try {
+    const error = await rejection(notifyStemcellPublished(settings({ apiUrl: denied.url }), published));
+    assert.deepEqual([error.status, error.transient], [403, false]);
+    assert.match(error.message, /actions: write/);
+  } finally {
+    await denied.stop();
+  }
 });

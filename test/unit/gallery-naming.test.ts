@@ -8,6 +8,8 @@ import {
   imageDefinitionFor,
   imageDefinitionName,
   imageVersionTags,
+  isAdoptableByCpi,
+  stemcellReferencesWith,
 } from '../../src/gallery.js';
 import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
 
@@ -285,5 +287,59 @@ test('a required tag that cannot fit is an error naming the tag', () => {
   assert.throws(
     () => tagsFor(manifest(), { definitionName: 'd'.repeat(300) }),
     /compute_gallery_image_definition/,
+  );
+});
+
+test('stemcellReferencesWith appends the mirror to the CPI list, comma-joined without spaces', () => {
+  assert.equal(
+    stemcellReferencesWith({ stemcell_references: 'bosh-stemcell-1, bosh-stemcell-2,' }),
+    `bosh-stemcell-1,bosh-stemcell-2,${MIRROR_STEMCELL_REFERENCE}`,
+  );
+});
+
+test('stemcellReferencesWith starts a list when there is none', () => {
+  assert.equal(stemcellReferencesWith({ name: jammy }), MIRROR_STEMCELL_REFERENCE);
+});
+
+test('stemcellReferencesWith keeps a legacy stemcell_name as a reference, as the CPI does', () => {
+  assert.equal(
+    stemcellReferencesWith({ stemcell_name: 'bosh-stemcell-old' }),
+    `bosh-stemcell-old,${MIRROR_STEMCELL_REFERENCE}`,
+  );
+  assert.equal(
+    stemcellReferencesWith({ stemcell_name: 'bosh-stemcell-old', stemcell_references: 'bosh-stemcell-old' }),
+    `bosh-stemcell-old,${MIRROR_STEMCELL_REFERENCE}`,
+  );
+});
+
+test('stemcellReferencesWith is undefined when the mirror is already referenced', () => {
+  assert.equal(
+    stemcellReferencesWith({ stemcell_references: `bosh-stemcell-1, ${MIRROR_STEMCELL_REFERENCE}` }),
+    undefined,
+  );
+});
+
+test('isAdoptableByCpi needs stemcell_references or stemcell_name, like the CPI', () => {
+  assert.deepEqual(
+    [
+      isAdoptableByCpi({}),
+      isAdoptableByCpi({ name: jammy, image_sha256: sha256 }),
+      isAdoptableByCpi({ stemcell_references: MIRROR_STEMCELL_REFERENCE }),
+      isAdoptableByCpi({ stemcell_name: 'bosh-stemcell-1' }),
+      isAdoptableByCpi({ stemcell_references: '' }),
+    ],
+    [false, false, true, true, true],
+  );
+});
+
+test('isAdoptableByCpi with a checksum refuses other content, and passes a missing checksum', () => {
+  const tags = { stemcell_references: 'bosh-stemcell-1', image_sha256: sha256 };
+  assert.deepEqual(
+    [
+      isAdoptableByCpi(tags, sha256),
+      isAdoptableByCpi(tags, 'f'.repeat(64)),
+      isAdoptableByCpi({ stemcell_references: 'x' }, sha256),
+    ],
+    [true, false, true],
   );
 });
