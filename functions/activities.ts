@@ -15,7 +15,13 @@ let sharedServices: MirrorServices | undefined;
 
 /** Clients are created on first use, not at load: a bad setting then fails the step that needs it. */
 function servicesFor(log: Logger): MirrorServices {
-  sharedServices ??= createMirrorServices(loadConfig(process.env), log);
+  if (sharedServices === undefined) {
+    const config = loadConfig(process.env);
+    // Said once per worker, not once per version.
+    for (const warning of config.warnings) log.warn(warning);
+    if (!config.notify) log.info('notifications are off: BASM_NOTIFY_GITHUB_TOKEN is not set');
+    sharedServices = createMirrorServices(config, log);
+  }
   return { ...sharedServices, log };
 }
 

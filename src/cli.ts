@@ -81,6 +81,18 @@ function parseCommand(argv: string[]): MirrorCommand | 'help' {
   return command;
 }
 
+/** Exactly the fields of DESIGN.md's `--json` contract, in its order: operators script against it. */
+function contractFields(r: VersionResult): Record<string, unknown> {
+  return {
+    series: r.series,
+    version: r.version,
+    galleryVersion: r.galleryVersion,
+    action: r.action,
+    ...(r.blobUrl !== undefined ? { blobUrl: r.blobUrl } : {}),
+    ...(r.error !== undefined ? { error: r.error } : {}),
+  };
+}
+
 function formatResult(r: VersionResult): string {
   const what =
     r.version === null
@@ -173,7 +185,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   progress.done();
 
   if (command.json) {
-    io.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify({ results: results.map(contractFields) }, null, 2)}\n`);
   } else {
     for (const r of results) io.stdout.write(`${formatResult(r)}\n`);
   }

@@ -79,6 +79,7 @@ export interface MirrorConfig {
 
 export const DEFAULT_SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 export const VHD_CONTAINER = 'stemcell';
+const MAX_VERSION_POLLS = 10_000;
 
 /** One offending setting: which variable, and what it expects. */
 export interface SettingProblem {
@@ -179,14 +180,16 @@ class SettingsReader {
     try {
       url = new URL(value);
     } catch {
-      this.problem(name, `"${value}" is not a URL; expected an https:// URL`);
+      this.problem(name, `is not a URL; expected an https:// URL`);
       return value;
     }
+    // Shown without user info, query or fragment: those may hold credentials.
+    const shown = `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
     if (url.protocol !== 'https:') {
-      this.problem(name, `"${value}" uses ${url.protocol.replace(':', '')}; expected an https:// URL`);
+      this.problem(name, `"${shown}" uses ${url.protocol.replace(':', '')}; expected an https:// URL`);
     }
     if (url.search || url.hash || url.username || url.password) {
-      this.problem(name, `"${url.origin}${url.pathname}..." must not carry a query, fragment or credentials`);
+      this.problem(name, `"${shown}" must not carry a query, fragment or credentials`);
     }
     return value.replace(/\/+$/, '');
   }
@@ -299,6 +302,11 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     'a workflow file name such as mirror.yml, or a numeric workflow id',
   );
   const ref = r.optional('BASM_NOTIFY_GITHUB_REF', GIT_REF, 'a branch or tag name such as main');
+  if (token === undefined && (owner ?? repo ?? workflow ?? ref) !== undefined) {
+    r.warnings.push(
+      'BASM_NOTIFY_GITHUB_* are set but BASM_NOTIFY_GITHUB_TOKEN is not: notifications are off',
+    );
+  }
   if (token !== undefined) {
     const needed = { BASM_NOTIFY_GITHUB_OWNER: owner, BASM_NOTIFY_GITHUB_REPO: repo };
     const more = { BASM_NOTIFY_GITHUB_WORKFLOW: workflow, BASM_NOTIFY_GITHUB_REF: ref };
@@ -308,6 +316,15 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     if (owner && repo && workflow && ref) config.notify = { token, apiUrl, owner, repo, workflow, ref };
   }
 
+  // Each poll adds to the orchestration history that every replay reads: keep it bounded.
+  const polls = (config.versionReadyTimeoutMinutes * 60) / config.versionPollIntervalSeconds;
+  if (polls > MAX_VERSION_POLLS) {
+    r.problem(
+      'BASM_VERSION_POLL_INTERVAL_SECONDS',
+      `${config.versionPollIntervalSeconds} s with BASM_VERSION_READY_TIMEOUT_MINUTES ${config.versionReadyTimeoutMinutes} ` +
+        `means up to ${Math.ceil(polls)} polls; expected at most ${MAX_VERSION_POLLS} (poll less often or wait less)`,
+    );
+  }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
 }

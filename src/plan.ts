@@ -11,13 +11,23 @@ export interface GalleryVersionSummary {
   /** `Major.Minor.Patch`, e.g. `1.1364.0`. */
   name: string;
   provisioningState: string;
+  /**
+   * Set for a version this mirror created whose run did not finish: still being created, or
+   * `Succeeded` without a recorded notification (an interrupted run, a passed deadline, GitHub down).
+   */
+  unfinished?: { definitionName: string; blobUrl?: string };
 }
 
 export interface PlannedVersion {
   release: StemcellRelease;
   galleryVersion: string;
-  /** Why it is in the plan: the newest, a gap since the gallery's newest, a retry, or asked for. */
-  reason: 'newest' | 'catch-up' | 'retry-failed' | 'requested';
+  /**
+   * Why it is in the plan: the newest, a gap above the gallery's oldest version, a retry of a version
+   * Azure failed, asked for, or a version the mirror created whose run did not finish.
+   */
+  reason: 'newest' | 'catch-up' | 'retry-failed' | 'requested' | 'finish';
+  /** For `finish`: the version exists; only waiting for it and notifying are left. */
+  finish?: { definitionName: string; blobUrl?: string };
 }
 
 export interface SeriesPlan {
@@ -78,13 +88,22 @@ export function planSeries(
       reason: reasonFor(r, 'catch-up'),
     });
   }
+  // Finishing costs no download, so it does not count against the cap.
+  const unfinished = new Map(
+    inGallery.flatMap((v) => (v.unfinished ? [[v.name, v.unfinished] as const] : [])),
+  );
+  for (const r of ascending) {
+    const finish = unfinished.get(galleryVersionName(r.version));
+    if (finish)
+      chosen.push({ release: r, galleryVersion: galleryVersionName(r.version), reason: 'finish', finish });
+  }
   chosen.sort((a, b) => compareStemcellVersions(a.release.version, b.release.version));
   return { series, mirror: chosen, newest, deferred: gaps.slice(room).map((r) => r.version) };
 }
 
 /**
  * An explicit version (HTTP body, `--version`) mirrors exactly that one, whatever else the gallery holds;
- * if the gallery already has it (and Azure did not fail it), there is nothing to do.
+ * if the gallery already has it (and Azure did not fail it), there is nothing to do but finish it.
  */
 export function planRequestedVersion(
   series: string,
@@ -103,8 +122,11 @@ export function planRequestedVersion(
     );
   }
   const galleryVersion = galleryVersionName(release.version);
-  const mirror: PlannedVersion[] = presentVersions(inGallery).has(galleryVersion)
-    ? []
-    : [{ release, galleryVersion, reason: 'requested' }];
+  const finish = inGallery.find((v) => v.name === galleryVersion)?.unfinished;
+  const mirror: PlannedVersion[] = finish
+    ? [{ release, galleryVersion, reason: 'finish', finish }]
+    : presentVersions(inGallery).has(galleryVersion)
+      ? []
+      : [{ release, galleryVersion, reason: 'requested' }];
   return { series, mirror, newest: release, deferred: [] };
 }

@@ -35,10 +35,15 @@ function describe(event: ProgressEvent): { label: string; fraction?: number; amo
 
 class TerminalBar implements ProgressReporter {
   private drawn = false;
+  private lastDraw = 0;
   constructor(private readonly stream: NodeJS.WriteStream) {}
 
   update(event: ProgressEvent): void {
     const { label, fraction, amount } = describe(event);
+    // A download reports every chunk: redraw at most ten times a second, and always at 100 %.
+    const now = performance.now();
+    if (now - this.lastDraw < 100 && fraction !== 1) return;
+    this.lastDraw = now;
     const width = 30;
     const bar =
       fraction === undefined

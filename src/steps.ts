@@ -11,10 +11,18 @@ import type { MirrorConfig } from './config.js';
 import { storageAccountId } from './config.js';
 import { createAzureCredential } from './credentials.js';
 import { errorMessage, isTransientError } from './failures.js';
-import { ComputeGallery, imageDefinitionFor, imageVersionTags } from './gallery.js';
+import {
+  ComputeGallery,
+  MIRROR_STEMCELL_REFERENCE,
+  imageDefinitionFor,
+  imageVersionTags,
+  isAdoptableByCpi,
+  stemcellReferencesWith,
+  type ImageVersionState,
+} from './gallery.js';
 import { notifyStemcellPublished } from './notify.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
-import { planRequestedVersion, planSeries } from './plan.js';
+import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
 import {
   downloadAndExtractStemcell,
   findExtractedStemcell,
@@ -71,6 +79,35 @@ export function createMirrorServices(
   return services;
 }
 
+/**
+ * Version tag the mirror sets once a version's run is complete: the time of the GitHub dispatch, or `off`
+ * when notifications are not configured. A version of the mirror's without it has an unfinished run.
+ */
+export const MIRROR_NOTIFIED_TAG = 'mirror_notified';
+
+/** A transient condition: the retry policy tries the step again later. */
+class TryAgainLater extends Error {
+  readonly transient = true;
+}
+
+function createdByMirror(tags: Record<string, string>): boolean {
+  return (tags['stemcell_references'] ?? '').split(',').some((r) => r.trim() === MIRROR_STEMCELL_REFERENCE);
+}
+
+function summaryOf(version: ImageVersionState & { definitionName: string }): GalleryVersionSummary {
+  const summary: GalleryVersionSummary = { name: version.name, provisioningState: version.provisioningState };
+  const waiting = version.provisioningState === 'Creating' || version.provisioningState === 'Updating';
+  const unnotified =
+    version.provisioningState === 'Succeeded' && version.tags[MIRROR_NOTIFIED_TAG] === undefined;
+  if (createdByMirror(version.tags) && (waiting || unnotified)) {
+    summary.unfinished = {
+      definitionName: version.definitionName,
+      ...(version.sourceUri !== undefined ? { blobUrl: version.sourceUri } : {}),
+    };
+  }
+  return summary;
+}
+
 export type MirrorSteps = { [N in StepName]: (input: StepInputs[N]) => Promise<StepOutcome<StepOutputs[N]>> };
 
 async function outcome<T>(work: () => Promise<T>): Promise<StepOutcome<T>> {
@@ -120,12 +157,13 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
           timeoutMs: config.httpTimeoutMs,
           all: version !== undefined,
         });
-        const inGallery = await gallery.listSeriesVersions(series, config.gallery);
+        const versions = await gallery.listSeriesVersions(series, config.gallery);
+        const inGallery = versions.map(summaryOf);
         const plan =
           version !== undefined
             ? planRequestedVersion(series, releases, inGallery, version)
             : planSeries(series, releases, inGallery, config.maxVersionsPerRun);
-        const newest = inGallery.find((v) => v.name === galleryVersionName(plan.newest.version));
+        const newest = versions.find((v) => v.name === galleryVersionName(plan.newest.version));
         for (const p of plan.mirror) log.info(`${series} ${p.release.version}: to mirror (${p.reason})`);
         if (plan.deferred.length > 0) {
           log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
@@ -136,7 +174,11 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
     downloadAndExtract: ({ release }) =>
       outcome(async () => {
         const previous = await findExtractedStemcell(config.workDir, release.series, release.version);
-        if (previous) return summarize(previous);
+        // Reuse only an extraction of the very tarball bosh.io lists now.
+        const same = release.sha256
+          ? previous?.tarballSha256 === release.sha256
+          : previous?.tarballSha1 === release.sha1;
+        if (previous && same) return summarize(previous);
         log.info(`${release.series} ${release.version}: downloading ${release.url}`);
         return summarize(await extract(release));
       }),
@@ -222,6 +264,8 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
             `${where} is Failed${existing.errorMessage ? ` (${existing.errorMessage})` : ''}; deleting it to create it again`,
           );
           await gallery.deleteImageVersion(definitionName, galleryVersion);
+        } else if (existing?.provisioningState === 'Deleting') {
+          throw new TryAgainLater(`${where} is being deleted; creating it again once that is done`);
         } else if (existing) {
           const sha = existing.tags['image_sha256'];
           if (sha !== undefined && sha !== stemcell.imageSha256) {
@@ -230,8 +274,24 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
                 `${stemcell.imageSha256}); delete it by hand if it should be replaced`,
             );
           }
+          if (!isAdoptableByCpi(existing.tags)) {
+            throw new Error(
+              `${where} already exists but was created neither by this mirror nor by the BOSH Azure CPI ` +
+                `(no stemcell_references or stemcell_name tag), so a director would refuse it; delete it and run again`,
+            );
+          }
+          // A version a director created: add the mirror's reference so no director's delete-stemcell removes it.
+          const references = stemcellReferencesWith(existing.tags);
+          if (references !== undefined) {
+            await gallery.tagImageVersion(definitionName, galleryVersion, {
+              stemcell_references: references,
+            });
+            log.info(`${where}: adopted (added ${MIRROR_STEMCELL_REFERENCE} to stemcell_references)`);
+          }
+          const finished =
+            existing.provisioningState === 'Succeeded' && existing.tags[MIRROR_NOTIFIED_TAG] !== undefined;
           return {
-            outcome: existing.provisioningState === 'Succeeded' ? 'exists' : 'started',
+            outcome: finished ? 'exists' : 'started',
             provisioningState: existing.provisioningState,
           } as const;
         }
@@ -265,10 +325,11 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
 
     notify: ({ definitionName, galleryVersion }) =>
       outcome(async () => {
+        // Recorded on the version, so a run that stops before this point is finished by the next one.
+        const record = (value: string) =>
+          gallery.tagImageVersion(definitionName, galleryVersion, { [MIRROR_NOTIFIED_TAG]: value });
         if (!config.notify) {
-          log.info(
-            `notification skipped for ${definitionName}/${galleryVersion}: BASM_NOTIFY_GITHUB_TOKEN is not set`,
-          );
+          await record('off');
           return { notified: false };
         }
         await notifyStemcellPublished(config.notify, {
@@ -281,6 +342,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
         log.info(
           `dispatched ${config.notify.owner}/${config.notify.repo} ${config.notify.workflow} for ${definitionName}/${galleryVersion}`,
         );
+        await record(new Date().toISOString());
         return { notified: true };
       }),
 

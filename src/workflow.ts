@@ -48,7 +48,8 @@ export const STEP_RETRY: Record<StepName, RetryPolicy> = {
   ensureImageDefinition: network,
   createImageVersion: network,
   getImageVersionState: network,
-  notify: network,
+  // A dispatch whose answer was lost would run the workflow twice; a missed one is sent by the next run.
+  notify: { ...network, maxAttempts: 3 },
   cleanup: { ...network, maxAttempts: 2 },
 };
 
@@ -131,6 +132,8 @@ export interface MirrorRequest {
 export interface MirrorVersionInput {
   release: StemcellRelease;
   galleryVersion: string;
+  /** The version exists already (an earlier run did not finish): only wait for it and notify. */
+  finish?: { definitionName: string; blobUrl?: string };
 }
 
 export type VersionAction = 'created' | 'exists' | 'planned' | 'failed';
@@ -288,7 +291,12 @@ export function* mirrorSeries(
     let result: VersionResult;
     try {
       result = (yield ctx.callMirrorVersion(
-        { release: planned.release, galleryVersion: planned.galleryVersion, monitor },
+        {
+          release: planned.release,
+          galleryVersion: planned.galleryVersion,
+          monitor,
+          ...(planned.finish ? { finish: planned.finish } : {}),
+        },
         instanceId,
       )) as VersionResult;
     } catch (error) {
@@ -330,35 +338,44 @@ export function* mirrorVersion(
   };
 
   try {
-    enter('downloadAndExtract');
-    const stemcell = yield* step(ctx, 'downloadAndExtract', { release });
+    let definitionName: string;
+    let started: ImageVersionStart;
+    if (input.finish) {
+      definitionName = input.finish.definitionName;
+      if (input.finish.blobUrl !== undefined) result.blobUrl = input.finish.blobUrl;
+      started = { outcome: 'started', provisioningState: 'unknown' };
+    } else {
+      enter('downloadAndExtract');
+      const stemcell = yield* step(ctx, 'downloadAndExtract', { release });
 
-    enter('uploadVhd');
-    const uploaded = yield* step(ctx, 'uploadVhd', { release, stemcell });
-    result.blobUrl = uploaded.blobUrl;
-    result.bytesUploaded = uploaded.bytesUploaded;
+      enter('uploadVhd');
+      const uploaded = yield* step(ctx, 'uploadVhd', { release, stemcell });
+      result.blobUrl = uploaded.blobUrl;
+      result.bytesUploaded = uploaded.bytesUploaded;
 
-    enter('ensureImageDefinition', { bytesUploaded: uploaded.bytesUploaded });
-    const definition = yield* step(ctx, 'ensureImageDefinition', {
-      series: release.series,
-      manifest: stemcell.manifest,
-    });
+      enter('ensureImageDefinition', { bytesUploaded: uploaded.bytesUploaded });
+      const definition = yield* step(ctx, 'ensureImageDefinition', {
+        series: release.series,
+        manifest: stemcell.manifest,
+      });
+      definitionName = definition.definitionName;
 
-    enter('createImageVersion');
-    const started = yield* step(ctx, 'createImageVersion', {
-      definitionName: definition.definitionName,
-      galleryVersion,
-      blobUrl: uploaded.blobUrl,
-      release,
-      stemcell,
-    });
+      enter('createImageVersion');
+      started = yield* step(ctx, 'createImageVersion', {
+        definitionName,
+        galleryVersion,
+        blobUrl: uploaded.blobUrl,
+        release,
+        stemcell,
+      });
+    }
 
     if (started.outcome === 'started') {
       enter('waitForImageVersion', { provisioningState: started.provisioningState });
       const deadline = new Date(ctx.currentTime().getTime() + monitor.deadlineMinutes * 60_000);
       for (;;) {
         const state = yield* step(ctx, 'getImageVersionState', {
-          definitionName: definition.definitionName,
+          definitionName,
           galleryVersion,
         });
         enter('waitForImageVersion', { provisioningState: state.provisioningState });
@@ -366,7 +383,7 @@ export function* mirrorVersion(
         if (state.provisioningState === 'Failed') {
           throw new StepFailure(
             'waitForImageVersion',
-            `Azure reports image version ${definition.definitionName}/${galleryVersion} Failed` +
+            `Azure reports image version ${definitionName}/${galleryVersion} Failed` +
               `${state.errorMessage ? `: ${state.errorMessage}` : ''}; the next run deletes and recreates it`,
           );
         }
@@ -374,7 +391,7 @@ export function* mirrorVersion(
         if (next > deadline) {
           throw new StepFailure(
             'waitForImageVersion',
-            `image version ${definition.definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
+            `image version ${definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
               `${monitor.deadlineMinutes} minutes; the next run checks it again`,
           );
         }
@@ -382,7 +399,7 @@ export function* mirrorVersion(
       }
 
       enter('notify');
-      yield* step(ctx, 'notify', { definitionName: definition.definitionName, galleryVersion });
+      yield* step(ctx, 'notify', { definitionName, galleryVersion });
       result.action = 'created';
     } else {
       result.action = 'exists';

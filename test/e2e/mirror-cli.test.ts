@@ -289,6 +289,7 @@ describe('bad stemcells fail cleanly', () => {
       const [result] = jsonResults(run);
       assert.equal(result?.action, 'failed');
       assert.match(String(result?.error), c.expect);
+      assert.deepEqual(Object.keys(result ?? {}), ['series', 'version', 'galleryVersion', 'action', 'error']);
       assert.deepEqual(
         armWrites(armBefore).filter((w) => w.includes('/versions/')),
         [],
@@ -329,6 +330,51 @@ describe('a gallery version that Azure fails', () => {
   });
 });
 
+describe('a run that stops after the version was created', () => {
+  const series = 'bosh-azure-hyperv-ubuntu-notify-go_agent';
+
+  test('is finished by the next run: the dispatch is sent then, without mirroring again', async () => {
+    await publish({ series, version: '5.1', seed: 21 });
+    const unreachableWorkflow = { ...local.env, BASM_NOTIFY_GITHUB_WORKFLOW: 'not-there.yml' };
+    const first = await runStemcellMirror(['mirror', '--json', '--series', series], unreachableWorkflow);
+    assert.equal(first.status, 1);
+    const [failed] = jsonResults(first);
+    assert.equal(failed?.action, 'failed');
+    assert.match(String(failed?.error), /Not Found|404/);
+    const version = local.arm.imageVersions.get(`${series}/5.1.0`) as
+      { tags: Record<string, string> } | undefined;
+    assert.equal(version?.tags.mirror_notified, undefined);
+
+    const boshioBefore = local.boshio.requests.length;
+    const second = await mirror('--series', series);
+    assert.equal(second.status, 0, second.stderr);
+    assert.deepEqual(
+      jsonResults(second).map((r) => [r.version, r.action]),
+      [['5.1', 'created']],
+    );
+    assert.deepEqual(
+      local.github.dispatches
+        .filter((d) => d.inputs.gallery_image_name === series)
+        .map((d) => d.inputs.gallery_image_version),
+      ['5.1.0'],
+    );
+    assert.deepEqual(
+      local.boshio.requests.slice(boshioBefore).filter((r) => !r.path.startsWith('/api/')),
+      [],
+      'finishing does not download the stemcell again',
+    );
+    const finished = local.arm.imageVersions.get(`${series}/5.1.0`) as
+      { tags: Record<string, string> } | undefined;
+    assert.match(String(finished?.tags.mirror_notified), /^\d{4}-\d\d-\d\dT/);
+
+    const third = await mirror('--series', series);
+    assert.deepEqual(
+      jsonResults(third).map((r) => [r.version, r.action]),
+      [['5.1', 'exists']],
+    );
+  });
+});
+
 describe('command-line contract', () => {
   test('an unknown option exits 2 with usage', async () => {
     const run = await runStemcellMirror(['mirror', '--frobnicate'], local.env);
@@ -355,6 +401,15 @@ describe('command-line contract', () => {
     const run = await mirror('--series', 'bosh-azure-hyperv-ubuntu-nosuch-go_agent');
     assert.equal(run.status, 1);
     assert.match(String(jsonResults(run)[0]?.error), /lists no versions/);
+  });
+
+  test('--json results carry exactly the documented fields', async () => {
+    const run = await mirror('--series', JAMMY);
+    for (const result of jsonResults(run)) {
+      for (const key of Object.keys(result)) {
+        assert.ok(['series', 'version', 'galleryVersion', 'action', 'blobUrl', 'error'].includes(key), key);
+      }
+    }
   });
 
   test('--version mirrors exactly that version', async () => {

@@ -309,6 +309,107 @@ describe('mirrorVersion', () => {
     assert.deepEqual(state.last.input, { definitionName, galleryVersion: '1.100.0' });
   });
 
+  test('an image version Azure reports Failed ends the version as failed and schedules cleanup', async () => {
+    const history = versionHistoryUntilCreation().activityCompleted(
+      'getImageVersionState',
+      ok({ provisioningState: 'Failed', errorMessage: 'The VHD footer is invalid.' }),
+    );
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => a.functionName ?? 'timer'),
+      [
+        'downloadAndExtract',
+        'uploadVhd',
+        'ensureImageDefinition',
+        'createImageVersion',
+        'getImageVersionState',
+        'cleanup',
+      ],
+      'no timer, no notify: a Failed version is not waited for',
+    );
+    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100' });
+    assert.equal(state.customStatus?.step, 'waitForImageVersion');
+    assert.equal(state.customStatus?.provisioningState, 'Failed');
+    assert.match(String(state.customStatus?.error), /Failed: The VHD footer is invalid/);
+
+    const done = await replay(history.activityCompleted('cleanup', ok({ removed: true })));
+    assert.equal(done.isDone, true);
+    assert.deepEqual(done.output, {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'failed',
+      blobUrl,
+      bytesUploaded: 1_048_576,
+      step: 'waitForImageVersion',
+      error:
+        `Azure reports image version ${definitionName}/1.100.0 Failed: The VHD footer is invalid.; ` +
+        'the next run deletes and recreates it',
+    });
+  });
+
+  test('an image version still Creating past the deadline ends the version as failed and schedules cleanup', async () => {
+    const monitor: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 2 };
+    const history = new OrchestrationHistory(
+      'mirrorVersion',
+      versionInstanceId(SERIES, '1.100', START),
+      { ...versionInput, monitor },
+      START,
+      'mirror-x',
+    )
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted(
+        'uploadVhd',
+        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
+      )
+      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
+      .activityCompleted('createImageVersion', ok({ outcome: 'started', provisioningState: 'Creating' }));
+    // The deadline counts from the episode in which the creation was seen started.
+    const waitingSince = history.currentTime.getTime();
+
+    // Azure keeps answering Creating: poll, wait the poll interval, poll again, until the workflow gives up.
+    let state = await replay(
+      history.activityCompleted('getImageVersionState', ok({ provisioningState: 'Creating' })),
+    );
+    let polls = 1;
+    while (state.last.actionType === 5) {
+      assert.ok(polls < 20, 'the deadline never ended the wait');
+      history
+        .timerFired(new Date(state.last.fireAt ?? ''))
+        .activityCompleted('getImageVersionState', ok({ provisioningState: 'Creating' }));
+      polls++;
+      state = await replay(history);
+    }
+
+    assert.equal(state.last.functionName, 'cleanup');
+    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100' });
+    assert.ok(!state.all.some((a) => a.functionName === 'notify'), 'nothing is announced');
+    // Every poll but the last was followed by a timer within the deadline; the next one would pass it.
+    const timers = state.all.filter((a) => a.actionType === 5);
+    assert.equal(timers.length, polls - 1);
+    for (const timer of timers) {
+      assert.ok(new Date(timer.fireAt ?? '').getTime() <= waitingSince + monitor.deadlineMinutes * 60_000);
+    }
+    assert.ok(
+      history.currentTime.getTime() + monitor.pollIntervalSeconds * 1000 >
+        waitingSince + monitor.deadlineMinutes * 60_000,
+    );
+    assert.ok(polls >= 4, `expected several polls within ${monitor.deadlineMinutes} minutes, saw ${polls}`);
+
+    const done = await replay(history.activityCompleted('cleanup', ok({ removed: true })));
+    assert.equal(done.isDone, true);
+    const output = done.output as VersionResult;
+    assert.equal(output.action, 'failed');
+    assert.equal(output.step, 'waitForImageVersion');
+    assert.equal(
+      output.error,
+      `image version ${definitionName}/1.100.0 is still Creating after 2 minutes; the next run checks it again`,
+    );
+    assert.equal(output.blobUrl, blobUrl);
+  });
+
   test('replaying a complete history schedules nothing new and returns the created version', async () => {
     const history = versionHistoryUntilCreation()
       .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }))

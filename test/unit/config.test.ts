@@ -139,3 +139,34 @@ test('an unresolved Key Vault reference counts as not set, with a warning that s
     'BASM_NOTIFY_GITHUB_TOKEN: Key Vault reference not resolved (secret absent or not readable); treated as not set',
   ]);
 });
+
+test('a URL setting with credentials is refused without echoing them', () => {
+  let message = '';
+  try {
+    loadConfig({
+      ...BASE,
+      BASM_NOTIFY_GITHUB_API_URL: 'http://user:hunter2@github.example/api/v3?token=abc',
+    });
+  } catch (error) {
+    message = (error as Error).message;
+  }
+  assert.match(message, /BASM_NOTIFY_GITHUB_API_URL: "http:\/\/github\.example\/api\/v3" uses http/);
+  assert.doesNotMatch(message, /hunter2|token=abc|user/);
+});
+
+test('notify settings without a token turn notifications off with a warning', () => {
+  const config = loadConfig({ ...BASE, BASM_NOTIFY_GITHUB_OWNER: 'org', BASM_NOTIFY_GITHUB_REPO: 'repo' });
+  assert.equal(config.notify, undefined);
+  assert.match(config.warnings.join('\n'), /BASM_NOTIFY_GITHUB_TOKEN is not/);
+});
+
+test('a poll interval that would make the orchestration history huge is refused', () => {
+  assert.deepEqual(
+    problems({
+      ...BASE,
+      BASM_VERSION_POLL_INTERVAL_SECONDS: '1',
+      BASM_VERSION_READY_TIMEOUT_MINUTES: '1440',
+    }),
+    ['BASM_VERSION_POLL_INTERVAL_SECONDS'],
+  );
+});

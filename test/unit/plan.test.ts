@@ -113,3 +113,27 @@ test('an explicit version Azure failed is mirrored again', () => {
     ['1.10'],
   );
 });
+
+test('a version the mirror created but did not finish is planned to finish, outside the cap', () => {
+  const inGallery: GalleryVersionSummary[] = [
+    { name: '1.10.0', provisioningState: 'Succeeded' },
+    { name: '1.11.0', provisioningState: 'Creating', unfinished: { definitionName: SERIES } },
+  ];
+  const plan = planSeries(SERIES, releases('1.10', '1.11', '1.12'), inGallery, 1);
+  assert.deepEqual(
+    plan.mirror.map((p) => `${p.release.version}:${p.reason}`),
+    ['1.11:finish', '1.12:newest'],
+  );
+  assert.deepEqual(plan.mirror[0]?.finish, { definitionName: SERIES });
+});
+
+test('an explicit version that is unfinished is planned to finish, not mirrored again', () => {
+  const inGallery: GalleryVersionSummary[] = [
+    { name: '1.10.0', provisioningState: 'Succeeded', unfinished: { definitionName: SERIES } },
+  ];
+  const plan = planRequestedVersion(SERIES, releases('1.10', '1.11'), inGallery, '1.10');
+  assert.deepEqual(
+    plan.mirror.map((p) => p.reason),
+    ['finish'],
+  );
+});
