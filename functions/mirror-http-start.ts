@@ -1,11 +1,20 @@
 /**
  * HTTP starter `mirrorHttpStart`: `POST /api/mirror` (function key), optional JSON body
- * `{ "series": "...", "version": "..." }`. Answers 202 with the Durable status URLs, 409 when the
- * series is already being mirrored, 400 for a body it cannot use.
+ * `{ "series": "...", "version": "..." }`.
+ *
+ * One series (named in the body, or the only one configured): 202 with the Durable status URLs, 409 when
+ * the series is already being mirrored, 500 when its orchestration could not be started.
+ * Several series (no body, several configured): each is started on its own, and a failure for one does not
+ * hide the others. The answer lists every series with its outcome (`started`, `running` or `failed`) and is
+ * 202 when at least one started, 409 when every one was already running, 500 when none started and at least
+ * one failed. 400 for a body it cannot use, 413 for one larger than 4 KiB.
  *
  * `series` must be one of the configured series (BASM_STEMCELL_SERIES): the app settings decide what the
  * gallery holds (and how its definitions are named), not whoever holds a function key. Without `series`
  * every configured series is started; `version` then needs exactly one configured series.
+ *
+ * The status URLs carry the task hub's system key (they allow terminate, purge and rewind): whoever holds
+ * this function's key gets them.
  */
 
 import {
@@ -19,7 +28,7 @@ import * as df from 'durable-functions';
 import { loadConfig, SERIES_PATTERN } from '../src/config.js';
 import { errorMessage } from '../src/failures.js';
 import { isStemcellVersion } from '../src/versions.js';
-import type { MirrorRequest } from '../src/workflow.js';
+import { seriesInstanceId, type MirrorRequest } from '../src/workflow.js';
 import { monitorSettings, startSeriesMirror, type SeriesStart } from './series-start.js';
 
 /** A body that names a series and a version is well under this; anything bigger is not ours. */
@@ -97,6 +106,15 @@ export function parseMirrorHttpBody(
   return { ok: true, value };
 }
 
+/** What a caller learns about a start that failed: the cause is in the function log. */
+const START_FAILED = 'could not start the mirror orchestration; the function log has the cause';
+
+type SeriesOutcome = SeriesStart | { failed: true; series: string; instanceId: string };
+
+function isFailed(outcome: SeriesOutcome): outcome is { failed: true; series: string; instanceId: string } {
+  return 'failed' in outcome;
+}
+
 function jsonResponse(status: number, jsonBody: unknown): HttpResponseInit {
   return { status, jsonBody };
 }
@@ -131,34 +149,68 @@ async function startMirror(
   const client = df.getClient(context);
   const monitor = monitorSettings(config);
   const targets = body.value.series !== undefined ? [body.value.series] : config.series;
-  const starts: SeriesStart[] = [];
+  const outcomes: SeriesOutcome[] = [];
   for (const series of targets) {
     const mirrorRequest: MirrorRequest = { series };
     if (body.value.version !== undefined) mirrorRequest.version = body.value.version;
-    const start = await startSeriesMirror(client, { request: mirrorRequest, monitor });
-    context.info(
-      start.started
-        ? `${series}: started orchestration ${start.instanceId}`
-        : `${series}: orchestration ${start.instanceId} is still ${start.runtimeStatus}; not starting another`,
-    );
-    starts.push(start);
+    try {
+      const start = await startSeriesMirror(client, { request: mirrorRequest, monitor });
+      context.info(
+        start.started
+          ? `${series}: started orchestration ${start.instanceId}`
+          : `${series}: orchestration ${start.instanceId} is still ${start.runtimeStatus}; not starting another`,
+      );
+      outcomes.push(start);
+    } catch (error) {
+      // The cause goes to the log only: it may name internal endpoints, and the caller cannot act on it.
+      context.error(`${series}: could not start the mirror orchestration: ${errorMessage(error)}`);
+      outcomes.push({ failed: true, series, instanceId: seriesInstanceId(series) });
+    }
   }
 
-  const [only] = starts;
-  if (starts.length === 1 && only !== undefined) {
+  const [only] = outcomes;
+  if (outcomes.length === 1 && only !== undefined) {
+    if (isFailed(only)) return jsonResponse(500, { error: START_FAILED, id: only.instanceId });
     if (only.started) return client.createCheckStatusResponse(request, only.instanceId);
     return jsonResponse(409, {
       error: `${only.series} is already being mirrored (instance ${only.instanceId} is ${only.runtimeStatus})`,
       ...client.createHttpManagementPayload(only.instanceId),
     });
   }
-  const instances = starts.map((start) => ({
-    series: start.series,
-    started: start.started,
-    ...(start.started ? {} : { runtimeStatus: start.runtimeStatus }),
-    ...client.createHttpManagementPayload(start.instanceId),
-  }));
-  if (starts.some((start) => start.started)) return jsonResponse(202, { instances });
+
+  const instances = outcomes.map((outcome) => {
+    if (isFailed(outcome)) {
+      return {
+        series: outcome.series,
+        outcome: 'failed',
+        started: false,
+        id: outcome.instanceId,
+        error: START_FAILED,
+      };
+    }
+    return {
+      series: outcome.series,
+      outcome: outcome.started ? 'started' : 'running',
+      started: outcome.started,
+      ...(outcome.started ? {} : { runtimeStatus: outcome.runtimeStatus }),
+      ...client.createHttpManagementPayload(outcome.instanceId),
+    };
+  });
+  const failed = outcomes.filter(isFailed).length;
+  const started = outcomes.filter((outcome) => !isFailed(outcome) && outcome.started).length;
+  if (started > 0) {
+    if (failed === 0) return jsonResponse(202, { instances });
+    return jsonResponse(202, {
+      error: `${failed} of ${outcomes.length} series could not be started; the others are listed with their outcome`,
+      instances,
+    });
+  }
+  if (failed > 0) {
+    return jsonResponse(500, {
+      error: `no series could be started: ${failed} failed, ${outcomes.length - failed} already being mirrored`,
+      instances,
+    });
+  }
   return jsonResponse(409, { error: 'every configured series is already being mirrored', instances });
 }
 

@@ -89,9 +89,9 @@ resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
 }
 
 // A separate account for the stemcell VHDs. Azure Compute Gallery imports a VHD by reading it with
-// the account's keys, fetched with the caller's listKeys permission (hence Storage Account
-// Contributor below), so shared-key access must stay enabled here; keeping the VHDs apart lets
-// the runtime account above forbid keys entirely. The mirror itself uses Entra tokens only.
+// the account's keys, fetched with the caller's listKeys permission (hence the custom VHD source
+// role in role-assignments.bicep), so shared-key access must stay enabled here; keeping the VHDs
+// apart lets the runtime account above forbid keys entirely. The mirror itself uses Entra tokens only.
 resource vhdStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: vhdStorageName
   location: location

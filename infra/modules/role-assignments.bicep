@@ -1,6 +1,9 @@
 // Every privilege of the deployment, each with the reason it is needed. The app's identity gets
-// data roles on exactly the resources it touches and nothing on the resource group (no Contributor).
-// The person running azd (principalId) gets only the data roles azd's hook and the docs' commands use.
+// data roles on exactly the resources it touches, Compute Gallery Artifacts Publisher on the gallery,
+// and one narrow custom control-plane role on the VHD account; nothing on the resource group (no
+// Contributor). The person running azd (principalId) gets only the data roles azd's hook and the
+// docs' commands use. Creating the custom role definition needs Owner or User Access Administrator
+// (Role Based Access Control Administrator may assign roles but not define them).
 
 param identityPrincipalId string
 @description('Object id of whoever runs azd; empty: no assignments for them.')
@@ -17,7 +20,6 @@ var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-var storageAccountContributor = '17d1049b-9a84-46fb-8f53-869881c3d3ab'
 var computeGalleryArtifactsPublisher = '85a2d0d9-2eba-4c9c-b355-11c2cc0788ab'
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -100,15 +102,51 @@ resource appVhdBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// Creating a gallery image version from a VHD requires the caller to hold
-// Microsoft.Storage/storageAccounts/listKeys/action and .../write on the source account (Compute
-// Gallery docs, "VHD as source"; the BOSH Azure CPI documents Storage Account Contributor for the
-// same reason). No narrower built-in role has both. Scoped to the VHD account only.
+// Creating a gallery image version from a VHD requires the caller to hold read, write and listKeys
+// on the source storage account (Compute Gallery docs, "VHD as source": the service reads the blob
+// with the account's keys, fetched on the caller's behalf). The BOSH Azure CPI documents Storage
+// Account Contributor for this, but that role (Microsoft.Storage/storageAccounts/*) also lets its
+// holder delete the account and manage every sub-resource (containers, file shares, private
+// endpoint connections, ...), and no narrower built-in role has these three actions. So this
+// custom role holds exactly them (`write` still allows changing the account's own properties:
+// Azure requires it). Its GUID and name derive from the resource group, so every provisioning of
+// this group updates the same definition; role names must be unique in the tenant, hence the hash.
+// It is assignable only inside this group. `azd down` does not delete it (a role definition is not
+// a resource of the group): `az role definition delete` does.
+resource vhdSourceRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'bosh-azure-stemcell-mirror', 'vhd-image-source')
+  properties: {
+    roleName: 'Stemcell mirror VHD image source (${resourceGroup().name}, ${uniqueString(resourceGroup().id)})'
+    description: 'Read, write and list the keys of a storage account holding VHDs that Azure Compute Gallery imports as image versions.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Storage/storageAccounts/read'
+          'Microsoft.Storage/storageAccounts/write'
+          'Microsoft.Storage/storageAccounts/listKeys/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+// The gallery imports each mirrored VHD from this account when the app creates an image version:
+// the custom role above (read, write, listKeys), scoped to the VHD account only. Deployments made
+// before this role existed also hold Storage Account Contributor there, which an incremental
+// deployment does not remove: `az role assignment delete --role "Storage Account Contributor"
+// --scope <VHD account id>` does.
 resource appVhdSource 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vhdStorage.id, identityPrincipalId, storageAccountContributor)
+  name: guid(vhdStorage.id, identityPrincipalId, vhdSourceRole.id)
   scope: vhdStorage
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageAccountContributor)
+    roleDefinitionId: vhdSourceRole.id
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -7,7 +7,8 @@
  * account keys. So azd runs this after provisioning (azure.yaml `hooks.postprovision`), signed in as
  * whoever ran `azd auth login`.
  *
- * Expects `npm ci && npm run build` to have run. Reads azd's environment values:
+ * Expects `npm ci && npm run clean && npm run build` to have run (a clean build: compiled files of
+ * deleted sources would otherwise be shipped, and the host loads every file under dist/functions/). Reads azd's environment values:
  * AZURE_FUNCTION_PACKAGE_URL, AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_FUNCTION_APP_NAME,
  * AZURE_RESOURCE_MANAGER_ENDPOINT and, when set, AZURE_TENANT_ID.
  */
@@ -24,10 +25,11 @@ import {
   writeSync,
 } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32, deflateRawSync } from 'node:zlib';
 import { AzureDeveloperCliCredential } from '@azure/identity';
 import type { TokenCredential } from '@azure/identity';
-import { BlockBlobClient } from '@azure/storage-blob';
+import { BlockBlobClient, isRestError } from '@azure/storage-blob';
 
 // Compiled to dist/infra/scripts/: the repository root is three levels up.
 const root = resolve(import.meta.dirname, '..', '..', '..');
@@ -146,6 +148,72 @@ function writeZip(sourceDir: string, target: string): number {
   }
 }
 
+/** How long a role assignment made by the provisioning may take to apply (Azure documents "up to 10 minutes"; usually 1-5). */
+const ROLE_PROPAGATION_MS = 5 * 60_000;
+
+/** Waits `first`, then twice as long each time up to `max`, for as long as `retry` says and `budgetMs` allows. */
+async function withBackoff<T>(
+  attempt: () => Promise<T>,
+  options: {
+    budgetMs: number;
+    firstMs: number;
+    maxMs: number;
+    retry: (error: unknown) => boolean;
+    onRetry: (error: unknown, waitMs: number, elapsedMs: number) => void;
+  },
+): Promise<T> {
+  const started = Date.now();
+  let wait = options.firstMs;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const elapsed = Date.now() - started;
+      if (!options.retry(error) || elapsed + wait > options.budgetMs) throw error;
+      options.onRetry(error, wait, elapsed);
+      await sleep(wait);
+      wait = Math.min(wait * 2, options.maxMs);
+    }
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message.split('\n')[0]! : String(error);
+}
+
+async function uploadPackage(packageUrl: string, credential: TokenCredential): Promise<void> {
+  const blob = new BlockBlobClient(packageUrl, credential);
+  try {
+    await withBackoff(
+      () => blob.uploadFile(zipPath, { blobHTTPHeaders: { blobContentType: 'application/zip' } }),
+      {
+        budgetMs: ROLE_PROPAGATION_MS,
+        firstMs: 10_000,
+        maxMs: 60_000,
+        // 403 right after `azd provision`: the Storage Blob Data Contributor assignment it just made
+        // for you on the package container has not reached the storage service yet.
+        retry: (error) => isRestError(error) && error.statusCode === 403,
+        onRetry: (_error, waitMs, elapsedMs) =>
+          console.error(
+            `Upload refused (403): the role assignment azd just made for you on the package container ` +
+              `takes a few minutes to apply. Retrying in ${Math.round(waitMs / 1000)} s ` +
+              `(${Math.round(elapsedMs / 1000)} s of up to ${ROLE_PROPAGATION_MS / 60_000} min so far).`,
+          ),
+      },
+    );
+  } catch (error) {
+    if (isRestError(error) && error.statusCode === 403) {
+      throw new Error(
+        `Upload to ${packageUrl} still refused (403) after retrying for about ${ROLE_PROPAGATION_MS / 60_000} minutes. ` +
+          'Check that azd ran as the principal it gave Storage Blob Data Contributor on the app-package ' +
+          'container (AZURE_PRINCIPAL_ID), then publish again with `azd hooks run postprovision`.',
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
 async function armPost(credential: TokenCredential, path: string): Promise<void> {
   const endpoint = setting('AZURE_RESOURCE_MANAGER_ENDPOINT').replace(/\/+$/, '');
   const token = await credential.getToken(`${endpoint}/.default`);
@@ -169,15 +237,34 @@ async function main(): Promise<void> {
   const entries = writeZip(stage, zipPath);
   console.error(`Package: ${entries} files in ${relative(root, zipPath)}`);
 
-  await new BlockBlobClient(packageUrl, credential).uploadFile(zipPath, {
-    blobHTTPHeaders: { blobContentType: 'application/zip' },
-  });
+  await uploadPackage(packageUrl, credential);
   console.error(`Uploaded to ${packageUrl}`);
 
-  // The app mounts its package when it starts; syncing triggers lets the platform see the timer.
+  // The app mounts its package when it starts.
   await armPost(credential, `${app}/restart`);
-  await armPost(credential, `${app}/syncfunctiontriggers`);
-  console.error('Function App restarted and its triggers synced.');
+  console.error('Function App restarted.');
+  // Syncing triggers lets the platform see the timer. Right after a restart the host may still be
+  // starting and answer with an error; the platform also syncs on its own once the host is up, so a
+  // sync that keeps failing is worth a warning, not a failed deployment.
+  try {
+    await withBackoff(() => armPost(credential, `${app}/syncfunctiontriggers`), {
+      budgetMs: 3 * 60_000,
+      firstMs: 10_000,
+      maxMs: 40_000,
+      retry: () => true,
+      onRetry: (error, waitMs) =>
+        console.error(
+          `Syncing triggers failed (${messageOf(error)}); retrying in ${Math.round(waitMs / 1000)} s.`,
+        ),
+    });
+    console.error('Triggers synced.');
+  } catch (error) {
+    console.error(
+      `Warning: could not sync the triggers (${messageOf(error)}). The app runs the new package; if the ` +
+        'timer does not show up, run: az rest --method post --url ' +
+        `"${setting('AZURE_RESOURCE_MANAGER_ENDPOINT').replace(/\/+$/, '')}${app}/syncfunctiontriggers?api-version=${WEB_API_VERSION}"`,
+    );
+  }
 }
 
 main().catch((error: unknown) => {

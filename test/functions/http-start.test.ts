@@ -15,8 +15,10 @@ import {
   invokeFunction,
   loadFunctionsApp,
   type HttpResult,
+  type WorkerLogLine,
 } from '../support/functions-core/host.js';
 import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from './app-settings.js';
+import { failingStarts } from './failing-starts.js';
 
 const URL_BASE = 'https://stemcell-mirror.azurewebsites.net/api/mirror?code=functionkey';
 
@@ -35,13 +37,20 @@ beforeEach(() => {
   extension.starts.length = 0;
 });
 
-async function post(body?: string): Promise<HttpResult> {
+async function post(body?: string, durableClient = extension.clientBinding()): Promise<HttpResult> {
+  return (await postLogged(body, durableClient)).result;
+}
+
+async function postLogged(
+  body: string | undefined,
+  durableClient = extension.clientBinding(),
+): Promise<{ result: HttpResult; logs: WorkerLogLine[] }> {
   const init = { method: 'POST', url: URL_BASE, headers: { 'content-type': 'application/json' } };
-  const { response } = await invokeFunction('mirrorHttpStart', {
+  const { response, logs } = await invokeFunction('mirrorHttpStart', {
     httpTrigger: httpData(body === undefined ? init : { ...init, body }),
-    durableClient: extension.clientBinding(),
+    durableClient,
   });
-  return httpResult(response);
+  return { result: httpResult(response), logs };
 }
 
 function json(result: HttpResult): Record<string, unknown> {
@@ -84,10 +93,10 @@ describe('accepted requests', () => {
     );
     const instances = json(result).instances as Array<Record<string, unknown>>;
     assert.deepEqual(
-      instances.map((i) => [i.series, i.started, i.id]),
+      instances.map((i) => [i.series, i.outcome, i.started, i.id]),
       [
-        [JAMMY, true, `mirror-${JAMMY}`],
-        [NOBLE, true, `mirror-${NOBLE}`],
+        [JAMMY, 'started', true, `mirror-${JAMMY}`],
+        [NOBLE, 'started', true, `mirror-${NOBLE}`],
       ],
     );
   });
@@ -124,10 +133,10 @@ describe('a series already being mirrored', () => {
     assert.equal(result.status, 202);
     const instances = json(result).instances as Array<Record<string, unknown>>;
     assert.deepEqual(
-      instances.map((i) => [i.series, i.started]),
+      instances.map((i) => [i.series, i.outcome, i.started, i.runtimeStatus]),
       [
-        [JAMMY, true],
-        [NOBLE, false],
+        [JAMMY, 'started', true, undefined],
+        [NOBLE, 'running', false, 'ContinuedAsNew'],
       ],
     );
     assert.deepEqual(
@@ -181,10 +190,192 @@ describe('bad bodies answer 400 and start nothing', () => {
     });
   }
 
-  test('the error never repeats what the caller sent', async () => {
-    const result = await post(JSON.stringify({ series: '<script>alert(1)</script>', '<img>': 1 }));
+  test('a series name with markup reaches the series check, and the error does not repeat it', async () => {
+    const result = await post(JSON.stringify({ series: '<script>alert(1)</script>' }));
 
     assert.equal(result.status, 400);
-    assert.doesNotMatch(result.body, /script|img/);
+    assert.match(String(json(result).error), /"series" is not a stemcell series name/);
+    assert.doesNotMatch(result.body, /script|alert/);
+    assert.equal(extension.starts.length, 0);
+  });
+
+  test('a version with markup reaches the version check, and the error does not repeat it', async () => {
+    const result = await post(JSON.stringify({ series: JAMMY, version: '<img src=x onerror=alert(1)>' }));
+
+    assert.equal(result.status, 400);
+    assert.match(String(json(result).error), /"version" is not a stemcell version/);
+    assert.doesNotMatch(result.body, /img|onerror|alert/);
+    assert.equal(extension.starts.length, 0);
+  });
+
+  test('an unknown field named with markup is not repeated either', async () => {
+    const result = await post(JSON.stringify({ series: JAMMY, '<img>': 1 }));
+
+    assert.equal(result.status, 400);
+    assert.match(String(json(result).error), /unknown field/);
+    assert.doesNotMatch(result.body, /img/);
+  });
+});
+
+describe('a body larger than 4 KiB', () => {
+  test('answers 413, does not repeat it and starts nothing', async () => {
+    const body = JSON.stringify({ series: JAMMY, version: '1.1364', padding: 'x'.repeat(5000) });
+    assert.ok(Buffer.byteLength(body) > 4096);
+
+    const result = await post(body);
+
+    assert.equal(result.status, 413);
+    assert.match(String(json(result).error), /larger than 4096 bytes/);
+    assert.doesNotMatch(result.body, /xxxx/);
+    assert.equal(extension.starts.length, 0);
+  });
+
+  test('a body of exactly 4096 bytes is still read', async () => {
+    const prefix = JSON.stringify({ series: JAMMY }).slice(0, -1);
+    const body = `${prefix}${' '.repeat(4096 - prefix.length - 1)}}`;
+    assert.equal(Buffer.byteLength(body), 4096);
+
+    const result = await post(body);
+
+    assert.equal(result.status, 202);
+  });
+});
+
+describe('two starts of the same series at once', () => {
+  test('the one that loses the race answers 409 with the winner’s status URLs', async () => {
+    // Nothing runs when the starter looks, but another start lands between its look and its own start.
+    extension.competingStart(`mirror-${JAMMY}`);
+
+    const result = await post(JSON.stringify({ series: JAMMY }));
+
+    assert.equal(result.status, 409);
+    const body = json(result);
+    assert.match(String(body.error), /already being mirrored.*Pending/);
+    assert.equal(body.id, `mirror-${JAMMY}`);
+    assert.deepEqual(
+      extension.starts.map((s) => [s.instanceId, s.accepted]),
+      [[`mirror-${JAMMY}`, false]],
+    );
+    assert.equal(extension.instances.size, 1, 'one instance, the winner’s');
+  });
+
+  test('with no body, a series lost to a race is reported running and the others start', async () => {
+    extension.competingStart(`mirror-${NOBLE}`);
+
+    const result = await post();
+
+    assert.equal(result.status, 202);
+    const instances = json(result).instances as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      instances.map((i) => [i.series, i.outcome, i.runtimeStatus]),
+      [
+        [JAMMY, 'started', undefined],
+        [NOBLE, 'running', 'Pending'],
+      ],
+    );
+  });
+});
+
+describe('a series whose orchestration cannot be started', () => {
+  test('with no body, the others still start; 202 lists each outcome and the failure is logged', async () => {
+    const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
+    try {
+      const { result, logs } = await postLogged(undefined, proxy.binding);
+
+      assert.equal(result.status, 202);
+      const body = json(result);
+      assert.match(String(body.error), /1 of 2 series could not be started/);
+      const instances = body.instances as Array<Record<string, unknown>>;
+      assert.deepEqual(
+        instances.map((i) => [i.series, i.outcome, i.started, i.id]),
+        [
+          [JAMMY, 'failed', false, `mirror-${JAMMY}`],
+          [NOBLE, 'started', true, `mirror-${NOBLE}`],
+        ],
+      );
+      assert.match(String(instances[0]!.error), /could not start .*function log/);
+      assert.equal(
+        instances[0]!.statusQueryGetUri,
+        undefined,
+        'no status URL for an instance that does not exist',
+      );
+      assert.match(String(instances[1]!.statusQueryGetUri), new RegExp(`/instances/mirror-${NOBLE}\\?`));
+      assert.doesNotMatch(result.body, /task hub storage account/, 'the cause stays in the log');
+      assert.deepEqual(proxy.refused, [`mirror-${JAMMY}`]);
+      assert.deepEqual(
+        extension.starts.map((s) => [s.instanceId, s.accepted]),
+        [[`mirror-${NOBLE}`, true]],
+      );
+      assert.ok(
+        logs.some(
+          (l) =>
+            l.level === 'error' &&
+            l.message.includes(`${JAMMY}: could not start the mirror orchestration`) &&
+            l.message.includes('task hub storage account'),
+        ),
+        JSON.stringify(logs),
+      );
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('when none can start and one failed, 500 lists the running one and the failed one', async () => {
+    extension.putInstance(`mirror-${NOBLE}`, 'Running');
+    const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
+    try {
+      const result = await post(undefined, proxy.binding);
+
+      assert.equal(result.status, 500);
+      const body = json(result);
+      assert.match(String(body.error), /no series could be started: 1 failed, 1 already being mirrored/);
+      const instances = body.instances as Array<Record<string, unknown>>;
+      assert.deepEqual(
+        instances.map((i) => [i.series, i.outcome]),
+        [
+          [JAMMY, 'failed'],
+          [NOBLE, 'running'],
+        ],
+      );
+      assert.equal(extension.starts.length, 0);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('one named series that cannot be started answers 500 without the cause', async () => {
+    const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
+    try {
+      const result = await post(JSON.stringify({ series: JAMMY }), proxy.binding);
+
+      assert.equal(result.status, 500);
+      const body = json(result);
+      assert.match(
+        String(body.error),
+        /could not start the mirror orchestration; the function log has the cause/,
+      );
+      assert.equal(body.id, `mirror-${JAMMY}`);
+      assert.doesNotMatch(result.body, /task hub storage account/);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('every series already running answers 409 with each one listed', async () => {
+    extension.putInstance(`mirror-${JAMMY}`, 'Running');
+    extension.putInstance(`mirror-${NOBLE}`, 'Suspended');
+
+    const result = await post();
+
+    assert.equal(result.status, 409);
+    const instances = json(result).instances as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      instances.map((i) => [i.series, i.outcome, i.runtimeStatus]),
+      [
+        [JAMMY, 'running', 'Running'],
+        [NOBLE, 'running', 'Suspended'],
+      ],
+    );
+    assert.equal(extension.starts.length, 0);
   });
 });

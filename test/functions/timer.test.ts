@@ -16,6 +16,7 @@ import {
   type Invocation,
 } from '../support/functions-core/host.js';
 import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from './app-settings.js';
+import { failingStarts } from './failing-starts.js';
 
 let extension: FakeDurableExtension;
 
@@ -100,14 +101,33 @@ test('a start that loses a race with another start counts as running, not as a f
 });
 
 test('fails the invocation, after starting the others, when a series cannot be started', async () => {
-  const stopped = await startFakeDurableExtension();
-  await stopped.stop();
+  const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
+  try {
+    await assert.rejects(
+      invokeFunction('mirrorTimer', {
+        timerTrigger: jsonData({ Schedule: { AdjustForDST: true }, ScheduleStatus: null, IsPastDue: false }),
+        durableClient: proxy.binding,
+      }),
+      (error: Error) => {
+        assert.match(error.message, new RegExp(`could not start the mirror of ${JAMMY};`));
+        assert.doesNotMatch(error.message, /noble/, 'the series that started is not reported as failed');
+        return true;
+      },
+    );
 
-  await assert.rejects(
-    invokeFunction('mirrorTimer', {
-      timerTrigger: jsonData({ Schedule: { AdjustForDST: true }, ScheduleStatus: null, IsPastDue: false }),
-      durableClient: stopped.clientBinding(),
-    }),
-    /could not start the mirror of .*jammy.*noble/,
-  );
+    // The first series failed, and the second was still started after it.
+    assert.deepEqual(proxy.refused, [`mirror-${JAMMY}`]);
+    assert.deepEqual(extension.starts, [
+      {
+        name: 'mirrorSeries',
+        instanceId: `mirror-${NOBLE}`,
+        input: { request: { series: NOBLE }, monitor: STARTER_MONITOR },
+        accepted: true,
+      },
+    ]);
+    assert.equal(extension.instances.get(`mirror-${NOBLE}`)?.runtimeStatus, 'Pending');
+    assert.equal(extension.instances.has(`mirror-${JAMMY}`), false);
+  } finally {
+    await proxy.stop();
+  }
 });

@@ -17,12 +17,75 @@ const root = fileURLToPath(new URL('../../../', import.meta.url));
 const RUNTIME_SETTING = /^(?:FUNCTIONS_|AzureWebJobs|APPLICATIONINSIGHTS_|WEBSITE_)/;
 const MIRROR_SETTING = /^%?((?:AZURE|BASM)_[A-Z0-9_]+)%?$/;
 const ROLE_ASSIGNMENT = /^resource\s+(\w+)\s+'Microsoft\.Authorization\/roleAssignments@[^']+'/gm;
+const ROLE_DEFINITION = /^resource\s+(\w+)\s+'Microsoft\.Authorization\/roleDefinitions@[^']+'\s*=\s*\{/gm;
+/** Storage Account Contributor: replaced by a custom role holding only what the gallery import needs. */
+const STORAGE_ACCOUNT_CONTRIBUTOR = '17d1049b-9a84-46fb-8f53-869881c3d3ab';
 /** Owner, Contributor, User Access Administrator: never needed by the mirror. */
 const BROAD_ROLES = [
   '8e3af657-a8ff-443c-a75c-2fe8c4bcb635',
   'b24988ac-6180-42a0-ab88-20f7382dd24c',
   '18d7d88d-d35e-4fb5-a5c3-7773c20a72d9',
 ];
+
+/** The text of the `{ ... }` block that opens at `open` (skipping quoted strings and comments). */
+function blockAt(text: string, open: number): string {
+  let depth = 0;
+  for (let i = open; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "'") {
+      i++;
+      while (i < text.length && text[i] !== "'") i += text[i] === '\\' ? 2 : 1;
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+    } else if (c === '{') {
+      depth++;
+    } else if (c === '}' && --depth === 0) {
+      return text.slice(open, i + 1);
+    }
+  }
+  throw new Error('unbalanced braces');
+}
+
+/** The comment lines directly above line `line` (0-based), joined. */
+function commentAbove(lines: string[], line: number): string {
+  const comment: string[] = [];
+  for (let above = line - 1; above >= 0 && lines[above]!.trim().startsWith('//'); above--) {
+    comment.unshift(lines[above]!.trim().replace(/^\/\/\s*/, ''));
+  }
+  return comment.join(' ');
+}
+
+interface RoleDefinition {
+  file: string;
+  symbol: string;
+  comment: string;
+  block: string;
+}
+
+function roleDefinitions(): RoleDefinition[] {
+  const found: RoleDefinition[] = [];
+  for (const file of bicepFiles()) {
+    const text = read(file);
+    const lines = text.split('\n');
+    for (const match of text.matchAll(ROLE_DEFINITION)) {
+      const line = text.slice(0, match.index).split('\n').length - 1;
+      found.push({
+        file,
+        symbol: match[1]!,
+        comment: commentAbove(lines, line),
+        block: blockAt(text, match.index + match[0].length - 1),
+      });
+    }
+  }
+  return found;
+}
+
+/** The quoted strings of the `name: [ ... ]` array in a block. */
+function stringArray(block: string, name: string): string[] {
+  const array = new RegExp(`\\b${name}:\\s*\\[([^\\]]*)\\]`).exec(block)?.[1];
+  if (array === undefined) return [];
+  return [...array.matchAll(/'([^']*)'/g)].map(([, value]) => value!);
+}
 
 function filesUnder(dir: string, extension: string): string[] {
   const found: string[] = [];
@@ -175,11 +238,7 @@ test('every role assignment has a comment saying why it is needed', () => {
     for (const match of text.matchAll(ROLE_ASSIGNMENT)) {
       count++;
       const line = text.slice(0, match.index).split('\n').length - 1;
-      const comment: string[] = [];
-      for (let above = line - 1; above >= 0 && lines[above]!.trim().startsWith('//'); above--) {
-        comment.unshift(lines[above]!.trim().replace(/^\/\/\s*/, ''));
-      }
-      const words = comment.join(' ').split(/\s+/).filter(Boolean).length;
+      const words = commentAbove(lines, line).split(/\s+/).filter(Boolean).length;
       assert.ok(words >= 5, `${file}: role assignment ${match[1]} needs a comment above it saying why`);
     }
   }
@@ -191,6 +250,71 @@ test('no role assignment grants Owner, Contributor or User Access Administrator'
     const text = read(file).toLowerCase();
     for (const role of BROAD_ROLES) assert.ok(!text.includes(role), `${file} assigns role ${role}`);
   }
+});
+
+test('every role assignment has a deterministic guid() name', () => {
+  for (const file of bicepFiles()) {
+    const text = read(file);
+    for (const match of text.matchAll(ROLE_ASSIGNMENT)) {
+      const block = blockAt(text, text.indexOf('{', match.index));
+      assert.match(
+        block,
+        /^\{\s*name:\s*guid\(/,
+        `${file}: role assignment ${match[1]} should be named by guid(...)`,
+      );
+    }
+  }
+});
+
+test('Storage Account Contributor is assigned nowhere', () => {
+  for (const file of bicepFiles()) {
+    assert.ok(
+      !read(file).toLowerCase().includes(STORAGE_ACCOUNT_CONTRIBUTOR),
+      `${file} uses Storage Account Contributor`,
+    );
+  }
+});
+
+test('every custom role definition says why, has a guid() name and stays inside its resource group', () => {
+  const definitions = roleDefinitions();
+  assert.ok(definitions.length > 0, 'expected the custom VHD source role in infra/');
+  for (const { file, symbol, comment, block } of definitions) {
+    const where = `${file}: role definition ${symbol}`;
+    assert.ok(
+      comment.split(/\s+/).filter(Boolean).length >= 20,
+      `${where} needs a comment above it saying why`,
+    );
+    assert.match(block, /^\{\s*name:\s*guid\(/, `${where} should be named by guid(...)`);
+    assert.match(block, /type:\s*'CustomRole'/, `${where} should be a CustomRole`);
+    assert.match(
+      block,
+      /assignableScopes:\s*\[\s*resourceGroup\(\)\.id\s*\]/,
+      `${where} should be assignable in its resource group only`,
+    );
+    for (const action of stringArray(block, 'actions')) {
+      assert.ok(!action.includes('*'), `${where} grants a wildcard action: ${action}`);
+      assert.ok(!action.startsWith('Microsoft.Authorization/'), `${where} grants ${action}`);
+    }
+    assert.deepEqual(stringArray(block, 'dataActions'), [], `${where} should hold no data actions`);
+  }
+});
+
+test('the VHD source role holds exactly what a gallery import from a VHD needs, on the VHD account only', () => {
+  const vhdSource = roleDefinitions().find(({ block }) => block.includes('listKeys/action'));
+  assert.ok(vhdSource, 'expected a custom role with Microsoft.Storage/storageAccounts/listKeys/action');
+  assert.deepEqual(stringArray(vhdSource.block, 'actions').sort(), [
+    'Microsoft.Storage/storageAccounts/listKeys/action',
+    'Microsoft.Storage/storageAccounts/read',
+    'Microsoft.Storage/storageAccounts/write',
+  ]);
+  const text = read(vhdSource.file);
+  const uses = [...text.matchAll(ROLE_ASSIGNMENT)].map((match) =>
+    blockAt(text, text.indexOf('{', match.index)),
+  );
+  const assigned = uses.filter((block) => block.includes(`roleDefinitionId: ${vhdSource.symbol}.id`));
+  assert.equal(assigned.length, 1, 'the VHD source role should be assigned once, to the app identity');
+  assert.match(assigned[0]!, /scope:\s*vhdStorage\b/, 'and scoped to the VHD storage account');
+  assert.match(assigned[0]!, /principalId:\s*identityPrincipalId\b/);
 });
 
 test('every Bicep parameter is used', () => {
@@ -228,9 +352,30 @@ test('main.parameters.json defaults agree with the Bicep defaults', () => {
   for (const [name, { value }] of Object.entries(file.parameters)) {
     const fallback = /^\$\{\w+=(.*)\}$/.exec(value)?.[1];
     if (fallback === undefined) continue;
-    const declared = new RegExp(`^param\\s+${name}\\s+\\w+\\s*=\\s*'([^']*)'`, 'm').exec(bicep)?.[1];
+    // A string default is quoted; an int default is a bare number (azd converts "3" for an int parameter).
+    const declaration = new RegExp(`^param\\s+${name}\\s+\\w+\\s*=\\s*(?:'([^']*)'|(-?\\d+)\\s*$)`, 'm').exec(
+      bicep,
+    );
+    const declared = declaration?.[1] ?? declaration?.[2];
     assert.equal(declared, fallback, `${name}: main.bicep default and main.parameters.json default differ`);
   }
+});
+
+test('every setting parameter of main.bicep can be set with azd env set, under the setting’s name', () => {
+  const bicep = read('infra/main.bicep');
+  const file = JSON.parse(read('infra/main.parameters.json')) as {
+    parameters: Record<string, { value: string }>;
+  };
+  // `@description('BASM_X: ...')` then (other decorators, then) `param name type`.
+  const described = /^@description\('((?:AZURE|BASM)_[A-Z0-9_]+):[^\n]*\n(?:@[^\n]*\n)*param\s+(\w+)\s/gm;
+  let count = 0;
+  for (const [, setting, name] of bicep.matchAll(described)) {
+    count++;
+    const value = file.parameters[name!]?.value;
+    assert.ok(value !== undefined, `main.parameters.json does not map ${name} (${setting!})`);
+    assert.match(value, new RegExp(`^\\$\\{${setting!}(=.*)?\\}$`), `${name} should read \${${setting!}}`);
+  }
+  assert.ok(count >= 10, `expected the BASM_ settings among main.bicep's parameters, found ${count}`);
 });
 
 test('azd gets the names an operator needs as outputs', () => {
