@@ -99,7 +99,9 @@ const CPI_PUBLISHER = 'bosh';
 const MAX_TAGS = 50;
 const MAX_TAG_NAME = 512;
 const MAX_TAG_VALUE = 256;
-const FORBIDDEN_TAG_NAME_CHARS = /[<>%&\\?/]/;
+// ARM refuses these characters, and control characters, in tag names.
+// eslint-disable-next-line no-control-regex
+const FORBIDDEN_TAG_NAME_CHARS = /[<>%&\\?/\u0000-\u001f\u007f]/;
 
 function generationOf(cloudProperties: CloudProperties): string {
   const generation = cloudProperties.generation?.trim();
@@ -332,8 +334,8 @@ export class ComputeGallery {
   readonly #client: ComputeManagementClient;
   readonly #options: ComputeGalleryOptions;
   /**
-   * Creations started by this instance. Azure puts the reason a version failed on its async operation, not
-   * on the version; the operation URL lives only in the poller, so a later process sees no reason.
+   * Creations started by this instance. A failed version's reason is read from its replication status;
+   * the operation's own error, reachable only through the poller, is the fallback when that says nothing.
    */
   readonly #started = new Map<string, VersionPoller>();
 
@@ -700,7 +702,7 @@ function duration(ms: number): string {
 function checkTags(tags: Record<string, string>, what: string): void {
   const problems: string[] = [];
   for (const [name, value] of Object.entries(tags)) {
-    if (name === '') problems.push('a tag has an empty name');
+    if (name.trim() === '') problems.push('a tag has an empty name');
     else if (name.length > MAX_TAG_NAME)
       problems.push(`name ${name.slice(0, 40)}... is ${name.length} characters (at most ${MAX_TAG_NAME})`);
     else if (FORBIDDEN_TAG_NAME_CHARS.test(name))

@@ -225,6 +225,11 @@ export class StepFailure extends Error {
   }
 }
 
+/** A failed sub-orchestration reports `reason \n details`, the details a stack trace: keep the reason. */
+function subOrchestrationFailure(error: unknown): string {
+  return (messageOf(error).split('\n')[0] ?? '').trim();
+}
+
 function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
@@ -305,7 +310,7 @@ export function* mirrorSeries(
         version: planned.release.version,
         galleryVersion: planned.galleryVersion,
         action: 'failed',
-        error: messageOf(error),
+        error: subOrchestrationFailure(error),
       };
     }
     results.push(result);
