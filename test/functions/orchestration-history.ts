@@ -15,6 +15,7 @@ const EventType = {
   TaskFailed: 6,
   SubOrchestrationInstanceCreated: 7,
   SubOrchestrationInstanceCompleted: 8,
+  SubOrchestrationInstanceFailed: 9,
   TimerCreated: 10,
   TimerFired: 11,
   OrchestratorStarted: 12,
@@ -105,6 +106,19 @@ export class OrchestrationHistory {
     this.push(EventType.SubOrchestrationInstanceCompleted, -1, {
       TaskScheduledId: id,
       Result: JSON.stringify(result),
+    });
+    return this;
+  }
+
+  /** A sub-orchestration the orchestrator started, which then failed (threw) with `reason`. */
+  subOrchestrationFailed(name: string, instanceId: string, reason: string): this {
+    const id = this.sequence++;
+    this.push(EventType.SubOrchestrationInstanceCreated, id, { Name: name, InstanceId: instanceId });
+    this.nextEpisode();
+    this.push(EventType.SubOrchestrationInstanceFailed, -1, {
+      TaskScheduledId: id,
+      Reason: reason,
+      Details: `Error: ${reason}`,
     });
     return this;
   }

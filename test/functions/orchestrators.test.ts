@@ -134,6 +134,22 @@ describe('mirrorSeries', () => {
     newest: release,
     deferred: [],
   };
+  const release101: StemcellRelease = {
+    ...release,
+    version: '1.101',
+    url: `https://bosh.io/d/stemcells/${SERIES}?v=1.101`,
+  };
+  const blobUrl101 = `https://account.blob.core.windows.net/stemcell/${SERIES}-1.101.vhd`;
+  /** Oldest first, as resolveVersions orders them. */
+  const twoVersionPlan = {
+    series: SERIES,
+    mirror: [
+      { release, galleryVersion: '1.100.0', reason: 'catch-up' },
+      { release: release101, galleryVersion: '1.101.0', reason: 'newest' },
+    ],
+    newest: release101,
+    deferred: [],
+  };
 
   test('its first episode schedules resolveVersions for the series with the step retry policy', async () => {
     const state = await replay(seriesHistory());
@@ -201,6 +217,116 @@ describe('mirrorSeries', () => {
     assert.equal(state.isDone, true);
     assert.equal(state.all.length, history.scheduledCount);
     assert.deepEqual(state.output, { series: SERIES, results: [versionResult] });
+  });
+
+  test('resolveVersions failing permanently ends the series with one failed result naming that step', async () => {
+    const message = 'bosh.io has no version 9.9 of ' + SERIES;
+    const state = await replay(
+      seriesHistory().activityCompleted('resolveVersions', { ok: false, error: message }),
+    );
+
+    assert.equal(state.isDone, true);
+    assert.ok(!state.all.some((a) => a.functionName === 'mirrorVersion'), 'no version is started');
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      results: [
+        {
+          series: SERIES,
+          version: null,
+          galleryVersion: null,
+          action: 'failed',
+          step: 'resolveVersions',
+          error: message,
+        },
+      ],
+    });
+  });
+
+  test('a dry run starts no mirrorVersion and reports every planned version as planned', async () => {
+    const dryRunInput = { request: { series: SERIES, dryRun: true }, monitor: MONITOR };
+    const history = new OrchestrationHistory(
+      'mirrorSeries',
+      `mirror-${SERIES}`,
+      dryRunInput,
+      START,
+    ).activityCompleted('resolveVersions', ok(twoVersionPlan));
+
+    const state = await replay(history);
+
+    assert.equal(state.isDone, true);
+    assert.deepEqual(
+      state.all.map((a) => a.functionName),
+      ['resolveVersions'],
+    );
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      results: [
+        { series: SERIES, version: '1.100', galleryVersion: '1.100.0', action: 'planned' },
+        { series: SERIES, version: '1.101', galleryVersion: '1.101.0', action: 'planned' },
+      ],
+    });
+  });
+
+  test('a failed mirrorVersion does not stop the next planned version, and both results are returned in order', async () => {
+    const afterFailure = seriesHistory()
+      .activityCompleted('resolveVersions', ok(twoVersionPlan))
+      .subOrchestrationFailed(
+        'mirrorVersion',
+        versionInstanceId(SERIES, '1.100', START),
+        'the worker running mirrorVersion crashed',
+      );
+
+    const next = await replay(afterFailure);
+
+    assert.equal(next.isDone, false);
+    assert.deepEqual(next.last, {
+      actionType: 2,
+      functionName: 'mirrorVersion',
+      instanceId: versionInstanceId(SERIES, '1.101', START),
+      input: { release: release101, galleryVersion: '1.101.0', monitor: MONITOR },
+    });
+
+    const created: VersionResult = {
+      series: SERIES,
+      version: '1.101',
+      galleryVersion: '1.101.0',
+      action: 'created',
+      blobUrl: blobUrl101,
+    };
+    const state = await replay(
+      afterFailure.subOrchestrationCompleted(
+        'mirrorVersion',
+        versionInstanceId(SERIES, '1.101', START),
+        created,
+      ),
+    );
+
+    assert.equal(state.isDone, true);
+    const output = state.output as { series: string; results: VersionResult[] };
+    assert.equal(output.series, SERIES);
+    assert.equal(output.results.length, 2);
+    const [failed, second] = output.results;
+    assert.deepEqual(
+      { ...failed, error: undefined },
+      { series: SERIES, version: '1.100', galleryVersion: '1.100.0', action: 'failed', error: undefined },
+    );
+    assert.match(String(failed?.error), /the worker running mirrorVersion crashed/);
+    assert.deepEqual(second, created);
+  });
+
+  test('a planned version left unfinished by an earlier run is passed to mirrorVersion as finish', async () => {
+    const finish = { definitionName, blobUrl };
+    const finishPlan = {
+      series: SERIES,
+      mirror: [{ release, galleryVersion: '1.100.0', reason: 'finish', finish }],
+      newest: release,
+      deferred: [],
+    };
+
+    const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(finishPlan)));
+
+    assert.equal(state.last.functionName, 'mirrorVersion');
+    assert.deepEqual(state.last.input, { release, galleryVersion: '1.100.0', monitor: MONITOR, finish });
   });
 });
 
@@ -352,11 +478,14 @@ describe('mirrorVersion', () => {
 
   test('an image version still Creating past the deadline ends the version as failed and schedules cleanup', async () => {
     const monitor: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 2 };
+    // Years before any wall clock running this test: a deadline taken from the wall clock instead of the
+    // orchestration time would never be reached by these timers (or, on a clock set earlier, at once).
+    const longAgo = new Date('2020-01-01T00:00:00.000Z');
     const history = new OrchestrationHistory(
       'mirrorVersion',
-      versionInstanceId(SERIES, '1.100', START),
+      versionInstanceId(SERIES, '1.100', longAgo),
       { ...versionInput, monitor },
-      START,
+      longAgo,
       'mirror-x',
     )
       .activityCompleted('downloadAndExtract', ok(stemcell))
@@ -427,6 +556,83 @@ describe('mirrorVersion', () => {
       action: 'created',
       blobUrl,
       bytesUploaded: 1_048_576,
+    });
+  });
+
+  test('an image version the gallery already holds is neither waited for nor announced, and ends as exists', async () => {
+    const history = versionHistory()
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted(
+        'uploadVhd',
+        ok({ blobUrl, bytesUploaded: 0, dataBytes: 1_048_576, alreadyComplete: true }),
+      )
+      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: false }))
+      .activityCompleted('createImageVersion', ok({ outcome: 'exists', provisioningState: 'Succeeded' }));
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => a.functionName ?? 'timer'),
+      ['downloadAndExtract', 'uploadVhd', 'ensureImageDefinition', 'createImageVersion', 'cleanup'],
+      'no getImageVersionState, no timer, no notify',
+    );
+    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100' });
+    assert.equal(state.customStatus?.step, 'done');
+
+    const done = await replay(history.activityCompleted('cleanup', ok({ removed: false })));
+    assert.equal(done.isDone, true);
+    assert.deepEqual(done.output, {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'exists',
+      blobUrl,
+      bytesUploaded: 0,
+    });
+  });
+
+  test('finishing a version an earlier run created only waits for it and notifies, with the blob URL from the input', async () => {
+    const finishBlobUrl = `https://account.blob.core.windows.net/stemcell/${SERIES}-1.100-earlier.vhd`;
+    const finishInput = { ...versionInput, finish: { definitionName, blobUrl: finishBlobUrl } };
+    const finishHistory = () =>
+      new OrchestrationHistory(
+        'mirrorVersion',
+        versionInstanceId(SERIES, '1.100', START),
+        finishInput,
+        START,
+        'mirror-x',
+      );
+
+    const first = await replay(finishHistory());
+    assert.deepEqual(first.all, [
+      {
+        actionType: 1,
+        functionName: 'getImageVersionState',
+        input: { definitionName, galleryVersion: '1.100.0' },
+        retryOptions: expectedRetryOptions('getImageVersionState'),
+      },
+    ]);
+    assert.equal(first.customStatus?.step, 'waitForImageVersion');
+
+    const history = finishHistory()
+      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }))
+      .activityCompleted('notify', ok({ notified: true }))
+      .activityCompleted('cleanup', ok({ removed: false }));
+    const done = await replay(history);
+
+    assert.deepEqual(
+      done.all.map((a) => a.functionName ?? 'timer'),
+      ['getImageVersionState', 'notify', 'cleanup'],
+      'nothing is downloaded, uploaded, defined or created again',
+    );
+    assert.deepEqual(done.all[1]?.input, { definitionName, galleryVersion: '1.100.0' });
+    assert.equal(done.isDone, true);
+    assert.deepEqual(done.output, {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'created',
+      blobUrl: finishBlobUrl,
     });
   });
 });

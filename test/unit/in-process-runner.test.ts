@@ -1,0 +1,285 @@
+/**
+ * The command line's engine: the workflow's generators driven in this process, over step implementations
+ * passed in as plain async functions keyed by step name (the runner's real input). Retries are made
+ * instant with `retryIntervalScale: 0`.
+ */
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { StemcellRelease } from '../../src/boshio.js';
+import { InProcessRunner } from '../../src/in-process-runner.js';
+import type { StemcellManifest } from '../../src/manifest.js';
+import type { Logger, MirrorSteps } from '../../src/steps.js';
+import {
+  STEP_RETRY,
+  type ExtractedStemcellSummary,
+  type MonitorSettings,
+  type StepInputs,
+  type StepName,
+  type StepOutcome,
+  type StepOutputs,
+  type VersionResult,
+  type VersionStatus,
+} from '../../src/workflow.js';
+
+const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
+// MonitorSettings is a plain object here: the config's 1 s minimum poll interval does not apply, and a
+// 10 ms interval keeps the monitor loop's real timers short.
+const MONITOR: MonitorSettings = { pollIntervalSeconds: 0.01, deadlineMinutes: 5 };
+
+const release: StemcellRelease = {
+  series: SERIES,
+  version: '1.100',
+  url: `https://bosh.io/d/stemcells/${SERIES}?v=1.100`,
+  size: 1_300_000_000,
+  sha256: 'ab'.repeat(32),
+};
+const manifest = { name: SERIES, version: '1.100' } as unknown as StemcellManifest;
+const stemcell: ExtractedStemcellSummary = {
+  series: SERIES,
+  version: '1.100',
+  manifest,
+  tarballSha256: 'ab'.repeat(32),
+  imageSha1: 'cd'.repeat(20),
+  imageSha256: 'ef'.repeat(32),
+  vhdSize: 5 * 1024 ** 3 + 512,
+  dataBytes: 1_048_576,
+};
+const blobUrl = `https://account.blob.core.windows.net/stemcell/${SERIES}-1.100.vhd`;
+const definitionName = SERIES;
+
+const ok = <T>(value: T) => ({ ok: true as const, value });
+
+/** What each step does when called: return an outcome, or throw (a transient error). */
+type StepBehaviour = {
+  [N in StepName]: (input: StepInputs[N]) => StepOutcome<StepOutputs[N]>;
+};
+
+/**
+ * Async step implementations that mirror one version without trouble, recording each call; `overrides`
+ * replace the behaviour of some of them.
+ */
+function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: MirrorSteps; calls: StepName[] } {
+  const calls: StepName[] = [];
+  const happy: StepBehaviour = {
+    resolveVersions: () =>
+      ok({
+        series: SERIES,
+        mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' as const }],
+        newest: release,
+        deferred: [],
+      }),
+    downloadAndExtract: () => ok(stemcell),
+    uploadVhd: () => ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
+    ensureImageDefinition: () => ok({ definitionName, created: true }),
+    createImageVersion: () => ok({ outcome: 'started' as const, provisioningState: 'Creating' }),
+    getImageVersionState: () => ok({ provisioningState: 'Succeeded' }),
+    notify: () => ok({ notified: true }),
+    cleanup: () => ok({ removed: true }),
+  };
+  const all = { ...happy, ...overrides };
+  const steps = Object.fromEntries(
+    (Object.keys(all) as StepName[]).map((name) => [
+      name,
+      (input: unknown): Promise<unknown> => {
+        calls.push(name);
+        return Promise.resolve(input).then(all[name] as (input: unknown) => unknown);
+      },
+    ]),
+  ) as unknown as MirrorSteps;
+  return { steps, calls };
+}
+
+function quietLog(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return { warnings, info: () => {}, warn: (message) => warnings.push(message) };
+}
+
+async function mirrorOne(
+  steps: MirrorSteps,
+  onStatus?: (status: unknown) => void,
+): Promise<{ result: VersionResult; log: ReturnType<typeof quietLog> }> {
+  const log = quietLog();
+  const runner = new InProcessRunner({
+    steps,
+    log,
+    retryIntervalScale: 0,
+    ...(onStatus ? { onStatus } : {}),
+  });
+  const output = await runner.runSeries({ series: SERIES }, MONITOR);
+  assert.equal(output.series, SERIES);
+  assert.equal(output.results.length, 1);
+  const [result] = output.results;
+  assert.ok(result);
+  return { result, log };
+}
+
+test('the happy path runs the steps in the order of the design and ends with the version created', async () => {
+  const { steps, calls } = recordingSteps();
+
+  const { result } = await mirrorOne(steps);
+
+  assert.deepEqual(calls, [
+    'resolveVersions',
+    'downloadAndExtract',
+    'uploadVhd',
+    'ensureImageDefinition',
+    'createImageVersion',
+    'getImageVersionState',
+    'notify',
+    'cleanup',
+  ]);
+  assert.deepEqual(result, {
+    series: SERIES,
+    version: '1.100',
+    galleryVersion: '1.100.0',
+    action: 'created',
+    blobUrl,
+    bytesUploaded: 1_048_576,
+  });
+});
+
+test('the monitor loop polls the image version until Azure reports it Succeeded, then notifies', async () => {
+  const states = ['Creating', 'Creating', 'Succeeded'];
+  const { steps, calls } = recordingSteps({
+    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded' }),
+  });
+
+  const { result } = await mirrorOne(steps);
+
+  assert.deepEqual(
+    calls.filter((name) => name === 'getImageVersionState' || name === 'notify'),
+    ['getImageVersionState', 'getImageVersionState', 'getImageVersionState', 'notify'],
+  );
+  assert.equal(result.action, 'created');
+});
+
+test('a step that keeps throwing is tried STEP_RETRY maxAttempts times, then fails the version with its message', async () => {
+  const { steps, calls } = recordingSteps({
+    uploadVhd: () => {
+      throw new Error('storage answered 503 Server Busy');
+    },
+  });
+
+  const { result, log } = await mirrorOne(steps);
+
+  assert.equal(calls.filter((name) => name === 'uploadVhd').length, STEP_RETRY.uploadVhd.maxAttempts);
+  assert.equal(log.warnings.length, STEP_RETRY.uploadVhd.maxAttempts - 1, 'one warning per retry');
+  assert.deepEqual(result, {
+    series: SERIES,
+    version: '1.100',
+    galleryVersion: '1.100.0',
+    action: 'failed',
+    step: 'uploadVhd',
+    error: 'storage answered 503 Server Busy',
+  });
+});
+
+test('a step that throws once and then succeeds lets the version continue', async () => {
+  let failures = 1;
+  const { steps, calls } = recordingSteps({
+    downloadAndExtract: () => {
+      if (failures-- > 0) throw new Error('bosh.io connection reset');
+      return ok(stemcell);
+    },
+  });
+
+  const { result } = await mirrorOne(steps);
+
+  assert.equal(calls.filter((name) => name === 'downloadAndExtract').length, 2);
+  assert.equal(result.action, 'created');
+});
+
+test('a permanent failure (an { ok: false } outcome) is not retried and fails the version at that step', async () => {
+  const message = 'image definition exists with hyperVGeneration V2, the stemcell is gen1';
+  const { steps, calls } = recordingSteps({
+    ensureImageDefinition: () => ({ ok: false, error: message }),
+  });
+
+  const { result } = await mirrorOne(steps);
+
+  assert.equal(calls.filter((name) => name === 'ensureImageDefinition').length, 1);
+  assert.ok(!calls.includes('createImageVersion'), 'nothing after the failed step runs but cleanup');
+  assert.equal(result.action, 'failed');
+  assert.equal(result.step, 'ensureImageDefinition');
+  assert.equal(result.error, message);
+});
+
+test('cleanup runs after a failed version too', async () => {
+  const { steps, calls } = recordingSteps({
+    downloadAndExtract: () => ({ ok: false, error: 'sha256 of the tarball does not match bosh.io' }),
+  });
+
+  const { result } = await mirrorOne(steps);
+
+  assert.deepEqual(calls, ['resolveVersions', 'downloadAndExtract', 'cleanup']);
+  assert.equal(result.action, 'failed');
+});
+
+test('a failing cleanup does not turn a created version into a failed one', async () => {
+  const { steps, calls } = recordingSteps({
+    cleanup: () => {
+      throw new Error('EBUSY: resource busy or locked');
+    },
+  });
+
+  const { result } = await mirrorOne(steps);
+
+  assert.equal(calls.filter((name) => name === 'cleanup').length, STEP_RETRY.cleanup.maxAttempts);
+  assert.equal(result.action, 'created');
+  assert.equal(result.error, undefined);
+});
+
+test('a series whose versions cannot be resolved ends with one failed result naming resolveVersions', async () => {
+  const message = `bosh.io lists no versions of ${SERIES}`;
+  const { steps, calls } = recordingSteps({
+    resolveVersions: () => ({ ok: false, error: message }),
+  });
+
+  const { result } = await mirrorOne(steps);
+
+  assert.deepEqual(calls, ['resolveVersions']);
+  assert.deepEqual(result, {
+    series: SERIES,
+    version: null,
+    galleryVersion: null,
+    action: 'failed',
+    step: 'resolveVersions',
+    error: message,
+  });
+});
+
+test('status callbacks report each step of the version as it is entered', async () => {
+  const states = ['Creating', 'Succeeded'];
+  const { steps } = recordingSteps({
+    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded' }),
+  });
+  const statuses: unknown[] = [];
+
+  await mirrorOne(steps, (status) => statuses.push(status));
+
+  const versionSteps = statuses
+    .filter((s): s is VersionStatus => typeof s === 'object' && s !== null && 'step' in s)
+    .map((s) => (s.provisioningState ? `${s.step}:${s.provisioningState}` : s.step));
+  assert.deepEqual(versionSteps, [
+    'downloadAndExtract',
+    'uploadVhd',
+    'ensureImageDefinition',
+    'createImageVersion',
+    'waitForImageVersion:Creating',
+    'waitForImageVersion:Creating',
+    'waitForImageVersion:Succeeded',
+    'notify:Succeeded',
+    'done:Succeeded',
+  ]);
+  assert.ok(
+    statuses.some(
+      (s) =>
+        typeof s === 'object' &&
+        s !== null &&
+        'current' in s &&
+        (s as { current: { version: string } }).current.version === '1.100',
+    ),
+    'the series reports which version it is mirroring',
+  );
+});
