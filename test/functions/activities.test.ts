@@ -4,9 +4,18 @@
  */
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
-import type { StepOutcome, StepOutputs } from '../../src/workflow.js';
+import { ConfigError, loadConfig, storageAccountId } from '../../src/config.js';
+import { createAzureCredential } from '../../src/credentials.js';
+import { ComputeGallery, MIRROR_STEMCELL_REFERENCE, imageVersionTags } from '../../src/gallery.js';
+import { MIRROR_NOTIFIED_TAG } from '../../src/steps.js';
+import type { StepInputs, StepOutcome, StepOutputs } from '../../src/workflow.js';
+
+type StepInputsOf<N extends keyof StepInputs> = StepInputs[N];
 import {
   invokeFunction,
   jsonData,
@@ -14,7 +23,15 @@ import {
   returnedJson,
   type Invocation,
 } from '../support/functions-core/host.js';
-import { startLocalAzure, type LocalAzure } from '../support/local-azure.js';
+import {
+  GITHUB_TOKEN,
+  NOTIFY_INPUTS,
+  TEST_GALLERY,
+  TEST_RESOURCE_GROUP,
+  TEST_SUBSCRIPTION,
+  startLocalAzure,
+  type LocalAzure,
+} from '../support/local-azure.js';
 import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
@@ -45,13 +62,161 @@ function valueOf<T>(outcome: unknown): T {
   return result.value;
 }
 
-async function blobBytes(url: string): Promise<Buffer> {
+/** A blob of the test account, through a shared-key client (not the identity the mirror uses). */
+function sharedKeyBlob(url: string) {
   const service = new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential);
   const [container = '', ...name] = new URL(url).pathname.split('/').slice(2);
-  return service
-    .getContainerClient(container)
-    .getBlobClient(decodeURIComponent(name.join('/')))
-    .downloadToBuffer();
+  return service.getContainerClient(container).getPageBlobClient(decodeURIComponent(name.join('/')));
+}
+
+async function blobBytes(url: string): Promise<Buffer> {
+  return sharedKeyBlob(url).downloadToBuffer();
+}
+
+interface ChildInvocation {
+  outcome: unknown;
+  logs: Array<{ level: string; category: string; message: string }>;
+}
+
+const hostModule = new URL('../support/functions-core/host.js', import.meta.url).href;
+const childScript = `
+const host = await import(process.argv[1]);
+await host.loadFunctionsApp();
+const results = [];
+for (const [name, input] of JSON.parse(process.argv[2])) {
+  const invocation = await host.invokeFunction(name, { activityTrigger: host.jsonData(input) });
+  results.push({ outcome: host.returnedJson(invocation.response), logs: invocation.logs });
+}
+process.stdout.write(JSON.stringify(results));
+`;
+
+/**
+ * Activities invoked in a fresh worker process (the app caches its settings and clients per worker), with
+ * `env` as its app settings, against the local services of this process.
+ */
+async function activitiesInWorker(
+  env: Record<string, string>,
+  calls: Array<[string, unknown]>,
+): Promise<{ results: ChildInvocation[]; stderr: string }> {
+  const { stdout, stderr } = await promisify(execFile)(
+    process.execPath,
+    ['--input-type=module', '-e', childScript, hostModule, JSON.stringify(calls)],
+    { env, maxBuffer: 16 * 1024 * 1024 },
+  );
+  return { results: JSON.parse(stdout) as ChildInvocation[], stderr };
+}
+
+const notifySettings = (): Record<string, string> => ({
+  BASM_NOTIFY_GITHUB_TOKEN: GITHUB_TOKEN,
+  BASM_NOTIFY_GITHUB_API_URL: local.github.url,
+  BASM_NOTIFY_GITHUB_OWNER: 'example',
+  BASM_NOTIFY_GITHUB_REPO: 'stemcell-consumer',
+  BASM_NOTIFY_GITHUB_WORKFLOW: 'stemcell-published.yml',
+  BASM_NOTIFY_GITHUB_REF: 'main',
+});
+
+interface Prepared {
+  release: StepOutputs['resolveVersions']['newest'];
+  stemcell: StepOutputs['downloadAndExtract'];
+  blobUrl: string;
+  definitionName: string;
+  gallery: ComputeGallery;
+}
+
+let preparedOnce: Promise<Prepared> | undefined;
+
+/** The stemcell downloaded, uploaded and its image definition made, by the activities; a client of the gallery. */
+function prepared(): Promise<Prepared> {
+  preparedOnce ??= (async () => {
+    const plan = valueOf<StepOutputs['resolveVersions']>(
+      (await activity('resolveVersions', { series: SERIES, version: '1.100' })).outcome,
+    );
+    const release = plan.mirror.find((m) => m.release.version === '1.100')?.release;
+    if (!release) assert.fail('1.100 is not planned');
+    const stemcell = valueOf<StepOutputs['downloadAndExtract']>(
+      (await activity('downloadAndExtract', { release })).outcome,
+    );
+    const { blobUrl } = valueOf<StepOutputs['uploadVhd']>(
+      (await activity('uploadVhd', { release, stemcell })).outcome,
+    );
+    const { definitionName } = valueOf<StepOutputs['ensureImageDefinition']>(
+      (await activity('ensureImageDefinition', { series: SERIES, manifest: stemcell.manifest })).outcome,
+    );
+    const config = loadConfig(process.env);
+    const gallery = new ComputeGallery({
+      subscriptionId: config.subscriptionId,
+      resourceGroup: config.resourceGroup,
+      galleryName: config.galleryName,
+      region: config.region,
+      resourceManagerEndpoint: config.resourceManagerEndpoint,
+      storageAccountId: storageAccountId(config),
+      credential: createAzureCredential(),
+      pollIntervalMs: 10,
+    });
+    return { release, stemcell, blobUrl, definitionName, gallery };
+  })();
+  return preparedOnce;
+}
+
+/** The tags the mirror itself gives a version of this stemcell. */
+function mirrorTags(p: Prepared): Record<string, string> {
+  return imageVersionTags({
+    manifest: p.stemcell.manifest,
+    imageSha256: p.stemcell.imageSha256,
+    galleryName: TEST_GALLERY,
+    definitionName: p.definitionName,
+    sourceUrl: p.release.url,
+  });
+}
+
+/**
+ * Creates a version through the fake ARM's REST API (so its validation applies) and reads it until Azure
+ * settles it: Succeeded, or Failed when `failWith` is given.
+ */
+async function existingVersion(
+  p: Prepared,
+  versionName: string,
+  tags: Record<string, string>,
+  failWith?: { code: string; message: string },
+): Promise<void> {
+  if (failWith) local.arm.failNextVersion(p.definitionName, versionName, failWith);
+  await p.gallery.startImageVersion({
+    definitionName: p.definitionName,
+    versionName,
+    blobUrl: p.blobUrl,
+    tags,
+  });
+  for (let reads = 0; reads < 50; reads++) {
+    const state = (await p.gallery.getImageVersion(p.definitionName, versionName))?.provisioningState;
+    if (state === (failWith ? 'Failed' : 'Succeeded')) return;
+    if (state === 'Failed' || state === 'Succeeded') assert.fail(`${versionName} ended ${state}`);
+  }
+  assert.fail(`${versionName} never settled`);
+}
+
+async function versionTags(p: Prepared, versionName: string): Promise<Record<string, string>> {
+  const state = await p.gallery.getImageVersion(p.definitionName, versionName);
+  if (!state) assert.fail(`${versionName} does not exist`);
+  return state.tags;
+}
+
+/** The requests to one version's resource since `from` (an index into the fake ARM's request log). */
+function versionRequests(p: Prepared, versionName: string, from: number): string[] {
+  const path = `/images/${p.definitionName}/versions/${versionName}`.toLowerCase();
+  return local.arm.requests
+    .slice(from)
+    .filter((r) => r.path.toLowerCase().endsWith(path))
+    .map((r) => r.method);
+}
+
+function createInput(p: Prepared, galleryVersion: string): StepInputsOf<'createImageVersion'> {
+  return {
+    definitionName: p.definitionName,
+    galleryVersion,
+    blobUrl: p.blobUrl,
+    release: p.release,
+    stemcell: p.stemcell,
+  };
 }
 
 describe('resolveVersions', () => {
@@ -101,6 +266,18 @@ describe('downloadAndExtract, then uploadVhd', () => {
     assert.ok((await blobBytes(uploaded.blobUrl)).equals(fixture.vhd));
   });
 
+  test('uploadVhd writes exactly the non-zero extents of root.vhd, no zero page', async () => {
+    const written: Array<{ start: number; end: number }> = [];
+    for await (const range of sharedKeyBlob(uploaded.blobUrl).listPageRanges()) {
+      written.push({ start: range.start, end: range.end });
+    }
+
+    assert.deepEqual(
+      written,
+      fixture.extents.map((e) => ({ start: e.offset, end: e.offset + e.length - 1 })),
+    );
+  });
+
   test('uploadVhd run again finds the complete blob and uploads nothing', async () => {
     const again = valueOf<StepOutputs['uploadVhd']>(
       (await activity('uploadVhd', { release, stemcell })).outcome,
@@ -123,4 +300,182 @@ test('a stemcell whose checksum does not match fails downloadAndExtract permanen
 
   assert.equal((outcome as StepOutcome<unknown>).ok, false);
   assert.match((outcome as { error: string }).error, /sha|checksum|SHA/i);
+});
+
+describe('createImageVersion with a version of that name already in the gallery', () => {
+  let p: Prepared;
+  before(async () => {
+    p = await prepared();
+  });
+
+  test('an existing version with another image_sha256 is refused, naming both digests, and nothing is sent', async () => {
+    const other = 'f'.repeat(64);
+    await existingVersion(p, '1.100.1', { ...mirrorTags(p), image_sha256: other });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.1'));
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    const { error } = outcome as { error: string };
+    assert.ok(error.includes(other), error);
+    assert.ok(error.includes(p.stemcell.imageSha256), error);
+    assert.deepEqual(
+      versionRequests(p, '1.100.1', from).filter((m) => m !== 'GET'),
+      [],
+    );
+  });
+
+  test('an existing Failed version is deleted and then created again', async () => {
+    await existingVersion(p, '1.100.2', mirrorTags(p), {
+      code: 'InternalOperationError',
+      message: 'replication failed',
+    });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.2'));
+
+    assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Creating' });
+    assert.deepEqual(
+      versionRequests(p, '1.100.2', from).filter((m) => m !== 'GET'),
+      ['DELETE', 'PUT'],
+    );
+  });
+
+  test('a Succeeded version a BOSH director created is adopted: the mirror’s reference joins the director’s', async () => {
+    const director = `bosh-stemcell-${randomUUID()}`;
+    const cpiTags: Record<string, string> = {
+      ...mirrorTags(p),
+      stemcell_references: director,
+      stemcell_name: director,
+    };
+    delete cpiTags['stemcell_source_url'];
+    await existingVersion(p, '1.100.3', cpiTags);
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.3'));
+
+    // Not yet notified by the mirror: the run goes on to finish it.
+    assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Succeeded' });
+    const references = (await versionTags(p, '1.100.3'))['stemcell_references']?.split(',');
+    assert.deepEqual(references?.sort(), [director, MIRROR_STEMCELL_REFERENCE].sort());
+  });
+
+  test('an existing version with neither stemcell_references nor stemcell_name is refused', async () => {
+    const foreign = { ...mirrorTags(p) };
+    delete foreign['stemcell_references'];
+    await existingVersion(p, '1.100.4', foreign);
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.4'));
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match((outcome as { error: string }).error, /no stemcell_references or stemcell_name tag/);
+    assert.deepEqual(
+      versionRequests(p, '1.100.4', from).filter((m) => m !== 'GET'),
+      [],
+    );
+  });
+
+  test('a Succeeded version of the mirror’s that it already notified about exists: nothing to do', async () => {
+    await existingVersion(p, '1.100.5', {
+      ...mirrorTags(p),
+      [MIRROR_NOTIFIED_TAG]: new Date().toISOString(),
+    });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.5'));
+
+    assert.deepEqual(valueOf(outcome), { outcome: 'exists', provisioningState: 'Succeeded' });
+    assert.deepEqual(
+      versionRequests(p, '1.100.5', from).filter((m) => m !== 'GET'),
+      [],
+    );
+  });
+});
+
+describe('notify with notifications on (a worker with the BASM_NOTIFY_GITHUB_* settings)', () => {
+  let p: Prepared;
+  let dispatchesBefore: number;
+  let run: { results: ChildInvocation[]; stderr: string };
+
+  before(async () => {
+    p = await prepared();
+    await existingVersion(p, '1.100.6', mirrorTags(p));
+    dispatchesBefore = local.github.dispatches.length;
+    run = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
+      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.6' }],
+    ]);
+  });
+
+  test('notify sends one workflow dispatch with the five gallery inputs', () => {
+    assert.deepEqual(valueOf(run.results[0]?.outcome), { notified: true });
+    assert.deepEqual(local.github.dispatches.slice(dispatchesBefore), [
+      {
+        owner: 'example',
+        repo: 'stemcell-consumer',
+        workflow: 'stemcell-published.yml',
+        ref: 'main',
+        inputs: {
+          gallery_name: TEST_GALLERY,
+          gallery_image_name: p.definitionName,
+          gallery_image_version: '1.100.6',
+          gallery_subscription_id: TEST_SUBSCRIPTION,
+          gallery_resource_group: TEST_RESOURCE_GROUP,
+        },
+      },
+    ]);
+    assert.deepEqual(
+      Object.keys(local.github.dispatches.at(-1)?.inputs ?? {}).sort(),
+      [...NOTIFY_INPUTS].sort(),
+    );
+  });
+
+  test('notify tags the version mirror_notified with the time of the dispatch', async () => {
+    const notified = (await versionTags(p, '1.100.6'))[MIRROR_NOTIFIED_TAG] ?? '';
+    assert.match(notified, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(new Date(notified).toISOString(), notified);
+  });
+
+  test('the GitHub token appears in no log line of the invocation', () => {
+    const logs = run.results.flatMap((r) => r.logs);
+    assert.ok(logs.length > 0, 'the invocation logged nothing');
+    for (const line of logs) assert.ok(!line.message.includes(GITHUB_TOKEN), line.message);
+    assert.ok(!run.stderr.includes(GITHUB_TOKEN));
+  });
+});
+
+describe('notify with notifications off', () => {
+  let p: Prepared;
+  let dispatchesBefore: number;
+  let outcome: unknown;
+
+  before(async () => {
+    p = await prepared();
+    await existingVersion(p, '1.100.7', mirrorTags(p));
+    dispatchesBefore = local.github.dispatches.length;
+    ({ outcome } = await activity('notify', { definitionName: p.definitionName, galleryVersion: '1.100.7' }));
+  });
+
+  test('notify tags the version mirror_notified: off', async () => {
+    assert.deepEqual(valueOf(outcome), { notified: false });
+    assert.equal((await versionTags(p, '1.100.7'))[MIRROR_NOTIFIED_TAG], 'off');
+  });
+
+  test('notify sends no dispatch', () => {
+    assert.equal(local.github.dispatches.length, dispatchesBefore);
+  });
+});
+
+test('a bad setting makes an activity return { ok: false } with the configuration error', async () => {
+  const env = { ...local.env, AZURE_SUBSCRIPTION_ID: 'not-a-subscription' };
+  let expected = '';
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) expected = error.message;
+  }
+  assert.match(expected, /AZURE_SUBSCRIPTION_ID/);
+
+  const { results } = await activitiesInWorker(env, [['resolveVersions', { series: SERIES }]]);
+
+  assert.deepEqual(results[0]?.outcome, { ok: false, error: expected });
 });

@@ -85,7 +85,7 @@ test('a notify token needs owner, repo, workflow and ref', () => {
   );
 });
 
-test('the GitHub token never shows in logs, JSON or inspection', () => {
+test('the GitHub token is hidden from JSON, util.inspect and string conversion of the settings', () => {
   const config = loadConfig({
     ...BASE,
     BASM_NOTIFY_GITHUB_TOKEN: 'ghp_supersecret',

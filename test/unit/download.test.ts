@@ -100,12 +100,30 @@ test('a dropped connection is resumed with Range and If-Range and yields identic
   }
 });
 
-test('a stalled response is cut by the inactivity timeout and resumed', async () => {
-  const server = await serve({ stallAfter: [500_000] });
+test('a stalled response is cut by the inactivity timeout and resumed with Range, yielding identical bytes', async () => {
+  // The first response sends 500,000 bytes and then nothing, for as long as the client keeps it open:
+  // only the client's inactivity timeout can end it, however slow or fast the machine is.
+  let stalledClosed!: () => void;
+  const stalledResponseClosed = new Promise<void>((resolve) => (stalledClosed = resolve));
+  let first = true;
+  const server = await serve({ stallAfter: [500_000] }, (_req, res) => {
+    if (first) res.once('close', () => stalledClosed());
+    first = false;
+    return false;
+  });
   try {
     const bytes = await buffer(downloadStream(server.url, { timeoutMs: 300 }));
+
     assert.ok(bytes.equals(BODY));
-    assert.equal(server.requests.length, 2);
+    await stalledResponseClosed; // the client gave up on the stalled response rather than waiting forever
+    const [initial, ...resumed] = server.requests;
+    assert.equal(initial?.range, undefined);
+    assert.ok(resumed.length > 0, 'the download was never resumed');
+    for (const request of resumed) {
+      const from = Number(/^bytes=(\d+)-$/.exec(request.range ?? '')?.[1]);
+      assert.ok(from > 0 && from < BODY.length, `resumed with ${request.range}`);
+      assert.equal(request.ifRange, ETAG);
+    }
   } finally {
     await server.close();
   }

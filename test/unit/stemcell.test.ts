@@ -4,9 +4,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
+import { constants as zlibConstants, createGzip } from 'node:zlib';
+import { Header } from 'tar';
 import { after, before, test } from 'node:test';
 import type { StemcellRelease } from '../../src/boshio.js';
 import { DownloadError } from '../../src/download.js';
@@ -53,6 +55,15 @@ function sourceOf(tarball: Buffer): Readable {
   const parts: Buffer[] = [];
   for (let at = 0; at < tarball.length; at += 65536) parts.push(tarball.subarray(at, at + 65536));
   return Readable.from(parts);
+}
+
+/** Every file below `dir`, as sorted paths relative to it. */
+async function pathsUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => !e.isDirectory())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .sort();
 }
 
 async function filesIn(dir: string): Promise<string[]> {
@@ -213,19 +224,28 @@ test('a symlink named root.vhd before the real file is skipped', async () => {
 });
 
 test('entry names are never used as paths', async () => {
-  const dir = await workDir();
+  // Deep enough that each `..` of the entry names would still land inside the temp root, where it shows.
+  const top = await workDir();
+  const dir = join(top, 'a', 'b', 'c');
+  await mkdir(dir, { recursive: true });
   const sneaky = await buildStemcellFixture({
     extraEntries: [
       { name: '../../escaped.txt', body: 'outside', archive: 'stemcell' },
+      { name: '../root.vhd', body: 'not the disk', archive: 'stemcell' },
       { name: '../root.vhd', body: 'not the disk', archive: 'image' },
+      { name: '../../../escaped-image.txt', body: 'outside', archive: 'image' },
     ],
   });
+
   const result = await extractStemcellFrom(sourceOf(sneaky.tarball), releaseOf(sneaky), { workDir: dir });
+
   assert.ok((await readFile(result.vhdPath)).equals(sneaky.vhd));
-  assert.deepEqual(
-    (await filesIn(root)).filter((name) => name.includes('escaped')),
-    [],
-  );
+  const versionDir = join('a', 'b', 'c', `${sneaky.series}_${sneaky.version}`);
+  assert.deepEqual(await pathsUnder(top), [
+    join(versionDir, 'root.vhd'),
+    join(versionDir, 'root.vhd.extents.json'),
+    join(versionDir, 'stemcell.json'),
+  ]);
 });
 
 test('a VHD whose virtual size is not whole MiB is refused', async () => {
@@ -267,12 +287,58 @@ test('a tarball whose first entry is not stemcell.MF is refused', async () => {
   );
 });
 
-test('a stemcell.MF larger than 1 MiB is refused before it is read', async () => {
+test('a stemcell.MF larger than 1 MiB is refused', async () => {
   await refusedFixture(
     { manifest: { padding: 'x'.repeat(1024 * 1024) } },
     /stemcell\.MF is \d+ bytes, more than/,
   );
 });
+
+test(
+  'a stemcell.MF larger than 1 MiB is refused before it is read: only its tar header is delivered',
+  { timeout: 30_000 },
+  async () => {
+    const dir = await workDir();
+    const header = Buffer.alloc(512);
+    new Header({
+      path: 'stemcell.MF',
+      type: 'File',
+      mode: 0o644,
+      size: 2 * 1024 * 1024,
+      mtime: new Date(0),
+    }).encode(header);
+    // The gzip stream up to the end of the header and no further: the body is never delivered.
+    const headerOnly = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const gzip = createGzip();
+      gzip.on('data', (chunk: Buffer) => chunks.push(chunk));
+      gzip.on('error', reject);
+      gzip.write(header);
+      gzip.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(chunks)));
+    });
+    let delivered = 0;
+    let sent = false;
+    const source = new Readable({
+      read() {
+        if (sent) return; // stalls: a reader that waited for the body would never finish
+        sent = true;
+        delivered += headerOnly.length;
+        this.push(headerOnly);
+      },
+    });
+
+    await assert.rejects(
+      extractStemcellFrom(source, releaseOf(fixture), { workDir: dir }),
+      (error: unknown) => {
+        assert.ok(error instanceof StemcellError, `expected a StemcellError, got ${String(error)}`);
+        assert.match(error.message, /stemcell\.MF is 2097152 bytes, more than the 1048576 allowed/);
+        return true;
+      },
+    );
+    assert.equal(delivered, headerOnly.length);
+    assert.deepEqual(await filesIn(dir), []);
+  },
+);
 
 test('bytes that are not gzip are refused as corrupt', async () => {
   await assertRefused(
