@@ -43,6 +43,7 @@ before(async () => {
     storage: azurite,
     pollsUntilDone: 2,
     listPageSize: 2,
+    tenantId: identity.tenantId,
   });
   client = new ComputeManagementClient(new ManagedIdentityCredential(), subscriptionId, {
     endpoint: arm.url,
@@ -172,15 +173,34 @@ function unsignedJwt(claims: Record<string, unknown>): string {
   return `${encode({ alg: 'none', typ: 'JWT' })}.${encode(claims)}.`;
 }
 
+/** A token ARM would take (audience, issuer of the subscription's tenant, valid now), with `overrides` applied. */
+function armToken(overrides: Record<string, unknown> = {}): string {
+  const now = Math.floor(Date.now() / 1000);
+  const claims: Record<string, unknown> = {
+    aud: arm.url,
+    iss: `https://sts.windows.net/${identity.tenantId}/`,
+    nbf: now - 300,
+    exp: now + 600,
+    ...overrides,
+  };
+  for (const [name, value] of Object.entries(overrides)) if (value === undefined) delete claims[name];
+  return unsignedJwt(claims);
+}
+
+function errorCode(body: unknown): string | undefined {
+  return (body as { error?: { code?: string } }).error?.code;
+}
+
 let certificate: TestCertificate | undefined;
 
 async function rawRequest(
   path: string,
   headers: Record<string, string>,
+  { method = 'GET', body }: { method?: string; body?: unknown } = {},
 ): Promise<{ status: number; body: unknown }> {
   const { ca } = (certificate ??= ensureTestCertificate());
   return new Promise((resolve, reject) => {
-    const request = https.request(`${arm.url}${path}`, { method: 'GET', headers, ca }, (response) => {
+    const request = https.request(`${arm.url}${path}`, { method, headers, ca }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () =>
@@ -191,7 +211,7 @@ async function rawRequest(
       );
     });
     request.on('error', reject);
-    request.end();
+    request.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
 
@@ -226,13 +246,91 @@ describe('image definitions', () => {
     assert.equal(stored.hyperVGeneration, 'V1');
   });
 
-  test('features are refused on a generation 1 definition', async () => {
+  test('Trusted Launch and confidential security types are refused on a generation 1 definition', async () => {
+    for (const value of ['TrustedLaunch', 'TrustedLaunchSupported', 'ConfidentialVMSupported']) {
+      await assert.rejects(
+        createDefinition(uniqueName('gen1-tl'), { features: [{ name: 'SecurityType', value }] }),
+        armError(400, 'InvalidParameter', new RegExp(`SecurityType' with value '${value}'.*'V1'`)),
+      );
+    }
+  });
+
+  test('an NVMe disk controller is refused on a generation 1 definition', async () => {
     await assert.rejects(
-      createDefinition(uniqueName('gen1-features'), {
-        features: [{ name: 'IsAcceleratedNetworkSupported', value: 'True' }],
+      createDefinition(uniqueName('gen1-nvme'), {
+        features: [{ name: 'DiskControllerTypes', value: 'SCSI, NVMe' }],
       }),
-      armError(400, 'InvalidParameter', /IsAcceleratedNetworkSupported.*'V1'/),
+      armError(400, 'InvalidParameter', /DiskControllerTypes.*NVMe.*'V1'/),
     );
+  });
+
+  test('a generation 1 definition takes the features no rule ties to generation 2', async () => {
+    const name = uniqueName('gen1-features');
+    const features = [
+      { name: 'DiskControllerTypes', value: 'SCSI' },
+      { name: 'IsAcceleratedNetworkSupported', value: 'True' },
+      { name: 'IsHibernateSupported', value: 'False' },
+      { name: 'SecurityType', value: 'Standard' },
+    ];
+    await createDefinition(name, { features });
+
+    const image = await client.galleryImages.get(resourceGroup, galleryName, name);
+
+    assert.deepEqual(
+      image.features?.map(({ name: feature, value }) => ({ name: feature, value })),
+      features,
+    );
+  });
+
+  test('changing features needs allowUpdateImage, and then takes effect', async () => {
+    const name = uniqueName('features-update');
+    const gen2 = {
+      hyperVGeneration: 'V2',
+      identifier: { publisher: 'bosh', offer: name, sku: 'gen2' },
+    } as const;
+    await createDefinition(name, {
+      ...gen2,
+      features: [{ name: 'SecurityType', value: 'TrustedLaunchSupported' }],
+    });
+    const wanted = [{ name: 'SecurityType', value: 'TrustedLaunchAndConfidentialVmSupported' }];
+
+    await assert.rejects(
+      createDefinition(name, { ...gen2, features: wanted }),
+      armError(409, 'PropertyChangeNotAllowed', /features.*allowUpdateImage/),
+    );
+    await createDefinition(name, { ...gen2, features: wanted, allowUpdateImage: true });
+
+    const image = await client.galleryImages.get(resourceGroup, galleryName, name);
+    assert.deepEqual(
+      image.features?.map(({ name: feature, value }) => ({ name: feature, value })),
+      wanted,
+    );
+    assert.equal(image.allowUpdateImage, undefined);
+  });
+
+  test('an api-version before 2024-03-03 cannot change features even with allowUpdateImage', async () => {
+    const name = uniqueName('features-old-api');
+    await createDefinition(name, { features: [{ name: 'IsAcceleratedNetworkSupported', value: 'False' }] });
+    const body = {
+      location,
+      properties: {
+        osType: 'Linux',
+        osState: 'Generalized',
+        hyperVGeneration: 'V1',
+        identifier: { publisher: 'bosh', offer: name, sku: 'gen1' },
+        features: [{ name: 'IsAcceleratedNetworkSupported', value: 'True' }],
+        allowUpdateImage: true,
+      },
+    };
+
+    const response = await rawRequest(
+      `${galleryUrlPath}/images/${name}?api-version=2023-07-03`,
+      { authorization: `Bearer ${armToken()}`, 'content-type': 'application/json' },
+      { method: 'PUT', body },
+    );
+
+    assert.equal(response.status, 409);
+    assert.equal(errorCode(response.body), 'PropertyChangeNotAllowed');
   });
 
   test('a generation 2 definition keeps its features in the order sent', async () => {
@@ -481,6 +579,102 @@ describe('image versions', () => {
     );
   });
 
+  test('tags within ARM limits are kept: 50 tags, a 512-character name, a 256-character value', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    const tags: Record<string, string> = { ['n'.repeat(512)]: 'v'.repeat(256) };
+    for (let i = 1; i < 50; i++) tags[`tag_${i}`] = 'x';
+
+    const version = await createVersion(definition, '7.1.0', versionBody(uri, tags));
+
+    assert.deepEqual(version.tags, tags);
+  });
+
+  test('tags beyond ARM limits are refused with ARM codes before anything is stored', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    const tooMany: Record<string, string> = {};
+    for (let i = 0; i < 51; i++) tooMany[`tag_${i}`] = 'x';
+    const cases: Array<[Record<string, string>, string, RegExp]> = [
+      [tooMany, 'InvalidTags', /Requested tag count - '51'\. Maximum number of tags allowed - '50'/],
+      [{ ['n'.repeat(513)]: 'x' }, 'InvalidTagName', /Maximum allowed length for tag name - '512'/],
+      [{ name: 'v'.repeat(257) }, 'InvalidTagValueLength', /Maximum allowed length for tag value - '256'/],
+      [{ '': 'x' }, 'InvalidTagName', /non-empty/],
+    ];
+    for (const name of ['a/b', 'a<b', 'a>b', 'a%b', 'a&b', 'a\\b', 'a?b', 'a\u0001b']) {
+      cases.push([{ [name]: 'x' }, 'InvalidTagNameCharacters', /reserved characters/]);
+    }
+
+    for (const [tags, code, message] of cases) {
+      await assert.rejects(
+        createVersion(definition, '7.2.0', versionBody(uri, tags)),
+        armError(400, code, message),
+      );
+    }
+    assert.equal(arm.imageVersions.has(`${definition}/7.2.0`), false);
+  });
+
+  test('a PATCH whose tags break ARM limits is refused and leaves the tags', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    await createVersion(definition, '7.3.0', versionBody(uri, { a: '1' }));
+
+    await assert.rejects(
+      client.galleryImageVersions.update(
+        resourceGroup,
+        galleryName,
+        definition,
+        '7.3.0',
+        { tags: { 'x?y': '1' } },
+        fast,
+      ),
+      armError(400, 'InvalidTagNameCharacters', /'x\?y'/),
+    );
+    const version = await client.galleryImageVersions.get(resourceGroup, galleryName, definition, '7.3.0');
+    assert.deepEqual(version.tags, { a: '1' });
+  });
+
+  test('a definition with a reserved character in a tag name is refused', async () => {
+    await assert.rejects(
+      createDefinition(uniqueName('tags'), { tags: { 'k8s.io/role': 'x' } }),
+      armError(400, 'InvalidTagNameCharacters', /k8s\.io\/role/),
+    );
+  });
+
+  test('a failed version carries the reason in its replication status', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    arm.failNextVersion(definition, '6.2.0', {
+      code: 'ReplicationFailed',
+      message: 'Failed with internal server error.',
+    });
+    await assert.rejects(createVersion(definition, '6.2.0', versionBody(uri)), /internal server error/);
+
+    const version = await client.galleryImageVersions.get(resourceGroup, galleryName, definition, '6.2.0', {
+      expand: 'ReplicationStatus',
+    });
+
+    assert.equal(version.provisioningState, 'Failed');
+    assert.equal(version.replicationStatus?.aggregatedState, 'Failed');
+    assert.deepEqual(
+      version.replicationStatus?.summary?.map((region) => [region.region, region.state, region.details]),
+      [[location, 'Failed', 'Failed with internal server error.']],
+    );
+  });
+
+  test('recreating a failed version clears the old reason', async () => {
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    arm.failNextVersion(definition, '6.3.0', { code: 'ReplicationFailed', message: 'first attempt failed' });
+    await assert.rejects(createVersion(definition, '6.3.0', versionBody(uri)), /first attempt failed/);
+
+    await createVersion(definition, '6.3.0', versionBody(uri));
+    const version = await client.galleryImageVersions.get(resourceGroup, galleryName, definition, '6.3.0', {
+      expand: 'ReplicationStatus',
+    });
+
+    assert.equal(version.replicationStatus?.aggregatedState, 'Completed');
+    assert.deepEqual(
+      version.replicationStatus?.summary?.map((region) => region.details),
+      [''],
+    );
+  });
+
   test('a version under a missing definition is ParentResourceNotFound', async () => {
     await assert.rejects(
       client.galleryImageVersions.get(resourceGroup, galleryName, 'no-such-definition', '1.0.0'),
@@ -547,34 +741,96 @@ describe('authentication and api-version', () => {
   });
 
   test('a token for https://management.azure.com/ is accepted', async () => {
-    const token = unsignedJwt({
-      aud: 'https://management.azure.com/',
-      exp: Math.floor(Date.now() / 1000) + 600,
-    });
+    const token = armToken({ aud: 'https://management.azure.com/' });
 
     const response = await rawRequest(path, { authorization: `Bearer ${token}` });
 
     assert.equal(response.status, 200);
   });
 
-  test('a request without api-version gets 400 MissingApiVersionParameter', async () => {
-    const token = unsignedJwt({ aud: arm.url, exp: Math.floor(Date.now() / 1000) + 600 });
+  test('a token issued by another tenant gets 401 InvalidAuthenticationTokenTenant', async () => {
+    const other = randomUUID();
+    const token = armToken({ iss: `https://sts.windows.net/${other}/` });
 
-    const response = await rawRequest(galleryUrlPath, { authorization: `Bearer ${token}` });
+    const response = await rawRequest(path, { authorization: `Bearer ${token}` });
+
+    assert.equal(response.status, 401);
+    assert.equal(errorCode(response.body), 'InvalidAuthenticationTokenTenant');
+    assert.match(
+      (response.body as { error: { message: string } }).error.message,
+      new RegExp(
+        `wrong issuer 'https://sts.windows.net/${other}/'.*tenant 'https://sts.windows.net/${identity.tenantId}/'`,
+      ),
+    );
+  });
+
+  test('a token without an Azure AD issuer gets 401 InvalidAuthenticationToken', async () => {
+    for (const iss of [
+      undefined,
+      'https://login.example.com/',
+      `https://sts.windows.net/${identity.tenantId}`,
+    ]) {
+      const response = await rawRequest(path, { authorization: `Bearer ${armToken({ iss })}` });
+
+      assert.equal(response.status, 401, String(iss));
+      assert.equal(errorCode(response.body), 'InvalidAuthenticationToken');
+    }
+  });
+
+  test('a token without exp or nbf gets 401 InvalidAuthenticationToken', async () => {
+    for (const missing of ['exp', 'nbf']) {
+      const response = await rawRequest(path, {
+        authorization: `Bearer ${armToken({ [missing]: undefined })}`,
+      });
+
+      assert.equal(response.status, 401, missing);
+      assert.equal(errorCode(response.body), 'InvalidAuthenticationToken');
+      assert.match(
+        (response.body as { error: { message: string } }).error.message,
+        new RegExp(`'${missing}'`),
+      );
+    }
+  });
+
+  test('an expired token gets 401 ExpiredAuthenticationToken', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = armToken({ nbf: now - 7200, exp: now - 3600 });
+
+    const response = await rawRequest(path, { authorization: `Bearer ${token}` });
+
+    assert.equal(response.status, 401);
+    assert.equal(errorCode(response.body), 'ExpiredAuthenticationToken');
+  });
+
+  test('a token that is not valid yet gets 401 InvalidAuthenticationToken', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = armToken({ nbf: now + 3600, exp: now + 7200 });
+
+    const response = await rawRequest(path, { authorization: `Bearer ${token}` });
+
+    assert.equal(response.status, 401);
+    assert.equal(errorCode(response.body), 'InvalidAuthenticationToken');
+    assert.match((response.body as { error: { message: string } }).error.message, /not valid yet/);
+  });
+
+  test('a request without api-version gets 400 MissingApiVersionParameter', async () => {
+    const response = await rawRequest(galleryUrlPath, { authorization: `Bearer ${armToken()}` });
 
     assert.equal(response.status, 400);
-    assert.equal((response.body as { error: { code: string } }).error.code, 'MissingApiVersionParameter');
+    assert.equal(errorCode(response.body), 'MissingApiVersionParameter');
   });
 
   test('an unsupported api-version gets 400 InvalidApiVersionParameter', async () => {
-    const token = unsignedJwt({ aud: arm.url, exp: Math.floor(Date.now() / 1000) + 600 });
-
     const response = await rawRequest(`${galleryUrlPath}?api-version=2017-01-01`, {
-      authorization: `Bearer ${token}`,
+      authorization: `Bearer ${armToken()}`,
     });
 
     assert.equal(response.status, 400);
-    assert.equal((response.body as { error: { code: string } }).error.code, 'InvalidApiVersionParameter');
+    assert.equal(errorCode(response.body), 'InvalidApiVersionParameter');
+  });
+
+  test('the tenant is the configured one', () => {
+    assert.equal(arm.tenantId, identity.tenantId);
   });
 
   test('the SDK authenticates with a managed identity token for the configured scope', () => {

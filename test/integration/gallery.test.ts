@@ -264,7 +264,33 @@ test("a failed provisioning is reported with Azure's message", async () => {
   });
   const state = await waitForState(spec.name, '1.1364.0', ['Succeeded', 'Failed']);
   assert.equal(state.provisioningState, 'Failed');
-  assert.match(state.errorMessage ?? '', /ReplicationJobFailed.*disk copy timed out/);
+  // Azure's reason as the version's replication status carries it: the message, without the code.
+  assert.match(state.errorMessage ?? '', /Replication to westeurope failed: disk copy timed out\./);
+});
+
+test("a failed version's reason reaches a ComputeGallery that did not start it (another worker)", async () => {
+  const spec = await existingDefinition('ver-fail-elsewhere');
+  const blobUrl = await vhdPageBlob('ver-fail-elsewhere.vhd');
+  arm.failNextVersion(spec.name, '1.1364.0', {
+    code: 'ReplicationJobFailed',
+    message: 'Replication to westeurope failed: the source blob could not be read.',
+  });
+  await gallery.startImageVersion({
+    definitionName: spec.name,
+    versionName: '1.1364.0',
+    blobUrl,
+    tags: tagsFor('ver-fail-elsewhere', spec.name),
+  });
+  // A Functions activity on another worker: a new instance, with no poller of the PUT.
+  const elsewhere = galleryAt(arm.url);
+  let state: ImageVersionState | undefined;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    state = await elsewhere.getImageVersion(spec.name, '1.1364.0');
+    if (state?.provisioningState === 'Succeeded' || state?.provisioningState === 'Failed') break;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  assert.equal(state?.provisioningState, 'Failed');
+  assert.equal(state?.errorMessage, 'Replication to westeurope failed: the source blob could not be read.');
 });
 
 test("a block blob source fails with Azure's page-blob validation message", async () => {
@@ -363,6 +389,10 @@ test('listSeriesVersions is empty when the series has no definition', async () =
 
 test('tokens are requested for the configured Resource Manager endpoint', () => {
   assert.ok(identity.requests.some((request) => request.resource === arm.url));
+});
+
+test('without a configured tenant the fake ARM takes the tenant of the managed identity tokens', () => {
+  assert.equal(arm.tenantId, identity.tenantId);
 });
 
 function galleryAt(endpoint: string, extra: Partial<ConstructorParameters<typeof ComputeGallery>[0]> = {}) {

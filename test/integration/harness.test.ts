@@ -252,19 +252,25 @@ describe('fake GitHub', () => {
     github = await startFakeGitHub({
       token,
       workflows: [
-        { owner: 'acme', repo: 'stemcells', workflow: 'mirror.yml', inputs: ['series', 'version'] },
+        {
+          owner: 'acme',
+          repo: 'stemcells',
+          workflow: 'mirror.yml',
+          inputs: { series: { required: true }, version: { required: true }, note: { required: false } },
+          refs: ['main', 'v2'],
+        },
       ],
     });
     octokit = new Octokit({ auth: token, baseUrl: github.url, log: quietLog });
   });
   after(() => github?.stop());
 
-  const dispatch = (inputs: Record<string, string>, client = octokit) =>
+  const dispatch = (inputs: Record<string, string>, client = octokit, ref = 'main') =>
     client.rest.actions.createWorkflowDispatch({
       owner: 'acme',
       repo: 'stemcells',
       workflow_id: 'mirror.yml',
-      ref: 'main',
+      ref,
       inputs,
     });
 
@@ -297,6 +303,67 @@ describe('fake GitHub', () => {
       status: 422,
       message: /Required input 'version' not provided/,
     });
+  });
+
+  test('accepts a dispatch without an optional input, and with it', async () => {
+    await dispatch({ series, version: '1.100' });
+    await dispatch({ series, version: '1.100', note: 'by hand' });
+
+    assert.deepEqual(
+      github.dispatches.slice(-2).map((recorded) => recorded.inputs),
+      [
+        { series, version: '1.100' },
+        { series, version: '1.100', note: 'by hand' },
+      ],
+    );
+  });
+
+  test('accepts a declared ref by name or as refs/heads/ or refs/tags/', async () => {
+    await dispatch({ series, version: '1' }, octokit, 'v2');
+    await dispatch({ series, version: '1' }, octokit, 'refs/heads/main');
+    await dispatch({ series, version: '1' }, octokit, 'refs/tags/v2');
+
+    assert.deepEqual(
+      github.dispatches.slice(-3).map((recorded) => recorded.ref),
+      ['v2', 'refs/heads/main', 'refs/tags/v2'],
+    );
+  });
+
+  test('rejects an unknown ref or a commit SHA with 422 No ref found', async () => {
+    const dispatched = github.dispatches.length;
+    const sha = '5cc96e7fb16040505d4c8e779d0ab5980988fe7a';
+
+    await assert.rejects(dispatch({ series, version: '1' }, octokit, 'develop'), {
+      status: 422,
+      message: /No ref found for: develop/,
+    });
+    await assert.rejects(dispatch({ series, version: '1' }, octokit, sha), {
+      status: 422,
+      message: new RegExp(`No ref found for: ${sha}`),
+    });
+    assert.equal(github.dispatches.length, dispatched);
+  });
+
+  test('defaults the declared refs to main', async () => {
+    const plain = await startFakeGitHub({
+      token,
+      workflows: [{ owner: 'acme', repo: 'stemcells', workflow: 'mirror.yml', inputs: {} }],
+    });
+    try {
+      const client = new Octokit({ auth: token, baseUrl: plain.url, log: quietLog });
+      const send = (ref: string) =>
+        client.rest.actions.createWorkflowDispatch({
+          owner: 'acme',
+          repo: 'stemcells',
+          workflow_id: 'mirror.yml',
+          ref,
+        });
+
+      assert.equal((await send('main')).status, 204);
+      await assert.rejects(send('master'), { status: 422, message: /No ref found for: master/ });
+    } finally {
+      await plain.stop();
+    }
   });
 
   test('rejects a wrong token with 401 Bad credentials', async () => {

@@ -34,7 +34,15 @@ let github: FakeGitHub;
 before(async () => {
   github = await startFakeGitHub({
     token,
-    workflows: [{ owner: 'acme', repo: 'platform', workflow: 'stemcell-published.yml', inputs }],
+    workflows: [
+      {
+        owner: 'acme',
+        repo: 'platform',
+        workflow: 'stemcell-published.yml',
+        inputs: Object.fromEntries(inputs.map((name) => [name, { required: true }])),
+        refs: ['main', 'release'],
+      },
+    ],
   });
 });
 
@@ -84,6 +92,23 @@ test('a notification dispatches the workflow once with exactly the five gallery 
       },
     },
   ]);
+});
+
+test('a notification dispatches on the configured ref when the repository has it', async () => {
+  const before = github.dispatches.length;
+  await notifyStemcellPublished(settings({ ref: 'release' }), published);
+  assert.deepEqual(
+    github.dispatches.slice(before).map((dispatch) => dispatch.ref),
+    ['release'],
+  );
+});
+
+test("a ref the repository lacks is a permanent NotifyError with status 422 and GitHub's message", async () => {
+  const before = github.dispatches.length;
+  const error = await rejection(notifyStemcellPublished(settings({ ref: 'no-such-branch' }), published));
+  assert.deepEqual([error.status, error.transient], [422, false]);
+  assert.match(error.message, /No ref found for: no-such-branch/);
+  assert.equal(github.dispatches.length, before);
 });
 
 test('the token travels only in the Authorization header', async () => {

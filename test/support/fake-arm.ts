@@ -21,6 +21,12 @@ export interface FakeArmOptions {
   pollsUntilDone?: number;
   /** Items per page of a list answer before a `nextLink` (default 100). */
   listPageSize?: number;
+  /**
+   * The Entra tenant the subscription belongs to: tokens must be issued by `https://sts.windows.net/<tenantId>/`.
+   * Default: the tenant of the first token that reaches the fake, which is the one test/support/identity.ts
+   * issues for (it picks a random tenant per endpoint, and a process gets its tokens from one endpoint).
+   */
+  tenantId?: string;
 }
 
 export interface FakeArm {
@@ -33,6 +39,8 @@ export interface FakeArm {
   requests: Array<{ method: string; path: string; apiVersion: string | null; body?: unknown }>;
   /** The next accepted PUT of that version ends with provisioningState Failed and this error. */
   failNextVersion(definition: string, version: string, error: { code: string; message: string }): void;
+  /** The tenant tokens must come from (undefined until the first token when not configured). */
+  readonly tenantId: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -84,6 +92,33 @@ const securityTypes = [
   'ConfidentialVMSupported',
   'TrustedLaunchAndConfidentialVmSupported',
 ];
+// Security types that make a definition Trusted Launch or Confidential VM capable. Both exist only for generation 2
+// VMs: "Azure offers trusted launch as a seamless way to improve the security of generation 2 VMs"
+// (https://learn.microsoft.com/azure/virtual-machines/trusted-launch) and confidential VMs run on generation 2 images
+// only (https://learn.microsoft.com/azure/confidential-computing/confidential-vm-overview). `Standard` is neither.
+const generation2SecurityTypes = new Set(
+  securityTypes.filter((type) => type !== 'Standard').map((type) => type.toLowerCase()),
+);
+// `allowUpdateImage` ("Must be set to true if the gallery image features are being updated") first appears in
+// GalleryRP 2024-03-03 (Azure/azure-rest-api-specs, specification/compute/resource-manager/Microsoft.Compute/
+// GalleryRP/stable/2024-03-03/examples/galleryExamples/GalleryImage_UpdateFeatures.json; no such example in 2023-07-03).
+const apiVersionsWithAllowUpdateImage = new Set(['2025-12-03', '2025-03-03', '2024-03-03']);
+/*
+ * Azure Resource Manager's tag limits (https://learn.microsoft.com/azure/azure-resource-manager/management/
+ * tag-resources#limitations): at most 50 tags, names of at most 512 and values of at most 256 characters, no
+ * `<`, `>`, `%`, `&`, `\`, `?`, `/` in names. ARM refuses them before the resource provider sees the request, with
+ * 400 and the codes (and wording) that Azure/azure-powershell mirrors for the same checks in
+ * src/Migrate/Migrate.Autorest/custom/New-AzMigrateServerReplication.ps1: InvalidTags ("Too many tags specified"),
+ * InvalidTagName, InvalidTagNameCharacters ("have reserved characters '<,>,%,&,\,?,/' or control characters"),
+ * InvalidTagValueLength; MicrosoftDocs shows the same InvalidTagNameCharacters answer from `az storage account update`.
+ */
+const maxTags = 50;
+const maxTagNameLength = 512;
+const maxTagValueLength = 256;
+// eslint-disable-next-line no-control-regex
+const reservedTagNameCharacters = /[<>%&\\?/\u0000-\u001f\u007f]/;
+// Entra ID access tokens are checked with a clock skew of 5 minutes (Microsoft.IdentityModel's default).
+const clockSkewSeconds = 300;
 const storageAccountTypes = ['Standard_LRS', 'Standard_ZRS', 'Premium_LRS', 'PremiumV2_LRS'];
 const int32Max = 2147483647;
 const mebibyte = 1024 * 1024;
@@ -120,6 +155,10 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
   // Keyed `definition:<name>` / `version:<def>/<ver>` in lower case: at most one operation per resource.
   const pendingOperations = new Map<string, AsyncOperation>();
   const injectedFailures = new Map<string, ArmErrorBody>();
+  // Why each Failed version failed, by lower-case `${definition}/${version}`: Azure reports it on the version
+  // itself under `$expand=ReplicationStatus`, so any client (not only the one polling the operation) can read it.
+  const failureReasons = new Map<string, ArmErrorBody>();
+  let tenantId = options.tenantId;
   let url = '';
 
   const galleryPath = () =>
@@ -180,11 +219,69 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
         `The access token has been obtained for wrong audience or resource '${String(claims['aud'])}'. It should exactly match with one of the allowed audiences ${allowed.map((a) => `'${a}'`).join(',')}.`,
       );
     }
-    if (typeof claims['exp'] === 'number' && claims['exp'] * 1000 < Date.now()) {
+    checkTokenLifetime(claims);
+    checkIssuer(claims);
+  }
+
+  /**
+   * ARM refuses a token without `exp` or `nbf`, one not yet valid and one expired (401; the expired one as
+   * ExpiredAuthenticationToken, with the message below), each within the usual 5-minute clock skew.
+   */
+  function checkTokenLifetime(claims: Json): void {
+    const now = Date.now() / 1000;
+    const exp = claims['exp'];
+    const nbf = claims['nbf'];
+    if (typeof exp !== 'number' || typeof nbf !== 'number') {
+      const missing = typeof exp !== 'number' ? 'exp' : 'nbf';
+      throw new ArmError(
+        401,
+        'InvalidAuthenticationToken',
+        `The access token is invalid: it has no numeric '${missing}' claim.`,
+      );
+    }
+    if (nbf - clockSkewSeconds > now) {
+      throw new ArmError(
+        401,
+        'InvalidAuthenticationToken',
+        `The access token is not valid yet: its 'nbf' UTC time '${new Date(nbf * 1000).toISOString()}' is later than current UTC time '${new Date().toISOString()}'.`,
+      );
+    }
+    if (exp + clockSkewSeconds < now) {
       throw new ArmError(
         401,
         'ExpiredAuthenticationToken',
-        `The access token expiry UTC time '${new Date(claims['exp'] * 1000).toISOString()}' is earlier than current UTC time '${new Date().toISOString()}'.`,
+        `The access token expiry UTC time '${new Date(exp * 1000).toISOString()}' is earlier than current UTC time '${new Date().toISOString()}'.`,
+      );
+    }
+  }
+
+  /**
+   * A subscription belongs to one Entra tenant; ARM takes only tokens that tenant's STS issued
+   * (`iss` = `https://sts.windows.net/<tenant>/`, as for v1 managed-identity tokens) and answers a token of another
+   * tenant with 401 InvalidAuthenticationTokenTenant ("The access token is from the wrong issuer ...", listed in
+   * https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/common-deployment-errors).
+   */
+  function checkIssuer(claims: Json): void {
+    const issuer = claims['iss'];
+    const tenant =
+      typeof issuer === 'string'
+        ? /^https:\/\/sts\.windows\.net\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/$/i.exec(
+            issuer,
+          )?.[1]
+        : undefined;
+    if (tenant === undefined) {
+      throw new ArmError(
+        401,
+        'InvalidAuthenticationToken',
+        `The access token is invalid: its issuer '${String(issuer)}' is not an Azure AD token issuer ('https://sts.windows.net/<tenant id>/').`,
+      );
+    }
+    tenantId ??= tenant;
+    if (!sameName(tenant, tenantId)) {
+      throw new ArmError(
+        401,
+        'InvalidAuthenticationTokenTenant',
+        `The access token is from the wrong issuer '${issuer as string}'. It must match the tenant 'https://sts.windows.net/${tenantId}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/${tenantId}' to get the token.`,
       );
     }
   }
@@ -306,9 +403,15 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     rejectIfPending(pendingKey, `image definition '${requestedName}'`);
     const requested = method === 'PATCH' ? mergePatch(existing, requestedName, body) : asObject(body);
     if (requested === undefined) throw invalidContent('the body is not a JSON object');
+    validateTags(requested['tags']);
     const resource = definitionResource(name ?? requestedName, requested);
     if (existing !== undefined) {
-      refuseDefinitionChanges(existing, resource);
+      refuseDefinitionChanges(
+        existing,
+        resource,
+        apiVersion,
+        asObject(requested['properties'])?.['allowUpdateImage'],
+      );
     } else {
       refuseDuplicateIdentifier(resource);
     }
@@ -383,6 +486,8 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
       architecture,
       identifier: { publisher: identifier['publisher'], offer: identifier['offer'], sku: identifier['sku'] },
     };
+    // A flag of the request, not a property of the definition: the example answer does not carry it.
+    delete stored['allowUpdateImage'];
     if (features === undefined) delete stored['features'];
     else stored['features'] = features;
     return armResource(
@@ -395,7 +500,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     );
   }
 
-  // Azure keeps features of a definition as sent (order and values), and only allows them on generation 2.
+  // Azure keeps features of a definition as sent (order and values).
   function validateFeatures(value: unknown, hyperVGeneration: string, target: string): Json[] | undefined {
     if (value === undefined || value === null) return undefined;
     if (!Array.isArray(value))
@@ -420,20 +525,27 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
           `The feature '${name}' is specified more than once.`,
         );
       seen.add(name);
-      if (hyperVGeneration === 'V1') {
-        throw invalidParameter(
-          `${target}[${index}].name`,
-          `The feature '${name}' is not supported for an image definition with hyperVGeneration 'V1'; use 'V2'.`,
-        );
-      }
       validateFeatureValue(name, featureValue, `${target}[${index}].value`);
+      if (hyperVGeneration === 'V1')
+        refuseGeneration2Feature(name, featureValue, `${target}[${index}].value`);
       return { ...feature };
     });
   }
 
-  function refuseDefinitionChanges(existing: Json, updated: Json): void {
+  /**
+   * The identity of a definition never changes. Its features change only where the api-version knows
+   * `allowUpdateImage` and the request sets it to true (GalleryImage_UpdateFeatures.json, 2024-03-03 and later);
+   * the fake does not model `startsAtVersion`, which lets versions before it keep the old features.
+   */
+  function refuseDefinitionChanges(
+    existing: Json,
+    updated: Json,
+    apiVersion: string,
+    allowUpdateImage: unknown,
+  ): void {
     const before = asObject(existing['properties']) ?? {};
     const after = asObject(updated['properties']) ?? {};
+    const featuresMayChange = apiVersionsWithAllowUpdateImage.has(apiVersion) && allowUpdateImage === true;
     for (const property of [
       'osType',
       'osState',
@@ -443,13 +555,20 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
       'features',
       'purchasePlan',
     ]) {
+      if (property === 'features' && featuresMayChange) continue;
       const normalise = (value: unknown) =>
         JSON.stringify(property === 'features' ? featureList(value) : (value ?? null));
       if (normalise(before[property]) !== normalise(after[property])) {
+        const hint =
+          property !== 'features'
+            ? ''
+            : apiVersionsWithAllowUpdateImage.has(apiVersion)
+              ? " Set 'galleryImage.properties.allowUpdateImage' to true to update the features."
+              : ` api-version '${apiVersion}' cannot update features; 2024-03-03 and later can, with 'allowUpdateImage'.`;
         throw new ArmError(
           409,
           'PropertyChangeNotAllowed',
-          `Changing property 'galleryImage.properties.${property}' is not allowed.`,
+          `Changing property 'galleryImage.properties.${property}' is not allowed.${hint}`,
           `galleryImage.properties.${property}`,
         );
       }
@@ -503,7 +622,9 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
       sendJson(
         res,
         200,
-        expand?.toLowerCase() === 'replicationstatus' ? withReplicationStatus(current) : current,
+        expand?.toLowerCase() === 'replicationstatus'
+          ? withReplicationStatus(current, failureReasons.get(key.toLowerCase()))
+          : current,
       );
       return;
     }
@@ -517,6 +638,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
       setProvisioningState(existing, 'Deleting');
       const operation = startOperation(pendingKey, () => {
         imageVersions.delete(key);
+        failureReasons.delete(key.toLowerCase());
         return Promise.resolve<OperationOutcome>({ status: 'Succeeded' });
       });
       sendAccepted(res, 202, existing, operation, apiVersion);
@@ -525,6 +647,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     rejectIfPending(pendingKey, `image version '${requestedKey}'`);
     const requested = method === 'PATCH' ? mergePatch(existing, requestedKey, body) : asObject(body);
     if (requested === undefined) throw invalidContent('the body is not a JSON object');
+    validateTags(requested['tags']);
     const resource = versionResource(definition, versionName, requested);
     let validateSource = true;
     if (existing !== undefined) {
@@ -536,6 +659,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     }
     setProvisioningState(resource, existing === undefined ? 'Creating' : 'Updating');
     imageVersions.set(key, resource);
+    failureReasons.delete(key.toLowerCase());
     const injected = injectedFailures.get(key.toLowerCase());
     injectedFailures.delete(key.toLowerCase());
     const operation = startOperation(pendingKey, async () => {
@@ -547,6 +671,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
             : {};
       if (inspection.error !== undefined) {
         setProvisioningState(resource, 'Failed');
+        failureReasons.set(key.toLowerCase(), inspection.error);
         return { status: 'Failed', error: inspection.error };
       }
       if (inspection.virtualSize !== undefined) recordDiskSize(resource, inspection.virtualSize);
@@ -943,6 +1068,9 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
         message: error.message,
       });
     },
+    get tenantId() {
+      return tenantId;
+    },
     stop: () => server.stop(),
   };
 }
@@ -986,7 +1114,13 @@ function checkFixedVhdFooter(uri: string, footer: Buffer, blobLength: number): A
   return undefined;
 }
 
-function withReplicationStatus(version: Json): Json {
+/**
+ * The `$expand=ReplicationStatus` view (GalleryRP `ReplicationStatus`: `aggregatedState` Unknown / InProgress /
+ * Completed / Failed, and per region `state`, `details`, `progress`). A failed version carries Azure's reason in
+ * each failed region's `details`, as in "The failing regions' details are as follows: '{region:northeurope,
+ * detail:Failed with internal server error.}'" (Azure/azure-cli#15539): the message, without the error code.
+ */
+function withReplicationStatus(version: Json, failure: ArmErrorBody | undefined): Json {
   const properties = asObject(version['properties']) ?? {};
   const state = properties['provisioningState'];
   const regionState = state === 'Succeeded' ? 'Completed' : state === 'Failed' ? 'Failed' : 'Replicating';
@@ -1000,7 +1134,7 @@ function withReplicationStatus(version: Json): Json {
         summary: regions.map((region) => ({
           region: region['name'],
           state: regionState,
-          details: '',
+          details: regionState === 'Failed' ? (failure?.message ?? '') : '',
           progress: regionState === 'Completed' ? 100 : 0,
         })),
       },
@@ -1064,6 +1198,81 @@ function validateFeatureValue(name: string, value: string, target: string): void
     allowed(
       types.every((type) => type === 'scsi' || type === 'nvme') && new Set(types).size === types.length,
       "'SCSI', 'NVMe' or 'SCSI, NVMe'",
+    );
+  }
+}
+
+/** A feature value that only a generation 2 (`hyperVGeneration` V2) definition may carry. */
+function refuseGeneration2Feature(name: string, value: string, target: string): void {
+  const refuse = (why: string) => {
+    throw invalidParameter(
+      target,
+      `The feature '${name}' with value '${value}' is not supported for an image definition with hyperVGeneration 'V1': ${why}. Use hyperVGeneration 'V2'.`,
+    );
+  };
+  if (name === 'SecurityType' && generation2SecurityTypes.has(value.toLowerCase())) {
+    refuse('Trusted Launch and confidential VMs are generation 2 only');
+  }
+  // "This property is only supported for virtual machines whose operating system disk and VM sku supports
+  // Generation 2" (DiskControllerTypes, Microsoft.Compute REST spec and https://aka.ms/azure-diskcontrollertypes).
+  // SCSI alone is what a generation 1 VM has anyway; accelerated networking and hibernation carry no such rule.
+  if (
+    name === 'DiskControllerTypes' &&
+    value.split(',').some((type) => type.trim().toLowerCase() === 'nvme')
+  ) {
+    refuse('the NVMe disk controller is generation 2 only');
+  }
+}
+
+/** ARM's own checks of `tags`, made before the resource provider sees the request (see maxTags). */
+function validateTags(value: unknown): void {
+  if (value === undefined || value === null) return;
+  const tags = asObject(value);
+  if (tags === undefined) throw invalidContent("'tags' is not a JSON object");
+  const names = Object.keys(tags);
+  if (names.length > maxTags) {
+    throw new ArmError(
+      400,
+      'InvalidTags',
+      `Too many tags specified. Requested tag count - '${names.length}'. Maximum number of tags allowed - '${maxTags}'.`,
+    );
+  }
+  for (const [name, tagValue] of Object.entries(tags)) {
+    if (name.trim() === '') {
+      throw new ArmError(
+        400,
+        'InvalidTagName',
+        'The tag name must be non-null, non-empty and non-whitespace only. Please provide an actual value.',
+      );
+    }
+    if (typeof tagValue !== 'string') {
+      throw invalidContent(`the value of tag '${name}' is not a string`);
+    }
+  }
+  const reserved = names.filter((name) => reservedTagNameCharacters.test(name));
+  if (reserved.length > 0) {
+    throw new ArmError(
+      400,
+      'InvalidTagNameCharacters',
+      `The tag names '${reserved.join(', ')}' have reserved characters '<,>,%,&,\\,?,/' or control characters.`,
+    );
+  }
+  const longNames = names.filter((name) => name.length > maxTagNameLength);
+  if (longNames.length > 0) {
+    throw new ArmError(
+      400,
+      'InvalidTagName',
+      `Tag key too large. Following tag name '${longNames.join(', ')}' exceeded the maximum length. Maximum allowed length for tag name - '${maxTagNameLength}' characters.`,
+    );
+  }
+  const longValues = Object.values(tags).filter(
+    (tagValue) => typeof tagValue === 'string' && tagValue.length > maxTagValueLength,
+  );
+  if (longValues.length > 0) {
+    throw new ArmError(
+      400,
+      'InvalidTagValueLength',
+      `Tag value too large. Following tag value '${longValues.join(', ')}' exceeded the maximum length. Maximum allowed length for tag value - '${maxTagValueLength}' characters.`,
     );
   }
 }

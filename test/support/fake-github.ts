@@ -6,8 +6,16 @@ export interface DeclaredWorkflow {
   repo: string;
   /** File name (`mirror.yml`) or numeric id, as callers pass it to the API. */
   workflow: string;
-  /** Declared `workflow_dispatch` inputs; all of them are required. */
-  inputs: string[];
+  /**
+   * Declared `workflow_dispatch` inputs, as the workflow file's `on.workflow_dispatch.inputs` declares them: only
+   * those with `required: true` must be sent, and an input not declared here is refused.
+   */
+  inputs: Record<string, { required: boolean }>;
+  /**
+   * The refs (branch or tag names) the repository has and whose copy of the workflow can be dispatched; default
+   * ['main']. `refs/heads/<name>` and `refs/tags/<name>` name the same refs.
+   */
+  refs?: string[];
 }
 
 export interface WorkflowDispatch {
@@ -79,15 +87,25 @@ export async function startFakeGitHub(options: {
     }
     const { ref, inputs = {} } = payload as { ref?: unknown; inputs?: unknown };
     if (typeof ref !== 'string' || ref === '') return invalid(`Invalid request.\n\n"ref" wasn't supplied.`);
+    // `ref` is "The git reference for the workflow. The reference can be a branch or tag name."
+    // (https://docs.github.com/rest/actions/workflows#create-a-workflow-dispatch-event); anything else, a commit
+    // SHA included, is 422 "No ref found for: <ref>" (seen in mongodb/node-mongodb-native#4937 and
+    // day8/re-frame2#9287).
+    const refName = ref.replace(/^refs\/(?:heads|tags)\//, '');
+    if (!(workflow.refs ?? ['main']).includes(refName)) return invalid(`No ref found for: ${ref}`);
     if (typeof inputs !== 'object' || inputs === null || Array.isArray(inputs)) {
       return invalid(
         `Invalid request.\n\nFor 'properties/inputs', ${JSON.stringify(inputs)} is not an object.`,
       );
     }
     const given = inputs as Record<string, unknown>;
-    const unexpected = Object.keys(given).filter((name) => !workflow.inputs.includes(name));
+    const declared = new Map(Object.entries(workflow.inputs));
+    const unexpected = Object.keys(given).filter((name) => !declared.has(name));
     if (unexpected.length > 0) return invalid(`Unexpected inputs provided: ${JSON.stringify(unexpected)}`);
-    const missing = workflow.inputs.find((name) => !(name in given));
+    const missing = [...declared]
+      .filter(([, input]) => input.required)
+      .map(([name]) => name)
+      .find((name) => !(name in given));
     if (missing !== undefined) return invalid(`Required input '${missing}' not provided`);
     for (const [name, value] of Object.entries(given)) {
       if (typeof value !== 'string') {

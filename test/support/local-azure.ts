@@ -72,7 +72,8 @@ export async function startLocalAzure(
           owner: 'example',
           repo: 'stemcell-consumer',
           workflow: 'stemcell-published.yml',
-          inputs: NOTIFY_INPUTS,
+          inputs: Object.fromEntries(NOTIFY_INPUTS.map((name) => [name, { required: true }])),
+          refs: ['main'],
         },
       ],
     });
