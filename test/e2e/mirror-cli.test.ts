@@ -1,13 +1,33 @@
 /**
  * The command line, built and run as an operator runs it, against the local services: Azurite (HTTPS,
  * OAuth through the managed-identity endpoint) and faithful fakes of bosh.io, ARM and GitHub.
+ *
+ * Layout:
+ * - "stories" run concurrently (most of a run is spent waiting on ARM's long-running operations). Each
+ *   story owns its series (so its own bosh.io releases, image definition, blobs and dispatches) and its
+ *   own temp directory, and sets up everything it needs in its own `before`: any single test can be run
+ *   by name (`--test-name-pattern`). Inside a story, tests run one after the other and only read the
+ *   state its `before` made, except where one test is one scenario in several runs.
+ *   Assertions about "nothing changed" therefore look at the story's own series (ARM paths under its
+ *   image definition, plus any write outside image definitions; bosh.io downloads of its series).
+ * - "command-line contract" runs afterwards, alone, so it can assert that nothing at all was called.
+ *
+ * Most runs use `node dist/src/cli.js` directly (runStemcellMirrorDirect: no npm start-up); the main
+ * scenario and some failures run through `npm run --silent stemcell-mirror -- ...` exactly as operators do.
  */
 
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { jsonResults, runStemcellMirror } from '../support/cli-process.js';
+import { MIRROR_STEMCELL_REFERENCE } from '../../src/gallery.js';
+import {
+  jsonResults,
+  runStemcellMirror,
+  runStemcellMirrorDirect,
+  type CliRun,
+} from '../support/cli-process.js';
 import {
   startLocalAzure,
   TEST_GALLERY,
@@ -22,7 +42,7 @@ const JAMMY = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 let local: LocalAzure;
 
 before(async () => {
-  local = await startLocalAzure();
+  local = await startLocalAzure({ pollsUntilDone: 1 });
 });
 after(async () => {
   await local?.stop();
@@ -36,8 +56,32 @@ async function publish(
   return fixture;
 }
 
-function mirror(...args: string[]) {
-  return runStemcellMirror(['mirror', '--json', ...args], local.env);
+/** A story's own environment: the local services, and a temp directory no other story uses. */
+interface Story {
+  env: Record<string, string>;
+  workDir: string;
+}
+
+async function story(name: string): Promise<Story> {
+  const workDir = join(local.workDir, name);
+  await mkdir(workDir, { recursive: true });
+  return { env: { ...local.env, BASM_MOUNTED_DIRECTORY: workDir }, workDir };
+}
+
+/** `mirror --json ...args` with node directly. */
+function mirror(s: Story, ...args: string[]): Promise<CliRun> {
+  return runStemcellMirrorDirect(['mirror', '--json', ...args], s.env);
+}
+
+/** `mirror --json ...args` exactly as operators run it, through npm. */
+function mirrorWithNpm(s: Story, ...args: string[]): Promise<CliRun> {
+  return runStemcellMirror(['mirror', '--json', ...args], s.env);
+}
+
+/** Mirrors in a `before`, failing the setup (with the output) unless the run succeeded. */
+async function mirrored(s: Story, series: string): Promise<void> {
+  const run = await mirror(s, '--series', series);
+  assert.equal(run.status, 0, `setup mirror of ${series} failed:\n${run.stdout}\n${run.stderr}`);
 }
 
 function versionsOf(definition: string): string[] {
@@ -46,11 +90,36 @@ function versionsOf(definition: string): string[] {
     .map((k) => k.slice(definition.length + 1));
 }
 
-function armWrites(since: number): string[] {
+/** Whether an ARM path concerns this image definition, or no image definition at all (gallery, ...). */
+function concerns(path: string, definition: string): boolean {
+  const match = /\/images\/([^/]+)/i.exec(path);
+  return match === null || decodeURIComponent(match[1] ?? '').toLowerCase() === definition.toLowerCase();
+}
+
+/** PUT and DELETE requests since `since` that concern `definition` (see concerns). */
+function armWrites(since: number, definition: string): string[] {
   return local.arm.requests
     .slice(since)
     .filter((r) => r.method === 'PUT' || r.method === 'DELETE')
+    .filter((r) => concerns(r.path, definition))
     .map((r) => `${r.method} ${r.path}`);
+}
+
+/** Every request that can change something (anything but GET/HEAD) since `since`, as armWrites. */
+function armChanges(since: number, definition: string): string[] {
+  return local.arm.requests
+    .slice(since)
+    .filter((r) => r.method !== 'GET' && r.method !== 'HEAD')
+    .filter((r) => concerns(r.path, definition))
+    .map((r) => `${r.method} ${r.path}`);
+}
+
+/** Stemcell downloads (anything but the API) of `series` since `since`. */
+function downloads(since: number, series: string): Array<{ path: string }> {
+  return local.boshio.requests
+    .slice(since)
+    .filter((r) => !r.path.startsWith('/api/'))
+    .filter((r) => decodeURIComponent(r.path).includes(`/${series}/`));
 }
 
 async function blobBytes(url: string): Promise<Buffer> {
@@ -63,319 +132,564 @@ async function blobBytes(url: string): Promise<Buffer> {
     .downloadToBuffer();
 }
 
-async function workDirEntries(): Promise<string[]> {
-  return readdir(local.workDir, { recursive: true });
+async function workDirEntries(s: Story): Promise<string[]> {
+  return readdir(s.workDir, { recursive: true });
 }
 
-describe('mirror a new stemcell version', () => {
-  let fixture: StemcellFixture;
-  let first: Awaited<ReturnType<typeof mirror>>;
+type ImageVersion = {
+  tags: Record<string, string>;
+  properties: {
+    provisioningState: string;
+    storageProfile: { osDiskImage: { source: Record<string, string> } };
+  };
+};
 
-  before(async () => {
-    fixture = await publish({ series: JAMMY, version: '1.100', seed: 1 });
-    first = await mirror('--series', JAMMY);
+function imageVersion(definition: string, version: string): ImageVersion | undefined {
+  return local.arm.imageVersions.get(`${definition}/${version}`) as ImageVersion | undefined;
+}
+
+/** What a progress bar writes to redraw itself: carriage return, ANSI escape. */
+function hasTerminalControl(text: string): boolean {
+  return text.includes('\r') || text.includes('\u001b');
+}
+
+const BLOB_URL = /^https:\/\/127\.0\.0\.1:\d+\/devstoreaccount1\/stemcell\//;
+
+describe('stories', { concurrency: true }, () => {
+  describe('mirror a new stemcell version', { concurrency: 1 }, () => {
+    let s: Story;
+    let fixture: StemcellFixture;
+    let first: CliRun;
+
+    before(async () => {
+      s = await story('new-version');
+      fixture = await publish({ series: JAMMY, version: '1.100', seed: 1 });
+      first = await mirrorWithNpm(s, '--series', JAMMY);
+    });
+
+    test('exits 0 and reports the version created, with its blob', () => {
+      assert.equal(first.status, 0, first.stderr);
+      const [result, ...rest] = jsonResults(first);
+      assert.equal(rest.length, 0);
+      assert.equal(result?.series, JAMMY);
+      assert.equal(result?.version, '1.100');
+      assert.equal(result?.galleryVersion, '1.100.0');
+      assert.equal(result?.action, 'created');
+      assert.match(String(result?.blobUrl), BLOB_URL);
+    });
+
+    test('the page blob holds the VHD byte for byte', async () => {
+      const [result] = jsonResults(first);
+      const bytes = await blobBytes(String(result?.blobUrl));
+      assert.equal(bytes.length, fixture.vhd.length);
+      assert.ok(bytes.equals(fixture.vhd), 'blob content differs from root.vhd');
+    });
+
+    test('the image definition is created as the BOSH Azure CPI would create it', () => {
+      const definition = local.arm.imageDefinitions.get(JAMMY) as
+        { properties: Record<string, unknown> } | undefined;
+      assert.ok(definition, `no image definition ${JAMMY}`);
+      assert.equal(definition.properties.osType, 'Linux');
+      assert.equal(definition.properties.osState, 'Generalized');
+      assert.equal(definition.properties.hyperVGeneration, 'V1');
+      assert.equal(definition.properties.architecture, 'x64');
+      assert.deepEqual(definition.properties.identifier, { publisher: 'bosh', offer: JAMMY, sku: 'gen1' });
+    });
+
+    test('the image version comes from the blob and carries the CPI tags', () => {
+      const version = imageVersion(JAMMY, '1.100.0');
+      assert.ok(version, 'no image version 1.100.0');
+      assert.equal(version.properties.provisioningState, 'Succeeded');
+      const source = version.properties.storageProfile.osDiskImage.source;
+      assert.equal(
+        source.storageAccountId,
+        `/subscriptions/${TEST_SUBSCRIPTION}/resourceGroups/${TEST_RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/devstoreaccount1`,
+      );
+      assert.equal(source.uri, jsonResults(first)[0]?.blobUrl);
+      assert.equal(version.tags.image_sha256, fixture.imageSha256);
+      assert.equal(version.tags.compute_gallery_name, TEST_GALLERY);
+      assert.equal(version.tags.compute_gallery_image_definition, JAMMY);
+      assert.equal(version.tags.stemcell_references, MIRROR_STEMCELL_REFERENCE);
+    });
+
+    test('one workflow dispatch with the five inputs', () => {
+      const dispatches = local.github.dispatches.filter(
+        (d) => d.inputs.gallery_image_name === JAMMY && d.inputs.gallery_image_version === '1.100.0',
+      );
+      assert.deepEqual(dispatches, [
+        {
+          owner: 'example',
+          repo: 'stemcell-consumer',
+          workflow: 'stemcell-published.yml',
+          ref: 'main',
+          inputs: {
+            gallery_name: TEST_GALLERY,
+            gallery_image_name: JAMMY,
+            gallery_image_version: '1.100.0',
+            gallery_subscription_id: TEST_SUBSCRIPTION,
+            gallery_resource_group: TEST_RESOURCE_GROUP,
+          },
+        },
+      ]);
+    });
+
+    test('the storage and ARM calls were made with managed-identity tokens', () => {
+      const resources = new Set(local.identity.requests.map((r) => r.resource));
+      const seen = [...resources].join(', ');
+      assert.ok(resources.has('https://storage.azure.com'), seen);
+      // The ARM audience is the configured endpoint (AZURE_RESOURCE_MANAGER_ENDPOINT), here the fake's URL.
+      assert.ok(resources.has(local.arm.url), `no token for ${local.arm.url}; tokens for: ${seen}`);
+    });
+
+    test('the GitHub token never reaches the output', () => {
+      assert.doesNotMatch(
+        first.stdout + first.stderr,
+        new RegExp(local.env.BASM_NOTIFY_GITHUB_TOKEN ?? 'unset'),
+      );
+    });
+
+    test('no temp file is left behind', async () => {
+      assert.deepEqual(await workDirEntries(s), []);
+    });
+
+    test('a second run does nothing and uploads nothing', async () => {
+      const armBefore = local.arm.requests.length;
+      const boshioBefore = local.boshio.requests.length;
+      const dispatchesBefore = local.github.dispatches.filter((d) => d.inputs.gallery_image_name === JAMMY);
+      const second = await mirror(s, '--series', JAMMY);
+      assert.equal(second.status, 0, second.stderr);
+      assert.deepEqual(
+        jsonResults(second).map((r) => [r.version, r.action]),
+        [['1.100', 'exists']],
+      );
+      assert.deepEqual(armWrites(armBefore, JAMMY), []);
+      assert.deepEqual(armChanges(armBefore, JAMMY), []);
+      assert.deepEqual(downloads(boshioBefore, JAMMY), []);
+      assert.deepEqual(
+        local.github.dispatches.filter((d) => d.inputs.gallery_image_name === JAMMY),
+        dispatchesBefore,
+      );
+    });
   });
 
-  test('exits 0 and reports the version created, with its blob', () => {
-    assert.equal(first.status, 0, first.stderr);
-    const [result, ...rest] = jsonResults(first);
-    assert.equal(rest.length, 0);
-    assert.equal(result?.series, JAMMY);
-    assert.equal(result?.version, '1.100');
-    assert.equal(result?.galleryVersion, '1.100.0');
-    assert.equal(result?.action, 'created');
-    assert.match(String(result?.blobUrl), /^https:\/\/127\.0\.0\.1:\d+\/devstoreaccount1\/stemcell\//);
+  describe('a dry run', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-dryrun-go_agent';
+    let s: Story;
+
+    before(async () => {
+      s = await story('dry-run');
+      await publish({ series, version: '1.100', seed: 1 });
+      await mirrored(s, series);
+      await publish({ series, version: '1.101', seed: 2 });
+    });
+
+    test('--dry-run reports the plan and changes nothing', async () => {
+      const armBefore = local.arm.requests.length;
+      const boshioBefore = local.boshio.requests.length;
+      const run = await mirror(s, '--series', series, '--dry-run');
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(jsonResults(run), [
+        { series, version: '1.101', galleryVersion: '1.101.0', action: 'planned' },
+      ]);
+      assert.deepEqual(armWrites(armBefore, series), []);
+      assert.deepEqual(armChanges(armBefore, series), []);
+      assert.deepEqual(downloads(boshioBefore, series), []);
+      assert.deepEqual(versionsOf(series), ['1.100.0']);
+      assert.deepEqual(await workDirEntries(s), []);
+    });
   });
 
-  test('the page blob holds the VHD byte for byte', async () => {
-    const [result] = jsonResults(first);
-    const bytes = await blobBytes(String(result?.blobUrl));
-    assert.equal(bytes.length, fixture.vhd.length);
-    assert.ok(bytes.equals(fixture.vhd), 'blob content differs from root.vhd');
+  describe('a missed day', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-catchup-go_agent';
+    let s: Story;
+
+    before(async () => {
+      s = await story('missed-day');
+      await publish({ series, version: '1.100', seed: 1 });
+      await mirrored(s, series);
+      await publish({ series, version: '1.101', seed: 2 });
+      await publish({ series, version: '1.102', seed: 3 });
+      await publish({ series, version: '1.99', seed: 4 }); // older than the gallery's: not a gap
+    });
+
+    test('a missed day is caught up, oldest first', async () => {
+      const armBefore = local.arm.requests.length;
+      const run = await mirror(s, '--series', series);
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(
+        jsonResults(run).map((r) => [r.version, r.action]),
+        [
+          ['1.101', 'created'],
+          ['1.102', 'created'],
+        ],
+      );
+      const created = armWrites(armBefore, series).filter(
+        (w) => w.startsWith('PUT') && w.includes('/versions/'),
+      );
+      assert.deepEqual(
+        created.map((w) => w.replace(/.*\/versions\//, '')),
+        ['1.101.0', '1.102.0'],
+      );
+      assert.deepEqual(versionsOf(series).sort(), ['1.100.0', '1.101.0', '1.102.0']);
+    });
   });
 
-  test('the image definition is created as the BOSH Azure CPI would create it', () => {
-    const definition = local.arm.imageDefinitions.get(JAMMY) as
-      { properties: Record<string, unknown> } | undefined;
-    assert.ok(definition, `no image definition ${JAMMY}`);
-    assert.equal(definition.properties.osType, 'Linux');
-    assert.equal(definition.properties.osState, 'Generalized');
-    assert.equal(definition.properties.hyperVGeneration, 'V1');
-    assert.equal(definition.properties.architecture, 'x64');
-    assert.deepEqual(definition.properties.identifier, { publisher: 'bosh', offer: JAMMY, sku: 'gen1' });
+  describe('a gallery version that Azure fails', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-noble';
+
+    // One scenario in two runs: the second run is the point (it repairs what the first left).
+    test('is reported failed, then deleted and created again by the next run', async () => {
+      const s = await story('azure-fails');
+      await publish({ series, version: '3.5', seed: 7 });
+      local.arm.failNextVersion(series, '3.5.0', {
+        code: 'InternalOperationError',
+        message: 'Replication failed in westeurope',
+      });
+      const failed = await mirror(s, '--series', series);
+      assert.equal(failed.status, 1);
+      const [result] = jsonResults(failed);
+      assert.equal(result?.action, 'failed');
+      assert.match(String(result?.error), /Replication failed in westeurope/);
+
+      const armBefore = local.arm.requests.length;
+      const retried = await mirror(s, '--series', series);
+      assert.equal(retried.status, 0, retried.stderr);
+      assert.deepEqual(
+        jsonResults(retried).map((r) => [r.version, r.action]),
+        [['3.5', 'created']],
+      );
+      const writes = armWrites(armBefore, series).filter((w) => w.includes('/versions/3.5.0'));
+      assert.deepEqual(
+        writes.map((w) => w.split(' ')[0]),
+        ['DELETE', 'PUT'],
+      );
+    });
   });
 
-  test('the image version comes from the blob and carries the CPI tags', () => {
-    const version = local.arm.imageVersions.get(`${JAMMY}/1.100.0`) as
-      | {
-          tags: Record<string, string>;
-          properties: {
-            provisioningState: string;
-            storageProfile: { osDiskImage: { source: Record<string, string> } };
-          };
+  describe('a run that stops after the version was created', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-notify-go_agent';
+
+    // One scenario in three runs: interrupted, finished, then nothing left to do.
+    test('is finished by the next run: the dispatch is sent then, without mirroring again', async () => {
+      const s = await story('stops-after-create');
+      await publish({ series, version: '5.1', seed: 21 });
+      const unreachableWorkflow = { ...s, env: { ...s.env, BASM_NOTIFY_GITHUB_WORKFLOW: 'not-there.yml' } };
+      const first = await mirror(unreachableWorkflow, '--series', series);
+      assert.equal(first.status, 1);
+      const [failed] = jsonResults(first);
+      assert.equal(failed?.action, 'failed');
+      assert.match(String(failed?.error), /Not Found|404/);
+      assert.equal(imageVersion(series, '5.1.0')?.tags.mirror_notified, undefined);
+
+      const boshioBefore = local.boshio.requests.length;
+      const second = await mirror(s, '--series', series);
+      assert.equal(second.status, 0, second.stderr);
+      assert.deepEqual(
+        jsonResults(second).map((r) => [r.version, r.action]),
+        [['5.1', 'created']],
+      );
+      assert.deepEqual(
+        local.github.dispatches
+          .filter((d) => d.inputs.gallery_image_name === series)
+          .map((d) => d.inputs.gallery_image_version),
+        ['5.1.0'],
+      );
+      assert.deepEqual(downloads(boshioBefore, series), [], 'finishing does not download the stemcell again');
+      assert.match(String(imageVersion(series, '5.1.0')?.tags.mirror_notified), /^\d{4}-\d\d-\d\dT/);
+
+      const third = await mirror(s, '--series', series);
+      assert.deepEqual(
+        jsonResults(third).map((r) => [r.version, r.action]),
+        [['5.1', 'exists']],
+      );
+    });
+  });
+
+  describe('--version', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-pinned-go_agent';
+
+    // One scenario in two runs: the second shows the pinned version is then left alone.
+    test('--version mirrors exactly that version', async () => {
+      const s = await story('pinned');
+      await publish({ series, version: '4.1', seed: 11 });
+      await publish({ series, version: '4.2', seed: 12 });
+      const run = await mirror(s, '--series', series, '--version', '4.1');
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(
+        jsonResults(run).map((r) => [r.version, r.action]),
+        [['4.1', 'created']],
+      );
+      assert.deepEqual(versionsOf(series), ['4.1.0']);
+
+      const boshioBefore = local.boshio.requests.length;
+      const again = await mirror(s, '--series', series, '--version', '4.1');
+      assert.equal(again.status, 0, again.stderr);
+      assert.deepEqual(
+        jsonResults(again).map((r) => [r.version, r.action]),
+        [['4.1', 'exists']],
+      );
+      assert.deepEqual(downloads(boshioBefore, series), [], 'an existing version is not downloaded again');
+    });
+  });
+
+  describe('two series in one run', { concurrency: 1 }, () => {
+    const a = 'bosh-azure-hyperv-ubuntu-pair-a-go_agent';
+    const b = 'bosh-azure-hyperv-ubuntu-pair-b-go_agent';
+    let s: Story;
+    let fixtures: StemcellFixture[];
+    let run: CliRun;
+
+    before(async () => {
+      s = await story('two-series');
+      fixtures = [
+        await publish({ series: a, version: '6.1', seed: 31 }),
+        await publish({ series: b, version: '6.2', seed: 32 }),
+      ];
+      run = await mirror(s, '--series', `${a},${b}`);
+    });
+
+    test('--series a,b mirrors both, in the order given, and exits 0', () => {
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(
+        jsonResults(run).map((r) => [r.series, r.version, r.galleryVersion, r.action]),
+        [
+          [a, '6.1', '6.1.0', 'created'],
+          [b, '6.2', '6.2.0', 'created'],
+        ],
+      );
+      assert.deepEqual(versionsOf(a), ['6.1.0']);
+      assert.deepEqual(versionsOf(b), ['6.2.0']);
+    });
+
+    test('each series gets its own blob, image definition, version and dispatch', async () => {
+      const results = jsonResults(run);
+      for (const [i, series] of [a, b].entries()) {
+        const result = results[i];
+        const fixture = fixtures[i];
+        assert.ok(result && fixture);
+        assert.match(String(result.blobUrl), BLOB_URL);
+        const bytes = await blobBytes(String(result.blobUrl));
+        assert.ok(bytes.equals(fixture.vhd), `blob of ${series} differs from its root.vhd`);
+        assert.ok(local.arm.imageDefinitions.has(series), `no image definition ${series}`);
+        const version = imageVersion(series, String(result.galleryVersion));
+        assert.equal(version?.properties.storageProfile.osDiskImage.source.uri, result.blobUrl);
+        assert.equal(version?.tags.image_sha256, fixture.imageSha256);
+        assert.deepEqual(
+          local.github.dispatches
+            .filter((d) => d.inputs.gallery_image_name === series)
+            .map((d) => d.inputs.gallery_image_version),
+          [result.galleryVersion],
+        );
+      }
+      assert.deepEqual(await workDirEntries(s), []);
+    });
+  });
+
+  describe('one series fails, the other succeeds', { concurrency: 1 }, () => {
+    const good = 'bosh-azure-hyperv-ubuntu-mixed-good-go_agent';
+    const bad = 'bosh-azure-hyperv-ubuntu-mixed-badsha-go_agent';
+    let s: Story;
+    let run: CliRun;
+
+    before(async () => {
+      s = await story('mixed');
+      await publish({ series: good, version: '7.1', seed: 41 });
+      const f = await buildStemcellFixture({ series: bad, version: '7.2', seed: 42 });
+      local.boshio.publish(bad, { version: '7.2', tarball: f.tarball, sha256: 'ab'.repeat(32) });
+      // The failing series first: a failure must not stop the series after it.
+      run = await mirror(s, '--series', `${bad},${good}`);
+    });
+
+    test('exits 1 and reports both results', () => {
+      assert.equal(run.status, 1, run.stderr);
+      const results = jsonResults(run);
+      assert.deepEqual(
+        results.map((r) => [r.series, r.version, r.galleryVersion, r.action]),
+        [
+          [bad, '7.2', '7.2.0', 'failed'],
+          [good, '7.1', '7.1.0', 'created'],
+        ],
+      );
+      assert.match(String(results[0]?.error), /sha-?256/i);
+      assert.match(String(results[1]?.blobUrl), BLOB_URL);
+      assert.deepEqual(versionsOf(bad), []);
+      assert.deepEqual(versionsOf(good), ['7.1.0']);
+    });
+
+    test('--json results carry exactly the documented fields', () => {
+      const results = jsonResults(run);
+      for (const result of results) {
+        for (const key of Object.keys(result)) {
+          assert.ok(['series', 'version', 'galleryVersion', 'action', 'blobUrl', 'error'].includes(key), key);
         }
-      | undefined;
-    assert.ok(version, 'no image version 1.100.0');
-    assert.equal(version.properties.provisioningState, 'Succeeded');
-    const source = version.properties.storageProfile.osDiskImage.source;
-    assert.equal(
-      source.storageAccountId,
-      `/subscriptions/${TEST_SUBSCRIPTION}/resourceGroups/${TEST_RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/devstoreaccount1`,
-    );
-    assert.equal(source.uri, jsonResults(first)[0]?.blobUrl);
-    assert.equal(version.tags.image_sha256, fixture.imageSha256);
-    assert.equal(version.tags.compute_gallery_name, TEST_GALLERY);
-    assert.equal(version.tags.compute_gallery_image_definition, JAMMY);
-    assert.ok(version.tags.stemcell_references, 'stemcell_references tag missing');
+      }
+      assert.deepEqual(Object.keys(results[0] ?? {}), [
+        'series',
+        'version',
+        'galleryVersion',
+        'action',
+        'error',
+      ]);
+      assert.deepEqual(Object.keys(results[1] ?? {}), [
+        'series',
+        'version',
+        'galleryVersion',
+        'action',
+        'blobUrl',
+      ]);
+    });
   });
 
-  test('one workflow dispatch with the five inputs', () => {
-    const dispatches = local.github.dispatches.filter((d) => d.inputs.gallery_image_version === '1.100.0');
-    assert.deepEqual(dispatches, [
+  describe('without --json', { concurrency: 1 }, () => {
+    const good = 'bosh-azure-hyperv-ubuntu-table-go_agent';
+    const missing = 'bosh-azure-hyperv-ubuntu-table-nosuch-go_agent';
+    let s: Story;
+    let run: CliRun;
+
+    before(async () => {
+      s = await story('table');
+      await publish({ series: good, version: '8.1', seed: 51 });
+      run = await runStemcellMirrorDirect(['mirror', '--series', `${good},${missing}`], s.env);
+    });
+
+    test('stdout holds one line per result: action, series, version -> galleryVersion, blob URL or error', () => {
+      assert.equal(run.status, 1, run.stderr);
+      const lines = run.stdout.split('\n');
+      assert.equal(lines.pop(), '', 'stdout ends with a newline');
+      assert.equal(lines.length, 2, run.stdout);
+      const created = new RegExp(`^created +${good} 8\\.1 -> 8\\.1\\.0 \\((https://\\S+)\\)$`).exec(
+        lines[0] ?? '',
+      );
+      assert.ok(created, `not a "created" line: ${lines[0]}`);
+      assert.match(String(created[1]), BLOB_URL);
+      assert.equal(created[1], imageVersion(good, '8.1.0')?.properties.storageProfile.osDiskImage.source.uri);
+      assert.match(lines[1] ?? '', new RegExp(`^failed +${missing}: .*lists no versions`));
+    });
+
+    test('stdout then holds no progress and no logs', () => {
+      assert.doesNotMatch(run.stdout, /%|MiB|download|upload|Succeeded|dispatched/);
+      assert.ok(!hasTerminalControl(run.stdout), JSON.stringify(run.stdout));
+    });
+
+    test('progress goes to stderr as plain lines (stderr is not a terminal)', () => {
+      assert.ok(!hasTerminalControl(run.stderr), 'no bar redrawing on a pipe');
+      const lines = run.stderr.split('\n').filter((l) => l !== '');
+      for (const phase of ['download', 'upload'])
+        assert.ok(
+          lines.some((l) => new RegExp(`^${good} 8\\.1 ${phase} 100% `).test(l)),
+          `no "${phase} 100%" line:\n${run.stderr}`,
+        );
+      assert.ok(
+        lines.some((l) => l === `${good} 8.1: image version 8.1.0 is Succeeded`),
+        `no provisioning line:\n${run.stderr}`,
+      );
+    });
+  });
+
+  describe('bad stemcells fail cleanly', () => {
+    const cases: Array<{
+      name: string;
+      series: string;
+      expect: RegExp;
+      setup: (series: string) => Promise<void>;
+    }> = [
       {
-        owner: 'example',
-        repo: 'stemcell-consumer',
-        workflow: 'stemcell-published.yml',
-        ref: 'main',
-        inputs: {
-          gallery_name: TEST_GALLERY,
-          gallery_image_name: JAMMY,
-          gallery_image_version: '1.100.0',
-          gallery_subscription_id: TEST_SUBSCRIPTION,
-          gallery_resource_group: TEST_RESOURCE_GROUP,
+        name: 'a tarball whose SHA-256 differs from bosh.io',
+        series: 'bosh-azure-hyperv-ubuntu-badsha-go_agent',
+        expect: /sha-?256/i,
+        setup: async (series) => {
+          const f = await buildStemcellFixture({ series, version: '2.1' });
+          local.boshio.publish(series, { version: '2.1', tarball: f.tarball, sha256: 'ab'.repeat(32) });
         },
       },
-    ]);
-  });
+      {
+        name: 'an image whose SHA-1 differs from stemcell.MF',
+        series: 'bosh-azure-hyperv-ubuntu-badmf-go_agent',
+        expect: /sha-?1/i,
+        setup: async (series) => {
+          await publish({ series, version: '2.1', manifest: { sha1: 'cd'.repeat(20) } });
+        },
+      },
+      {
+        name: 'a truncated tarball',
+        series: 'bosh-azure-hyperv-ubuntu-truncated-go_agent',
+        expect: /truncat|unexpected end|corrupt|incomplete/i,
+        setup: async (series) => {
+          const f = await buildStemcellFixture({ series, version: '2.1' });
+          local.boshio.publish(series, {
+            version: '2.1',
+            tarball: f.tarball.subarray(0, Math.floor(f.tarball.length / 2)),
+          });
+        },
+      },
+      {
+        name: 'a tarball without image',
+        series: 'bosh-azure-hyperv-ubuntu-noimage-go_agent',
+        expect: /image/,
+        setup: async (series) => {
+          await publish({ series, version: '2.1', omitImage: true });
+        },
+      },
+      {
+        name: 'an image without root.vhd',
+        series: 'bosh-azure-hyperv-ubuntu-novhd-go_agent',
+        expect: /root\.vhd/,
+        setup: async (series) => {
+          await publish({ series, version: '2.1', omitRootVhd: true });
+        },
+      },
+      {
+        name: 'a VHD that is not a whole number of MiB',
+        series: 'bosh-azure-hyperv-ubuntu-oddsize-go_agent',
+        expect: /MiB/,
+        setup: async (series) => {
+          await publish({ series, version: '2.1', vhdSizeBytes: 16 * 1024 * 1024 + 512 + 512 });
+        },
+      },
+    ];
 
-  test('the storage and ARM calls were made with managed-identity tokens', () => {
-    const resources = new Set(local.identity.requests.map((r) => r.resource));
-    assert.ok(resources.has('https://storage.azure.com'), [...resources].join(', '));
-  });
-
-  test('the GitHub token never reaches the output', () => {
-    assert.doesNotMatch(
-      first.stdout + first.stderr,
-      new RegExp(local.env.BASM_NOTIFY_GITHUB_TOKEN ?? 'unset'),
-    );
-  });
-
-  test('no temp file is left behind', async () => {
-    assert.deepEqual(await workDirEntries(), []);
-  });
-
-  test('a second run does nothing and uploads nothing', async () => {
-    const armBefore = local.arm.requests.length;
-    const boshioBefore = local.boshio.requests.length;
-    const dispatchesBefore = local.github.dispatches.length;
-    const second = await mirror('--series', JAMMY);
-    assert.equal(second.status, 0, second.stderr);
-    assert.deepEqual(
-      jsonResults(second).map((r) => [r.version, r.action]),
-      [['1.100', 'exists']],
-    );
-    assert.deepEqual(armWrites(armBefore), []);
-    const downloads = local.boshio.requests.slice(boshioBefore).filter((r) => !r.path.startsWith('/api/'));
-    assert.deepEqual(downloads, []);
-    assert.equal(local.github.dispatches.length, dispatchesBefore);
-  });
-
-  test('--dry-run reports the plan and changes nothing', async () => {
-    await publish({ series: JAMMY, version: '1.101', seed: 2 });
-    const armBefore = local.arm.requests.length;
-    const boshioBefore = local.boshio.requests.length;
-    const run = await mirror('--series', JAMMY, '--dry-run');
-    assert.equal(run.status, 0, run.stderr);
-    assert.deepEqual(jsonResults(run), [
-      { series: JAMMY, version: '1.101', galleryVersion: '1.101.0', action: 'planned' },
-    ]);
-    assert.deepEqual(armWrites(armBefore), []);
-    assert.deepEqual(
-      local.boshio.requests.slice(boshioBefore).filter((r) => !r.path.startsWith('/api/')),
-      [],
-    );
-    assert.deepEqual(versionsOf(JAMMY), ['1.100.0']);
-  });
-
-  test('a missed day is caught up, oldest first', async () => {
-    await publish({ series: JAMMY, version: '1.102', seed: 3 });
-    await publish({ series: JAMMY, version: '1.99', seed: 4 }); // older than the gallery's: not a gap
-    const armBefore = local.arm.requests.length;
-    const run = await mirror('--series', JAMMY);
-    assert.equal(run.status, 0, run.stderr);
-    assert.deepEqual(
-      jsonResults(run).map((r) => [r.version, r.action]),
-      [
-        ['1.101', 'created'],
-        ['1.102', 'created'],
-      ],
-    );
-    const created = armWrites(armBefore).filter((w) => w.startsWith('PUT') && w.includes('/versions/'));
-    assert.deepEqual(
-      created.map((w) => w.replace(/.*\/versions\//, '')),
-      ['1.101.0', '1.102.0'],
-    );
+    // Each case has its own series and temp directory: they run concurrently, as the stories do.
+    for (const [i, c] of cases.entries()) {
+      test(`${c.name}: exits non-zero, says why, creates no version, leaves no temp file`, async () => {
+        const s = await story(`bad-${c.series}`);
+        await c.setup(c.series);
+        const armBefore = local.arm.requests.length;
+        // One of them as operators run it, through npm.
+        const run =
+          i === 0 ? await mirrorWithNpm(s, '--series', c.series) : await mirror(s, '--series', c.series);
+        assert.equal(run.status, 1, run.stderr);
+        const [result] = jsonResults(run);
+        assert.equal(result?.action, 'failed');
+        assert.match(String(result?.error), c.expect);
+        assert.deepEqual(Object.keys(result ?? {}), [
+          'series',
+          'version',
+          'galleryVersion',
+          'action',
+          'error',
+        ]);
+        assert.deepEqual(
+          armWrites(armBefore, c.series).filter((w) => w.includes('/versions/')),
+          [],
+        );
+        assert.deepEqual(versionsOf(c.series), []);
+        assert.deepEqual(await workDirEntries(s), []);
+      });
+    }
   });
 });
 
-describe('bad stemcells fail cleanly', () => {
-  const cases: Array<{
-    name: string;
-    series: string;
-    expect: RegExp;
-    setup: (series: string) => Promise<void>;
-  }> = [
-    {
-      name: 'a tarball whose SHA-256 differs from bosh.io',
-      series: 'bosh-azure-hyperv-ubuntu-badsha-go_agent',
-      expect: /sha-?256/i,
-      setup: async (series) => {
-        const f = await buildStemcellFixture({ series, version: '2.1' });
-        local.boshio.publish(series, { version: '2.1', tarball: f.tarball, sha256: 'ab'.repeat(32) });
-      },
-    },
-    {
-      name: 'an image whose SHA-1 differs from stemcell.MF',
-      series: 'bosh-azure-hyperv-ubuntu-badmf-go_agent',
-      expect: /sha-?1/i,
-      setup: async (series) => {
-        await publish({ series, version: '2.1', manifest: { sha1: 'cd'.repeat(20) } });
-      },
-    },
-    {
-      name: 'a truncated tarball',
-      series: 'bosh-azure-hyperv-ubuntu-truncated-go_agent',
-      expect: /truncat|unexpected end|corrupt|incomplete/i,
-      setup: async (series) => {
-        const f = await buildStemcellFixture({ series, version: '2.1' });
-        local.boshio.publish(series, {
-          version: '2.1',
-          tarball: f.tarball.subarray(0, Math.floor(f.tarball.length / 2)),
-        });
-      },
-    },
-    {
-      name: 'a tarball without image',
-      series: 'bosh-azure-hyperv-ubuntu-noimage-go_agent',
-      expect: /image/,
-      setup: async (series) => {
-        await publish({ series, version: '2.1', omitImage: true });
-      },
-    },
-    {
-      name: 'an image without root.vhd',
-      series: 'bosh-azure-hyperv-ubuntu-novhd-go_agent',
-      expect: /root\.vhd/,
-      setup: async (series) => {
-        await publish({ series, version: '2.1', omitRootVhd: true });
-      },
-    },
-    {
-      name: 'a VHD that is not a whole number of MiB',
-      series: 'bosh-azure-hyperv-ubuntu-oddsize-go_agent',
-      expect: /MiB/,
-      setup: async (series) => {
-        await publish({ series, version: '2.1', vhdSizeBytes: 16 * 1024 * 1024 + 512 + 512 });
-      },
-    },
-  ];
-
-  for (const c of cases) {
-    test(`${c.name}: exits non-zero, says why, creates no version, leaves no temp file`, async () => {
-      await c.setup(c.series);
-      const armBefore = local.arm.requests.length;
-      const run = await mirror('--series', c.series);
-      assert.equal(run.status, 1, run.stderr);
-      const [result] = jsonResults(run);
-      assert.equal(result?.action, 'failed');
-      assert.match(String(result?.error), c.expect);
-      assert.deepEqual(Object.keys(result ?? {}), ['series', 'version', 'galleryVersion', 'action', 'error']);
-      assert.deepEqual(
-        armWrites(armBefore).filter((w) => w.includes('/versions/')),
-        [],
-      );
-      assert.deepEqual(versionsOf(c.series), []);
-      assert.deepEqual(await workDirEntries(), []);
-    });
-  }
-});
-
-describe('a gallery version that Azure fails', () => {
-  const series = 'bosh-azure-hyperv-ubuntu-noble';
-
-  test('is reported failed, then deleted and created again by the next run', async () => {
-    await publish({ series, version: '3.5', seed: 7 });
-    local.arm.failNextVersion(series, '3.5.0', {
-      code: 'InternalOperationError',
-      message: 'Replication failed in westeurope',
-    });
-    const failed = await mirror('--series', series);
-    assert.equal(failed.status, 1);
-    const [result] = jsonResults(failed);
-    assert.equal(result?.action, 'failed');
-    assert.match(String(result?.error), /Replication failed in westeurope/);
-
-    const armBefore = local.arm.requests.length;
-    const retried = await mirror('--series', series);
-    assert.equal(retried.status, 0, retried.stderr);
-    assert.deepEqual(
-      jsonResults(retried).map((r) => [r.version, r.action]),
-      [['3.5', 'created']],
-    );
-    const writes = armWrites(armBefore).filter((w) => w.includes('/versions/3.5.0'));
-    assert.deepEqual(
-      writes.map((w) => w.split(' ')[0]),
-      ['DELETE', 'PUT'],
-    );
-  });
-});
-
-describe('a run that stops after the version was created', () => {
-  const series = 'bosh-azure-hyperv-ubuntu-notify-go_agent';
-
-  test('is finished by the next run: the dispatch is sent then, without mirroring again', async () => {
-    await publish({ series, version: '5.1', seed: 21 });
-    const unreachableWorkflow = { ...local.env, BASM_NOTIFY_GITHUB_WORKFLOW: 'not-there.yml' };
-    const first = await runStemcellMirror(['mirror', '--json', '--series', series], unreachableWorkflow);
-    assert.equal(first.status, 1);
-    const [failed] = jsonResults(first);
-    assert.equal(failed?.action, 'failed');
-    assert.match(String(failed?.error), /Not Found|404/);
-    const version = local.arm.imageVersions.get(`${series}/5.1.0`) as
-      { tags: Record<string, string> } | undefined;
-    assert.equal(version?.tags.mirror_notified, undefined);
-
-    const boshioBefore = local.boshio.requests.length;
-    const second = await mirror('--series', series);
-    assert.equal(second.status, 0, second.stderr);
-    assert.deepEqual(
-      jsonResults(second).map((r) => [r.version, r.action]),
-      [['5.1', 'created']],
-    );
-    assert.deepEqual(
-      local.github.dispatches
-        .filter((d) => d.inputs.gallery_image_name === series)
-        .map((d) => d.inputs.gallery_image_version),
-      ['5.1.0'],
-    );
-    assert.deepEqual(
-      local.boshio.requests.slice(boshioBefore).filter((r) => !r.path.startsWith('/api/')),
-      [],
-      'finishing does not download the stemcell again',
-    );
-    const finished = local.arm.imageVersions.get(`${series}/5.1.0`) as
-      { tags: Record<string, string> } | undefined;
-    assert.match(String(finished?.tags.mirror_notified), /^\d{4}-\d\d-\d\dT/);
-
-    const third = await mirror('--series', series);
-    assert.deepEqual(
-      jsonResults(third).map((r) => [r.version, r.action]),
-      [['5.1', 'exists']],
-    );
-  });
-});
-
+// Alone (after the stories), so "no network call" can be asserted on every local service.
 describe('command-line contract', () => {
+  function requestCounts(): Record<string, number> {
+    return {
+      boshio: local.boshio.requests.length,
+      arm: local.arm.requests.length,
+      identity: local.identity.requests.length,
+      github: local.github.dispatches.length,
+    };
+  }
+
   test('an unknown option exits 2 with usage', async () => {
     const run = await runStemcellMirror(['mirror', '--frobnicate'], local.env);
     assert.equal(run.status, 2);
@@ -383,6 +697,7 @@ describe('command-line contract', () => {
   });
 
   test('a bad setting exits 2 naming every offending variable before any network call', async () => {
+    const counts = requestCounts();
     const boshioBefore = local.boshio.requests.length;
     const env = {
       ...local.env,
@@ -395,46 +710,44 @@ describe('command-line contract', () => {
     for (const name of ['AZURE_SUBSCRIPTION_ID', 'BASM_BOSHIO_URL', 'BASM_MAX_VERSIONS_PER_RUN'])
       assert.match(run.stderr, new RegExp(name));
     assert.equal(local.boshio.requests.length, boshioBefore);
+    assert.deepEqual(requestCounts(), counts);
+    assert.equal(run.stdout, '');
   });
 
   test('an unknown series fails that series with a clear message', async () => {
-    const run = await mirror('--series', 'bosh-azure-hyperv-ubuntu-nosuch-go_agent');
+    const run = await runStemcellMirror(
+      ['mirror', '--json', '--series', 'bosh-azure-hyperv-ubuntu-nosuch-go_agent'],
+      local.env,
+    );
     assert.equal(run.status, 1);
     assert.match(String(jsonResults(run)[0]?.error), /lists no versions/);
   });
 
-  test('--json results carry exactly the documented fields', async () => {
-    const run = await mirror('--series', JAMMY);
-    for (const result of jsonResults(run)) {
-      for (const key of Object.keys(result)) {
-        assert.ok(['series', 'version', 'galleryVersion', 'action', 'blobUrl', 'error'].includes(key), key);
-      }
-    }
+  test('--version with two series is a usage error: exit 2, before any network call', async () => {
+    const counts = requestCounts();
+    const run = await runStemcellMirrorDirect(
+      ['mirror', '--json', '--series', `${JAMMY},bosh-azure-hyperv-ubuntu-noble`, '--version', '1.100'],
+      local.env,
+    );
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /--version/);
+    assert.match(run.stderr, /one series/);
+    assert.equal(run.stdout, '');
+    assert.deepEqual(requestCounts(), counts);
   });
 
-  test('--version mirrors exactly that version', async () => {
-    const series = 'bosh-azure-hyperv-ubuntu-pinned-go_agent';
-    await publish({ series, version: '4.1', seed: 11 });
-    await publish({ series, version: '4.2', seed: 12 });
-    const run = await mirror('--series', series, '--version', '4.1');
+  test('--help exits 0 with the usage on stdout', async () => {
+    const counts = requestCounts();
+    const run = await runStemcellMirrorDirect(['--help'], local.env);
     assert.equal(run.status, 0, run.stderr);
-    assert.deepEqual(
-      jsonResults(run).map((r) => [r.version, r.action]),
-      [['4.1', 'created']],
-    );
-    assert.deepEqual(versionsOf(series), ['4.1.0']);
+    assert.match(run.stdout, /^Usage: npm run --silent stemcell-mirror -- mirror \[options\]/);
+    for (const option of ['--series', '--version', '--dry-run', '--json', '--help'])
+      assert.match(run.stdout, new RegExp(option));
+    assert.equal(run.stderr, '');
+    assert.deepEqual(requestCounts(), counts);
 
-    const boshioBefore = local.boshio.requests.length;
-    const again = await mirror('--series', series, '--version', '4.1');
-    assert.equal(again.status, 0, again.stderr);
-    assert.deepEqual(
-      jsonResults(again).map((r) => [r.version, r.action]),
-      [['4.1', 'exists']],
-    );
-    assert.deepEqual(
-      local.boshio.requests.slice(boshioBefore).filter((r) => !r.path.startsWith('/api/')),
-      [],
-      'an existing version is not downloaded again',
-    );
+    const short = await runStemcellMirrorDirect(['mirror', '-h'], local.env);
+    assert.equal(short.status, 0, short.stderr);
+    assert.equal(short.stdout, run.stdout);
   });
 });

@@ -1,5 +1,10 @@
 /**
- * Runs the built command line the way an operator does: `npm run --silent stemcell-mirror -- ...`.
+ * Runs the built command line: `runStemcellMirror` exactly as an operator does
+ * (`npm run --silent stemcell-mirror -- ...`), `runStemcellMirrorDirect` as `node dist/src/cli.js ...`
+ * on the same Node 22 binary that runs the tests (no npm start-up, about half a second less per run).
+ *
+ * Both kill the child (its whole process group: npm's child included) when it runs longer than
+ * `timeoutMs` (default 90 s) and fail with what it printed, so a hung CLI cannot hang the suite.
  */
 
 import { spawn } from 'node:child_process';
@@ -7,6 +12,8 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const CLI_ENTRY = resolve(REPO_ROOT, 'dist/src/cli.js');
+export const DEFAULT_CLI_TIMEOUT_MS = 90_000;
 
 export interface CliRun {
   status: number | null;
@@ -14,19 +21,88 @@ export interface CliRun {
   stderr: string;
 }
 
-export function runStemcellMirror(args: string[], env: Record<string, string>): Promise<CliRun> {
+export interface CliRunOptions {
+  /** Kill the run after this long and fail (default 90 s). */
+  timeoutMs?: number;
+}
+
+/** `npm run --silent stemcell-mirror -- ...args`, from the repository root, exactly as operators run it. */
+export function runStemcellMirror(
+  args: string[],
+  env: Record<string, string>,
+  options: CliRunOptions = {},
+): Promise<CliRun> {
+  return runChild('npm', ['run', '--silent', 'stemcell-mirror', '--', ...args], env, options);
+}
+
+/** `node dist/src/cli.js ...args` with the Node 22 binary running the tests (process.execPath). */
+export function runStemcellMirrorDirect(
+  args: string[],
+  env: Record<string, string>,
+  options: CliRunOptions = {},
+): Promise<CliRun> {
+  return runChild(process.execPath, [CLI_ENTRY, ...args], env, options);
+}
+
+// Process groups of children still running, killed if the test process exits first.
+const running = new Set<number>();
+process.once('exit', () => {
+  for (const pid of running) killGroup(pid);
+});
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+function runChild(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  options: CliRunOptions,
+): Promise<CliRun> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_CLI_TIMEOUT_MS;
   return new Promise((done, fail) => {
-    const child = spawn('npm', ['run', '--silent', 'stemcell-mirror', '--', ...args], {
+    const child = spawn(command, args, {
       cwd: REPO_ROOT,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so a timeout kills npm and the node it started together.
+      detached: true,
     });
+    const pid = child.pid;
+    if (pid !== undefined) running.add(pid);
     let stdout = '';
     let stderr = '';
+    let timedOut = false;
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', fail);
-    child.on('close', (status) => done({ status, stdout, stderr }));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (pid !== undefined) killGroup(pid);
+    }, timeoutMs);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      if (pid !== undefined) running.delete(pid);
+      fail(error);
+    });
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      if (pid !== undefined) running.delete(pid);
+      if (timedOut) {
+        fail(
+          new Error(
+            `\`${[command, ...args].join(' ')}\` did not finish within ${timeoutMs / 1000} s and was killed` +
+              `\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`,
+          ),
+        );
+        return;
+      }
+      done({ status, stdout, stderr });
+    });
   });
 }
 
