@@ -4,6 +4,7 @@
  * back as `{ ok: false }` values; transient ones are thrown, for the caller's retry policy.
  */
 
+import type { TokenCredential } from '@azure/identity';
 import { ContainerClient } from '@azure/storage-blob';
 import { listStemcellReleases } from './boshio.js';
 import type { StemcellRelease } from './boshio.js';
@@ -18,6 +19,7 @@ import {
   imageVersionTags,
   isAdoptableByCpi,
   stemcellReferencesWith,
+  type ComputeGalleryOptions,
   type ImageVersionState,
 } from './gallery.js';
 import { notifyStemcellPublished } from './notify.js';
@@ -54,14 +56,13 @@ export interface MirrorServices {
   onProgress?: (event: ProgressEvent) => void;
 }
 
-/** Clients for the configured Azure resources, authenticated by managed identity (no keys). */
-export function createMirrorServices(
+/** The configured gallery, seen through `credential`. */
+export function computeGalleryFor(
   config: MirrorConfig,
-  log: Logger,
-  onProgress?: (event: ProgressEvent) => void,
-): MirrorServices {
-  const credential = createAzureCredential(config.managedIdentityClientId);
-  const gallery = new ComputeGallery({
+  credential: TokenCredential,
+  options: Pick<ComputeGalleryOptions, 'pollIntervalMs'> = {},
+): ComputeGallery {
+  return new ComputeGallery({
     subscriptionId: config.subscriptionId,
     resourceGroup: config.resourceGroup,
     galleryName: config.galleryName,
@@ -69,7 +70,19 @@ export function createMirrorServices(
     resourceManagerEndpoint: config.resourceManagerEndpoint,
     storageAccountId: storageAccountId(config),
     credential,
+    requestTimeoutMs: config.httpTimeoutMs,
+    ...options,
   });
+}
+
+/** Clients for the configured Azure resources, authenticated by managed identity (no keys). */
+export function createMirrorServices(
+  config: MirrorConfig,
+  log: Logger,
+  onProgress?: (event: ProgressEvent) => void,
+): MirrorServices {
+  const credential = createAzureCredential(config.managedIdentityClientId);
+  const gallery = computeGalleryFor(config, credential);
   const vhdContainer = new ContainerClient(
     `${config.storageBlobEndpoint}/${config.storageContainer}`,
     credential,

@@ -9,10 +9,10 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { ConfigError, loadConfig, storageAccountId } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
 import { createAzureCredential } from '../../src/credentials.js';
-import { ComputeGallery, MIRROR_STEMCELL_REFERENCE, imageVersionTags } from '../../src/gallery.js';
-import { MIRROR_NOTIFIED_TAG } from '../../src/steps.js';
+import { type ComputeGallery, MIRROR_STEMCELL_REFERENCE, imageVersionTags } from '../../src/gallery.js';
+import { MIRROR_NOTIFIED_TAG, computeGalleryFor } from '../../src/steps.js';
 import type { StepInputs, StepOutcome, StepOutputs } from '../../src/workflow.js';
 
 type StepInputsOf<N extends keyof StepInputs> = StepInputs[N];
@@ -142,15 +142,7 @@ function prepared(): Promise<Prepared> {
     const { definitionName } = valueOf<StepOutputs['ensureImageDefinition']>(
       (await activity('ensureImageDefinition', { series: SERIES, manifest: stemcell.manifest })).outcome,
     );
-    const config = loadConfig(process.env);
-    const gallery = new ComputeGallery({
-      subscriptionId: config.subscriptionId,
-      resourceGroup: config.resourceGroup,
-      galleryName: config.galleryName,
-      region: config.region,
-      resourceManagerEndpoint: config.resourceManagerEndpoint,
-      storageAccountId: storageAccountId(config),
-      credential: createAzureCredential(),
+    const gallery = computeGalleryFor(loadConfig(process.env), createAzureCredential(), {
       pollIntervalMs: 10,
     });
     return { release, stemcell, blobUrl, definitionName, gallery };
