@@ -282,7 +282,8 @@ export function imageVersionTags(input: {
       `Tags of stemcell ${manifest.name} ${manifest.version} exceed Azure's ${MAX_TAG_VALUE} characters: ${list}. Use a shorter gallery or image definition name.`,
     );
   }
-  let room = MAX_TAGS - requiredNames.size;
+  // One tag stays free for the mirror's record of the finished run (mirror_notified).
+  let room = MAX_TAGS - requiredNames.size - 1;
   const tags: Record<string, string> = {};
   for (const [name, value] of all) {
     if (requiredNames.has(name)) {

@@ -11,6 +11,8 @@ export interface GalleryVersionSummary {
   /** `Major.Minor.Patch`, e.g. `1.1364.0`. */
   name: string;
   provisioningState: string;
+  /** This mirror created it (a director's own upload does not count when looking for gaps). */
+  createdByMirror?: boolean;
   /**
    * Set for a version this mirror created whose run did not finish: still being created, or
    * `Succeeded` without a recorded notification (an interrupted run, a passed deadline, GitHub down).
@@ -32,7 +34,7 @@ export interface PlannedVersion {
 
 export interface SeriesPlan {
   series: string;
-  /** Oldest first: the order the run mirrors them in. */
+  /** Oldest first: the order the run mirrors them in; versions to finish come after the rest. */
   mirror: PlannedVersion[];
   /** The version the run is about: bosh.io's newest, or the requested one. With `mirror` empty, the gallery has it. */
   newest: StemcellRelease;
@@ -47,9 +49,12 @@ function presentVersions(inGallery: readonly GalleryVersionSummary[]): Set<strin
 
 /**
  * DESIGN.md "Which versions": the newest version the gallery lacks is always mirrored; where the
- * gallery already holds versions of the series, every missing version newer than the oldest one there is
- * mirrored too, oldest first, at most `maxVersions` a run. Counting from the oldest (rather than only past
- * the newest) means a gap that had to wait for a later run is still filled once the newest has landed.
+ * gallery already holds versions this mirror created, every missing version newer than the oldest of them
+ * is mirrored too, oldest first, at most `maxVersions` a run. Counting from the oldest (rather than only past
+ * the newest) means a gap that had to wait for a later run is still filled once the newest has landed;
+ * counting only the mirror's own versions means an old stemcell a director uploaded causes no backfill.
+ * A version the mirror created that Azure failed is created again. Versions whose run did not finish are
+ * finished (no download), after the rest and outside the cap.
  */
 export function planSeries(
   series: string,
@@ -60,45 +65,41 @@ export function planSeries(
   const ascending = [...releases].sort((a, b) => compareStemcellVersions(a.version, b.version));
   const newest = ascending.at(-1);
   if (newest === undefined) throw new Error(`bosh.io lists no versions of ${series}`);
+  const nameOf = (r: StemcellRelease) => galleryVersionName(r.version);
   const present = presentVersions(inGallery);
   const failed = new Set(inGallery.filter((v) => v.provisioningState === 'Failed').map((v) => v.name));
+  const mirrored = new Set(inGallery.filter((v) => v.createdByMirror).map((v) => v.name));
   const reasonFor = (r: StemcellRelease, fallback: PlannedVersion['reason']): PlannedVersion['reason'] =>
-    failed.has(galleryVersionName(r.version)) ? 'retry-failed' : fallback;
+    failed.has(nameOf(r)) ? 'retry-failed' : fallback;
 
-  const missing = ascending.filter((r) => !present.has(galleryVersionName(r.version)));
-  const oldestPresent = ascending.find((r) => present.has(galleryVersionName(r.version)));
-  const gaps =
-    oldestPresent === undefined
-      ? []
-      : missing.filter((r) => r !== newest && compareStemcellVersions(r.version, oldestPresent.version) > 0);
+  const anchor = ascending.find((r) => present.has(nameOf(r)) && mirrored.has(nameOf(r)));
+  const candidates = ascending.filter(
+    (r) =>
+      r !== newest &&
+      !present.has(nameOf(r)) &&
+      ((anchor !== undefined && compareStemcellVersions(r.version, anchor.version) > 0) ||
+        (failed.has(nameOf(r)) && mirrored.has(nameOf(r)))),
+  );
 
   const chosen: PlannedVersion[] = [];
-  if (!present.has(galleryVersionName(newest.version))) {
-    chosen.push({
-      release: newest,
-      galleryVersion: galleryVersionName(newest.version),
-      reason: reasonFor(newest, 'newest'),
-    });
+  if (!present.has(nameOf(newest))) {
+    chosen.push({ release: newest, galleryVersion: nameOf(newest), reason: reasonFor(newest, 'newest') });
   }
   const room = Math.max(0, maxVersions - chosen.length);
-  for (const r of gaps.slice(0, room)) {
-    chosen.push({
-      release: r,
-      galleryVersion: galleryVersionName(r.version),
-      reason: reasonFor(r, 'catch-up'),
-    });
+  for (const r of candidates.slice(0, room)) {
+    chosen.push({ release: r, galleryVersion: nameOf(r), reason: reasonFor(r, 'catch-up') });
   }
-  // Finishing costs no download, so it does not count against the cap.
+  chosen.sort((a, b) => compareStemcellVersions(a.release.version, b.release.version));
+  // Finishing costs no download, so it does not count against the cap; it comes last, so a version stuck
+  // in Creating never holds up a new stemcell.
   const unfinished = new Map(
     inGallery.flatMap((v) => (v.unfinished ? [[v.name, v.unfinished] as const] : [])),
   );
   for (const r of ascending) {
-    const finish = unfinished.get(galleryVersionName(r.version));
-    if (finish)
-      chosen.push({ release: r, galleryVersion: galleryVersionName(r.version), reason: 'finish', finish });
+    const finish = unfinished.get(nameOf(r));
+    if (finish) chosen.push({ release: r, galleryVersion: nameOf(r), reason: 'finish', finish });
   }
-  chosen.sort((a, b) => compareStemcellVersions(a.release.version, b.release.version));
-  return { series, mirror: chosen, newest, deferred: gaps.slice(room).map((r) => r.version) };
+  return { series, mirror: chosen, newest, deferred: candidates.slice(room).map((r) => r.version) };
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 
 import type { TokenCredential } from '@azure/identity';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ContainerClient } from '@azure/storage-blob';
 import { listStemcellReleases } from './boshio.js';
 import type { StemcellRelease } from './boshio.js';
@@ -103,22 +104,46 @@ class TryAgainLater extends Error {
   readonly transient = true;
 }
 
+function references(tags: Record<string, string>): string[] {
+  return (tags['stemcell_references'] ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter((r) => r !== '');
+}
+
+/** The mirror created it: its reference comes first (the CPI appends a director's; adoption appends ours). */
 function createdByMirror(tags: Record<string, string>): boolean {
-  return (tags['stemcell_references'] ?? '').split(',').some((r) => r.trim() === MIRROR_STEMCELL_REFERENCE);
+  return references(tags)[0] === MIRROR_STEMCELL_REFERENCE;
 }
 
 function summaryOf(version: ImageVersionState & { definitionName: string }): GalleryVersionSummary {
-  const summary: GalleryVersionSummary = { name: version.name, provisioningState: version.provisioningState };
-  const waiting = version.provisioningState === 'Creating' || version.provisioningState === 'Updating';
-  const unnotified =
-    version.provisioningState === 'Succeeded' && version.tags[MIRROR_NOTIFIED_TAG] === undefined;
-  if (createdByMirror(version.tags) && (waiting || unnotified)) {
+  const summary: GalleryVersionSummary = {
+    name: version.name,
+    provisioningState: version.provisioningState,
+    createdByMirror: createdByMirror(version.tags),
+  };
+  // Not finished until the mirror recorded its notification: versions it created whose run stopped early,
+  // and versions a director created that the mirror has not adopted yet (or must refuse, visibly).
+  const gone = version.provisioningState === 'Failed' || version.provisioningState === 'Deleting';
+  if (!gone && version.tags[MIRROR_NOTIFIED_TAG] === undefined) {
     summary.unfinished = {
       definitionName: version.definitionName,
       ...(version.sourceUri !== undefined ? { blobUrl: version.sourceUri } : {}),
     };
   }
   return summary;
+}
+
+/** Retries a small write a few times in place: re-running the whole step would dispatch again. */
+async function withPatience<T>(attempts: number, work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (attempt >= attempts || !isTransientError(error)) throw error;
+      await sleep(2 ** attempt * 1000);
+    }
+  }
 }
 
 export type MirrorSteps = { [N in StepName]: (input: StepInputs[N]) => Promise<StepOutcome<StepOutputs[N]>> };
@@ -294,8 +319,9 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
             );
           }
           // A version a director created: add the mirror's reference so no director's delete-stemcell removes it.
+          // One still being created cannot be tagged yet; the notify step adopts it once it is Succeeded.
           const references = stemcellReferencesWith(existing.tags);
-          if (references !== undefined) {
+          if (references !== undefined && existing.provisioningState === 'Succeeded') {
             await gallery.tagImageVersion(definitionName, galleryVersion, {
               stemcell_references: references,
             });
@@ -338,25 +364,46 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
 
     notify: ({ definitionName, galleryVersion }) =>
       outcome(async () => {
-        // Recorded on the version, so a run that stops before this point is finished by the next one.
-        const record = (value: string) =>
-          gallery.tagImageVersion(definitionName, galleryVersion, { [MIRROR_NOTIFIED_TAG]: value });
-        if (!config.notify) {
-          await record('off');
-          return { notified: false };
+        const where = `image version ${definitionName}/${galleryVersion}`;
+        const version = await gallery.getImageVersion(definitionName, galleryVersion);
+        if (!version) throw new Error(`${where} disappeared before its run finished`);
+        if (!isAdoptableByCpi(version.tags)) {
+          throw new Error(
+            `${where} was created neither by this mirror nor by the BOSH Azure CPI (no stemcell_references ` +
+              `or stemcell_name tag), so a director would refuse it; delete it and run again`,
+          );
         }
-        await notifyStemcellPublished(config.notify, {
-          galleryName: config.galleryName,
-          imageName: definitionName,
-          imageVersion: galleryVersion,
-          subscriptionId: config.subscriptionId,
-          resourceGroup: config.resourceGroup,
-        });
-        log.info(
-          `dispatched ${config.notify.owner}/${config.notify.repo} ${config.notify.workflow} for ${definitionName}/${galleryVersion}`,
-        );
-        await record(new Date().toISOString());
-        return { notified: true };
+        let dispatched: string | undefined;
+        if (config.notify) {
+          await notifyStemcellPublished(config.notify, {
+            galleryName: config.galleryName,
+            imageName: definitionName,
+            imageVersion: galleryVersion,
+            subscriptionId: config.subscriptionId,
+            resourceGroup: config.resourceGroup,
+          });
+          dispatched = new Date().toISOString();
+          log.info(
+            `dispatched ${config.notify.owner}/${config.notify.repo} ${config.notify.workflow} for ${definitionName}/${galleryVersion}`,
+          );
+        }
+        // Recorded on the version (with the mirror's reference, for a version a director created), so a
+        // run that stops before this point is finished by the next one. After a dispatch, a failure here
+        // is only logged: failing the step would make its retry dispatch again.
+        const references = stemcellReferencesWith(version.tags);
+        const record = {
+          [MIRROR_NOTIFIED_TAG]: dispatched ?? 'off',
+          ...(references !== undefined ? { stemcell_references: references } : {}),
+        };
+        try {
+          await withPatience(3, () => gallery.tagImageVersion(definitionName, galleryVersion, record));
+        } catch (error) {
+          if (dispatched === undefined) throw error;
+          log.warn(
+            `${where}: dispatched, but recording it failed (${errorMessage(error)}); the next run may dispatch again`,
+          );
+        }
+        return { notified: dispatched !== undefined };
       }),
 
     cleanup: ({ series, version }) =>

@@ -397,7 +397,7 @@ export function* mirrorVersion(
           throw new StepFailure(
             'waitForImageVersion',
             `image version ${definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
-              `${monitor.deadlineMinutes} minutes; the next run checks it again`,
+              `${monitor.deadlineMinutes} minutes; the next run finishes it`,
           );
         }
         yield ctx.createTimer(next);

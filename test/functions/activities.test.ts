@@ -11,7 +11,12 @@ import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { createAzureCredential } from '../../src/credentials.js';
-import { type ComputeGallery, MIRROR_STEMCELL_REFERENCE, imageVersionTags } from '../../src/gallery.js';
+import {
+  type ComputeGallery,
+  MIRROR_STEMCELL_REFERENCE,
+  imageDefinitionFor,
+  imageVersionTags,
+} from '../../src/gallery.js';
 import { MIRROR_NOTIFIED_TAG, computeGalleryFor } from '../../src/steps.js';
 import type { StepInputs, StepOutcome, StepOutputs } from '../../src/workflow.js';
 
@@ -455,6 +460,139 @@ describe('notify with notifications off', () => {
   test('notify sends no dispatch', () => {
     assert.equal(local.github.dispatches.length, dispatchesBefore);
   });
+});
+
+/** Tags the BOSH Azure CPI gives a version a director uploaded itself (its own reference, no source URL). */
+function directorTags(p: Prepared, director: string): Record<string, string> {
+  const tags: Record<string, string> = {
+    ...mirrorTags(p),
+    stemcell_references: director,
+    stemcell_name: director,
+  };
+  delete tags['stemcell_source_url'];
+  return tags;
+}
+
+/** The non-GET requests to one version's resource since `from`, with their bodies. */
+function versionWrites(p: Prepared, versionName: string, from: number) {
+  const path = `/images/${p.definitionName}/versions/${versionName}`.toLowerCase();
+  return local.arm.requests
+    .slice(from)
+    .filter((r) => r.method !== 'GET' && r.path.toLowerCase().endsWith(path));
+}
+
+describe('notify on versions it did not create', () => {
+  let p: Prepared;
+  before(async () => {
+    p = await prepared();
+  });
+
+  test('on a director’s Succeeded version: one tags-only update adds the mirror’s reference after the director’s and sets mirror_notified', async () => {
+    const director = `bosh-stemcell-${randomUUID()}`;
+    await existingVersion(p, '1.100.8', directorTags(p, director));
+    const before = await versionTags(p, '1.100.8');
+    const dispatchesBefore = local.github.dispatches.length;
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('notify', {
+      definitionName: p.definitionName,
+      galleryVersion: '1.100.8',
+    });
+
+    assert.deepEqual(valueOf(outcome), { notified: false });
+    const after = await versionTags(p, '1.100.8');
+    assert.equal(after['stemcell_references'], `${director},${MIRROR_STEMCELL_REFERENCE}`);
+    assert.equal(after[MIRROR_NOTIFIED_TAG], 'off');
+    assert.deepEqual(after, {
+      ...before,
+      stemcell_references: `${director},${MIRROR_STEMCELL_REFERENCE}`,
+      [MIRROR_NOTIFIED_TAG]: 'off',
+    });
+    const writes = versionWrites(p, '1.100.8', from);
+    assert.deepEqual(
+      writes.map((w) => w.method),
+      ['PATCH'],
+    );
+    assert.deepEqual(Object.keys(writes[0]?.body ?? {}), ['tags']);
+    assert.equal(local.github.dispatches.length, dispatchesBefore);
+  });
+
+  test('refuses a version with neither stemcell_references nor stemcell_name: ok:false, no dispatch, no tag written', async () => {
+    const foreign = { ...mirrorTags(p) };
+    delete foreign['stemcell_references'];
+    delete foreign['stemcell_name'];
+    await existingVersion(p, '1.100.9', foreign);
+    const before = await versionTags(p, '1.100.9');
+    const dispatchesBefore = local.github.dispatches.length;
+    const from = local.arm.requests.length;
+
+    // Notifications on, so that a dispatch would be seen if one were sent.
+    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
+      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.9' }],
+    ]);
+
+    const outcome = results[0]?.outcome as StepOutcome<unknown>;
+    assert.equal(outcome.ok, false);
+    assert.match((outcome as { error: string }).error, /no stemcell_references\s+or stemcell_name tag/);
+    assert.equal(local.github.dispatches.length, dispatchesBefore);
+    assert.deepEqual(versionWrites(p, '1.100.9', from), []);
+    const after = await versionTags(p, '1.100.9');
+    assert.deepEqual(after, before);
+    assert.equal(after[MIRROR_NOTIFIED_TAG], undefined);
+  });
+});
+
+test('createImageVersion on a director’s version still Creating returns started and sends no PATCH', async () => {
+  const p = await prepared();
+  const director = `bosh-stemcell-${randomUUID()}`;
+  // Started but not read until settled: the fake ARM answers Creating for the next reads.
+  await p.gallery.startImageVersion({
+    definitionName: p.definitionName,
+    versionName: '1.100.10',
+    blobUrl: p.blobUrl,
+    tags: directorTags(p, director),
+  });
+  const from = local.arm.requests.length;
+
+  const { outcome } = await activity('createImageVersion', createInput(p, '1.100.10'));
+
+  assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Creating' });
+  assert.deepEqual(versionWrites(p, '1.100.10', from), []);
+  assert.ok(versionRequests(p, '1.100.10', from).includes('GET'));
+  assert.equal((await versionTags(p, '1.100.10'))['stemcell_references'], director);
+});
+
+test('resolveVersions finishes a director’s unnotified version in bosh.io’s list and backfills nothing above it', async () => {
+  const p = await prepared();
+  const series = 'bosh-azure-hyperv-ubuntu-bionic-go_agent';
+  const config = loadConfig(process.env);
+  const manifest = {
+    ...p.stemcell.manifest,
+    cloudProperties: { ...p.stemcell.manifest.cloudProperties, name: series },
+  };
+  const spec = imageDefinitionFor(manifest, config.gallery);
+  assert.notEqual(spec.name, p.definitionName);
+  await p.gallery.ensureImageDefinition(spec);
+  for (const version of ['2.1', '2.2', '2.3']) {
+    local.boshio.publish(series, { version, tarball: fixture.tarball });
+  }
+  const director = `bosh-stemcell-${randomUUID()}`;
+  await existingVersion({ ...p, definitionName: spec.name }, '2.1.0', directorTags(p, director));
+
+  const plan = valueOf<StepOutputs['resolveVersions']>(
+    (await activity('resolveVersions', { series })).outcome,
+  );
+
+  assert.equal(plan.newest.version, '2.3');
+  assert.deepEqual(
+    plan.mirror.map((m) => [m.release.version, m.galleryVersion, m.reason]),
+    [
+      ['2.3', '2.3.0', 'newest'],
+      ['2.1', '2.1.0', 'finish'],
+    ],
+  );
+  assert.deepEqual(plan.mirror[1]?.finish, { definitionName: spec.name, blobUrl: p.blobUrl });
+  assert.deepEqual(plan.deferred, []);
 });
 
 test('a bad setting makes an activity return { ok: false } with the configuration error', async () => {

@@ -534,7 +534,7 @@ describe('mirrorVersion', () => {
     assert.equal(output.step, 'waitForImageVersion');
     assert.equal(
       output.error,
-      `image version ${definitionName}/1.100.0 is still Creating after 2 minutes; the next run checks it again`,
+      `image version ${definitionName}/1.100.0 is still Creating after 2 minutes; the next run finishes it`,
     );
     assert.equal(output.blobUrl, blobUrl);
   });

@@ -15,12 +15,18 @@ function releases(...versions: string[]): StemcellRelease[] {
   }));
 }
 
+/** Versions this mirror created: a name (Succeeded) or [name, provisioningState]. */
 function gallery(...entries: Array<string | [string, string]>): GalleryVersionSummary[] {
   return entries.map((e) =>
     typeof e === 'string'
-      ? { name: e, provisioningState: 'Succeeded' }
-      : { name: e[0], provisioningState: e[1] },
+      ? { name: e, provisioningState: 'Succeeded', createdByMirror: true }
+      : { name: e[0], provisioningState: e[1], createdByMirror: true },
   );
+}
+
+/** A version a BOSH director uploaded itself. */
+function director(name: string): GalleryVersionSummary {
+  return { name, provisioningState: 'Succeeded', createdByMirror: false };
 }
 
 function planned(available: StemcellRelease[], inGallery: GalleryVersionSummary[], max = 3): string[] {
@@ -122,9 +128,10 @@ test('a version the mirror created but did not finish is planned to finish, outs
   const plan = planSeries(SERIES, releases('1.10', '1.11', '1.12'), inGallery, 1);
   assert.deepEqual(
     plan.mirror.map((p) => `${p.release.version}:${p.reason}`),
-    ['1.11:finish', '1.12:newest'],
+    ['1.12:newest', '1.11:finish'],
+    'finishing comes after the new stemcell, so a version stuck in Creating never holds it up',
   );
-  assert.deepEqual(plan.mirror[0]?.finish, { definitionName: SERIES });
+  assert.deepEqual(plan.mirror[1]?.finish, { definitionName: SERIES });
 });
 
 test('an explicit version that is unfinished is planned to finish, not mirrored again', () => {
@@ -136,4 +143,22 @@ test('an explicit version that is unfinished is planned to finish, not mirrored 
     plan.mirror.map((p) => p.reason),
     ['finish'],
   );
+});
+
+test('an old version a director uploaded causes no backfill', () => {
+  assert.deepEqual(planned(releases('1.5', '1.6', '1.7', '1.8'), [director('1.5.0')]), ['1.8:newest']);
+});
+
+test("gaps count from the mirror's oldest version, not a director's", () => {
+  assert.deepEqual(
+    planned(releases('1.5', '1.6', '1.7', '1.8', '1.9'), [director('1.5.0'), ...gallery('1.7.0')]),
+    ['1.8:catch-up', '1.9:newest'],
+  );
+});
+
+test("a Failed version of the mirror's below its oldest present one is created again", () => {
+  assert.deepEqual(planned(releases('1.10', '1.11', '1.12'), gallery(['1.10.0', 'Failed'], '1.11.0')), [
+    '1.10:retry-failed',
+    '1.12:newest',
+  ]);
 });
