@@ -155,7 +155,8 @@ function hasTerminalControl(text: string): boolean {
 
 const BLOB_URL = /^https:\/\/127\.0\.0\.1:\d+\/devstoreaccount1\/stemcell\//;
 
-describe('stories', { concurrency: true }, () => {
+// Stories are independent; four at a time keep a loaded 2-core machine well inside the CLI timeout.
+describe('stories', { concurrency: 4 }, () => {
   describe('mirror a new stemcell version', { concurrency: 1 }, () => {
     let s: Story;
     let fixture: StemcellFixture;
