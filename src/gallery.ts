@@ -5,6 +5,7 @@
 import { ComputeManagementClient } from '@azure/arm-compute';
 import type { GalleryImage, GalleryImageVersion } from '@azure/arm-compute';
 import type { TokenCredential } from '@azure/identity';
+import { errorMessage } from './failures.js';
 import type { GalleryNaming } from './config.js';
 import type { CloudProperties, StemcellManifest } from './manifest.js';
 import { galleryVersionName } from './versions.js';
@@ -77,6 +78,11 @@ export function stemcellReferencesWith(tags: Readonly<Record<string, string>>): 
   }
   references.push(MIRROR_STEMCELL_REFERENCE);
   return references.join(',');
+}
+
+/** The mirror created it: its reference comes first (the CPI appends a director's; adoption appends ours). */
+export function isCreatedByMirror(tags: Readonly<Record<string, string>>): boolean {
+  return stemcellReferenceList(tags['stemcell_references'])[0] === MIRROR_STEMCELL_REFERENCE;
 }
 
 /**
@@ -593,7 +599,7 @@ export class ComputeGallery {
       await poller.poll();
       return poller.operationState?.error?.message;
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorMessage(error);
       return message.replace(/^The long-running operation has failed\.\s*/, '');
     }
   }
@@ -821,7 +827,7 @@ function galleryError(error: unknown, what: string): GalleryError {
   }
   const statusCode = statusCodeOf(error);
   const code = codeOf(error);
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   const transient =
     statusCode !== undefined
       ? TRANSIENT_STATUS.has(statusCode) || statusCode >= 500

@@ -3,6 +3,7 @@
  */
 import { Octokit } from '@octokit/rest';
 import type { NotifySettings } from './config.js';
+import { errorMessage } from './failures.js';
 
 export interface StemcellPublished {
   galleryName: string;
@@ -170,7 +171,7 @@ function gitHubMessage(error: unknown): string {
       if (typeof message === 'string' && message !== '') return message;
     }
   }
-  return error instanceof Error ? error.message : String(error);
+  return errorMessage(error);
 }
 
 function redact(text: string, secret: string): string {

@@ -15,6 +15,7 @@ import type {
   PageBlobGetPageRangesResponseModel,
 } from '@azure/storage-blob';
 import type { Extent } from './vhd.js';
+import { errorMessage } from './failures.js';
 
 /** The largest single Put Page the service accepts. */
 export const MAX_PAGE_WRITE = 4 * 1024 * 1024;
@@ -382,7 +383,7 @@ async function writePages(
     // An abort by the caller surfaces as the SDK's AbortError, so callers can tell it apart.
     if (signal?.aborted) throw failure.error;
     const bytes = failure.write ? ` bytes ${failure.write.offset}-${endOf(failure.write) - 1}` : '';
-    const message = `Uploading${bytes} of ${vhdPath} to ${where} failed: ${messageOf(failure.error).replace(/\.$/, '')}. The blob is left incomplete; run the upload again to resume it.`;
+    const message = `Uploading${bytes} of ${vhdPath} to ${where} failed: ${errorMessage(failure.error).replace(/\.$/, '')}. The blob is left incomplete; run the upload again to resume it.`;
     const transient = (failure.error as { transient?: unknown } | undefined)?.transient;
     if (typeof transient === 'boolean') {
       throw new PageBlobError(message, { transient, cause: failure.error });
@@ -571,8 +572,4 @@ function endOf(extent: Extent): number {
 
 function totalLength(extents: readonly Extent[]): number {
   return extents.reduce((sum, extent) => sum + extent.length, 0);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

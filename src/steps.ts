@@ -19,6 +19,7 @@ import {
   imageDefinitionFor,
   imageVersionTags,
   isAdoptableByCpi,
+  isCreatedByMirror,
   stemcellReferencesWith,
   type ComputeGalleryOptions,
   type ImageVersionState,
@@ -104,23 +105,11 @@ class TryAgainLater extends Error {
   readonly transient = true;
 }
 
-function references(tags: Record<string, string>): string[] {
-  return (tags['stemcell_references'] ?? '')
-    .split(',')
-    .map((r) => r.trim())
-    .filter((r) => r !== '');
-}
-
-/** The mirror created it: its reference comes first (the CPI appends a director's; adoption appends ours). */
-function createdByMirror(tags: Record<string, string>): boolean {
-  return references(tags)[0] === MIRROR_STEMCELL_REFERENCE;
-}
-
 function summaryOf(version: ImageVersionState & { definitionName: string }): GalleryVersionSummary {
   const summary: GalleryVersionSummary = {
     name: version.name,
     provisioningState: version.provisioningState,
-    createdByMirror: createdByMirror(version.tags),
+    createdByMirror: isCreatedByMirror(version.tags),
   };
   // Not finished until the mirror recorded its notification: versions it created whose run stopped early,
   // and versions a director created that the mirror has not adopted yet (or must refuse, visibly).
@@ -132,6 +121,13 @@ function summaryOf(version: ImageVersionState & { definitionName: string }): Gal
     };
   }
   return summary;
+}
+
+function neitherMirrorNorCpi(where: string): Error {
+  return new Error(
+    `${where} was created neither by this mirror nor by the BOSH Azure CPI (no stemcell_references ` +
+      `or stemcell_name tag), so a director would refuse it; delete it and run again`,
+  );
 }
 
 /** Retries a small write a few times in place: re-running the whole step would dispatch again. */
@@ -312,12 +308,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
                 `${stemcell.imageSha256}); delete it by hand if it should be replaced`,
             );
           }
-          if (!isAdoptableByCpi(existing.tags)) {
-            throw new Error(
-              `${where} already exists but was created neither by this mirror nor by the BOSH Azure CPI ` +
-                `(no stemcell_references or stemcell_name tag), so a director would refuse it; delete it and run again`,
-            );
-          }
+          if (!isAdoptableByCpi(existing.tags)) throw neitherMirrorNorCpi(where);
           // A version a director created: add the mirror's reference so no director's delete-stemcell removes it.
           // One still being created cannot be tagged yet; the notify step adopts it once it is Succeeded.
           const references = stemcellReferencesWith(existing.tags);
@@ -367,12 +358,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
         const where = `image version ${definitionName}/${galleryVersion}`;
         const version = await gallery.getImageVersion(definitionName, galleryVersion);
         if (!version) throw new Error(`${where} disappeared before its run finished`);
-        if (!isAdoptableByCpi(version.tags)) {
-          throw new Error(
-            `${where} was created neither by this mirror nor by the BOSH Azure CPI (no stemcell_references ` +
-              `or stemcell_name tag), so a director would refuse it; delete it and run again`,
-          );
-        }
+        if (!isAdoptableByCpi(version.tags)) throw neitherMirrorNorCpi(where);
         let dispatched: string | undefined;
         if (config.notify) {
           await notifyStemcellPublished(config.notify, {

@@ -6,6 +6,7 @@
  */
 
 import type { StemcellRelease } from './boshio.js';
+import { errorMessage } from './failures.js';
 import type { StemcellManifest } from './manifest.js';
 import type { SeriesPlan } from './plan.js';
 import { galleryVersionName } from './versions.js';
@@ -227,12 +228,7 @@ export class StepFailure extends Error {
 
 /** A failed sub-orchestration reports `reason \n details`, the details a stack trace: keep the reason. */
 function subOrchestrationFailure(error: unknown): string {
-  return (messageOf(error).split('\n')[0] ?? '').trim();
-}
-
-function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
+  return (errorMessage(error).split('\n')[0] ?? '').trim();
 }
 
 /** Orchestrator `mirrorSeries`: decide, then mirror each chosen version oldest first. */
@@ -255,7 +251,7 @@ export function* mirrorSeries(
       galleryVersion: null,
       action: 'failed',
       step: 'resolveVersions',
-      error: messageOf(error),
+      error: errorMessage(error),
     };
     ctx.setStatus({ series, results: [result] });
     return { series, results: [result] };
@@ -413,7 +409,7 @@ export function* mirrorVersion(
   } catch (error) {
     result.action = 'failed';
     result.step = error instanceof StepFailure ? error.step : status.step;
-    result.error = messageOf(error);
+    result.error = errorMessage(error);
     enter(status.step, { error: result.error });
   }
 
