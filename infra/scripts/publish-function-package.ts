@@ -13,23 +13,14 @@
  * AZURE_RESOURCE_MANAGER_ENDPOINT and, when set, AZURE_TENANT_ID.
  */
 import { spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  cpSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { cpSync, createWriteStream, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { crc32, deflateRawSync } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
 import { AzureDeveloperCliCredential } from '@azure/identity';
 import type { TokenCredential } from '@azure/identity';
 import { BlockBlobClient, isRestError } from '@azure/storage-blob';
+import { ZipFile } from 'yazl';
 
 // Compiled to dist/infra/scripts/: the repository root is three levels up.
 const root = resolve(import.meta.dirname, '..', '..', '..');
@@ -80,72 +71,20 @@ function filesUnder(dir: string): string[] {
   return files;
 }
 
-/** A plain zip (deflate, no zip64), written entry by entry; returns the number of files. */
-function writeZip(sourceDir: string, target: string): number {
-  const fd = openSync(target, 'w');
-  const central: Buffer[] = [];
-  let offset = 0;
-  let entries = 0;
-  const emit = (buffer: Buffer): void => {
-    writeSync(fd, buffer);
-    offset += buffer.length;
-  };
-  // DOS time 0, date 1980-01-01: the same build gives the same bytes.
-  const dosTime = 0;
-  const dosDate = 0x21;
-  try {
-    for (const path of filesUnder(sourceDir)) {
-      const name = Buffer.from(relative(sourceDir, path).split(sep).join('/'), 'utf8');
-      const data = readFileSync(path);
-      const packed = deflateRawSync(data);
-      const crc = crc32(data);
-      const mode = lstatSync(path).mode & 0o777;
-      const local = Buffer.alloc(30);
-      local.writeUInt32LE(0x04034b50, 0);
-      local.writeUInt16LE(20, 4);
-      local.writeUInt16LE(0x0800, 6); // names are UTF-8
-      local.writeUInt16LE(8, 8); // deflate
-      local.writeUInt16LE(dosTime, 10);
-      local.writeUInt16LE(dosDate, 12);
-      local.writeUInt32LE(crc, 14);
-      local.writeUInt32LE(packed.length, 18);
-      local.writeUInt32LE(data.length, 22);
-      local.writeUInt16LE(name.length, 26);
-      const header = Buffer.alloc(46);
-      header.writeUInt32LE(0x02014b50, 0);
-      header.writeUInt16LE(0x031e, 4); // made by Unix, so the mode bits below count
-      header.writeUInt16LE(20, 6);
-      header.writeUInt16LE(0x0800, 8);
-      header.writeUInt16LE(8, 10);
-      header.writeUInt16LE(dosTime, 12);
-      header.writeUInt16LE(dosDate, 14);
-      header.writeUInt32LE(crc, 16);
-      header.writeUInt32LE(packed.length, 20);
-      header.writeUInt32LE(data.length, 24);
-      header.writeUInt16LE(name.length, 28);
-      header.writeUInt32LE(((0o100000 | mode) << 16) >>> 0, 38);
-      header.writeUInt32LE(offset, 42);
-      central.push(header, name);
-      emit(local);
-      emit(name);
-      emit(packed);
-      entries++;
-      if (offset > 0xffffffff) throw new Error('The package exceeds 4 GiB, beyond a plain zip.');
-    }
-    if (entries > 0xffff) throw new Error(`The package holds ${entries} files, beyond a plain zip (65535).`);
-    const start = offset;
-    for (const buffer of central) emit(buffer);
-    const end = Buffer.alloc(22);
-    end.writeUInt32LE(0x06054b50, 0);
-    end.writeUInt16LE(entries, 8);
-    end.writeUInt16LE(entries, 10);
-    end.writeUInt32LE(offset - start, 12);
-    end.writeUInt32LE(start, 16);
-    emit(end);
-    return entries;
-  } finally {
-    closeSync(fd);
+/** Zips the staged files (yazl: deflate, zip64 when needed); returns the number of files. */
+async function writeZip(sourceDir: string, target: string): Promise<number> {
+  const zip = new ZipFile();
+  const files = filesUnder(sourceDir);
+  for (const path of files) {
+    zip.addFile(path, relative(sourceDir, path).split(sep).join('/'), {
+      // A fixed time (the zip epoch, 1980-01-01): the same build gives the same bytes.
+      mtime: new Date(1980, 0, 1),
+      mode: 0o100000 | (lstatSync(path).mode & 0o777),
+    });
   }
+  zip.end();
+  await pipeline(zip.outputStream, createWriteStream(target));
+  return files.length;
 }
 
 /** How long a role assignment made by the provisioning may take to apply (Azure documents "up to 10 minutes"; usually 1-5). */
@@ -234,7 +173,7 @@ async function main(): Promise<void> {
   const credential = new AzureDeveloperCliCredential(tenantId ? { tenantId } : {});
 
   stagePackage();
-  const entries = writeZip(stage, zipPath);
+  const entries = await writeZip(stage, zipPath);
   console.error(`Package: ${entries} files in ${relative(root, zipPath)}`);
 
   await uploadPackage(packageUrl, credential);
