@@ -17,8 +17,8 @@ import {
   type HttpResult,
   type WorkerLogLine,
 } from '../support/functions-core/host.js';
-import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from './app-settings.js';
-import { failingStarts } from './failing-starts.js';
+import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from '../support/app-settings.js';
+import { failingStarts } from '../support/failing-starts.js';
 
 const URL_BASE = 'https://stemcell-mirror.azurewebsites.net/api/mirror?code=functionkey';
 

@@ -18,7 +18,7 @@ import {
   type VersionResult,
 } from '../../src/workflow.js';
 import { invokeFunction, loadFunctionsApp, returnedJson } from '../support/functions-core/host.js';
-import { OrchestrationHistory } from './orchestration-history.js';
+import { OrchestrationHistory } from '../support/orchestration-history.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 const START = new Date('2026-05-04T06:00:00.000Z');

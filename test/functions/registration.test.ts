@@ -15,7 +15,7 @@ import {
   registeredFunctions,
 } from '../support/functions-core/host.js';
 import type { RpcFunctionMetadata } from '../support/functions-core/index.js';
-import { JAMMY, starterSettings } from './app-settings.js';
+import { JAMMY, starterSettings } from '../support/app-settings.js';
 
 const SCHEDULE = '0 30 2 * * *';
 

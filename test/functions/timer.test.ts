@@ -15,8 +15,8 @@ import {
   loadFunctionsApp,
   type Invocation,
 } from '../support/functions-core/host.js';
-import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from './app-settings.js';
-import { failingStarts } from './failing-starts.js';
+import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from '../support/app-settings.js';
+import { failingStarts } from '../support/failing-starts.js';
 
 let extension: FakeDurableExtension;
 

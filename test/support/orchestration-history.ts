@@ -5,7 +5,7 @@
  * timer or retry timer), so a history built here replays like a real one.
  */
 
-import type { RpcTypedData } from '../support/functions-core/index.js';
+import type { RpcTypedData } from './functions-core/index.js';
 
 /** HistoryEventType of durable-functions / DurableTask.Core. */
 const EventType = {

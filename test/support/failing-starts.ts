@@ -6,8 +6,8 @@
 
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { FakeDurableExtension } from '../support/functions-core/durable-extension.js';
-import type { RpcTypedData } from '../support/functions-core/index.js';
+import type { FakeDurableExtension } from './functions-core/durable-extension.js';
+import type { RpcTypedData } from './functions-core/index.js';
 
 export interface FailingStarts {
   /** The durable client binding data, pointing the client at the proxy. */
