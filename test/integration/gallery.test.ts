@@ -22,8 +22,8 @@ import type { ImageDefinitionSpec, ImageVersionState } from '../../src/gallery.j
 import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
 import { startAzurite } from '../support/azurite.js';
 import type { AzuriteBlob } from '../support/azurite.js';
-import { startFakeArm } from '../support/fake-arm.js';
-import type { FakeArm } from '../support/fake-arm.js';
+import { startFakeArm } from '../support/fake-arm/index.js';
+import type { FakeArm } from '../support/fake-arm/index.js';
 import { startIdentityEndpoint } from '../support/identity.js';
 import type { IdentityEndpoint } from '../support/identity.js';
 import { startHttpsServer } from '../support/https-server.js';

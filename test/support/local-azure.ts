@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAzurite, type AzuriteBlob } from './azurite.js';
-import { startFakeArm, type FakeArm } from './fake-arm.js';
+import { startFakeArm, type FakeArm } from './fake-arm/index.js';
 import { startFakeBoshio, type FakeBoshio } from './fake-boshio.js';
 import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
 import { startIdentityEndpoint, type IdentityEndpoint } from './identity.js';

@@ -1,0 +1,193 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { startHttpsServer } from '../https-server.js';
+import {
+  allowMethods,
+  ArmError,
+  notFound,
+  parseBody,
+  readBody,
+  requireApiVersion,
+  resourceNotFound,
+  sendArmError,
+  sendJson,
+} from './arm-http.js';
+import { galleryResource } from './gallery.js';
+import { ImageDefinitions } from './image-definitions.js';
+import { ImageVersions } from './image-versions.js';
+import { sameName } from './json.js';
+import type { Json } from './json.js';
+import { LongRunningOperations } from './operations.js';
+import { TokenValidator } from './tokens.js';
+import { VhdSources } from './vhd-source.js';
+import type { VhdStorage } from './vhd-source.js';
+
+/**
+ * A local HTTPS stand-in for Azure Resource Manager, limited to one existing Compute Gallery: its
+ * image definitions and image versions, with ARM's authentication, api-version, long-running
+ * operation and error contracts, and the checks Azure makes on a VHD page-blob source (read from
+ * Azurite with the shared key). Each contract lives in a module of this folder; this one routes.
+ */
+export interface FakeArmOptions {
+  subscriptionId: string;
+  resourceGroup: string;
+  galleryName: string;
+  location: string;
+  /** The storage account whose blobs may be version sources; the fake reads them to validate VHDs. */
+  storage: VhdStorage;
+  /** Async-operation polls answered InProgress before the operation completes (default 2). */
+  pollsUntilDone?: number;
+  /** Items per page of a list answer before a `nextLink` (default 100). */
+  listPageSize?: number;
+  /**
+   * The Entra tenant the subscription belongs to: tokens must be issued by `https://sts.windows.net/<tenantId>/`.
+   * Default: the tenant of the first token that reaches the fake, which is the one test/support/identity.ts
+   * issues for (it picks a random tenant per endpoint, and a process gets its tokens from one endpoint).
+   */
+  tenantId?: string;
+}
+
+export interface FakeArm {
+  /** `https://127.0.0.1:PORT`: the ARM endpoint. */
+  url: string;
+  /** Stored image definitions by name, in ARM JSON shape. */
+  imageDefinitions: Map<string, Record<string, unknown>>;
+  /** Stored image versions by `${definition}/${version}`, in ARM JSON shape. */
+  imageVersions: Map<string, Record<string, unknown>>;
+  requests: Array<{ method: string; path: string; apiVersion: string | null; body?: unknown }>;
+  /** The next accepted PUT of that version ends with provisioningState Failed and this error. */
+  failNextVersion(definition: string, version: string, error: { code: string; message: string }): void;
+  /** The tenant tokens must come from (undefined until the first token when not configured). */
+  readonly tenantId: string | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
+  const pageSize = options.listPageSize ?? 100;
+  const requests: FakeArm['requests'] = [];
+  let url = '';
+  const tokens = new TokenValidator(options.tenantId, () => url);
+  const operations = new LongRunningOperations({
+    url: () => url,
+    subscriptionId: options.subscriptionId,
+    location: options.location,
+    pollsUntilDone: options.pollsUntilDone ?? 2,
+  });
+  const definitions: ImageDefinitions = new ImageDefinitions(
+    options,
+    operations,
+    (definition) => versions.of(definition).length > 0,
+  );
+  const versions = new ImageVersions(options, operations, definitions, new VhdSources(options.storage));
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestUrl = new URL(req.url ?? '/', url);
+    const method = req.method ?? 'GET';
+    const apiVersion = requestUrl.searchParams.get('api-version');
+    const rawBody = await readBody(req);
+    const record: FakeArm['requests'][number] = { method, path: requestUrl.pathname, apiVersion };
+    requests.push(record);
+    try {
+      const body = parseBody(rawBody);
+      if (body !== undefined) record.body = body;
+      tokens.authenticate(req.headers.authorization);
+      requireApiVersion(apiVersion);
+      await route(method, requestUrl, apiVersion ?? '', body, res);
+    } catch (error) {
+      if (!(error instanceof ArmError)) throw error;
+      sendArmError(res, error);
+    }
+  }
+
+  async function route(
+    method: string,
+    requestUrl: URL,
+    apiVersion: string,
+    body: unknown,
+    res: ServerResponse,
+  ): Promise<void> {
+    const segments = requestUrl.pathname
+      .split('/')
+      .filter((segment) => segment !== '')
+      .map((segment) => decodeURIComponent(segment));
+    const at = (index: number) => segments[index]?.toLowerCase();
+    if (at(0) !== 'subscriptions' || segments[1] === undefined) throw notFound(requestUrl.pathname);
+    if (!sameName(segments[1], options.subscriptionId)) {
+      throw new ArmError(
+        404,
+        'SubscriptionNotFound',
+        `The subscription '${segments[1]}' could not be found.`,
+      );
+    }
+    if (
+      at(2) === 'providers' &&
+      at(3) === 'microsoft.compute' &&
+      at(4) === 'locations' &&
+      at(6) === 'capsoperations'
+    ) {
+      if (segments.length !== 8 || method !== 'GET') throw notFound(requestUrl.pathname);
+      await operations.answer(segments[7] ?? '', res);
+      return;
+    }
+    if (at(2) !== 'resourcegroups' || segments[3] === undefined) throw notFound(requestUrl.pathname);
+    if (!sameName(segments[3], options.resourceGroup)) {
+      throw new ArmError(404, 'ResourceGroupNotFound', `Resource group '${segments[3]}' could not be found.`);
+    }
+    if (
+      at(4) !== 'providers' ||
+      at(5) !== 'microsoft.compute' ||
+      at(6) !== 'galleries' ||
+      segments[7] === undefined
+    ) {
+      throw notFound(requestUrl.pathname);
+    }
+    if (!sameName(segments[7], options.galleryName)) {
+      throw resourceNotFound(`Microsoft.Compute/galleries/${segments[7]}`);
+    }
+    const definitionName = segments[9];
+    const versionName = segments[11];
+    const depth = segments.length;
+    const query = { apiVersion, skip: Number(requestUrl.searchParams.get('$skiptoken') ?? '0') };
+    if (depth === 8) {
+      allowMethods(method, ['GET']);
+      sendJson(res, 200, galleryResource(options));
+    } else if (depth === 9 && at(8) === 'images') {
+      allowMethods(method, ['GET']);
+      sendJson(res, 200, page([...definitions.items.values()], requestUrl.pathname, query));
+    } else if (depth === 10 && at(8) === 'images' && definitionName !== undefined) {
+      await definitions.endpoint(method, definitionName, body, apiVersion, res);
+    } else if (depth === 11 && at(8) === 'images' && at(10) === 'versions' && definitionName !== undefined) {
+      allowMethods(method, ['GET']);
+      const definition = definitions.requireParent(definitionName);
+      sendJson(res, 200, page(versions.of(definition), requestUrl.pathname, query));
+    } else if (depth === 12 && at(8) === 'images' && at(10) === 'versions' && definitionName && versionName) {
+      const expand = requestUrl.searchParams.get('$expand');
+      await versions.endpoint(method, definitionName, versionName, body, apiVersion, expand, res);
+    } else {
+      throw notFound(requestUrl.pathname);
+    }
+  }
+
+  function page(items: Json[], pathname: string, query: { apiVersion: string; skip: number }): Json {
+    const skip = Number.isInteger(query.skip) && query.skip > 0 ? query.skip : 0;
+    const result: Json = { value: items.slice(skip, skip + pageSize) };
+    if (skip + pageSize < items.length) {
+      result['nextLink'] =
+        `${url}${pathname}?api-version=${query.apiVersion}&%24skiptoken=${skip + pageSize}`;
+    }
+    return result;
+  }
+
+  const server = await startHttpsServer(handle);
+  url = server.url;
+  return {
+    url,
+    imageDefinitions: definitions.items,
+    imageVersions: versions.items,
+    requests,
+    failNextVersion: (definition, version, error) => versions.failNext(definition, version, error),
+    get tenantId() {
+      return tokens.tenantId;
+    },
+    stop: () => server.stop(),
+  };
+}
