@@ -81,7 +81,7 @@ function parseCommand(argv: string[]): MirrorCommand | 'help' {
   return command;
 }
 
-/** Exactly the fields of DESIGN.md's `--json` contract, in its order: operators script against it. */
+/** Exactly the fields of the README's `--json` contract, in its order: operators script against it. */
 function contractFields(r: VersionResult): Record<string, unknown> {
   return {
     series: r.series,

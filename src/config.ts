@@ -219,7 +219,7 @@ class SettingsReader {
 }
 
 /**
- * Reads every setting of DESIGN.md "Configuration" from `env`. Throws one ConfigError that lists
+ * Reads every setting of docs/configuration.md from `env`. Throws one ConfigError that lists
  * every offending variable, before anything touches the network.
  */
 export function loadConfig(env: Env = process.env, overrides: { series?: string } = {}): MirrorConfig {

@@ -48,7 +48,7 @@ function presentVersions(inGallery: readonly GalleryVersionSummary[]): Set<strin
 }
 
 /**
- * DESIGN.md "Which versions": the newest version the gallery lacks is always mirrored; where the
+ * docs/architecture.md "Which versions": the newest version the gallery lacks is always mirrored; where the
  * gallery already holds versions this mirror created, every missing version newer than the oldest of them
  * is mirrored too, oldest first, at most `maxVersions` a run. Counting from the oldest (rather than only past
  * the newest) means a gap that had to wait for a later run is still filled once the newest has landed;

@@ -1,5 +1,5 @@
 /**
- * The mirror workflow, as the numbered steps of DESIGN.md "The workflow". Decisions and ordering only:
+ * The mirror workflow, as the numbered steps of docs/architecture.md (workflow). Decisions and ordering only:
  * every step with I/O is a named activity (src/steps.ts) reached through a WorkflowContext, so the same
  * generator runs under the Durable Functions replay engine (functions/) and in-process (src/cli.ts).
  * Nothing here may read the clock, draw random numbers or do I/O: the replay engine requires it.

@@ -8,7 +8,7 @@ param resourceToken string
 param principalId string
 param planSku string
 param githubTokenSecretName string
-@description('The mirror\'s own app settings (DESIGN.md "Configuration") that need no resource of this group.')
+@description('The mirror\'s own app settings (docs/configuration.md) that need no resource of this group.')
 param mirrorSettings object
 param notifyTargetComplete bool
 
