@@ -2,6 +2,7 @@
  * bosh.io API client: lists a stemcell series and validates what it gets.
  */
 
+import { isTransientError, isTransientStatus } from './failures.js';
 import { compareStemcellVersions, isStemcellVersion } from './versions.js';
 
 /** One downloadable stemcell version of a series, as bosh.io publishes it (the `regular` tarball). */
@@ -20,7 +21,7 @@ export interface StemcellRelease {
 export class BoshioError extends Error {
   constructor(
     message: string,
-    /** Worth retrying later: network trouble, 429, 5xx. */
+    /** Worth retrying later: network trouble, 408, 429, 5xx (see failures.ts). */
     readonly transient: boolean,
   ) {
     super(message);
@@ -62,10 +63,10 @@ export async function listStemcellReleases(
       error instanceof Error && error.name === 'TimeoutError'
         ? `no answer within ${options.timeoutMs / 1000} s`
         : String((error as Error).cause ?? error);
-    throw new BoshioError(`bosh.io request ${url} failed: ${reason}`, true);
+    throw new BoshioError(`bosh.io request ${url} failed: ${reason}`, isTransientError(error));
   }
   if (response.status !== 200) {
-    const transient = response.status === 429 || response.status >= 500;
+    const transient = isTransientStatus(response.status);
     throw new BoshioError(
       `bosh.io answered ${response.status} for ${url}${transient ? '; try again later' : ''}`,
       transient,

@@ -4,6 +4,7 @@
  */
 
 import { Readable } from 'node:stream';
+import { isTransientStatus } from './failures.js';
 
 export interface DownloadOptions {
   /** Abort a request that delivers no bytes for this long (milliseconds). */
@@ -12,11 +13,6 @@ export interface DownloadOptions {
   /** How many times a dropped or stalled connection is resumed (default 5). */
   maxResumes?: number;
   onProgress?: (bytes: number, total: number | undefined) => void;
-}
-
-/** HTTP statuses worth trying again later: timeout, throttling, server errors. */
-function isTransientStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500;
 }
 
 /**

@@ -3,7 +3,7 @@
  */
 import { Octokit } from '@octokit/rest';
 import type { NotifySettings } from './config.js';
-import { errorMessage } from './failures.js';
+import { errorMessage, httpStatusOf, isTransientError } from './failures.js';
 
 export interface StemcellPublished {
   galleryName: string;
@@ -94,10 +94,10 @@ function timeoutError(
 }
 
 function notifyError(error: unknown, settings: NotifySettings, published: StemcellPublished): NotifyError {
-  const status = statusOf(error);
+  const status = httpStatusOf(error);
+  // GitHub's own exception: a 403 from its rate limits passes once the limit resets.
   const rateLimited = status === 403 && isRateLimited(error);
-  const transient =
-    status === undefined || status === 0 || status === 408 || status === 429 || status >= 500 || rateLimited;
+  const transient = rateLimited || isTransientError(error);
   const what = describe(settings, published);
   const advice = rateLimited ? rateLimitAdvice(error) : adviceFor(status, transient);
   const detail = [gitHubMessage(error), status === undefined ? undefined : `HTTP ${status}`]
@@ -154,12 +154,6 @@ function rateLimitAdvice(error: unknown): string {
     return `GitHub's rate limit was hit; it is retried (the limit resets at ${new Date(reset * 1000).toISOString()}).`;
   }
   return "GitHub's rate limit was hit; it is retried.";
-}
-
-function statusOf(error: unknown): number | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const status = (error as { status?: unknown }).status;
-  return typeof status === 'number' ? status : undefined;
 }
 
 // GitHub's own explanation ({ message } in the body) when there is one, else the error's text.

@@ -12,18 +12,17 @@ import type { StemcellRelease } from './boshio.js';
 import type { MirrorConfig } from './config.js';
 import { storageAccountId } from './config.js';
 import { createAzureCredential } from './credentials.js';
-import { errorMessage, isTransientError } from './failures.js';
 import {
-  ComputeGallery,
+  MIRROR_NOTIFIED_TAG,
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
   imageVersionTags,
   isAdoptableByCpi,
   isCreatedByMirror,
   stemcellReferencesWith,
-  type ComputeGalleryOptions,
-  type ImageVersionState,
-} from './gallery.js';
+} from './cpi.js';
+import { errorMessage, isTransientError } from './failures.js';
+import { ComputeGallery, type ComputeGalleryOptions, type ImageVersionState } from './gallery.js';
 import { notifyStemcellPublished } from './notify.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
@@ -93,12 +92,6 @@ export function createMirrorServices(
   if (onProgress) services.onProgress = onProgress;
   return services;
 }
-
-/**
- * Version tag the mirror sets once a version's run is complete: the time of the GitHub dispatch, or `off`
- * when notifications are not configured. A version of the mirror's without it has an unfinished run.
- */
-export const MIRROR_NOTIFIED_TAG = 'mirror_notified';
 
 /** A transient condition: the retry policy tries the step again later. */
 class TryAgainLater extends Error {

@@ -21,7 +21,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { MIRROR_STEMCELL_REFERENCE } from '../../src/gallery.js';
+import { MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
 import {
   jsonResults,
   runStemcellMirror,

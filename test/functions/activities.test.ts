@@ -12,12 +12,13 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { createAzureCredential } from '../../src/credentials.js';
 import {
-  type ComputeGallery,
+  MIRROR_NOTIFIED_TAG,
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
   imageVersionTags,
-} from '../../src/gallery.js';
-import { MIRROR_NOTIFIED_TAG, computeGalleryFor } from '../../src/steps.js';
+} from '../../src/cpi.js';
+import type { ComputeGallery } from '../../src/gallery.js';
+import { computeGalleryFor } from '../../src/steps.js';
 import type { StepInputs, StepOutcome, StepOutputs } from '../../src/workflow.js';
 
 type StepInputsOf<N extends keyof StepInputs> = StepInputs[N];

@@ -10,15 +10,16 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import type { ContainerClient } from '@azure/storage-blob';
 import type { GalleryNaming } from '../../src/config.js';
 import {
-  ComputeGallery,
-  GalleryError,
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
   imageVersionTags,
   isAdoptableByCpi,
   stemcellReferencesWith,
-} from '../../src/gallery.js';
-import type { ImageDefinitionSpec, ImageVersionState } from '../../src/gallery.js';
+} from '../../src/cpi.js';
+import type { ImageDefinitionSpec } from '../../src/cpi.js';
+import { ComputeGallery } from '../../src/gallery.js';
+import type { ImageVersionState } from '../../src/gallery.js';
+import { GalleryError } from '../../src/gallery-error.js';
 import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
 import { startAzurite } from '../support/azurite.js';
 import type { AzuriteBlob } from '../support/azurite.js';

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { GalleryNaming } from '../../src/config.js';
 import {
-  GalleryError,
   MIRROR_STEMCELL_REFERENCE,
   candidateDefinitionNames,
   imageDefinitionFor,
@@ -10,7 +9,8 @@ import {
   imageVersionTags,
   isAdoptableByCpi,
   stemcellReferencesWith,
-} from '../../src/gallery.js';
+} from '../../src/cpi.js';
+import { GalleryError } from '../../src/gallery-error.js';
 import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
 
 const jammy = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
