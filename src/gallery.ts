@@ -56,6 +56,12 @@ export class GalleryError extends Error {
  */
 export const MIRROR_STEMCELL_REFERENCE = 'bosh-azure-stemcell-mirror';
 
+/**
+ * Version tag the mirror sets once a version's run is complete: the time of the GitHub dispatch, or `off`
+ * when notifications are not configured. A version of the mirror's without it has an unfinished run.
+ */
+export const MIRROR_NOTIFIED_TAG = 'mirror_notified';
+
 // The CPI's list format for `stemcell_references`: names joined by ',' (read back with split(',') + strip).
 function stemcellReferenceList(value: string | undefined): string[] {
   return (value ?? '')

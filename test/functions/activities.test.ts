@@ -13,11 +13,12 @@ import { ConfigError, loadConfig } from '../../src/config.js';
 import { createAzureCredential } from '../../src/credentials.js';
 import {
   type ComputeGallery,
+  MIRROR_NOTIFIED_TAG,
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
   imageVersionTags,
 } from '../../src/gallery.js';
-import { MIRROR_NOTIFIED_TAG, computeGalleryFor } from '../../src/steps.js';
+import { computeGalleryFor } from '../../src/services.js';
 import type { StepInputs, StepOutcome, StepOutputs } from '../../src/workflow.js';
 
 type StepInputsOf<N extends keyof StepInputs> = StepInputs[N];
