@@ -11,13 +11,13 @@ import {
   STEP_RETRY,
   mirrorSeries,
   mirrorVersion,
+  type MirrorSeriesInput,
   type MirrorVersionInput,
   type MonitorSettings,
   type RetryPolicy,
   type Workflow,
   type WorkflowContext,
 } from '../src/workflow.js';
-import type { MirrorSeriesInput } from './series-start.js';
 
 function retryOptions(policy: RetryPolicy): df.RetryOptions {
   const options = new df.RetryOptions(policy.firstRetryIntervalMs, policy.maxAttempts);

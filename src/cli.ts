@@ -13,7 +13,8 @@ import { ConfigError, loadConfig } from './config.js';
 import { errorMessage } from './failures.js';
 import { InProcessRunner } from './in-process-runner.js';
 import { createProgressReporter } from './progress.js';
-import { createMirrorServices, mirrorSteps, type Logger } from './steps.js';
+import { announceSettings, createMirrorServices, monitorSettings, type Logger } from './services.js';
+import { mirrorSteps } from './steps.js';
 import { isStemcellVersion } from './versions.js';
 import type { VersionResult, VersionStatus } from './workflow.js';
 
@@ -149,19 +150,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     info: (message) => progress.line(message),
     warn: (message) => progress.line(`warning: ${message}`),
   };
-  for (const warning of config.warnings) log.warn(warning);
-  if (!config.notify && !command.dryRun)
-    log.info('notifications are off: BASM_NOTIFY_GITHUB_TOKEN is not set');
+  announceSettings(config, log, { dryRun: command.dryRun });
   const services = createMirrorServices(config, log, (event) => progress.update(event));
   const runner = new InProcessRunner({
     steps: mirrorSteps(services),
     log,
     onStatus: reportProvisioning(log),
   });
-  const monitor = {
-    pollIntervalSeconds: config.versionPollIntervalSeconds,
-    deadlineMinutes: config.versionReadyTimeoutMinutes,
-  };
+  const monitor = monitorSettings(config);
 
   const results: VersionResult[] = [];
   for (const series of config.series) {

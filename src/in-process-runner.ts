@@ -6,7 +6,8 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from './failures.js';
-import type { Logger, MirrorSteps } from './steps.js';
+import type { Logger } from './services.js';
+import type { MirrorSteps } from './steps.js';
 import {
   STEP_RETRY,
   mirrorSeries,

@@ -2,7 +2,7 @@
  * Progress on stderr: a redrawn bar on a terminal, plain throttled lines otherwise (logs, CI, pipes).
  */
 
-import type { ProgressEvent } from './steps.js';
+import type { ProgressEvent } from './services.js';
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;

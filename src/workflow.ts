@@ -173,6 +173,12 @@ export interface MonitorSettings {
   deadlineMinutes: number;
 }
 
+/** The input of orchestrator `mirrorSeries`: settings travel as input so replays see the same values. */
+export interface MirrorSeriesInput {
+  request: MirrorRequest;
+  monitor: MonitorSettings;
+}
+
 /**
  * The orchestration's view of the runtime. `Task` is opaque: the generator yields it and receives the
  * task's result back (Durable Functions semantics). A failed task throws at the `yield`.

@@ -18,7 +18,7 @@ import {
   imageVersionTags,
 } from '../../src/cpi.js';
 import type { ComputeGallery } from '../../src/gallery.js';
-import { computeGalleryFor } from '../../src/steps.js';
+import { computeGalleryFor } from '../../src/services.js';
 import type { StepInputs, StepOutcome, StepOutputs } from '../../src/workflow.js';
 
 type StepInputsOf<N extends keyof StepInputs> = StepInputs[N];

@@ -147,32 +147,14 @@ describe('a series already being mirrored', () => {
 });
 
 describe('bad bodies answer 400 and start nothing', () => {
+  // Every rule of the body is in test/unit/http-start.test.ts; these show the host answers 400 for them.
   const cases: Array<[string, string, RegExp]> = [
     ['malformed JSON', '{"series": ', /not valid JSON/],
-    ['a JSON array', '["bosh"]', /must be a JSON object/],
-    ['JSON null', 'null', /must be a JSON object/],
-    ['a JSON string', '"bosh-azure-hyperv-ubuntu-jammy-go_agent"', /must be a JSON object/],
     ['an unknown field', JSON.stringify({ series: JAMMY, dryRun: true }), /unknown field/],
-    [
-      'a series that is not a series name',
-      JSON.stringify({ series: '../../etc/passwd' }),
-      /not a stemcell series name/,
-    ],
     [
       'a valid series this app does not mirror',
       JSON.stringify({ series: 'bosh-aws-xen-hvm-ubuntu-jammy-go_agent' }),
       /not one this app mirrors/,
-    ],
-    ['a series that is not a string', JSON.stringify({ series: ['a'] }), /"series" must be a string/],
-    [
-      'a version that is not a version',
-      JSON.stringify({ series: JAMMY, version: '1.100-rc1' }),
-      /not a stemcell version/,
-    ],
-    [
-      'a version that is a number',
-      JSON.stringify({ series: JAMMY, version: 1.1 }),
-      /"version" must be a string/,
     ],
     [
       'a version without a series when several are configured',

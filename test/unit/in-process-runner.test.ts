@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import type { StemcellRelease } from '../../src/boshio.js';
 import { InProcessRunner } from '../../src/in-process-runner.js';
 import type { StemcellManifest } from '../../src/manifest.js';
-import type { Logger, MirrorSteps } from '../../src/steps.js';
+import type { Logger } from '../../src/services.js';
+import type { MirrorSteps } from '../../src/steps.js';
 import {
   STEP_RETRY,
   type ExtractedStemcellSummary,

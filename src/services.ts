@@ -1,0 +1,91 @@
+/**
+ * What every runner (the CLI, the timer, the activities) sets up from the configuration: clients for the
+ * configured Azure resources, the monitor settings, and the warnings an operator should see once.
+ */
+
+import type { TokenCredential } from '@azure/identity';
+import { ContainerClient } from '@azure/storage-blob';
+import type { MirrorConfig } from './config.js';
+import { storageAccountId } from './config.js';
+import { createAzureCredential } from './credentials.js';
+import { ComputeGallery, type ComputeGalleryOptions } from './gallery.js';
+import type { MonitorSettings } from './workflow.js';
+
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export interface ProgressEvent {
+  series: string;
+  version: string;
+  phase: 'download' | 'upload';
+  bytes: number;
+  total?: number;
+}
+
+export interface MirrorServices {
+  config: MirrorConfig;
+  gallery: ComputeGallery;
+  vhdContainer: ContainerClient;
+  log: Logger;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/** The configured gallery, seen through `credential`. */
+export function computeGalleryFor(
+  config: MirrorConfig,
+  credential: TokenCredential,
+  options: Pick<ComputeGalleryOptions, 'pollIntervalMs'> = {},
+): ComputeGallery {
+  return new ComputeGallery({
+    subscriptionId: config.subscriptionId,
+    resourceGroup: config.resourceGroup,
+    galleryName: config.galleryName,
+    region: config.region,
+    resourceManagerEndpoint: config.resourceManagerEndpoint,
+    storageAccountId: storageAccountId(config),
+    credential,
+    requestTimeoutMs: config.httpTimeoutMs,
+    ...options,
+  });
+}
+
+/** Clients for the configured Azure resources, authenticated by managed identity (no keys). */
+export function createMirrorServices(
+  config: MirrorConfig,
+  log: Logger,
+  onProgress?: (event: ProgressEvent) => void,
+): MirrorServices {
+  const credential = createAzureCredential(config.managedIdentityClientId);
+  const gallery = computeGalleryFor(config, credential);
+  const vhdContainer = new ContainerClient(
+    `${config.storageBlobEndpoint}/${config.storageContainer}`,
+    credential,
+  );
+  const services: MirrorServices = { config, gallery, vhdContainer, log };
+  if (onProgress) services.onProgress = onProgress;
+  return services;
+}
+
+/** How often and for how long a new image version is polled, as the settings say. */
+export function monitorSettings(config: MirrorConfig): MonitorSettings {
+  return {
+    pollIntervalSeconds: config.versionPollIntervalSeconds,
+    deadlineMinutes: config.versionReadyTimeoutMinutes,
+  };
+}
+
+/**
+ * The settings an operator should know about: accepted with a warning, or notifications off. Said once per
+ * process (or timer run), not once per version; a dry run notifies nobody, so it does not mention it.
+ */
+export function announceSettings(
+  config: MirrorConfig,
+  log: Logger,
+  options: { dryRun?: boolean } = {},
+): void {
+  for (const warning of config.warnings) log.warn(warning);
+  if (!config.notify && !options.dryRun)
+    log.info('notifications are off: BASM_NOTIFY_GITHUB_TOKEN is not set');
+}
