@@ -1,34 +1,23 @@
 /**
- * A stemcell tarball in one streaming pass: download -> digests -> gunzip -> tar -> stemcell.MF
- * and `image` -> gunzip -> tar -> root.vhd -> sparse file. Nothing but root.vhd reaches the disk,
- * and nothing is kept unless every check passed.
+ * A stemcell from bosh.io to a verified sparse root.vhd in the work directory: the one-pass stream
+ * (stemcell-pipeline.ts), then the checks that need the whole tarball (its digest, the VHD footer).
+ * Nothing but root.vhd and its extent map reaches the disk, and nothing is kept unless every check
+ * passed.
  */
 
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Readable, TransformCallback } from 'node:stream';
-import { Transform, Writable } from 'node:stream';
-import { finished, pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import type { ReadEntry } from 'tar';
-import { Parser } from 'tar';
+import { open, readFile, stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import type { StemcellRelease } from './boshio.js';
 import { DownloadError, downloadStream } from './download.js';
 import type { StemcellManifest } from './manifest.js';
-import { StemcellError, parseStemcellManifest } from './manifest.js';
-import type { Extent } from './vhd.js';
-import {
-  MIB,
-  SparseFileWriter,
-  VHD_FOOTER_SIZE,
-  VhdError,
-  checkFixedVhd,
-  parseVhdFooter,
-  writeExtents,
-} from './vhd.js';
+import { StemcellError } from './manifest.js';
+import type { StreamedStemcell } from './stemcell-pipeline.js';
+import { streamStemcell } from './stemcell-pipeline.js';
+import { VHD_FOOTER_SIZE, VhdError, checkFixedVhd, parseVhdFooter, writeExtents } from './vhd.js';
+import { ExtractionAttempt, VHD_FILE, stemcellWorkPaths } from './workdir.js';
 
 export { StemcellError } from './manifest.js';
+export { removeStemcellWorkFiles, stemcellWorkPaths } from './workdir.js';
 
 export interface ExtractedStemcell {
   series: string;
@@ -46,338 +35,6 @@ export interface ExtractedStemcell {
   /** Bytes inside the non-zero extents. */
   dataBytes: number;
   tarballBytes: number;
-}
-
-const MANIFEST_ENTRY = 'stemcell.MF';
-const IMAGE_ENTRY = 'image';
-const VHD_ENTRY = 'root.vhd';
-const MAX_MANIFEST_BYTES = MIB;
-const MAX_VHD_BYTES = 64 * 1024 * MIB;
-// Each gunzip stage may inflate to at most the largest VHD plus room for the small side files.
-const MAX_INFLATED_BYTES = MAX_VHD_BYTES + 256 * MIB;
-const ZLIB_OPTIONS = { chunkSize: MIB };
-const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const RESULT_FILE = 'stemcell.json';
-const REGULAR_FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
-
-/** Where one series+version is extracted; the same inputs always give the same paths. */
-export function stemcellWorkPaths(
-  workDir: string,
-  series: string,
-  version: string,
-): { dir: string; vhdPath: string; extentsPath: string; resultPath: string } {
-  for (const [what, value] of [
-    ['series', series],
-    ['version', version],
-  ] as const) {
-    if (!SAFE_NAME.test(value) || value.includes('..')) {
-      throw new StemcellError(
-        `stemcell ${what} ${JSON.stringify(value)} is not usable in a file name (expected letters, digits, '.', '_', '-')`,
-      );
-    }
-  }
-  const dir = join(workDir, `${series}_${version}`);
-  return {
-    dir,
-    vhdPath: join(dir, VHD_ENTRY),
-    extentsPath: join(dir, `${VHD_ENTRY}.extents.json`),
-    resultPath: join(dir, RESULT_FILE),
-  };
-}
-
-/** `<file>.partial-<pid>-<hex>`: what an extraction writes before it is complete. */
-const PARTIAL_FILE = /\.partial-(\d+)-[0-9a-f]+$/;
-/** A partial file untouched this long belongs to no running extraction, whoever wrote it. */
-const STALE_PARTIAL_MS = 60 * 60 * 1000;
-/** Suffixes of the extractions running in this process right now. */
-const activeSuffixes = new Set<string>();
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as { code?: unknown }).code === 'EPERM';
-  }
-}
-
-/**
- * Deletes the partial files that an interrupted earlier attempt (a killed process) left in the
- * version's directory; files of an extraction still running (here or in a live process) and a
- * complete extraction are kept.
- */
-async function removeStalePartials(dir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return;
-  }
-  await Promise.all(
-    names.map(async (name) => {
-      const match = PARTIAL_FILE.exec(name);
-      if (!match) return;
-      const suffix = match[0];
-      if (activeSuffixes.has(suffix)) return;
-      const pid = Number(match[1]);
-      const path = join(dir, name);
-      const mtime = (await stat(path).catch(() => undefined))?.mtimeMs;
-      if (mtime === undefined) return;
-      const old = Date.now() - mtime > STALE_PARTIAL_MS;
-      if (pid === process.pid || !isProcessAlive(pid) || old) await rm(path, { force: true });
-    }),
-  );
-}
-
-/** Passes bytes through unchanged while computing SHA-1 and SHA-256 and counting them. */
-class DigestTap extends Transform {
-  readonly #sha1 = createHash('sha1');
-  readonly #sha256 = createHash('sha256');
-  bytes = 0;
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#sha1.update(chunk);
-    this.#sha256.update(chunk);
-    this.bytes += chunk.length;
-    callback(null, chunk);
-  }
-  digests(): { sha1: string; sha256: string } {
-    return { sha1: this.#sha1.digest('hex'), sha256: this.#sha256.digest('hex') };
-  }
-}
-
-/** Tar entry names as archivers write them: `./root.vhd` and `root.vhd` are the same file. */
-function entryName(entry: ReadEntry): string {
-  return entry.path.replace(/^(\.\/)+/, '');
-}
-
-function isRegularFile(entry: ReadEntry): boolean {
-  return REGULAR_FILE_TYPES.has(entry.type);
-}
-
-/**
- * A Writable front for node-tar's Parser: passes its backpressure on, caps the inflated bytes, turns
- * its warnings (truncation, bad headers) into errors, and finishes only after the parser has ended.
- */
-class TarSink extends Writable {
-  readonly parser: Parser;
-  #bytes = 0;
-  #sawEndOfArchive = false;
-  readonly label: string;
-
-  constructor(label: string, onEntry: (entry: ReadEntry) => void) {
-    super({ highWaterMark: 4 * MIB });
-    this.label = label;
-    this.parser = new Parser({
-      onReadEntry: onEntry,
-      onwarn: (code: string, message: string | Error) => this.#onWarning(code, message),
-    });
-    this.parser.on('eof', () => (this.#sawEndOfArchive = true));
-    this.parser.on('error', (error: Error) => this.destroy(this.#corrupt(error.message)));
-  }
-
-  #corrupt(message: string): StemcellError {
-    return new StemcellError(`${this.label} is not a valid tar archive: ${message}`);
-  }
-
-  #onWarning(code: string, message: string | Error): void {
-    const text = typeof message === 'string' ? message : message.message;
-    // An archive with no entries at all is well-formed; the missing entry is reported by name later.
-    if (code === 'TAR_BAD_ARCHIVE' && /Unrecognized archive format/.test(text) && this.#sawEndOfArchive)
-      return;
-    this.destroy(this.#corrupt(`${code} ${text}`));
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#bytes += chunk.length;
-    if (this.#bytes > MAX_INFLATED_BYTES) {
-      return callback(
-        new StemcellError(`${this.label} inflates to more than ${MAX_INFLATED_BYTES} bytes: refusing it`),
-      );
-    }
-    if (this.parser.write(chunk) || this.destroyed) return callback();
-    this.parser.once('drain', () => callback());
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.parser.once('end', () => callback());
-    this.parser.end();
-  }
-}
-
-interface StreamedStemcell {
-  manifest: StemcellManifest;
-  tarball: { sha1: string; sha256: string; bytes: number };
-  image: { sha1: string; sha256: string };
-  vhd: { extents: Extent[]; dataBytes: number; size: number };
-}
-
-/** Runs the nested streams; resolves once the sparse VHD file is complete and the image digests match. */
-async function streamStemcell(
-  source: Readable,
-  release: StemcellRelease,
-  vhdPartialPath: string,
-  signal: AbortSignal | undefined,
-): Promise<StreamedStemcell> {
-  const subject = `stemcell ${release.series}/${release.version}`;
-  let failure: Error | undefined;
-  let manifest: StemcellManifest | undefined;
-  let imageDone: Promise<StreamedStemcell['image'] & { vhd: StreamedStemcell['vhd'] }> | undefined;
-  let firstEntry = true;
-  const cleanups: Array<(error: Error) => void> = [];
-  // Resolves once the VHD file handle is closed, so a failed attempt can delete the file for good.
-  let vhdWriterClosed: Promise<unknown> = Promise.resolve();
-
-  const tarballTap = new DigestTap();
-  const outer = new TarSink(`${subject} tarball`, (entry) => {
-    try {
-      onStemcellEntry(entry);
-    } catch (error) {
-      entry.resume();
-      fail(error);
-    }
-  });
-  const fail = (error: unknown) => {
-    failure ??= error instanceof Error ? error : new Error(String(error));
-    outer.destroy(error as Error);
-    for (const cleanup of cleanups) cleanup(error as Error);
-  };
-
-  function onStemcellEntry(entry: ReadEntry): void {
-    const name = entryName(entry);
-    if (entry.type === 'Directory') return void entry.resume();
-    if (firstEntry && name !== MANIFEST_ENTRY) {
-      throw new StemcellError(
-        `${subject}: the first entry of the tarball is ${JSON.stringify(name)}, expected ${MANIFEST_ENTRY}; this is not a BOSH stemcell tarball`,
-      );
-    }
-    firstEntry = false;
-    if (!isRegularFile(entry)) return void entry.resume();
-    if (name === MANIFEST_ENTRY) return readManifest(entry);
-    if (name === IMAGE_ENTRY) return startImage(entry);
-    entry.resume();
-  }
-
-  function readManifest(entry: ReadEntry): void {
-    if (manifest) throw new StemcellError(`${subject}: the tarball holds ${MANIFEST_ENTRY} twice`);
-    if (entry.size > MAX_MANIFEST_BYTES) {
-      throw new StemcellError(
-        `${subject}: ${MANIFEST_ENTRY} is ${entry.size} bytes, more than the ${MIB} allowed`,
-      );
-    }
-    const chunks: Buffer[] = [];
-    entry.on('data', (chunk: Buffer) => chunks.push(chunk));
-    entry.on('end', () => {
-      try {
-        manifest = checkedManifest(Buffer.concat(chunks).toString('utf8'), release);
-      } catch (error) {
-        fail(error);
-      }
-    });
-  }
-
-  function startImage(entry: ReadEntry): void {
-    if (!manifest)
-      throw new StemcellError(`${subject}: ${IMAGE_ENTRY} comes before a valid ${MANIFEST_ENTRY}`);
-    if (imageDone) throw new StemcellError(`${subject}: the tarball holds ${IMAGE_ENTRY} twice`);
-    const expectedSha1 = manifest.sha1;
-    const imageTap = new DigestTap();
-    const gunzip = createGunzip(ZLIB_OPTIONS);
-    let vhdWriter: SparseFileWriter | undefined;
-    let vhdEntrySize = 0;
-    const inner = new TarSink(`${subject} image`, (vhdEntry) => {
-      if (!isRegularFile(vhdEntry) || entryName(vhdEntry) !== VHD_ENTRY) return void vhdEntry.resume();
-      try {
-        if (vhdWriter) throw new StemcellError(`${subject}: the image holds ${VHD_ENTRY} twice`);
-        if (vhdEntry.size > MAX_VHD_BYTES) {
-          throw new StemcellError(
-            `${subject}: ${VHD_ENTRY} is ${vhdEntry.size} bytes, more than the ${MAX_VHD_BYTES} allowed`,
-          );
-        }
-        vhdEntrySize = vhdEntry.size;
-        vhdWriter = new SparseFileWriter(vhdPartialPath);
-        const writer = vhdWriter;
-        vhdWriterClosed = new Promise((resolve) => writer.once('close', resolve));
-        writer.on('error', fail);
-        vhdEntry.pipe(vhdWriter);
-      } catch (error) {
-        vhdEntry.resume();
-        fail(error);
-      }
-    });
-    cleanups.push((error) => {
-      imageTap.destroy(error);
-      inner.destroy(error);
-      vhdWriter?.destroy(error);
-    });
-    imageDone = (async () => {
-      await pipeline(imageTap, gunzip, inner);
-      const image = imageTap.digests();
-      if (image.sha1 !== expectedSha1) {
-        throw new StemcellError(
-          `${subject}: SHA-1 of ${IMAGE_ENTRY} is ${image.sha1}, expected ${expectedSha1} (from ${MANIFEST_ENTRY}); the tarball is damaged, download it again`,
-        );
-      }
-      if (!vhdWriter) throw new StemcellError(`${subject}: image has no ${VHD_ENTRY}`);
-      await finished(vhdWriter);
-      if (vhdWriter.bytesWritten !== vhdEntrySize) {
-        throw new StemcellError(
-          `${subject}: ${VHD_ENTRY} ended after ${vhdWriter.bytesWritten} of ${vhdEntrySize} bytes; the image is truncated`,
-        );
-      }
-      return {
-        ...image,
-        vhd: { extents: vhdWriter.extents, dataBytes: vhdWriter.dataBytes, size: vhdWriter.bytesWritten },
-      };
-    })();
-    imageDone.catch(fail);
-    entry.pipe(imageTap);
-  }
-
-  try {
-    await pipeline(source, tarballTap, createGunzip(ZLIB_OPTIONS), outer, signal ? { signal } : {});
-    if (failure) throw failure;
-    if (!manifest) throw new StemcellError(`${subject}: stemcell tarball has no ${MANIFEST_ENTRY} entry`);
-    if (!imageDone) throw new StemcellError(`${subject}: stemcell tarball has no \`${IMAGE_ENTRY}\` entry`);
-    const image = await imageDone;
-    return {
-      manifest,
-      tarball: { ...tarballTap.digests(), bytes: tarballTap.bytes },
-      image: { sha1: image.sha1, sha256: image.sha256 },
-      vhd: image.vhd,
-    };
-  } catch (error) {
-    fail(error);
-    await vhdWriterClosed;
-    throw failure ?? error;
-  }
-}
-
-function checkedManifest(text: string, release: StemcellRelease): StemcellManifest {
-  const subject = `stemcell ${release.series}/${release.version}`;
-  let manifest: StemcellManifest;
-  try {
-    manifest = parseStemcellManifest(text);
-  } catch (error) {
-    throw new StemcellError(`${subject}: ${(error as Error).message}`);
-  }
-  if (manifest.name !== release.series || manifest.version !== release.version) {
-    throw new StemcellError(
-      `${subject}: ${MANIFEST_ENTRY} describes ${manifest.name}/${manifest.version}, expected ${release.series}/${release.version}; bosh.io lists the wrong file`,
-    );
-  }
-  // The gallery definition is named after cloud_properties.name, the lookup goes by the series: they must agree.
-  const cloud = manifest.cloudProperties;
-  for (const [key, expected, actual] of [
-    ['name', manifest.name, cloud.name],
-    ['version', manifest.version, cloud.version],
-  ] as const) {
-    if (actual !== expected) {
-      throw new StemcellError(
-        `${subject}: ${MANIFEST_ENTRY} has cloud_properties.${key} ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)} (its ${key}); the stemcell contradicts itself`,
-      );
-    }
-  }
-  return manifest;
 }
 
 function checkTarballDigest(release: StemcellRelease, tarball: StreamedStemcell['tarball']): void {
@@ -398,7 +55,7 @@ function checkTarballDigest(release: StemcellRelease, tarball: StreamedStemcell[
 
 async function checkVhdFile(path: string, size: number, subject: string): Promise<void> {
   if (size < VHD_FOOTER_SIZE) {
-    throw new StemcellError(`${subject}: ${VHD_ENTRY} is ${size} bytes, smaller than a VHD footer`);
+    throw new StemcellError(`${subject}: ${VHD_FILE} is ${size} bytes, smaller than a VHD footer`);
   }
   const file = await open(path, 'r');
   try {
@@ -438,21 +95,14 @@ export async function extractStemcellFrom(
 ): Promise<ExtractedStemcell> {
   const subject = `stemcell ${release.series}/${release.version}`;
   const paths = stemcellWorkPaths(options.workDir, release.series, release.version);
-  // A unique suffix: a second attempt running at the same time must not write into our files.
-  const suffix = `.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const vhdPartial = paths.vhdPath + suffix;
-  const extentsPartial = paths.extentsPath + suffix;
-  const resultPartial = paths.resultPath + suffix;
   let sourceError: unknown;
   source.once('error', (error) => (sourceError ??= error));
-  activeSuffixes.add(suffix);
+  const attempt = await ExtractionAttempt.start(paths);
   try {
-    await mkdir(paths.dir, { recursive: true });
-    await removeStalePartials(paths.dir);
-    const streamed = await streamStemcell(source, release, vhdPartial, options.signal);
+    const streamed = await streamStemcell(source, release, attempt.vhdPartial, options.signal);
     checkTarballDigest(release, streamed.tarball);
-    await checkVhdFile(vhdPartial, streamed.vhd.size, subject);
-    await writeExtents(extentsPartial, streamed.vhd.extents);
+    await checkVhdFile(attempt.vhdPartial, streamed.vhd.size, subject);
+    await writeExtents(attempt.extentsPartial, streamed.vhd.extents);
     const result: ExtractedStemcell = {
       series: release.series,
       version: release.version,
@@ -461,24 +111,17 @@ export async function extractStemcellFrom(
       tarballSha1: streamed.tarball.sha1,
       imageSha1: streamed.image.sha1,
       imageSha256: streamed.image.sha256,
-      vhdPath: paths.vhdPath,
-      extentsPath: paths.extentsPath,
+      vhdPath: attempt.paths.vhdPath,
+      extentsPath: attempt.paths.extentsPath,
       vhdSize: streamed.vhd.size,
       dataBytes: streamed.vhd.dataBytes,
       tarballBytes: streamed.tarball.bytes,
     };
-    await rename(vhdPartial, paths.vhdPath);
-    await rename(extentsPartial, paths.extentsPath);
-    // Written last: its presence means the VHD and extents beside it are complete.
-    await writeFile(resultPartial, JSON.stringify(result));
-    await rename(resultPartial, paths.resultPath);
+    await attempt.complete(result);
     return result;
   } catch (error) {
-    await Promise.all([vhdPartial, extentsPartial, resultPartial].map((p) => rm(p, { force: true })));
-    await rmdir(paths.dir).catch(() => undefined); // only succeeds when nothing else is in it
+    await attempt.discard();
     throw asFailure(error, subject, sourceError);
-  } finally {
-    activeSuffixes.delete(suffix);
   }
 }
 
@@ -552,13 +195,4 @@ export async function findExtractedStemcell(
   if (!vhd || !extents || vhd.size !== result.vhdSize) return undefined;
   // The work directory may be mounted elsewhere now: paths follow workDir, not the saved file.
   return { ...result, vhdPath: paths.vhdPath, extentsPath: paths.extentsPath };
-}
-
-/** Removes everything extracted for this series+version (a no-op when nothing is there). */
-export async function removeStemcellWorkFiles(
-  workDir: string,
-  series: string,
-  version: string,
-): Promise<void> {
-  await rm(stemcellWorkPaths(workDir, series, version).dir, { recursive: true, force: true });
 }

@@ -1,0 +1,385 @@
+/**
+ * The stages a stemcell tarball flows through in one pass, each with one job:
+ *
+ *   download -> DigestTap (tarball) -> gunzip -> TarSink (outer tar) -> StemcellContents
+ *     stemcell.MF -> readManifest
+ *     image       -> ImageExtraction: DigestTap (image) -> gunzip -> TarSink (inner tar) -> RootVhd
+ *                      root.vhd -> RootVhd -> SparseFileWriter
+ *
+ * A failure anywhere stops every stage; `streamStemcell` resolves only when all of them finished.
+ */
+
+import { createHash } from 'node:crypto';
+import type { Readable, TransformCallback } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import type { ReadEntry } from 'tar';
+import { Parser } from 'tar';
+import type { StemcellRelease } from './boshio.js';
+import type { StemcellManifest } from './manifest.js';
+import { StemcellError, parseStemcellManifest } from './manifest.js';
+import type { Extent } from './vhd.js';
+import { MIB, SparseFileWriter } from './vhd.js';
+import { VHD_FILE } from './workdir.js';
+
+export const MANIFEST_ENTRY = 'stemcell.MF';
+export const IMAGE_ENTRY = 'image';
+const MAX_MANIFEST_BYTES = MIB;
+const MAX_VHD_BYTES = 64 * 1024 * MIB;
+// Each gunzip stage may inflate to at most the largest VHD plus room for the small side files.
+const MAX_INFLATED_BYTES = MAX_VHD_BYTES + 256 * MIB;
+const ZLIB_OPTIONS = { chunkSize: MIB };
+const REGULAR_FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
+
+export interface Digests {
+  sha1: string;
+  sha256: string;
+}
+
+export interface StreamedVhd {
+  extents: Extent[];
+  dataBytes: number;
+  size: number;
+}
+
+export interface StreamedStemcell {
+  manifest: StemcellManifest;
+  tarball: Digests & { bytes: number };
+  image: Digests;
+  vhd: StreamedVhd;
+}
+
+/** Passes bytes through unchanged while computing SHA-1 and SHA-256 and counting them. */
+export class DigestTap extends Transform {
+  readonly #sha1 = createHash('sha1');
+  readonly #sha256 = createHash('sha256');
+  bytes = 0;
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#sha1.update(chunk);
+    this.#sha256.update(chunk);
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+  digests(): Digests {
+    return { sha1: this.#sha1.digest('hex'), sha256: this.#sha256.digest('hex') };
+  }
+}
+
+/** Tar entry names as archivers write them: `./root.vhd` and `root.vhd` are the same file. */
+function entryName(entry: ReadEntry): string {
+  return entry.path.replace(/^(\.\/)+/, '');
+}
+
+function isRegularFile(entry: ReadEntry): boolean {
+  return REGULAR_FILE_TYPES.has(entry.type);
+}
+
+/**
+ * A Writable front for node-tar's Parser: passes its backpressure on, caps the inflated bytes, turns
+ * its warnings (truncation, bad headers) into errors, and finishes only after the parser has ended.
+ */
+export class TarSink extends Writable {
+  readonly parser: Parser;
+  #bytes = 0;
+  #sawEndOfArchive = false;
+  readonly label: string;
+
+  constructor(label: string, onEntry: (entry: ReadEntry) => void) {
+    super({ highWaterMark: 4 * MIB });
+    this.label = label;
+    this.parser = new Parser({
+      onReadEntry: onEntry,
+      onwarn: (code: string, message: string | Error) => this.#onWarning(code, message),
+    });
+    this.parser.on('eof', () => (this.#sawEndOfArchive = true));
+    this.parser.on('error', (error: Error) => this.destroy(this.#corrupt(error.message)));
+  }
+
+  #corrupt(message: string): StemcellError {
+    return new StemcellError(`${this.label} is not a valid tar archive: ${message}`);
+  }
+
+  #onWarning(code: string, message: string | Error): void {
+    const text = typeof message === 'string' ? message : message.message;
+    // An archive with no entries at all is well-formed; the missing entry is reported by name later.
+    if (code === 'TAR_BAD_ARCHIVE' && /Unrecognized archive format/.test(text) && this.#sawEndOfArchive)
+      return;
+    this.destroy(this.#corrupt(`${code} ${text}`));
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#bytes += chunk.length;
+    if (this.#bytes > MAX_INFLATED_BYTES) {
+      return callback(
+        new StemcellError(`${this.label} inflates to more than ${MAX_INFLATED_BYTES} bytes: refusing it`),
+      );
+    }
+    if (this.parser.write(chunk) || this.destroyed) return callback();
+    this.parser.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.parser.once('end', () => callback());
+    this.parser.end();
+  }
+}
+
+/** Reads stemcell.MF (at most 1 MiB) and hands over the manifest once it is checked against bosh.io. */
+function readManifest(
+  entry: ReadEntry,
+  release: StemcellRelease,
+  onManifest: (manifest: StemcellManifest) => void,
+  onError: (error: unknown) => void,
+): void {
+  const subject = subjectOf(release);
+  if (entry.size > MAX_MANIFEST_BYTES) {
+    throw new StemcellError(
+      `${subject}: ${MANIFEST_ENTRY} is ${entry.size} bytes, more than the ${MIB} allowed`,
+    );
+  }
+  const chunks: Buffer[] = [];
+  entry.on('data', (chunk: Buffer) => chunks.push(chunk));
+  entry.on('end', () => {
+    try {
+      onManifest(checkedManifest(Buffer.concat(chunks).toString('utf8'), release));
+    } catch (error) {
+      onError(error);
+    }
+  });
+}
+
+/** The manifest must describe the release bosh.io lists, and its cloud_properties must agree with it. */
+function checkedManifest(text: string, release: StemcellRelease): StemcellManifest {
+  const subject = subjectOf(release);
+  let manifest: StemcellManifest;
+  try {
+    manifest = parseStemcellManifest(text);
+  } catch (error) {
+    throw new StemcellError(`${subject}: ${(error as Error).message}`);
+  }
+  if (manifest.name !== release.series || manifest.version !== release.version) {
+    throw new StemcellError(
+      `${subject}: ${MANIFEST_ENTRY} describes ${manifest.name}/${manifest.version}, expected ${release.series}/${release.version}; bosh.io lists the wrong file`,
+    );
+  }
+  // The gallery definition is named after cloud_properties.name, the lookup goes by the series: they must agree.
+  const cloud = manifest.cloudProperties;
+  for (const [key, expected, actual] of [
+    ['name', manifest.name, cloud.name],
+    ['version', manifest.version, cloud.version],
+  ] as const) {
+    if (actual !== expected) {
+      throw new StemcellError(
+        `${subject}: ${MANIFEST_ENTRY} has cloud_properties.${key} ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)} (its ${key}); the stemcell contradicts itself`,
+      );
+    }
+  }
+  return manifest;
+}
+
+/** root.vhd from the image's tar, written to a sparse file; checks it arrived whole. */
+class RootVhd {
+  readonly #writer: SparseFileWriter;
+  readonly #expectedBytes: number;
+  readonly #subject: string;
+  /** Resolves once the file handle is closed, so a failed attempt can delete the file for good. */
+  readonly closed: Promise<unknown>;
+
+  constructor(entry: ReadEntry, path: string, subject: string, onError: (error: unknown) => void) {
+    if (entry.size > MAX_VHD_BYTES) {
+      throw new StemcellError(
+        `${subject}: ${VHD_FILE} is ${entry.size} bytes, more than the ${MAX_VHD_BYTES} allowed`,
+      );
+    }
+    this.#subject = subject;
+    this.#expectedBytes = entry.size;
+    const writer = new SparseFileWriter(path);
+    this.#writer = writer;
+    this.closed = new Promise((resolve) => writer.once('close', resolve));
+    writer.on('error', onError);
+    entry.pipe(writer);
+  }
+
+  async written(): Promise<StreamedVhd> {
+    const writer = this.#writer;
+    await finished(writer);
+    if (writer.bytesWritten !== this.#expectedBytes) {
+      throw new StemcellError(
+        `${this.#subject}: ${VHD_FILE} ended after ${writer.bytesWritten} of ${this.#expectedBytes} bytes; the image is truncated`,
+      );
+    }
+    return { extents: writer.extents, dataBytes: writer.dataBytes, size: writer.bytesWritten };
+  }
+
+  destroy(error: Error): void {
+    this.#writer.destroy(error);
+  }
+}
+
+/** The `image` entry: its digests, then gunzip and tar down to root.vhd; checks the SHA-1 of stemcell.MF. */
+class ImageExtraction {
+  readonly #digests = new DigestTap();
+  readonly #innerTar: TarSink;
+  readonly #subject: string;
+  readonly #vhdPath: string;
+  readonly #onError: (error: unknown) => void;
+  #vhd: RootVhd | undefined;
+  readonly done: Promise<{ image: Digests; vhd: StreamedVhd }>;
+
+  constructor(
+    entry: ReadEntry,
+    manifest: StemcellManifest,
+    vhdPath: string,
+    subject: string,
+    onError: (error: unknown) => void,
+  ) {
+    this.#subject = subject;
+    this.#vhdPath = vhdPath;
+    this.#onError = onError;
+    this.#innerTar = new TarSink(`${subject} image`, (vhdEntry) => this.#accept(vhdEntry));
+    this.done = this.#run(manifest.sha1);
+    this.done.catch(onError);
+    entry.pipe(this.#digests);
+  }
+
+  /** Resolves once root.vhd's file is closed (at once when there is none). */
+  get closed(): Promise<unknown> {
+    return this.#vhd?.closed ?? Promise.resolve();
+  }
+
+  #accept(entry: ReadEntry): void {
+    if (!isRegularFile(entry) || entryName(entry) !== VHD_FILE) return void entry.resume();
+    try {
+      if (this.#vhd) throw new StemcellError(`${this.#subject}: the image holds ${VHD_FILE} twice`);
+      this.#vhd = new RootVhd(entry, this.#vhdPath, this.#subject, this.#onError);
+    } catch (error) {
+      entry.resume();
+      this.#onError(error);
+    }
+  }
+
+  async #run(expectedSha1: string): Promise<{ image: Digests; vhd: StreamedVhd }> {
+    await pipeline(this.#digests, createGunzip(ZLIB_OPTIONS), this.#innerTar);
+    const image = this.#digests.digests();
+    if (image.sha1 !== expectedSha1) {
+      throw new StemcellError(
+        `${this.#subject}: SHA-1 of ${IMAGE_ENTRY} is ${image.sha1}, expected ${expectedSha1} (from ${MANIFEST_ENTRY}); the tarball is damaged, download it again`,
+      );
+    }
+    if (!this.#vhd) throw new StemcellError(`${this.#subject}: image has no ${VHD_FILE}`);
+    return { image, vhd: await this.#vhd.written() };
+  }
+
+  abort(error: Error): void {
+    this.#digests.destroy(error);
+    this.#innerTar.destroy(error);
+    this.#vhd?.destroy(error);
+  }
+}
+
+/** The outer tar's entries: stemcell.MF first, then `image`; everything else is skipped unread. */
+class StemcellContents {
+  readonly #release: StemcellRelease;
+  readonly #subject: string;
+  readonly #vhdPath: string;
+  readonly #stop: (error: Error) => void;
+  #firstEntry = true;
+  #manifest: StemcellManifest | undefined;
+  #image: ImageExtraction | undefined;
+  #failure: Error | undefined;
+
+  /** `stop` ends the outer stream when any stage fails. */
+  constructor(release: StemcellRelease, vhdPath: string, stop: (error: Error) => void) {
+    this.#release = release;
+    this.#subject = subjectOf(release);
+    this.#vhdPath = vhdPath;
+    this.#stop = stop;
+  }
+
+  accept(entry: ReadEntry): void {
+    try {
+      this.#route(entry);
+    } catch (error) {
+      entry.resume();
+      this.fail(error);
+    }
+  }
+
+  #route(entry: ReadEntry): void {
+    const name = entryName(entry);
+    if (entry.type === 'Directory') return void entry.resume();
+    if (this.#firstEntry && name !== MANIFEST_ENTRY) {
+      throw new StemcellError(
+        `${this.#subject}: the first entry of the tarball is ${JSON.stringify(name)}, expected ${MANIFEST_ENTRY}; this is not a BOSH stemcell tarball`,
+      );
+    }
+    this.#firstEntry = false;
+    if (!isRegularFile(entry)) return void entry.resume();
+    if (name === MANIFEST_ENTRY) return this.#startManifest(entry);
+    if (name === IMAGE_ENTRY) return this.#startImage(entry);
+    entry.resume();
+  }
+
+  #startManifest(entry: ReadEntry): void {
+    if (this.#manifest)
+      throw new StemcellError(`${this.#subject}: the tarball holds ${MANIFEST_ENTRY} twice`);
+    const fail = (error: unknown): void => this.fail(error);
+    readManifest(entry, this.#release, (manifest) => (this.#manifest = manifest), fail);
+  }
+
+  #startImage(entry: ReadEntry): void {
+    if (!this.#manifest)
+      throw new StemcellError(`${this.#subject}: ${IMAGE_ENTRY} comes before a valid ${MANIFEST_ENTRY}`);
+    if (this.#image) throw new StemcellError(`${this.#subject}: the tarball holds ${IMAGE_ENTRY} twice`);
+    const fail = (error: unknown): void => this.fail(error);
+    this.#image = new ImageExtraction(entry, this.#manifest, this.#vhdPath, this.#subject, fail);
+  }
+
+  /** Records the first failure and stops every stage. */
+  fail(error: unknown): void {
+    this.#failure ??= error instanceof Error ? error : new Error(String(error));
+    this.#stop(error as Error);
+    this.#image?.abort(error as Error);
+  }
+
+  /** What the entries gave, once the outer tar has ended. */
+  async result(): Promise<{ manifest: StemcellManifest; image: Digests; vhd: StreamedVhd }> {
+    if (this.#failure) throw this.#failure;
+    if (!this.#manifest)
+      throw new StemcellError(`${this.#subject}: stemcell tarball has no ${MANIFEST_ENTRY} entry`);
+    if (!this.#image)
+      throw new StemcellError(`${this.#subject}: stemcell tarball has no \`${IMAGE_ENTRY}\` entry`);
+    return { manifest: this.#manifest, ...(await this.#image.done) };
+  }
+
+  /** Stops every stage and waits until no file is open; returns the error to report. */
+  async abort(error: unknown): Promise<unknown> {
+    this.fail(error);
+    await this.#image?.closed;
+    return this.#failure ?? error;
+  }
+}
+
+function subjectOf(release: StemcellRelease): string {
+  return `stemcell ${release.series}/${release.version}`;
+}
+
+/** Runs every stage; resolves once the sparse VHD file is complete and the image digests match. */
+export async function streamStemcell(
+  source: Readable,
+  release: StemcellRelease,
+  vhdPath: string,
+  signal: AbortSignal | undefined,
+): Promise<StreamedStemcell> {
+  const tarballDigests = new DigestTap();
+  const contents = new StemcellContents(release, vhdPath, (error) => outerTar.destroy(error));
+  const outerTar = new TarSink(`${subjectOf(release)} tarball`, (entry) => contents.accept(entry));
+  try {
+    await pipeline(source, tarballDigests, createGunzip(ZLIB_OPTIONS), outerTar, signal ? { signal } : {});
+    const { manifest, image, vhd } = await contents.result();
+    return { manifest, tarball: { ...tarballDigests.digests(), bytes: tarballDigests.bytes }, image, vhd };
+  } catch (error) {
+    throw await contents.abort(error);
+  }
+}
