@@ -198,3 +198,56 @@ test('fault: a bucket dribbling a byte at a time is stopped by the overall deadl
   assert.match(error.message, /did not finish within 2 s/);
   assert.ok(Date.now() - started < 5000, `it took ${Date.now() - started} ms`);
 });
+
+for (const [status, transient] of [
+  [408, true],
+  [429, true],
+  [500, true],
+  [503, true],
+  [403, false],
+  [404, false],
+] as const) {
+  test(`fault: the bosh.io listing answers HTTP ${status}: a ${transient ? 'transient' : 'permanent'} BoshioError`, async () => {
+    boshio.setSeriesResponse(`${SERIES}-${status}`, { status, body: 'unavailable' });
+    await assert.rejects(
+      listStemcellReleases(boshio.url, `${SERIES}-${status}`, { timeoutMs: 5000 }),
+      (error: unknown) => {
+        assert.ok(error instanceof BoshioError, `expected a BoshioError, got ${String(error)}`);
+        assert.equal(error.transient, transient);
+        assert.match(error.message, new RegExp(`bosh.io answered ${status}`));
+        return true;
+      },
+    );
+  });
+}
+
+test('fault: the tarball changes on the bucket between a drop and its resume: refused, never two files mixed', async () => {
+  const changed = randomBytes(TARBALL.length);
+  boshio.faults.dropConnectionAt = [1_048_576];
+  let republished = false;
+  const stream = downloadStream(release.url, {
+    timeoutMs: 5000,
+    expectedSize: release.size,
+    onProgress: (bytes) => {
+      if (!republished && bytes > 0) {
+        republished = true;
+        boshio.publish(SERIES, { version: '1.200', tarball: changed });
+      }
+    },
+  });
+
+  try {
+    const error = await downloadError(buffer(stream));
+
+    assert.equal(error.transient, true);
+    assert.match(
+      error.message,
+      /answered HTTP 200, expected 206 \(the file may have changed on the server\)/,
+    );
+    const [, resumed] = bucketRequests();
+    assert.match(resumed?.range ?? '', /^bytes=\d+-$/);
+    assert.match(resumed?.ifRange ?? '', /^"[0-9a-f]+"$/);
+  } finally {
+    boshio.publish(SERIES, { version: '1.200', tarball: TARBALL });
+  }
+});
