@@ -3,6 +3,7 @@
  */
 
 import { isTransientError, isTransientStatus } from './failures.js';
+import { HttpsRequiredError, fetchOverHttps } from './https-fetch.js';
 import { compareStemcellVersions, isStemcellVersion } from './versions.js';
 
 /** One downloadable stemcell version of a series, as bosh.io publishes it (the `regular` tarball). */
@@ -10,7 +11,7 @@ export interface StemcellRelease {
   series: string;
   version: string;
   url: string;
-  /** Tarball size in bytes as bosh.io states it (0 when unknown). */
+  /** Tarball size in bytes as bosh.io lists it: the download never reads more. */
   size: number;
   /** Hex digests; at least one of sha256 / sha1 is present. */
   sha256?: string;
@@ -53,16 +54,18 @@ export async function listStemcellReleases(
   let response: Response;
   let text: string;
   try {
-    response = await fetch(url, {
+    ({ response } = await fetchOverHttps(url, {
       headers: { accept: 'application/json' },
       signal: AbortSignal.any(signals),
-    });
+    }));
     text = await response.text();
   } catch (error) {
     const reason =
       error instanceof Error && error.name === 'TimeoutError'
         ? `no answer within ${options.timeoutMs / 1000} s`
-        : String((error as Error).cause ?? error);
+        : error instanceof HttpsRequiredError
+          ? error.message
+          : String((error as Error).cause ?? error);
     throw new BoshioError(`bosh.io request ${url} failed: ${reason}`, isTransientError(error));
   }
   if (response.status !== 200) {
@@ -124,6 +127,12 @@ function parseEntry(series: string, entry: unknown, index: number): StemcellRele
   if (typeof url !== 'string' || !/^https?:\/\//.test(url)) {
     throw new BoshioError(`${at} has no regular.url`, false);
   }
+  if (!url.startsWith('https://')) {
+    throw new BoshioError(
+      `${at} lists its tarball at ${hostOf(url)} over plain http: refused, https is required`,
+      false,
+    );
+  }
   const sha256 = typeof regular.sha256 === 'string' && regular.sha256 !== '' ? regular.sha256 : undefined;
   const sha1 = typeof regular.sha1 === 'string' && regular.sha1 !== '' ? regular.sha1 : undefined;
   if (sha256 === undefined && sha1 === undefined) {
@@ -135,10 +144,11 @@ function parseEntry(series: string, entry: unknown, index: number): StemcellRele
   if (sha256 !== undefined && !HEX64.test(sha256))
     throw new BoshioError(`${at} has a malformed sha256`, false);
   if (sha1 !== undefined && !HEX40.test(sha1)) throw new BoshioError(`${at} has a malformed sha1`, false);
-  const size =
-    typeof regular.size === 'number' && Number.isSafeInteger(regular.size) && regular.size > 0
-      ? regular.size
-      : 0;
+  const size = regular.size;
+  // The download reads no more than this, so a hostile server cannot fill the disk.
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) {
+    throw new BoshioError(`${at} has no regular.size, so its download cannot be bounded`, false);
+  }
   const release: StemcellRelease = { series, version, url, size };
   if (sha256 !== undefined) release.sha256 = sha256.toLowerCase();
   if (sha1 !== undefined) release.sha1 = sha1.toLowerCase();
@@ -147,4 +157,12 @@ function parseEntry(series: string, entry: unknown, index: number): StemcellRele
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return 'an unreadable address';
+  }
 }

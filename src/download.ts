@@ -1,10 +1,12 @@
 /**
- * HTTP download as one continuous byte stream: follows redirects, times out when the server stops
- * sending, and resumes a dropped connection with a Range request when the server allows it.
+ * HTTP download as one continuous byte stream: follows redirects over https only, never reads more than
+ * the listed size, times out when the server stops sending or the whole download takes too long, and
+ * resumes a dropped connection with a Range request when the server allows it.
  */
 
 import { Readable } from 'node:stream';
 import { isTransientStatus } from './failures.js';
+import { HttpsRequiredError, displayUrl, fetchOverHttps } from './https-fetch.js';
 
 export interface DownloadOptions {
   /** Abort a request that delivers no bytes for this long (milliseconds). */
@@ -12,13 +14,20 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** How many times a dropped or stalled connection is resumed (default 5). */
   maxResumes?: number;
+  /**
+   * The size the publisher lists, in bytes: no more is ever read, and a Content-Length or Content-Range
+   * total that disagrees is refused.
+   */
+  expectedSize?: number;
+  /** The longest the whole download may take, resumes included; default downloadDeadlineMs(expectedSize). */
+  deadlineMs?: number;
   onProgress?: (bytes: number, total: number | undefined) => void;
 }
 
 /**
  * A download failed: HTTP status, stalled or dropped connection, or a server that cannot resume.
  * `transient` means "try again later" (network trouble, stalls, 408/429/5xx, a file that changed
- * while resuming); otherwise the request itself is wrong (another 4xx).
+ * while resuming); otherwise the request itself is wrong (another 4xx) or the server misbehaves.
  */
 export class DownloadError extends Error {
   override name = 'DownloadError';
@@ -32,35 +41,43 @@ export class DownloadError extends Error {
   }
 }
 
-/** The body ended before Content-Length: treated like any other dropped connection. */
+/** The body ended before the expected size: treated like any other dropped connection. */
 class ConnectionDropped extends Error {}
 
 const DEFAULT_MAX_RESUMES = 5;
 const HIGH_WATER_MARK = 4 * 1024 * 1024;
+// A download slower than this on average is not going to finish usefully: 1.3 GB takes at most ~45 min.
+const MIN_AVERAGE_BYTES_PER_SECOND = 512 * 1024;
+// Room for connecting, redirects and resumes, whatever the size.
+const DEADLINE_ALLOWANCE_MS = 5 * 60_000;
 
-/** The URL without query string or fragment: signed URLs must not end up in logs. */
-export function displayUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.origin}${parsed.pathname}`;
-  } catch {
-    return url.replace(/[?#].*$/, '');
-  }
+/** The overall deadline of a download of `size` bytes: 5 minutes plus the size at 512 KiB/s. */
+export function downloadDeadlineMs(size: number): number {
+  return DEADLINE_ALLOWANCE_MS + Math.ceil((size / MIN_AVERAGE_BYTES_PER_SECOND) * 1000);
 }
 
 /** What a first response promised about resuming. */
 interface ResumeValidator {
-  /** Value for If-Range: a strong ETag. */
+  /** Value for If-Range: a strong ETag, or a Last-Modified date that is a strong validator. */
   ifRange: string;
+  /** The response header it came from, which a whole-file (200) answer must repeat to be the same file. */
+  header: 'etag' | 'last-modified';
 }
 
+/**
+ * RFC 9110 13.1.5: If-Range carries a strong ETag, or a date only when there is no entity tag at all and
+ * the date is strong (the response's Date at least a second later). A weak ETag guards nothing.
+ */
 function resumeValidator(response: Response): ResumeValidator | undefined {
-  const etag = response.headers.get('etag');
   const acceptRanges = response.headers.get('accept-ranges')?.toLowerCase();
-  // A weak ETag cannot guard a byte range; without one a resumed body could belong to a newer file.
-  if (!etag || etag.startsWith('W/') || acceptRanges === 'none' || acceptRanges === undefined)
-    return undefined;
-  return { ifRange: etag };
+  if (acceptRanges === undefined || acceptRanges === 'none') return undefined;
+  const etag = response.headers.get('etag');
+  if (etag !== null) return etag.startsWith('W/') ? undefined : { ifRange: etag, header: 'etag' };
+  const lastModified = response.headers.get('last-modified');
+  const modifiedAt = Date.parse(lastModified ?? '');
+  const sentAt = Date.parse(response.headers.get('date') ?? '');
+  if (lastModified === null || !(sentAt - modifiedAt >= 1000)) return undefined;
+  return { ifRange: lastModified, header: 'last-modified' };
 }
 
 function contentLength(response: Response): number | undefined {
@@ -83,17 +100,37 @@ function checkContentRange(response: Response, offset: number, total: number | u
   }
 }
 
+/** A Content-Length that contradicts the size the publisher lists: the file is not the one listed. */
+function checkListedSize(response: Response, expectedSize: number | undefined, url: string): void {
+  const length = contentLength(response);
+  if (expectedSize === undefined || length === undefined || length === expectedSize) return;
+  throw new DownloadError(
+    `GET ${displayUrl(url)} announces Content-Length ${length}, but bosh.io lists ${expectedSize} bytes; refused (not the listed file)`,
+    { status: response.status, transient: false },
+  );
+}
+
+function duration(ms: number): string {
+  return ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 100) / 10} s`;
+}
+
 /**
- * GETs `url` as a Readable of bytes. A dropped or stalled connection is resumed with
- * `Range` + `If-Range` when the first response carried a strong ETag and range support, so
- * the consumer sees one continuous stream; otherwise it errors with a DownloadError.
+ * GETs `url` as a Readable of bytes. A dropped or stalled connection is resumed with `Range` + `If-Range`
+ * when the first response carried a strong validator and range support, so the consumer sees one
+ * continuous stream; a server that ignores the Range and sends the same file whole is read past the bytes
+ * already delivered. Otherwise it errors with a DownloadError.
  */
 export function downloadStream(url: string, options: DownloadOptions): Readable {
   const lifetime = new AbortController();
   const maxResumes = options.maxResumes ?? DEFAULT_MAX_RESUMES;
+  const expectedSize = options.expectedSize;
+  const deadlineMs =
+    options.deadlineMs ?? (expectedSize === undefined ? undefined : downloadDeadlineMs(expectedSize));
   let started = false;
   let wake: (() => void) | undefined;
   const onOuterAbort = () => stream.destroy(options.signal?.reason as Error);
+  // Whatever ends the download also ends a wait for the consumer.
+  lifetime.signal.addEventListener('abort', () => wake?.(), { once: true });
 
   const stream = new Readable({
     highWaterMark: HIGH_WATER_MARK,
@@ -123,102 +160,144 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
     let offset = 0;
     let resumes = 0;
     let validator: ResumeValidator | undefined;
-    let total: number | undefined;
-    for (;;) {
-      if (lifetime.signal.aborted) throw lifetime.signal.reason;
-      const request = new AbortController();
-      const stopRequest = () => request.abort(lifetime.signal.reason);
-      lifetime.signal.addEventListener('abort', stopRequest, { once: true });
-      let timer: NodeJS.Timeout | undefined;
-      let stalled = false;
-      const armTimer = () => {
-        clearTimeout(timer);
-        timer = setTimeout(() => {
-          stalled = true;
-          request.abort(new DownloadError(`no data from ${displayUrl(url)} for ${options.timeoutMs} ms`));
-        }, options.timeoutMs);
-      };
-      try {
-        armTimer();
-        const headers: Record<string, string> = { 'accept-encoding': 'identity' };
-        if (offset > 0 && validator) {
-          headers.range = `bytes=${offset}-`;
-          headers['if-range'] = validator.ifRange;
-        }
-        const response = await fetch(url, { redirect: 'follow', signal: request.signal, headers });
-        if (offset === 0) {
-          if (!response.ok) {
+    let total = expectedSize;
+    const deadline =
+      deadlineMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            const rate = expectedSize === undefined ? '' : ' (less than 512 KiB/s on average)';
+            lifetime.abort(
+              new DownloadError(
+                `download of ${displayUrl(url)} did not finish within ${duration(deadlineMs)}${rate}: stopped at byte ${offset}${total === undefined ? '' : ` of ${total}`}; the next run tries again`,
+                { transient: false },
+              ),
+            );
+          }, deadlineMs);
+    try {
+      for (;;) {
+        if (lifetime.signal.aborted) throw lifetime.signal.reason;
+        const request = new AbortController();
+        const stopRequest = () => request.abort(lifetime.signal.reason);
+        lifetime.signal.addEventListener('abort', stopRequest, { once: true });
+        let timer: NodeJS.Timeout | undefined;
+        let stalled = false;
+        const armTimer = () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            stalled = true;
+            request.abort(new DownloadError(`no data from ${displayUrl(url)} for ${options.timeoutMs} ms`));
+          }, options.timeoutMs);
+        };
+        try {
+          armTimer();
+          const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+          if (offset > 0 && validator) {
+            headers.range = `bytes=${offset}-`;
+            headers['if-range'] = validator.ifRange;
+          }
+          const { response } = await fetchOverHttps(url, { signal: request.signal, headers });
+          // Bytes of a whole-file answer to a Range request that the consumer has already.
+          let skip = 0;
+          if (offset === 0) {
+            if (!response.ok) {
+              await response.body?.cancel().catch(() => undefined);
+              throw new DownloadError(
+                `GET ${displayUrl(url)} answered HTTP ${response.status} ${response.statusText}, expected 200; check the URL or try again later`,
+                { status: response.status },
+              );
+            }
+            checkListedSize(response, expectedSize, url);
+            total = expectedSize ?? contentLength(response);
+            validator = resumeValidator(response);
+          } else if (response.status === 206) {
+            checkContentRange(response, offset, total, url);
+          } else if (response.status === 200 && sameFile(response, validator)) {
+            // The server ignored Range but sent the very same file: read on past what was delivered.
+            checkListedSize(response, expectedSize, url);
+            skip = offset;
+          } else {
             await response.body?.cancel().catch(() => undefined);
             throw new DownloadError(
-              `GET ${displayUrl(url)} answered HTTP ${response.status} ${response.statusText}, expected 200; check the URL or try again later`,
-              { status: response.status },
+              `resuming ${displayUrl(url)} at byte ${offset} answered HTTP ${response.status}, expected 206 (the file may have changed on the server); download again from the start`,
+              // Another file (2xx) or an unsatisfiable range (416): it changed, a new download may succeed.
+              {
+                status: response.status,
+                transient: response.ok || response.status === 416 || isTransientStatus(response.status),
+              },
             );
           }
-          total = contentLength(response);
-          validator = resumeValidator(response);
-        } else if (response.status !== 206) {
-          await response.body?.cancel().catch(() => undefined);
-          throw new DownloadError(
-            `resuming ${displayUrl(url)} at byte ${offset} answered HTTP ${response.status}, expected 206 (the file may have changed on the server); download again from the start`,
-            // A whole file (2xx) or an unsatisfiable range (416): it changed, a new download may succeed.
-            {
-              status: response.status,
-              transient: response.ok || response.status === 416 || isTransientStatus(response.status),
-            },
-          );
-        } else {
-          checkContentRange(response, offset, total, url);
-        }
-        if (!response.body) {
-          throw new DownloadError(`GET ${displayUrl(url)} returned no body`, { transient: true });
-        }
-        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-        try {
-          for (;;) {
-            armTimer();
-            const { done, value } = await reader.read();
-            if (done) break;
-            offset += value.byteLength;
-            options.onProgress?.(offset, total);
-            if (!stream.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength))) {
-              // The consumer is slow, not the server: no inactivity timeout while waiting.
-              clearTimeout(timer);
-              await new Promise<void>((resolve) => (wake = resolve));
-              if (lifetime.signal.aborted) throw lifetime.signal.reason;
-            }
+          if (!response.body) {
+            throw new DownloadError(`GET ${displayUrl(url)} returned no body`, { transient: true });
           }
+          const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+          try {
+            for (;;) {
+              armTimer();
+              const { done, value } = await reader.read();
+              if (done) break;
+              let chunk = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+              if (skip > 0) {
+                const skipped = Math.min(skip, chunk.length);
+                skip -= skipped;
+                chunk = chunk.subarray(skipped);
+                if (chunk.length === 0) continue;
+              }
+              if (total !== undefined && offset + chunk.length > total) {
+                throw new DownloadError(
+                  `GET ${displayUrl(url)} sent more than the ${total} bytes ${expectedSize === undefined ? 'it announced' : 'bosh.io lists'}; refused (not the listed file)`,
+                  { transient: false },
+                );
+              }
+              offset += chunk.length;
+              options.onProgress?.(offset, total);
+              if (!stream.push(chunk)) {
+                // The consumer is slow, not the server: no inactivity timeout while waiting.
+                clearTimeout(timer);
+                await new Promise<void>((resolve) => (wake = resolve));
+                if (lifetime.signal.aborted) throw lifetime.signal.reason;
+              }
+            }
+          } finally {
+            reader.releaseLock();
+          }
+          if (total !== undefined && offset < total) {
+            throw new ConnectionDropped(`connection closed at byte ${offset} of ${total}`);
+          }
+          return;
+        } catch (error) {
+          if (lifetime.signal.aborted) throw lifetime.signal.reason;
+          if (error instanceof HttpsRequiredError) throw new DownloadError(error.message, { cause: error });
+          // HTTP answers and protocol mismatches are final; dropped or stalled connections are not.
+          const dropped = stalled || error instanceof ConnectionDropped || !(error instanceof DownloadError);
+          if (!dropped) throw error;
+          const canResume = offset === 0 || validator !== undefined;
+          if (!canResume || resumes >= maxResumes) {
+            const reason = stalled ? `no data for ${options.timeoutMs} ms` : (error as Error).message;
+            const advice = canResume
+              ? 'try again later'
+              : 'the server sent no strong ETag or Last-Modified with Accept-Ranges, so it cannot be resumed; try again';
+            throw new DownloadError(
+              `download of ${displayUrl(url)} failed at byte ${offset}${total === undefined ? '' : ` of ${total}`} after ${resumes} resume(s): ${reason}; ${advice}`,
+              // Stalled, dropped or unreachable: a later attempt starts over and may well succeed.
+              { cause: error, transient: true },
+            );
+          }
+          resumes += 1;
         } finally {
-          reader.releaseLock();
+          clearTimeout(timer);
+          lifetime.signal.removeEventListener('abort', stopRequest);
+          request.abort();
         }
-        if (total !== undefined && offset < total) {
-          throw new ConnectionDropped(`connection closed at byte ${offset} of ${total}`);
-        }
-        return;
-      } catch (error) {
-        if (lifetime.signal.aborted) throw lifetime.signal.reason;
-        // HTTP answers and protocol mismatches are final; dropped or stalled connections are not.
-        const dropped = stalled || error instanceof ConnectionDropped || !(error instanceof DownloadError);
-        if (!dropped) throw error;
-        const canResume = offset === 0 || validator !== undefined;
-        if (!canResume || resumes >= maxResumes) {
-          const reason = stalled ? `no data for ${options.timeoutMs} ms` : (error as Error).message;
-          const advice = canResume
-            ? 'try again later'
-            : 'the server sent no strong ETag and Accept-Ranges, so it cannot be resumed; try again';
-          throw new DownloadError(
-            `download of ${displayUrl(url)} failed at byte ${offset}${total === undefined ? '' : ` of ${total}`} after ${resumes} resume(s): ${reason}; ${advice}`,
-            // Stalled, dropped or unreachable: a later attempt starts over and may well succeed.
-            { cause: error, transient: true },
-          );
-        }
-        resumes += 1;
-      } finally {
-        clearTimeout(timer);
-        lifetime.signal.removeEventListener('abort', stopRequest);
-        request.abort();
       }
+    } finally {
+      clearTimeout(deadline);
     }
   }
 
   return stream;
+}
+
+/** A whole-file answer to a Range request is the same file when it repeats the validator. */
+function sameFile(response: Response, validator: ResumeValidator | undefined): boolean {
+  return validator !== undefined && response.headers.get(validator.header) === validator.ifRange;
 }

@@ -138,14 +138,12 @@ export async function downloadAndExtractStemcell(
   const onProgress = options.onProgress;
   const source = downloadStream(release.url, {
     timeoutMs: options.timeoutMs,
+    expectedSize: release.size,
     ...(options.signal ? { signal: options.signal } : {}),
     ...(onProgress
       ? {
           onProgress: (bytes: number, total: number | undefined) => {
-            const known = total ?? (release.size > 0 ? release.size : undefined);
-            onProgress(
-              known === undefined ? { phase: 'download', bytes } : { phase: 'download', bytes, total: known },
-            );
+            onProgress({ phase: 'download', bytes, total: total ?? release.size });
           },
         }
       : {}),

@@ -20,6 +20,7 @@ import {
 } from './cpi.js';
 import { errorMessage, isTransientError } from './failures.js';
 import type { ImageVersionState } from './gallery.js';
+import { displayUrl } from './https-fetch.js';
 import { notifyStemcellPublished } from './notify.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
@@ -142,7 +143,7 @@ export async function downloadAndExtract(
     ? previous?.tarballSha256 === release.sha256
     : previous?.tarballSha1 === release.sha1;
   if (previous && same) return summarize(previous);
-  services.log.info(`${release.series} ${release.version}: downloading ${release.url}`);
+  services.log.info(`${release.series} ${release.version}: downloading ${displayUrl(release.url)}`);
   return summarize(await extract(services, release));
 }
 
@@ -184,7 +185,7 @@ export async function uploadVhd(
     metadata: {
       stemcell_series: release.series,
       stemcell_version: release.version,
-      source_url: release.url,
+      source_url: displayUrl(release.url),
       tarball_sha256: local.tarballSha256,
       image_sha1: local.imageSha1,
       image_sha256: local.imageSha256,
@@ -261,7 +262,7 @@ export async function createImageVersion(
       imageSha256: stemcell.imageSha256,
       galleryName: config.galleryName,
       definitionName,
-      sourceUrl: release.url,
+      sourceUrl: displayUrl(release.url),
     }),
   });
   log.info(`${where}: creation started`);

@@ -15,6 +15,8 @@ export interface PublishedRelease {
   sha256?: string;
   /** Default '' (bosh.io often has no md5). */
   md5?: string;
+  /** Appended to the listed download URL, as a signed bucket URL carries one (e.g. `X-Goog-Signature=...`). */
+  urlQuery?: string;
 }
 
 export interface FakeBoshioFaults {
@@ -24,6 +26,26 @@ export interface FakeBoshioFaults {
   failDownloadsWithStatus?: number;
   /** The first response that reaches this absolute byte is cut there; later ones (Range resumes) succeed. */
   dropConnectionOnceAt?: number;
+  /** Like dropConnectionOnceAt for each of these absolute bytes in turn: one cut per offset. */
+  dropConnectionAt?: number[];
+  /**
+   * Which validators the bucket sends: both a strong ETag and Last-Modified (default, as object stores do),
+   * only a weak ETag (and Last-Modified), or only Last-Modified. If-Range is honoured as RFC 9110 says: only a
+   * strong ETag or the exact Last-Modified date matches.
+   */
+  validators?: 'strong-etag' | 'weak-etag' | 'last-modified';
+  /** The bucket answers every request with the whole file (200), Range or not. */
+  ignoreRange?: boolean;
+  /** The bucket announces this Content-Length (and sends that many bytes, from the file then zeros). */
+  contentLength?: number;
+  /** After the file, the bucket sends this many more zero bytes without a Content-Length (chunked). */
+  trailingZeros?: number;
+  /** The bucket sends this many bytes, then one byte every `intervalMs` (a server dribbling). */
+  dribbleAfter?: { bytes: number; intervalMs: number };
+  /** The `/d/` download link redirects here instead of to the bucket (e.g. an `http://` URL). */
+  redirectDownloadTo?: string;
+  /** The series listing answers 302 to this URL instead of the JSON. */
+  redirectListingTo?: string;
 }
 
 export interface FakeBoshio {
@@ -35,7 +57,7 @@ export interface FakeBoshio {
   /** Mutable: tests set and clear faults at any time. */
   faults: FakeBoshioFaults;
   /** Every request, in order; `path` includes the query string. */
-  requests: Array<{ method: string; path: string; range?: string }>;
+  requests: Array<{ method: string; path: string; range?: string; ifRange?: string }>;
   stop(): Promise<void>;
 }
 
@@ -51,6 +73,7 @@ interface Stemcell {
   sha1?: string;
   sha256?: string;
   md5: string;
+  urlQuery?: string;
   realDigests?: Promise<{ sha1: string; sha256: string }>;
 }
 
@@ -69,10 +92,12 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const range = req.headers.range;
+    const ifRange = header(req, 'if-range');
     requests.push({
       method: req.method ?? 'GET',
       path: req.url ?? '/',
       ...(range === undefined ? {} : { range }),
+      ...(ifRange === undefined ? {} : { ifRange }),
     });
     const url = new URL(req.url ?? '/', baseUrl);
     const parts = url.pathname.split('/').slice(1).map(decodeURIComponent);
@@ -81,6 +106,11 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
 
     if (parts.length === 4 && parts[0] === 'api' && parts[1] === 'v1' && parts[2] === 'stemcells') {
       const series = parts[3] ?? '';
+      if (faults.redirectListingTo !== undefined) {
+        res.writeHead(302, { location: faults.redirectListingTo, 'content-length': 0 });
+        res.end();
+        return;
+      }
       const override = seriesOverrides.get(series);
       if (override !== undefined) {
         return send(res, override.status, override.contentType ?? 'application/json', override.body);
@@ -100,7 +130,9 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
         return sendText(res, 404, `no stemcell ${series}/${version}/${fileName}`);
       }
       res.writeHead(302, {
-        location: `${baseUrl}/bucket/${encodeURIComponent(stemcell.fileName)}`,
+        location:
+          faults.redirectDownloadTo ??
+          `${baseUrl}/bucket/${encodeURIComponent(stemcell.fileName)}${url.search}`,
         'content-length': 0,
       });
       res.end();
@@ -149,8 +181,10 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
         listedSize,
         servedSize,
         etag: `"${createHash('sha1').update(`${fileName}:${servedSize}:${generation}`).digest('hex')}"`,
-        lastModified: new Date().toUTCString(),
+        // Uploaded a while ago: a Last-Modified a second or more before Date is a strong validator.
+        lastModified: new Date(Date.now() - 3_600_000).toUTCString(),
         md5: release.md5 ?? '',
+        ...(release.urlQuery === undefined ? {} : { urlQuery: release.urlQuery }),
         ...(release.sha1 === undefined ? {} : { sha1: release.sha1 }),
         ...(release.sha256 === undefined ? {} : { sha256: release.sha256 }),
       };
@@ -191,7 +225,7 @@ async function apiEntry(stemcell: Stemcell, baseUrl: string): Promise<Record<str
     name: stemcell.series,
     version: stemcell.version,
     regular: {
-      url: `${baseUrl}/d/stemcells/${stemcell.series}/${stemcell.version}/${stemcell.fileName}`,
+      url: `${baseUrl}/d/stemcells/${stemcell.series}/${stemcell.version}/${stemcell.fileName}${stemcell.urlQuery === undefined ? '' : `?${stemcell.urlQuery}`}`,
       size: stemcell.listedSize,
       md5: stemcell.md5,
       ...(sha1 === '' ? {} : { sha1 }),
@@ -221,15 +255,22 @@ async function serveTarball(
   faults: FakeBoshioFaults,
 ): Promise<void> {
   const size = stemcell.servedSize;
-  const ifRange = req.headers['if-range'];
-  const rangeApplies = ifRange === undefined || ifRange === stemcell.etag;
+  const validators = faults.validators ?? 'strong-etag';
+  const etag = validators === 'weak-etag' ? `W/${stemcell.etag}` : stemcell.etag;
+  const ifRange = header(req, 'if-range');
+  // RFC 9110 13.1.5: a strong comparison with the current ETag, or an exact match of the Last-Modified date.
+  const rangeApplies =
+    !faults.ignoreRange &&
+    (ifRange === undefined ||
+      (validators === 'strong-etag' && ifRange === stemcell.etag) ||
+      (!ifRange.startsWith('"') && !ifRange.startsWith('W/') && ifRange === stemcell.lastModified));
   const range = rangeApplies ? parseRange(req.headers.range, size) : undefined;
   const headers: Record<string, string | number> = {
     'content-type': 'application/x-gzip',
-    etag: stemcell.etag,
     'last-modified': stemcell.lastModified,
     'accept-ranges': 'bytes',
   };
+  if (validators !== 'last-modified') headers.etag = etag;
   if (range === 'unsatisfiable') {
     res.writeHead(416, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 });
     res.end();
@@ -238,7 +279,8 @@ async function serveTarball(
   const start = range?.start ?? 0;
   const end = range?.end ?? size; // exclusive
   if (range !== undefined) headers['content-range'] = `bytes ${start}-${end - 1}/${size}`;
-  res.writeHead(range === undefined ? 200 : 206, { ...headers, 'content-length': end - start });
+  if (faults.trailingZeros === undefined) headers['content-length'] = faults.contentLength ?? end - start;
+  res.writeHead(range === undefined ? 200 : 206, headers);
   if (req.method === 'HEAD') {
     res.end();
     return;
@@ -253,7 +295,50 @@ async function serveTarball(
     delete faults.dropConnectionOnceAt;
     cutAt = dropAt;
   }
-  await sendBody(res, readTarball(stemcell.tarball, start, cutAt ?? end), cutAt !== undefined);
+  const nextDrop = faults.dropConnectionAt?.[0];
+  if (
+    nextDrop !== undefined &&
+    nextDrop >= start &&
+    nextDrop < end &&
+    (cutAt === undefined || nextDrop <= cutAt)
+  ) {
+    faults.dropConnectionAt?.shift();
+    cutAt = nextDrop;
+  }
+  const extra = faults.trailingZeros ?? Math.max(0, (faults.contentLength ?? 0) - (end - start));
+  const last = faults.contentLength === undefined ? end : Math.min(end, start + faults.contentLength);
+  let body = readTarball(stemcell.tarball, start, cutAt ?? last);
+  if (cutAt === undefined && extra > 0) body = followedByZeros(body, extra);
+  if (faults.dribbleAfter !== undefined) body = dribbled(body, faults.dribbleAfter);
+  await sendBody(res, body, cutAt !== undefined);
+}
+
+async function* followedByZeros(chunks: AsyncIterable<Buffer>, count: number): AsyncGenerator<Buffer> {
+  yield* chunks;
+  for (let left = count; left > 0; left -= chunkSize) yield Buffer.alloc(Math.min(left, chunkSize));
+}
+
+/** `bytes` at full speed, then one byte per `intervalMs`: always some data, never the whole file soon. */
+async function* dribbled(
+  chunks: AsyncIterable<Buffer>,
+  { bytes, intervalMs }: { bytes: number; intervalMs: number },
+): AsyncGenerator<Buffer> {
+  let sent = 0;
+  for await (const chunk of chunks) {
+    for (let at = 0; at < chunk.length;) {
+      if (sent < bytes) {
+        const part = chunk.subarray(at, at + (bytes - sent));
+        yield part;
+        sent += part.length;
+        at += part.length;
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+        yield chunk.subarray(at, at + 1);
+        sent += 1;
+        at += 1;
+      }
+    }
+  }
 }
 
 /** `bytes=N-`, `bytes=N-M` or `bytes=-S`; anything else (several ranges, other units) is ignored, as HTTP allows. */
@@ -330,4 +415,9 @@ function sendText(res: ServerResponse, status: number, text: string): void {
 function send(res: ServerResponse, status: number, contentType: string, body: string): void {
   res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
 }

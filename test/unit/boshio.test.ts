@@ -45,6 +45,13 @@ test('invalid listings are refused with the entry named', () => {
     [[entry('latest')], /version "latest"/],
     [[{ ...entry('1.1'), name: 'another-series' }], /named "another-series"/],
     [[entry('1.1'), entry('1.1')], /twice/],
+    [
+      [entry('1.1', { url: 'http://storage.example/x.tgz' })],
+      /at storage\.example over plain http: refused, https is required/,
+    ],
+    [[entry('1.1', { size: undefined })], /has no regular\.size, so its download cannot be bounded/],
+    [[entry('1.1', { size: 0 })], /has no regular\.size/],
+    [[entry('1.1', { size: '1300000000' })], /has no regular\.size/],
   ];
   for (const [body, message] of cases) {
     assert.throws(

@@ -1,23 +1,32 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:http';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { buffer } from 'node:stream/consumers';
 import { test } from 'node:test';
-import { DownloadError, downloadStream } from '../../src/download.js';
+import { DownloadError, downloadDeadlineMs, downloadStream } from '../../src/download.js';
+import { ensureTestCertificate } from '../support/tls.js';
 
 const BODY = randomBytes(3 * 1024 * 1024 + 123);
 const ETAG = '"v1-abc"';
+const LAST_MODIFIED = 'Mon, 01 Jun 2026 10:00:00 GMT';
+// What the server sends once the file changed under the same URL.
+const CHANGED_BODY = randomBytes(BODY.length);
+const CHANGED_ETAG = '"v2-def"';
 
 interface Behaviour {
+  /** Send the ETag and Accept-Ranges (default true); false sends neither. */
   etag?: boolean;
+  /** Which validator goes with Accept-Ranges (default strong ETag); Last-Modified is always sent. */
+  validator?: 'strong' | 'weak' | 'last-modified';
   /** For each request (by index): cut the connection after this many body bytes. */
   dropAfter?: Array<number | undefined>;
   /** For each request (by index): send this many bytes, then stop sending without closing. */
   stallAfter?: Array<number | undefined>;
-  /** Answer resumed requests with the whole file (as a server does whose file changed). */
-  ignoreRange?: boolean;
+  /** Answer resumed requests with the whole file: the same one (Range ignored), or one that changed. */
+  ignoreRange?: 'same-file' | 'changed-file';
 }
 
 interface Served {
@@ -31,27 +40,35 @@ async function serve(
   handler?: (req: IncomingMessage, res: ServerResponse) => boolean,
 ): Promise<Served> {
   const requests: Served['requests'] = [];
-  const server = createServer((req, res) => {
+  const { cert, key } = ensureTestCertificate();
+  const server = createServer({ cert, key }, (req, res) => {
     if (handler?.(req, res)) return;
     const index = requests.length;
     const range = req.headers.range;
     const ifRange = req.headers['if-range'];
     requests.push({ ...(range ? { range } : {}), ...(typeof ifRange === 'string' ? { ifRange } : {}) });
-    const headers: Record<string, string | number> = {};
+    const validator = behaviour.validator ?? 'strong';
+    const changed = index > 0 && behaviour.ignoreRange === 'changed-file';
+    const headers: Record<string, string | number> = { 'last-modified': LAST_MODIFIED };
     if (behaviour.etag !== false) {
-      headers.etag = ETAG;
+      if (validator !== 'last-modified') headers.etag = validator === 'weak' ? `W/${ETAG}` : ETAG;
+      if (changed) headers.etag = CHANGED_ETAG;
       headers['accept-ranges'] = 'bytes';
     }
     let start = 0;
     const match = /^bytes=(\d+)-$/.exec(range ?? '');
-    if (match && !behaviour.ignoreRange && ifRange === ETAG) {
+    // If-Range matches only the strong ETag, or the date when no ETag is sent (RFC 9110 13.1.5).
+    const matches =
+      (validator === 'strong' && ifRange === ETAG) ||
+      (validator === 'last-modified' && ifRange === LAST_MODIFIED);
+    if (match && behaviour.ignoreRange === undefined && matches) {
       start = Number(match[1]);
       headers['content-range'] = `bytes ${start}-${BODY.length - 1}/${BODY.length}`;
       res.writeHead(206, { ...headers, 'content-length': BODY.length - start });
     } else {
       res.writeHead(200, { ...headers, 'content-length': BODY.length });
     }
-    const body = BODY.subarray(start);
+    const body = (changed ? CHANGED_BODY : BODY).subarray(start);
     const drop = behaviour.dropAfter?.[index];
     const stall = behaviour.stallAfter?.[index];
     if (drop !== undefined) {
@@ -65,7 +82,7 @@ async function serve(
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}/stemcells/light.tgz?X-Signature=secret`,
+    url: `https://127.0.0.1:${port}/stemcells/light.tgz?X-Signature=secret`,
     requests,
     close: () =>
       new Promise<void>((resolve) => {
@@ -187,7 +204,7 @@ test('a dropped connection without an ETag cannot be resumed and fails clearly',
 });
 
 test('a resume answered with the whole file (it changed) fails instead of mixing two files', async () => {
-  const server = await serve({ dropAfter: [1_000_000], ignoreRange: true });
+  const server = await serve({ dropAfter: [1_000_000], ignoreRange: 'changed-file' });
   try {
     await assert.rejects(buffer(downloadStream(server.url, { timeoutMs: 5000 })), {
       name: 'DownloadError',
@@ -286,7 +303,7 @@ test('a dropped connection that cannot be resumed fails as transient: a new down
 });
 
 test('a resume answered with 200 instead of 206 fails as transient', async () => {
-  const server = await serve({ dropAfter: [1_000_000], ignoreRange: true });
+  const server = await serve({ dropAfter: [1_000_000], ignoreRange: 'changed-file' });
   try {
     await assertTransient(
       downloadStream(server.url, { timeoutMs: 5000 }),
@@ -350,3 +367,191 @@ for (const [status, transient] of [
     }
   });
 }
+
+/** A plain-http listener that records whether anything reached it. */
+async function plainHttp(): Promise<{ url: string; hits: number; close: () => Promise<void> }> {
+  const seen = { hits: 0 };
+  const server = createHttpServer((_req, res) => {
+    seen.hits += 1;
+    res.writeHead(200, { 'content-length': BODY.length }).end(BODY);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/stemcells/light.tgz?sig=secret`,
+    get hits() {
+      return seen.hits;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+test('an http:// URL is refused before anything is sent, naming the host', async () => {
+  const target = await plainHttp();
+  try {
+    await assertTransient(
+      downloadStream(target.url, { timeoutMs: 5000 }),
+      false,
+      /127\.0\.0\.1:\d+\/stemcells\/light\.tgz is not an https URL: refused, https is required/,
+    );
+    assert.equal(target.hits, 0);
+  } finally {
+    await target.close();
+  }
+});
+
+test('fault: a download redirected to http:// is refused, naming the host, and the http URL is never fetched', async () => {
+  const target = await plainHttp();
+  const redirect = await serve({}, (_req, res) => {
+    res.writeHead(302, { location: target.url }).end();
+    return true;
+  });
+  try {
+    const host = new URL(target.url).host;
+    await assert.rejects(buffer(downloadStream(redirect.url, { timeoutMs: 5000 })), (error: unknown) => {
+      assert.ok(error instanceof DownloadError, `expected a DownloadError, got ${String(error)}`);
+      assert.equal(error.transient, false);
+      assert.ok(error.message.includes(`redirects to http://${host}`), error.message);
+      assert.match(error.message, /https is required/);
+      assert.doesNotMatch(error.message, /secret/);
+      return true;
+    });
+    assert.equal(target.hits, 0);
+  } finally {
+    await Promise.all([target.close(), redirect.close()]);
+  }
+});
+
+test('fault: a redirect loop is refused after 5 hops', async () => {
+  let hops = 0;
+  const loop = await serve({}, (req, res) => {
+    hops += 1;
+    res.writeHead(302, { location: `/hop-${hops}${req.url ?? ''}` }).end();
+    return true;
+  });
+  try {
+    await assertTransient(
+      downloadStream(loop.url, { timeoutMs: 5000 }),
+      false,
+      /redirects more than 5 times/,
+    );
+    assert.equal(hops, 6);
+  } finally {
+    await loop.close();
+  }
+});
+
+test('fault: connection drops at several offsets resume with Range and If-Range: Last-Modified when there is no ETag', async () => {
+  const server = await serve({ validator: 'last-modified', dropAfter: [1, 65_536, 1_000_000, 2_000_000] });
+  try {
+    const bytes = await buffer(downloadStream(server.url, { timeoutMs: 5000 }));
+    assert.ok(bytes.equals(BODY));
+    assert.equal(server.requests.length, 5);
+    const [first, ...resumed] = server.requests;
+    assert.deepEqual(first, {});
+    let previous = 0;
+    for (const request of resumed) {
+      assert.equal(request.ifRange, LAST_MODIFIED);
+      const from = Number(/^bytes=(\d+)-$/.exec(request.range ?? '')?.[1]);
+      assert.ok(from > previous, `resumed at ${request.range} after ${previous}`);
+      previous = from;
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a weak ETag is never sent as If-Range, nor the date beside it; the drop fails clearly', async () => {
+  const server = await serve({ validator: 'weak', dropAfter: [1_000_000] });
+  try {
+    await assertTransient(downloadStream(server.url, { timeoutMs: 5000 }), true, /cannot be resumed/);
+    assert.deepEqual(server.requests, [{}]);
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a server that ignores Range and resends the same file whole: the bytes already delivered are skipped', async () => {
+  const server = await serve({ dropAfter: [1_000_000, 1_500_000], ignoreRange: 'same-file' });
+  try {
+    const bytes = await buffer(downloadStream(server.url, { timeoutMs: 5000 }));
+    assert.ok(bytes.equals(BODY));
+    assert.equal(server.requests.length, 3);
+    assert.equal(server.requests[1]?.ifRange, ETAG);
+    assert.match(server.requests[1]?.range ?? '', /^bytes=\d+-$/);
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a Content-Length that disagrees with the listed size is refused before reading the body', async () => {
+  const server = await serve({});
+  try {
+    await assertTransient(
+      downloadStream(server.url, { timeoutMs: 5000, expectedSize: BODY.length - 1 }),
+      false,
+      new RegExp(`Content-Length ${BODY.length}, but bosh.io lists ${BODY.length - 1} bytes`),
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: endless bytes without a Content-Length stop at the listed size, refused', async () => {
+  let sent = 0;
+  const server = await serve({}, (_req, res) => {
+    res.writeHead(200, { 'accept-ranges': 'bytes', etag: ETAG });
+    const chunk = Buffer.alloc(64 * 1024);
+    const pump = (): void => {
+      // At most 64 MiB, so a client that does not stop is still caught by the assertion below.
+      while (sent < 64 * 1024 * 1024 && res.write(chunk)) sent += chunk.length;
+      if (sent < 64 * 1024 * 1024 && !res.destroyed) res.once('drain', pump);
+      else res.end();
+    };
+    pump();
+    return true;
+  });
+  try {
+    const listed = 1024 * 1024;
+    let delivered = 0;
+    const stream = downloadStream(server.url, { timeoutMs: 5000, expectedSize: listed });
+    stream.on('data', (chunk: Buffer) => (delivered += chunk.length));
+    await assertTransient(stream, false, new RegExp(`sent more than the ${listed} bytes bosh.io lists`));
+    assert.ok(delivered <= listed, `delivered ${delivered} bytes`);
+    assert.ok(sent < 64 * 1024 * 1024, 'the client kept reading');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a server dribbling bytes is stopped by the overall deadline, not held open by the inactivity timeout', async () => {
+  const server = await serve({}, (_req, res) => {
+    res.writeHead(200, { 'content-length': BODY.length, 'accept-ranges': 'bytes', etag: ETAG });
+    res.write(BODY.subarray(0, 1000));
+    let at = 1000;
+    const timer = setInterval(() => res.write(BODY.subarray(at, ++at)), 20);
+    res.once('close', () => clearInterval(timer));
+    return true;
+  });
+  try {
+    const started = Date.now();
+    await assertTransient(
+      downloadStream(server.url, { timeoutMs: 5000, deadlineMs: 1500, expectedSize: BODY.length }),
+      false,
+      /did not finish within 1\.5 s .*stopped at byte \d+ of 3145851/,
+    );
+    assert.ok(Date.now() - started < 4000, `took ${Date.now() - started} ms`);
+  } finally {
+    await server.close();
+  }
+});
+
+test('the overall deadline is 5 minutes plus the listed size at 512 KiB/s', () => {
+  assert.equal(downloadDeadlineMs(0), 5 * 60_000);
+  assert.equal(downloadDeadlineMs(512 * 1024 * 60), 6 * 60_000);
+  // A 1.3 GB stemcell: about 46 minutes, inside the Function App's two-hour timeout.
+  assert.equal(Math.round(downloadDeadlineMs(1_300_000_000) / 60_000), 46);
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,12 @@ import {
 import { readExtents } from '../../src/vhd.js';
 import type { StemcellFixture, StemcellFixtureOptions } from '../support/stemcell-fixture.js';
 import { buildStemcellFixture, writeLargeStemcellFixture } from '../support/stemcell-fixture.js';
+import { ensureTestCertificate } from '../support/tls.js';
+
+function tlsOptions(): { cert: string; key: string } {
+  const { cert, key } = ensureTestCertificate();
+  return { cert, key };
+}
 
 let root: string;
 let fixture: StemcellFixture;
@@ -43,8 +49,8 @@ function releaseOf(f: StemcellFixture, overrides: Partial<StemcellRelease> = {})
   return {
     series: f.series,
     version: f.version,
-    url: 'http://127.0.0.1/unused',
-    size: 0,
+    url: 'https://127.0.0.1/unused',
+    size: f.tarball.length,
     sha256: f.sha256,
     ...overrides,
   };
@@ -379,7 +385,7 @@ test('an aborted extraction stops and leaves no file', async () => {
 });
 
 test('a stemcell is downloaded over HTTP and extracted, reporting progress', async () => {
-  const server = createServer((_request, response) => {
+  const server = createServer(tlsOptions(), (_request, response) => {
     response.writeHead(200, { 'content-length': fixture.tarball.length });
     response.end(fixture.tarball);
   });
@@ -388,7 +394,7 @@ test('a stemcell is downloaded over HTTP and extracted, reporting progress', asy
     const { port } = server.address() as AddressInfo;
     const progress: number[] = [];
     const result = await downloadAndExtractStemcell(
-      releaseOf(fixture, { url: `http://127.0.0.1:${port}/stemcell.tgz` }),
+      releaseOf(fixture, { url: `https://127.0.0.1:${port}/stemcell.tgz` }),
       { workDir: await workDir(), timeoutMs: 5000, onProgress: (p) => progress.push(p.bytes) },
     );
     assert.equal(result.tarballSha256, fixture.sha256);
@@ -494,11 +500,11 @@ test('two extractions of the same version at once in one process both succeed', 
 async function serveStemcell(
   handler: (request: IncomingMessage, response: ServerResponse) => void,
 ): Promise<{ url: string; close: () => Promise<void> }> {
-  const server = createServer(handler);
+  const server = createServer(tlsOptions(), handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}/stemcell.tgz`,
+    url: `https://127.0.0.1:${port}/stemcell.tgz`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
