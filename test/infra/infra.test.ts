@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { parse as parseYaml } from 'yaml';
 
 // Compiled to dist/test/infra/: the repository root is three levels up.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -407,4 +408,22 @@ test('the GitHub workflow compiles with the Bicep version .ci/run installs', () 
     read('.github/workflows/ci.yml'),
     new RegExp(`az bicep install --version v${pinned.replace(/\./g, '\\.')}\\b`),
   );
+});
+
+test('every azd hook is one npm script, the same on every OS, with no shell syntax', () => {
+  // azd runs Windows hooks in PowerShell and the others in sh; `&&` is not a Windows PowerShell 5.1
+  // operator, so the steps live in package.json, which npm runs with sh or cmd.exe.
+  const azure = parseYaml(read('azure.yaml')) as {
+    hooks: Record<string, { posix?: { run: string }; windows?: { run: string } }>;
+  };
+  const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
+  const hooks = Object.entries(azure.hooks);
+  assert.ok(hooks.length >= 2, 'expected the preprovision and postprovision hooks');
+  for (const [name, hook] of hooks) {
+    assert.ok(hook.posix && hook.windows, `${name}: expected posix and windows variants`);
+    assert.equal(hook.windows.run, hook.posix.run, `${name}: the two variants should run the same`);
+    const script = /^npm run ([\w:-]+)$/.exec(hook.posix.run)?.[1];
+    assert.ok(script, `${name}: "${hook.posix.run}" should be exactly one \`npm run <script>\``);
+    assert.ok(scripts[script], `${name}: package.json has no script ${script}`);
+  }
 });
