@@ -91,6 +91,13 @@ param notifyGithubWorkflow string = ''
 @description('BASM_NOTIFY_GITHUB_REF: branch or tag the workflow runs on.')
 param notifyGithubRef string = 'main'
 
+@allowed([
+  'default'
+  'recover'
+])
+@description('Set by the preprovision hook: recover when `azd down` left this environment\'s Key Vault soft-deleted, default otherwise.')
+param keyVaultCreateMode string = 'default'
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var githubTokenSecretName = 'github-token'
@@ -98,14 +105,13 @@ var githubTokenSecretName = 'github-token'
 // without owner/repo/workflow is a configuration error, so without a target the setting stays empty.
 var notifyTargetComplete = !empty(notifyGithubOwner) && !empty(notifyGithubRepo) && !empty(notifyGithubWorkflow)
 
-resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: 'rg-${environmentName}'
   location: location
   tags: tags
 }
 
 module resources 'modules/resources.bicep' = {
-  name: 'resources'
   scope: rg
   params: {
     location: location
@@ -139,21 +145,33 @@ module resources 'modules/resources.bicep' = {
       BASM_NOTIFY_GITHUB_REF: notifyGithubRef
     }
     notifyTargetComplete: notifyTargetComplete
+    keyVaultCreateMode: keyVaultCreateMode
   }
 }
 
 // azd writes these to .azure/<env>/.env. The names the mirror reads are kept, so
 // `azd env get-values` also configures the CLI on a workstation (AZURE_MANAGED_IDENTITY_ID is
 // deliberately absent: there the CLI uses your own login through DefaultAzureCredential).
+@description('Resource group holding everything.')
 output AZURE_RESOURCE_GROUP string = rg.name
+@description('Region of every resource and of the mirrored image versions.')
 output AZURE_REGION string = location
+@description('Name of the Function App.')
 output AZURE_FUNCTION_APP_NAME string = resources.outputs.functionAppName
+@description('Name of the Compute Gallery.')
 output AZURE_GALLERY_NAME string = resources.outputs.galleryName
+@description('Key Vault holding the GitHub token (secret github-token).')
 output AZURE_KEY_VAULT_NAME string = resources.outputs.keyVaultName
+@description('Storage account of the VHDs.')
 output AZURE_STORAGE_ACCOUNT_NAME string = resources.outputs.vhdStorageAccountName
+@description('Blob endpoint of the VHD storage account.')
 output AZURE_STORAGE_BLOB_ENDPOINT string = resources.outputs.vhdStorageBlobEndpoint
+@description('Application Insights component of the app.')
 output AZURE_APPLICATION_INSIGHTS_NAME string = resources.outputs.applicationInsightsName
+@description('Resource Manager endpoint of this cloud.')
 output AZURE_RESOURCE_MANAGER_ENDPOINT string = environment().resourceManager
+@description('Tenant of the subscription.')
 output AZURE_TENANT_ID string = tenant().tenantId
 // Where azure.yaml's postprovision hook uploads the app package.
+@description('Blob URL of the app package.')
 output AZURE_FUNCTION_PACKAGE_URL string = resources.outputs.functionPackageUrl

@@ -266,6 +266,25 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
       'names one image definition, so it cannot be combined with several series',
     );
   }
+  // Azure refuses a second image definition with the identifier (publisher, offer, SKU) of another in
+  // the gallery. Derived, the offer is the definition name, unique per series and generation.
+  if (offer !== undefined && series.length > 1) {
+    r.problem(
+      'BASM_GALLERY_OFFER',
+      `"${offer}" would be the offer of every series' image definition, and with the same SKU (the same ` +
+        `generation${sku === undefined ? '' : `, or BASM_GALLERY_SKU "${sku}"`}) Azure refuses every ` +
+        `definition after the first (same publisher, offer and SKU); leave it empty (the offer is then ` +
+        `the definition name) or mirror one series per deployment`,
+    );
+  } else if (offer !== undefined && sku !== undefined && imageName === undefined) {
+    r.problem(
+      'BASM_GALLERY_OFFER',
+      `"${offer}" with BASM_GALLERY_SKU "${sku}" fixes the whole identifier, but a gen1 and a gen2 build ` +
+        `of ${series[0] ?? 'the series'} are two image definitions, and Azure refuses the second with the ` +
+        `same publisher, offer and SKU; also set BASM_GALLERY_IMAGE_NAME (one definition), or leave ` +
+        `BASM_GALLERY_OFFER or BASM_GALLERY_SKU empty`,
+    );
+  }
 
   const config: MirrorConfig = {
     subscriptionId,

@@ -1,16 +1,30 @@
 // Everything inside the resource group. Role assignments live in role-assignments.bicep, one place
 // to review every privilege.
 
+@description('Azure region of every resource.')
 param location string
-param tags object
+@description('Tags of every resource (azd-env-name).')
+param tags { *: string }
+@minLength(13)
+@maxLength(13)
 @description('toLower(uniqueString(subscription, environment, location)): 13 characters, [a-z0-9].')
 param resourceToken string
+@description('Object id of whoever runs azd; empty: no role assignments for them.')
 param principalId string
+@description('Elastic Premium plan size (EP1, EP2, EP3).')
 param planSku string
+@description('Name of the Key Vault secret holding the GitHub token.')
 param githubTokenSecretName string
 @description('The mirror\'s own app settings (docs/configuration.md) that need no resource of this group.')
-param mirrorSettings object
+param mirrorSettings { *: string }
+@description('Whether the GitHub dispatch target (owner, repo, workflow) is complete, so the token setting is a Key Vault reference.')
 param notifyTargetComplete bool
+@allowed([
+  'default'
+  'recover'
+])
+@description('default: create or update the Key Vault; recover: bring back the soft-deleted vault of the same name (infra/scripts/key-vault-create-mode.ts decides).')
+param keyVaultCreateMode string
 
 // Names: abbreviation + resourceToken keeps each within its limit (storage 3-24 [a-z0-9], Key Vault
 // 3-24, gallery 1-80 [A-Za-z0-9._], function app 2-60 and globally unique as a host name).
@@ -24,13 +38,13 @@ var packageBlobName = 'stemcell-mirror.zip'
 // The container name the mirror writes VHDs to (src/config.ts VHD_CONTAINER).
 var vhdContainerName = 'stemcell'
 
-resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = {
   name: 'id-${resourceToken}'
   location: location
   tags: tags
 }
 
-resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2026-03-01' = {
   name: 'log-${resourceToken}'
   location: location
   tags: tags
@@ -58,7 +72,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 // The Functions runtime's own account: host state, Durable Functions task hub (blobs, queues,
 // tables) and the deployment package. Entra ID only: no account keys anywhere.
-resource runtimeStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+resource runtimeStorage 'Microsoft.Storage/storageAccounts@2026-09-01' = {
   name: runtimeStorageName
   location: location
   tags: tags
@@ -75,12 +89,12 @@ resource runtimeStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
-resource runtimeBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+resource runtimeBlobService 'Microsoft.Storage/storageAccounts/blobServices@2026-09-01' = {
   parent: runtimeStorage
   name: 'default'
 }
 
-resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-09-01' = {
   parent: runtimeBlobService
   name: packageContainerName
   properties: {
@@ -92,7 +106,7 @@ resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
 // the account's keys, fetched with the caller's listKeys permission (hence the custom VHD source
 // role in role-assignments.bicep), so shared-key access must stay enabled here; keeping the VHDs
 // apart lets the runtime account above forbid keys entirely. The mirror itself uses Entra tokens only.
-resource vhdStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+resource vhdStorage 'Microsoft.Storage/storageAccounts@2026-09-01' = {
   name: vhdStorageName
   location: location
   tags: tags
@@ -109,12 +123,12 @@ resource vhdStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
-resource vhdBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+resource vhdBlobService 'Microsoft.Storage/storageAccounts/blobServices@2026-09-01' = {
   parent: vhdStorage
   name: 'default'
 }
 
-resource vhdContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource vhdContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-09-01' = {
   parent: vhdBlobService
   name: vhdContainerName
   properties: {
@@ -122,7 +136,7 @@ resource vhdContainer 'Microsoft.Storage/storageAccounts/blobServices/containers
   }
 }
 
-resource gallery 'Microsoft.Compute/galleries@2024-03-03' = {
+resource gallery 'Microsoft.Compute/galleries@2026-03-03' = {
   name: galleryName
   location: location
   tags: tags
@@ -133,11 +147,15 @@ resource gallery 'Microsoft.Compute/galleries@2024-03-03' = {
 
 // RBAC mode: the app reads the token with Key Vault Secrets User; no access policies. The secret
 // itself is not created here: notifications stay off until an operator sets it.
-resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+// `azd down` without --purge only soft-deletes the vault, and Azure refuses a new vault of that name
+// until the deleted one is purged (7 days): the preprovision hook then asks for 'recover', which brings
+// it back with the operator's secret.
+resource keyVault 'Microsoft.KeyVault/vaults@2026-05-15' = {
   name: keyVaultName
   location: location
   tags: tags
   properties: {
+    createMode: keyVaultCreateMode
     tenantId: tenant().tenantId
     sku: {
       family: 'A'
@@ -150,7 +168,7 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
   name: 'plan-${resourceToken}'
   location: location
   tags: tags
@@ -166,7 +184,6 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
 }
 
 module roles 'role-assignments.bicep' = {
-  name: 'role-assignments'
   params: {
     identityPrincipalId: identity.properties.principalId
     principalId: principalId
@@ -179,7 +196,7 @@ module roles 'role-assignments.bicep' = {
   }
 }
 
-resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
+resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   name: functionAppName
   location: location
   tags: tags
@@ -208,7 +225,7 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
 }
 
 // No publishing with user names and passwords: the package goes to blob storage with Entra ID.
-resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
   parent: functionApp
   name: 'ftp'
   properties: {
@@ -216,7 +233,7 @@ resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
   }
 }
 
-resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
   parent: functionApp
   name: 'scm'
   properties: {
@@ -258,7 +275,7 @@ var resourceSettings = {
   BASM_NOTIFY_GITHUB_TOKEN: notifyTargetComplete ? githubTokenReference : ''
 }
 
-resource appSettings 'Microsoft.Web/sites/config@2023-12-01' = {
+resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
   parent: functionApp
   name: 'appsettings'
   properties: union(runtimeSettings, mirrorSettings, resourceSettings)
@@ -268,10 +285,17 @@ resource appSettings 'Microsoft.Web/sites/config@2023-12-01' = {
   ]
 }
 
+@description('Name of the Function App.')
 output functionAppName string = functionApp.name
+@description('Name of the Compute Gallery the mirror keeps in step with bosh.io.')
 output galleryName string = gallery.name
+@description('Name of the Key Vault holding the GitHub token.')
 output keyVaultName string = keyVault.name
+@description('Name of the storage account the VHDs are uploaded to.')
 output vhdStorageAccountName string = vhdStorage.name
+@description('Blob endpoint of the VHD storage account.')
 output vhdStorageBlobEndpoint string = vhdStorage.properties.primaryEndpoints.blob
+@description('Name of the Application Insights component.')
 output applicationInsightsName string = applicationInsights.name
+@description('Blob URL of the app package the Function App runs from.')
 output functionPackageUrl string = packageUrl

@@ -5,14 +5,21 @@
 // docs' commands use. Creating the custom role definition needs Owner or User Access Administrator
 // (Role Based Access Control Administrator may assign roles but not define them).
 
+@description('Principal (object) id of the app\'s user-assigned identity.')
 param identityPrincipalId string
 @description('Object id of whoever runs azd; empty: no assignments for them.')
 param principalId string
+@description('The Functions runtime storage account.')
 param runtimeStorageName string
+@description('The container of the app package in the runtime storage account.')
 param packageContainerName string
+@description('The storage account of the stemcell VHDs.')
 param vhdStorageName string
+@description('The Compute Gallery.')
 param galleryName string
+@description('The Key Vault holding the GitHub token.')
 param keyVaultName string
+@description('The Application Insights component.')
 param applicationInsightsName string
 
 // Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
@@ -25,7 +32,7 @@ var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
-resource runtimeStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+resource runtimeStorage 'Microsoft.Storage/storageAccounts@2026-09-01' existing = {
   name: runtimeStorageName
 
   resource blobService 'blobServices' existing = {
@@ -37,15 +44,15 @@ resource runtimeStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing 
   }
 }
 
-resource vhdStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+resource vhdStorage 'Microsoft.Storage/storageAccounts@2026-09-01' existing = {
   name: vhdStorageName
 }
 
-resource gallery 'Microsoft.Compute/galleries@2024-03-03' existing = {
+resource gallery 'Microsoft.Compute/galleries@2026-03-03' existing = {
   name: galleryName
 }
 
-resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+resource keyVault 'Microsoft.KeyVault/vaults@2026-05-15' existing = {
   name: keyVaultName
 }
 
@@ -146,10 +153,15 @@ resource appVhdSource 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(vhdStorage.id, identityPrincipalId, vhdSourceRole.id)
   scope: vhdStorage
   properties: {
-    roleDefinitionId: vhdSourceRole.id
+    // A role definition id is subscription-level (/subscriptions/{id}/providers/...); the symbol's
+    // .id would be the resource group's path, which role assignments do not accept.
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', vhdSourceRole.name)
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }
+  // The definition is created in this deployment: assign it only once ARM has it. Bicep orders by
+  // the symbol reference above, so the compiled template already depends on the definition
+  // (test/infra/bicep.test.ts checks it; an explicit entry here is refused by no-unnecessary-dependson).
 }
 
 // Read the gallery's versions, create image definitions and versions, delete a version Azure

@@ -1,5 +1,5 @@
 /**
- * infra/ against the code: the Bicep cannot be compiled here, so these tests read it. The settings the
+ * infra/ against the code, read as text (bicep.test.ts compiles it). The settings the
  * code reads are found in the code itself (string literals and `env.NAME` reads in src/ and functions/),
  * never in a list kept by hand.
  */
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { parse as parseYaml } from 'yaml';
 
 // Compiled to dist/test/infra/: the repository root is three levels up.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -311,7 +312,11 @@ test('the VHD source role holds exactly what a gallery import from a VHD needs, 
   const uses = [...text.matchAll(ROLE_ASSIGNMENT)].map((match) =>
     blockAt(text, text.indexOf('{', match.index)),
   );
-  const assigned = uses.filter((block) => block.includes(`roleDefinitionId: ${vhdSource.symbol}.id`));
+  const assigned = uses.filter((block) =>
+    block.includes(
+      `roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', ${vhdSource.symbol}.name)`,
+    ),
+  );
   assert.equal(assigned.length, 1, 'the VHD source role should be assigned once, to the app identity');
   assert.match(assigned[0]!, /scope:\s*vhdStorage\b/, 'and scoped to the VHD storage account');
   assert.match(assigned[0]!, /principalId:\s*identityPrincipalId\b/);
@@ -393,4 +398,32 @@ test('azd gets the names an operator needs as outputs', () => {
   }
   // In .env it would make the CLI on a workstation try the Function App's managed identity.
   assert.ok(!outputs.has('AZURE_MANAGED_IDENTITY_ID'));
+});
+
+test('the GitHub workflow compiles with the Bicep version .ci/run installs', () => {
+  // Their linter rules differ between versions, and infra/bicepconfig.json lists those of one.
+  const pinned = /<BicepVersion>([^<]+)<\/BicepVersion>/.exec(read('.ci/bicep/bicep.csproj'))?.[1];
+  assert.ok(pinned, 'expected <BicepVersion> in .ci/bicep/bicep.csproj');
+  assert.match(
+    read('.github/workflows/ci.yml'),
+    new RegExp(`az bicep install --version v${pinned.replace(/\./g, '\\.')}\\b`),
+  );
+});
+
+test('every azd hook is one npm script, the same on every OS, with no shell syntax', () => {
+  // azd runs Windows hooks in PowerShell and the others in sh; `&&` is not a Windows PowerShell 5.1
+  // operator, so the steps live in package.json, which npm runs with sh or cmd.exe.
+  const azure = parseYaml(read('azure.yaml')) as {
+    hooks: Record<string, { posix?: { run: string }; windows?: { run: string } }>;
+  };
+  const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
+  const hooks = Object.entries(azure.hooks);
+  assert.ok(hooks.length >= 2, 'expected the preprovision and postprovision hooks');
+  for (const [name, hook] of hooks) {
+    assert.ok(hook.posix && hook.windows, `${name}: expected posix and windows variants`);
+    assert.equal(hook.windows.run, hook.posix.run, `${name}: the two variants should run the same`);
+    const script = /^npm run ([\w:-]+)$/.exec(hook.posix.run)?.[1];
+    assert.ok(script, `${name}: "${hook.posix.run}" should be exactly one \`npm run <script>\``);
+    assert.ok(scripts[script], `${name}: package.json has no script ${script}`);
+  }
 });

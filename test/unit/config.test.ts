@@ -122,6 +122,47 @@ test('one image name cannot serve several series', () => {
   ]);
 });
 
+test('an offer override is refused with several series: their definitions would share an identifier', () => {
+  const series = 'bosh-azure-hyperv-ubuntu-jammy-go_agent,bosh-azure-hyperv-ubuntu-noble';
+  assert.deepEqual(problems({ ...BASE, BASM_STEMCELL_SERIES: series, BASM_GALLERY_OFFER: 'ubuntu' }), [
+    'BASM_GALLERY_OFFER',
+  ]);
+  assert.deepEqual(
+    problems({
+      ...BASE,
+      BASM_STEMCELL_SERIES: series,
+      BASM_GALLERY_OFFER: 'ubuntu',
+      BASM_GALLERY_SKU: 'stemcell',
+    }),
+    ['BASM_GALLERY_OFFER'],
+  );
+  assert.throws(
+    () => loadConfig({ ...BASE, BASM_STEMCELL_SERIES: series, BASM_GALLERY_OFFER: 'ubuntu' }),
+    /BASM_GALLERY_OFFER: "ubuntu" would be the offer of every series' image definition.*Azure refuses/,
+  );
+});
+
+test('an offer and a SKU override need one image name: gen1 and gen2 builds would share an identifier', () => {
+  const fixed = { ...BASE, BASM_GALLERY_OFFER: 'ubuntu-jammy', BASM_GALLERY_SKU: 'stemcell' };
+  assert.deepEqual(problems(fixed), ['BASM_GALLERY_OFFER']);
+  assert.throws(() => loadConfig(fixed), /gen1 and a gen2 build of bosh-azure-hyperv-ubuntu-jammy-go_agent/);
+  assert.equal(
+    loadConfig({ ...fixed, BASM_GALLERY_IMAGE_NAME: 'ubuntu-jammy' }).gallery.offer,
+    'ubuntu-jammy',
+  );
+});
+
+test('identifier overrides that keep definitions apart are accepted', () => {
+  // Offer alone, one series: gen1 and gen2 differ in the SKU (the generation).
+  assert.equal(loadConfig({ ...BASE, BASM_GALLERY_OFFER: 'ubuntu-jammy' }).gallery.offer, 'ubuntu-jammy');
+  // SKU alone: the offer is the definition name, different for every series and generation.
+  const series = 'bosh-azure-hyperv-ubuntu-jammy-go_agent,bosh-azure-hyperv-ubuntu-noble';
+  assert.equal(
+    loadConfig({ ...BASE, BASM_STEMCELL_SERIES: series, BASM_GALLERY_SKU: 'stemcell' }).gallery.sku,
+    'stemcell',
+  );
+});
+
 test('the --series override is validated like the setting', () => {
   assert.throws(
     () => loadConfig(BASE, { series: 'Bad Series' }),
