@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { listStemcellReleases } from './boshio.js';
 import type { StemcellRelease } from './boshio.js';
 import { ConfigError, loadConfig } from './config.js';
+import { signInErrorOf } from './credentials.js';
 import { decideExistingVersion, NEITHER_MIRROR_NOR_CPI } from './existing-version.js';
 import {
   MIRROR_NOTIFIED_TAG,
@@ -72,10 +73,16 @@ async function withPatience<T>(attempts: number, work: () => Promise<T>): Promis
 
 export type MirrorSteps = { [N in StepName]: (input: StepInputs[N]) => Promise<StepOutcome<StepOutputs[N]>> };
 
-async function outcome<T>(work: () => Promise<T>): Promise<StepOutcome<T>> {
+async function outcome<T>(log: Logger, work: () => Promise<T>): Promise<StepOutcome<T>> {
   try {
     return { ok: true, value: await work() };
   } catch (error) {
+    // Nobody signed in: one line for the result, the credential chain's answers for whoever asks.
+    const signIn = signInErrorOf(error);
+    if (signIn !== undefined) {
+      log.detail?.(signIn.details);
+      return { ok: false, error: signIn.message };
+    }
     if (isTransientError(error)) throw error;
     return { ok: false, error: errorMessage(error) };
   }
@@ -201,7 +208,9 @@ export async function uploadVhd(
       }),
   });
   if (uploaded.replacedBecause)
-    log.warn(`${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`);
+    log.warn(
+      `${release.series} ${release.version}: ${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`,
+    );
   return {
     blobUrl: uploaded.blobUrl,
     bytesUploaded: uploaded.bytesUploaded,
@@ -213,11 +222,11 @@ export async function uploadVhd(
 /** Step 2.3: the image definition the stemcell belongs in, created when absent. */
 export async function ensureImageDefinition(
   { config, gallery, log }: MirrorServices,
-  { manifest }: StepInputs['ensureImageDefinition'],
+  { series, manifest }: StepInputs['ensureImageDefinition'],
 ): Promise<StepOutputs['ensureImageDefinition']> {
   const spec = imageDefinitionFor(manifest, config.gallery);
   const state = await gallery.ensureImageDefinition(spec);
-  if (state === 'created') log.info(`created image definition ${spec.name}`);
+  if (state === 'created') log.info(`${series} ${manifest.version}: created image definition ${spec.name}`);
   return { definitionName: spec.name, created: state === 'created' };
 }
 
@@ -227,6 +236,7 @@ export async function createImageVersion(
   { definitionName, galleryVersion, blobUrl, release, stemcell }: StepInputs['createImageVersion'],
 ): Promise<StepOutputs['createImageVersion']> {
   const where = `image version ${definitionName}/${galleryVersion}`;
+  const subject = `${release.series} ${release.version}`;
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
   const decision = decideExistingVersion(existing, stemcell.imageSha256);
   switch (decision.action) {
@@ -240,14 +250,14 @@ export async function createImageVersion(
         await gallery.tagImageVersion(definitionName, galleryVersion, {
           stemcell_references: decision.references,
         });
-        log.info(`${where}: adopted (added ${MIRROR_STEMCELL_REFERENCE} to stemcell_references)`);
+        log.info(`${subject}: ${where} adopted (added ${MIRROR_STEMCELL_REFERENCE} to stemcell_references)`);
       }
       return {
         outcome: decision.finished ? 'exists' : 'started',
         provisioningState: decision.provisioningState,
       };
     case 'recreate':
-      log.warn(`${where} ${decision.reason}`);
+      log.warn(`${subject}: ${where} ${decision.reason}`);
       await gallery.deleteImageVersion(definitionName, galleryVersion);
       break;
     case 'create':
@@ -265,7 +275,7 @@ export async function createImageVersion(
       sourceUrl: displayUrl(release.url),
     }),
   });
-  log.info(`${where}: creation started`);
+  log.info(`${subject}: ${where} creation started`);
   return { outcome: 'started', provisioningState: 'Creating' };
 }
 
@@ -287,9 +297,11 @@ export async function getImageVersionState(
 /** Step 2.6: the GitHub dispatch (when configured), recorded on the version so it is sent once. */
 export async function notify(
   { config, gallery, log }: MirrorServices,
-  { definitionName, galleryVersion }: StepInputs['notify'],
+  { definitionName, galleryVersion, series, version: stemcellVersion }: StepInputs['notify'],
 ): Promise<StepOutputs['notify']> {
   const where = `image version ${definitionName}/${galleryVersion}`;
+  const prefix =
+    series !== undefined && stemcellVersion !== undefined ? `${series} ${stemcellVersion}: ` : '';
   const version = await gallery.getImageVersion(definitionName, galleryVersion);
   if (!version) throw new Error(`${where} disappeared before its run finished`);
   if (!isAdoptableByCpi(version.tags)) throw new Error(`${where} ${NEITHER_MIRROR_NOR_CPI}`);
@@ -304,7 +316,7 @@ export async function notify(
     });
     dispatched = new Date().toISOString();
     log.info(
-      `dispatched ${config.notify.owner}/${config.notify.repo} ${config.notify.workflow} for ${definitionName}/${galleryVersion}`,
+      `${prefix}dispatched ${config.notify.owner}/${config.notify.repo} ${config.notify.workflow} for ${definitionName}/${galleryVersion}`,
     );
   }
   // Recorded on the version (with the mirror's reference, for a version a director created), so a
@@ -320,7 +332,7 @@ export async function notify(
   } catch (error) {
     if (dispatched === undefined) throw error;
     log.warn(
-      `${where}: dispatched, but recording it failed (${errorMessage(error)}); the next run may dispatch again`,
+      `${prefix}${where}: dispatched, but recording it failed (${errorMessage(error)}); the next run may dispatch again`,
     );
   }
   return { notified: dispatched !== undefined };
@@ -340,7 +352,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
   const bind =
     <I, O>(step: (services: MirrorServices, input: I) => Promise<O>) =>
     (input: I): Promise<StepOutcome<O>> =>
-      outcome(() => step(services, input));
+      outcome(services.log, () => step(services, input));
   return {
     resolveVersions: bind(resolveVersions),
     downloadAndExtract: bind(downloadAndExtract),
@@ -375,7 +387,15 @@ export function createStepRunner(
       announceSettings(config, log);
       shared = createMirrorServices(config, log);
     }
-    const step = mirrorSteps({ ...shared, log })[name] as (input: unknown) => Promise<StepOutcome<unknown>>;
+    // The Functions log keeps the details a terminal shows only with --verbose.
+    const detailed: Logger = {
+      info: (message) => log.info(message),
+      warn: (message) => log.warn(message),
+      detail: (message) => (log.detail ? log.detail(message) : log.info(message)),
+    };
+    const step = mirrorSteps({ ...shared, log: detailed })[name] as (
+      input: unknown,
+    ) => Promise<StepOutcome<unknown>>;
     return step(input);
   };
 }

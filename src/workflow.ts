@@ -104,7 +104,8 @@ export interface StepInputs {
     stemcell: ExtractedStemcellSummary;
   };
   getImageVersionState: { definitionName: string; galleryVersion: string };
-  notify: { definitionName: string; galleryVersion: string };
+  /** `series` and `version` name the stemcell in the log. */
+  notify: { definitionName: string; galleryVersion: string; series?: string; version?: string };
   cleanup: { series: string; version: string };
 }
 
@@ -406,7 +407,12 @@ export function* mirrorVersion(
       }
 
       enter('notify');
-      yield* step(ctx, 'notify', { definitionName, galleryVersion });
+      yield* step(ctx, 'notify', {
+        definitionName,
+        galleryVersion,
+        series: release.series,
+        version: release.version,
+      });
       result.action = 'created';
     } else {
       result.action = 'exists';

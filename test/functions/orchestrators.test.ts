@@ -432,7 +432,12 @@ describe('mirrorVersion', () => {
         'notify',
       ],
     );
-    assert.deepEqual(state.last.input, { definitionName, galleryVersion: '1.100.0' });
+    assert.deepEqual(state.last.input, {
+      definitionName,
+      galleryVersion: '1.100.0',
+      series: SERIES,
+      version: '1.100',
+    });
   });
 
   test('an image version Azure reports Failed ends the version as failed and schedules cleanup', async () => {
@@ -625,7 +630,12 @@ describe('mirrorVersion', () => {
       ['getImageVersionState', 'notify', 'cleanup'],
       'nothing is downloaded, uploaded, defined or created again',
     );
-    assert.deepEqual(done.all[1]?.input, { definitionName, galleryVersion: '1.100.0' });
+    assert.deepEqual(done.all[1]?.input, {
+      definitionName,
+      galleryVersion: '1.100.0',
+      series: SERIES,
+      version: '1.100',
+    });
     assert.equal(done.isDone, true);
     assert.deepEqual(done.output, {
       series: SERIES,

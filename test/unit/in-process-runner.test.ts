@@ -176,6 +176,44 @@ test('a step that keeps throwing is tried STEP_RETRY maxAttempts times, then fai
   });
 });
 
+test('a retry warning starts with the version it is about', async () => {
+  let failures = 1;
+  const { steps } = recordingSteps({
+    uploadVhd: () => {
+      if (failures-- > 0) throw new Error('storage answered 503 Server Busy');
+      return ok({ blobUrl, bytesUploaded: 1, dataBytes: 1, alreadyComplete: false });
+    },
+  });
+
+  const { log } = await mirrorOne(steps);
+
+  assert.equal(log.warnings.length, 1);
+  assert.match(log.warnings[0] ?? '', new RegExp(`^${SERIES} 1\\.100: uploadVhd failed \\(attempt 1 of `));
+});
+
+test('an error the runner is told to give up on is not retried, though the step threw it', async () => {
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  const { steps, calls } = recordingSteps({
+    resolveVersions: () => {
+      throw refused;
+    },
+  });
+  const log = quietLog();
+  const runner = new InProcessRunner({
+    steps,
+    log,
+    retryIntervalScale: 0,
+    givesUpOn: (error) => error === refused,
+  });
+
+  const output = await runner.runSeries({ series: SERIES }, MONITOR);
+
+  assert.deepEqual(calls, ['resolveVersions']);
+  assert.deepEqual(log.warnings, []);
+  assert.equal(output.results[0]?.action, 'failed');
+  assert.match(String(output.results[0]?.error), /ECONNREFUSED/);
+});
+
 test('a step that throws once and then succeeds lets the version continue', async () => {
   let failures = 1;
   const { steps, calls } = recordingSteps({
