@@ -18,13 +18,16 @@
 
 import assert from 'node:assert/strict';
 import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
+import { USAGE_LINE } from '../../src/cli.js';
 import {
   jsonResults,
   runStemcellMirror,
+  runStemcellMirrorBin,
   runStemcellMirrorDirect,
   type CliRun,
 } from '../support/cli-process.js';
@@ -263,6 +266,10 @@ describe('stories', { concurrency: 4 }, () => {
         jsonResults(second).map((r) => [r.version, r.action]),
         [['1.100', 'exists']],
       );
+      assert.match(
+        second.stderr,
+        new RegExp(`^${JAMMY}: nothing to do: the gallery already has 1\\.100 `, 'm'),
+      );
       assert.deepEqual(armWrites(armBefore, JAMMY), []);
       assert.deepEqual(armChanges(armBefore, JAMMY), []);
       assert.deepEqual(downloads(boshioBefore, JAMMY), []);
@@ -297,6 +304,60 @@ describe('stories', { concurrency: 4 }, () => {
       assert.deepEqual(downloads(boshioBefore, series), []);
       assert.deepEqual(versionsOf(series), ['1.100.0']);
       assert.deepEqual(await workDirEntries(s), []);
+    });
+
+    test('the stemcell-mirror bin (npx, no --) runs the same dry run on Node 22', async () => {
+      const armBefore = local.arm.requests.length;
+      const run = await runStemcellMirrorBin(['mirror', '--dry-run', '--json', '--series', series], s.env);
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(jsonResults(run), [
+        { series, version: '1.101', galleryVersion: '1.101.0', action: 'planned' },
+      ]);
+      assert.deepEqual(armChanges(armBefore, series), []);
+    });
+
+    test('not signed in to Azure: one line says to run az login; the credential chain only with --verbose', async () => {
+      // No identity endpoint, and a PATH without az, azd or pwsh: nothing DefaultAzureCredential can use.
+      const { IDENTITY_ENDPOINT: _endpoint, IDENTITY_HEADER: _header, ...rest } = s.env;
+      const env = { ...rest, PATH: dirname(process.execPath) };
+      const notSignedIn =
+        'not signed in to Azure: run `az login` (or set AZURE_MANAGED_IDENTITY_ID in Azure)';
+
+      const run = await runStemcellMirrorDirect(['mirror', '--dry-run', '--json', '--series', series], env);
+      assert.equal(run.status, 1, run.stderr);
+      assert.deepEqual(jsonResults(run), [
+        { series, version: null, galleryVersion: null, action: 'failed', error: notSignedIn },
+      ]);
+      assert.doesNotMatch(run.stderr, /EnvironmentCredential|ManagedIdentityCredential|Azure CLI/);
+
+      const verbose = await runStemcellMirrorDirect(
+        ['mirror', '--dry-run', '--verbose', '--series', series],
+        env,
+      );
+      assert.equal(verbose.status, 1, verbose.stderr);
+      assert.equal(verbose.stdout, `failed   ${series}: ${notSignedIn}\n`);
+      assert.match(verbose.stderr, /EnvironmentCredential/);
+    });
+
+    test('a refused connection fails the dry run within seconds, with one JSON document', async () => {
+      // A port nobody listens on (fetch refuses the well-known ones such as 1 as "bad port").
+      const server = createServer();
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+      const { port } = server.address() as AddressInfo;
+      await new Promise((done) => server.close(done));
+      const started = Date.now();
+      const run = await runStemcellMirrorDirect(['mirror', '--dry-run', '--json', '--series', series], {
+        ...s.env,
+        BASM_BOSHIO_URL: `https://127.0.0.1:${port}`,
+      });
+      const seconds = (Date.now() - started) / 1000;
+      assert.equal(run.status, 1, run.stderr);
+      const [result, ...more] = jsonResults(run);
+      assert.equal(more.length, 0);
+      assert.equal(result?.action, 'failed');
+      assert.match(String(result?.error), /ECONNREFUSED/);
+      assert.doesNotMatch(run.stderr, /retrying/);
+      assert.ok(seconds < 20, `took ${seconds} s`);
     });
   });
 
@@ -567,6 +628,12 @@ describe('stories', { concurrency: 4 }, () => {
       assert.match(lines[1] ?? '', new RegExp(`^failed +${missing}: .*lists no versions`));
     });
 
+    test('every stderr line about the version starts with "<series> <version>:"', () => {
+      const about = run.stderr.split('\n').filter((l) => /\b8\.1\b|8\.1\.0/.test(l));
+      assert.ok(about.length >= 6, run.stderr);
+      for (const line of about) assert.ok(line.startsWith(`${good} 8.1: `), `unprefixed: ${line}`);
+    });
+
     test('stdout then holds no progress and no logs', () => {
       assert.doesNotMatch(run.stdout, /%|MiB|download|upload|Succeeded|dispatched/);
       assert.ok(!hasTerminalControl(run.stdout), JSON.stringify(run.stdout));
@@ -577,8 +644,17 @@ describe('stories', { concurrency: 4 }, () => {
       const lines = run.stderr.split('\n').filter((l) => l !== '');
       for (const phase of ['download', 'upload'])
         assert.ok(
-          lines.some((l) => new RegExp(`^${good} 8\\.1 ${phase} 100% `).test(l)),
+          lines.some((l) => new RegExp(`^${good} 8\\.1: ${phase} 100% `).test(l)),
           `no "${phase} 100%" line:\n${run.stderr}`,
+        );
+      for (const done of ['downloaded', 'uploaded'])
+        assert.ok(
+          lines.some((l) =>
+            new RegExp(
+              `^${good} 8\\.1: ${done} \\d+\\.\\d (MiB|GiB) in \\d+\\.\\d s( \\(\\d+\\.\\d MiB/s\\))?$`,
+            ).test(l),
+          ),
+          `no "${done}" summary line:\n${run.stderr}`,
         );
       assert.ok(
         lines.some((l) => l === `${good} 8.1: image version 8.1.0 is Succeeded`),
@@ -691,10 +767,24 @@ describe('command-line contract', () => {
     };
   }
 
-  test('an unknown option exits 2 with usage', async () => {
+  test("an unknown option exits 2 with the tool's own message, the one usage line and a pointer to --help", async () => {
     const run = await runStemcellMirror(['mirror', '--frobnicate'], local.env);
     assert.equal(run.status, 2);
-    assert.match(run.stderr, /Usage: npm run --silent stemcell-mirror -- mirror/);
+    assert.equal(
+      run.stderr,
+      `stemcell-mirror: unknown option --frobnicate\n${USAGE_LINE}\nMore: stemcell-mirror --help\n`,
+    );
+    assert.equal(run.stdout, '');
+  });
+
+  test('a bad flag value is called a flag, not a setting', async () => {
+    const run = await runStemcellMirrorDirect(['mirror', '--series', 'Not A Series'], local.env);
+    assert.equal(run.status, 2);
+    assert.match(
+      run.stderr,
+      /^stemcell-mirror: Invalid command line \(1 flag\):\n {2}--series: "Not A Series"/,
+    );
+    assert.doesNotMatch(run.stderr, /setting/);
   });
 
   test('a bad setting exits 2 naming every offending variable before any network call', async () => {
@@ -741,9 +831,13 @@ describe('command-line contract', () => {
     const counts = requestCounts();
     const run = await runStemcellMirrorDirect(['--help'], local.env);
     assert.equal(run.status, 0, run.stderr);
-    assert.match(run.stdout, /^Usage: npm run --silent stemcell-mirror -- mirror \[options\]/);
-    for (const option of ['--series', '--version', '--dry-run', '--json', '--help'])
+    assert.ok(run.stdout.startsWith(`${USAGE_LINE}\n   or: npm run --silent stemcell-mirror -- mirror`));
+    for (const option of ['--series', '--version', '--dry-run', '--json', '--verbose', '--help'])
       assert.match(run.stdout, new RegExp(option));
+    const required = ['AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_REGION'];
+    for (const name of [...required, 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_GALLERY_NAME'])
+      assert.match(run.stdout, new RegExp(name));
+    assert.match(run.stdout, /docs\/configuration\.md/);
     assert.equal(run.stderr, '');
     assert.deepEqual(requestCounts(), counts);
 
