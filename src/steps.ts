@@ -5,11 +5,12 @@
  */
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PageBlobClient } from '@azure/storage-blob';
 import { listStemcellReleases } from './boshio.js';
 import type { StemcellRelease } from './boshio.js';
 import { ConfigError, loadConfig } from './config.js';
 import { signInErrorOf } from './credentials.js';
-import { decideExistingVersion, NEITHER_MIRROR_NOR_CPI } from './existing-version.js';
+import { decideExistingVersion, isFromAnotherTool, UNTAGGED_FROM_ANOTHER_TOOL } from './existing-version.js';
 import {
   MIRROR_NOTIFIED_TAG,
   MIRROR_STEMCELL_REFERENCE,
@@ -32,6 +33,7 @@ import {
   removeStemcellWorkFiles,
   type ExtractedStemcell,
 } from './stemcell.js';
+import { compareSourceBlob } from './source-blob.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
 import type { ExtractedStemcellSummary, StepInputs, StepName, StepOutcome, StepOutputs } from './workflow.js';
@@ -41,15 +43,26 @@ class TryAgainLater extends Error {
   readonly transient = true;
 }
 
-function summaryOf(version: ImageVersionState & { definitionName: string }): GalleryVersionSummary {
+function summaryOf(
+  version: ImageVersionState & { definitionName: string },
+  adoptUntagged: boolean,
+): GalleryVersionSummary {
   const summary: GalleryVersionSummary = {
     name: version.name,
     provisioningState: version.provisioningState,
     createdByMirror: isCreatedByMirror(version.tags),
   };
-  // Not finished until the mirror recorded its notification: versions it created whose run stopped early,
-  // and versions a director created that the mirror has not adopted yet (or must refuse, visibly).
   const gone = version.provisioningState === 'Failed' || version.provisioningState === 'Deleting';
+  if (!gone && adoptUntagged && isFromAnotherTool(version.tags)) {
+    summary.adoptable = {
+      definitionName: version.definitionName,
+      ...(version.sourceUri !== undefined ? { blobUrl: version.sourceUri } : {}),
+    };
+    return summary;
+  }
+  // Not finished until the mirror recorded its notification: versions it created whose run stopped early,
+  // and versions a director created that the mirror has not adopted yet (or must refuse, visibly: one
+  // another tool made is reported once per run, by the notify step).
   if (!gone && version.tags[MIRROR_NOTIFIED_TAG] === undefined) {
     summary.unfinished = {
       definitionName: version.definitionName,
@@ -126,7 +139,7 @@ export async function resolveVersions(
     all: version !== undefined,
   });
   const versions = await gallery.listSeriesVersions(series, config.gallery);
-  const inGallery = versions.map(summaryOf);
+  const inGallery = versions.map((v) => summaryOf(v, config.adoptUntagged));
   const plan =
     version !== undefined
       ? planRequestedVersion(series, releases, inGallery, version)
@@ -230,16 +243,100 @@ export async function ensureImageDefinition(
   return { definitionName: spec.name, created: state === 'created' };
 }
 
+/**
+ * Takes over an untagged version another tool made (BASM_ADOPT_UNTAGGED): its source blob, where it still
+ * exists, must hold exactly the verified root.vhd; then the version gets the tags the mirror would have
+ * given it (the CPI's, image_sha256, the mirror's stemcell_references), recorded as finished (the other tool
+ * announced it when it made it). The version itself is not recreated.
+ */
+async function adoptImageVersion(
+  services: MirrorServices,
+  { definitionName, galleryVersion, release, stemcell }: Omit<StepInputs['createImageVersion'], 'blobUrl'>,
+  sourceUri: string | undefined,
+): Promise<void> {
+  const { config, gallery, log, vhdContainer } = services;
+  const subject = `${release.series} ${release.version}`;
+  const where = `image version ${definitionName}/${galleryVersion}`;
+  if (sourceUri !== undefined) {
+    let local = await findExtractedStemcell(
+      config.workDir,
+      release.series,
+      release.version,
+      stemcell.imageSha256,
+    );
+    if (!local) {
+      log.info(`${subject}: no local root.vhd here; extracting again`);
+      local = await extract(services, release);
+    }
+    if (local.imageSha256 !== stemcell.imageSha256) {
+      throw new Error(`${subject}: bosh.io now serves a different image; refusing to adopt ${where}`);
+    }
+    // The blob may live in another account (the other tool's): read it with the mirror's own identity.
+    const source = new PageBlobClient(sourceUri, vhdContainer.credential);
+    let comparison;
+    try {
+      comparison = await compareSourceBlob(source, {
+        vhdPath: local.vhdPath,
+        size: local.vhdSize,
+        extents: await readExtents(local.extentsPath),
+      });
+    } catch (error) {
+      if (isTransientError(error)) throw error;
+      throw new Error(
+        `${where} is untagged; its source blob ${sourceUri} could not be read to compare it with the verified ` +
+          `stemcell (${errorMessage(error)}): give the mirror's identity Storage Blob Data Reader on it, then run again`,
+      );
+    }
+    if (comparison.outcome === 'different') {
+      throw new Error(
+        `${where} is untagged and its source blob ${sourceUri} is not ${release.series} ${release.version} ` +
+          `from bosh.io (${comparison.reason}); refusing to adopt it: delete the version, and the next run mirrors it afresh`,
+      );
+    }
+    log.info(
+      comparison.outcome === 'same'
+        ? `${subject}: ${where}: its source blob holds the verified root.vhd (${comparison.bytesCompared} bytes compared)`
+        : `${subject}: ${where}: its source blob ${sourceUri} is gone; adopting on the verified download`,
+    );
+  }
+  const tags = imageVersionTags({
+    manifest: stemcell.manifest,
+    imageSha256: stemcell.imageSha256,
+    galleryName: config.galleryName,
+    definitionName,
+    sourceUrl: release.url,
+  });
+  await gallery.tagImageVersion(definitionName, galleryVersion, {
+    ...tags,
+    [MIRROR_NOTIFIED_TAG]: 'adopted',
+  });
+}
+
 /** Step 2.4: start the image version's creation (not waiting for it), or use the one already there. */
 export async function createImageVersion(
-  { config, gallery, log }: MirrorServices,
-  { definitionName, galleryVersion, blobUrl, release, stemcell }: StepInputs['createImageVersion'],
+  services: MirrorServices,
+  { definitionName, galleryVersion, blobUrl, release, stemcell, adopting }: StepInputs['createImageVersion'],
 ): Promise<StepOutputs['createImageVersion']> {
+  const { config, gallery, log } = services;
   const where = `image version ${definitionName}/${galleryVersion}`;
   const subject = `${release.series} ${release.version}`;
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
-  const decision = decideExistingVersion(existing, stemcell.imageSha256);
+  const decision = decideExistingVersion(existing, stemcell.imageSha256, {
+    adoptUntagged: config.adoptUntagged,
+  });
+  if (adopting && decision.action !== 'adopt' && decision.action !== 'refuse') {
+    // The version changed since the plan (deleted, tagged, failed): the next run decides afresh.
+    throw new Error(`${where} changed while this run was verifying the stemcell; the next run decides again`);
+  }
   switch (decision.action) {
+    case 'adopt':
+      await adoptImageVersion(
+        services,
+        { definitionName, galleryVersion, release, stemcell },
+        decision.sourceUri,
+      );
+      log.info(`${subject}: ${where} adopted: tagged as the mirror and the BOSH CPI would have`);
+      return { outcome: 'exists', provisioningState: 'Succeeded' };
     case 'wait':
       throw new TryAgainLater(`${where} ${decision.reason}`);
     case 'refuse':
@@ -304,7 +401,7 @@ export async function notify(
     series !== undefined && stemcellVersion !== undefined ? `${series} ${stemcellVersion}: ` : '';
   const version = await gallery.getImageVersion(definitionName, galleryVersion);
   if (!version) throw new Error(`${where} disappeared before its run finished`);
-  if (!isAdoptableByCpi(version.tags)) throw new Error(`${where} ${NEITHER_MIRROR_NOR_CPI}`);
+  if (isFromAnotherTool(version.tags)) throw new Error(`${where} ${UNTAGGED_FROM_ANOTHER_TOOL}`);
   let dispatched: string | undefined;
   if (config.notify) {
     await notifyStemcellPublished(config.notify, {

@@ -102,6 +102,8 @@ export interface StepInputs {
     blobUrl: string;
     release: StemcellRelease;
     stemcell: ExtractedStemcellSummary;
+    /** The plan found an untagged version to adopt here: adopt it or fail, never create one. */
+    adopting?: boolean;
   };
   getImageVersionState: { definitionName: string; galleryVersion: string };
   /** `series` and `version` name the stemcell in the log. */
@@ -136,6 +138,8 @@ export interface MirrorVersionInput {
   galleryVersion: string;
   /** The version exists already (an earlier run did not finish): only wait for it and notify. */
   finish?: { definitionName: string; blobUrl?: string };
+  /** An untagged version another tool made (BASM_ADOPT_UNTAGGED): verify the stemcell, then tag it; no upload. */
+  adopt?: { definitionName: string; blobUrl?: string };
 }
 
 export type VersionAction = 'created' | 'exists' | 'planned' | 'failed';
@@ -304,6 +308,7 @@ export function* mirrorSeries(
           galleryVersion: planned.galleryVersion,
           monitor,
           ...(planned.finish ? { finish: planned.finish } : {}),
+          ...(planned.adopt ? { adopt: planned.adopt } : {}),
         },
         instanceId,
       )) as VersionResult;
@@ -352,6 +357,21 @@ export function* mirrorVersion(
       definitionName = input.finish.definitionName;
       if (input.finish.blobUrl !== undefined) result.blobUrl = input.finish.blobUrl;
       started = { outcome: 'started', provisioningState: 'unknown' };
+    } else if (input.adopt) {
+      // The image is in the gallery already: verify the stemcell, then let createImageVersion compare and tag.
+      definitionName = input.adopt.definitionName;
+      if (input.adopt.blobUrl !== undefined) result.blobUrl = input.adopt.blobUrl;
+      enter('downloadAndExtract');
+      const stemcell = yield* step(ctx, 'downloadAndExtract', { release });
+      enter('createImageVersion');
+      started = yield* step(ctx, 'createImageVersion', {
+        definitionName,
+        galleryVersion,
+        blobUrl: input.adopt.blobUrl ?? '',
+        release,
+        stemcell,
+        adopting: true,
+      });
     } else {
       enter('downloadAndExtract');
       const stemcell = yield* step(ctx, 'downloadAndExtract', { release });
