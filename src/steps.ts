@@ -16,7 +16,6 @@ import {
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
   imageVersionTags,
-  isAdoptableByCpi,
   isCreatedByMirror,
   stemcellReferencesWith,
 } from './cpi.js';
@@ -285,6 +284,7 @@ async function adoptImageVersion(
       throw new Error(
         `${where} is untagged; its source blob ${sourceUri} could not be read to compare it with the verified ` +
           `stemcell (${errorMessage(error)}): give the mirror's identity Storage Blob Data Reader on it, then run again`,
+        { cause: error },
       );
     }
     if (comparison.outcome === 'different') {
