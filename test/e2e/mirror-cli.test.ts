@@ -21,9 +21,12 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ManagedIdentityCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
 import { USAGE_LINE } from '../../src/cli.js';
+import { MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
+import { ComputeGallery } from '../../src/gallery.js';
+import { vhdBlobName } from '../../src/pageblob.js';
 import {
   jsonResults,
   runStemcellMirror,
@@ -34,6 +37,7 @@ import {
 import {
   startLocalAzure,
   TEST_GALLERY,
+  TEST_REGION,
   TEST_RESOURCE_GROUP,
   TEST_SUBSCRIPTION,
   type LocalAzure,
@@ -149,6 +153,78 @@ type ImageVersion = {
 
 function imageVersion(definition: string, version: string): ImageVersion | undefined {
   return local.arm.imageVersions.get(`${definition}/${version}`) as ImageVersion | undefined;
+}
+
+let otherToolGallery: ComputeGallery | undefined;
+
+/** The gallery as another tool (the original mirror) sees it: the same ARM, the identity endpoint's token. */
+function otherTool(): ComputeGallery {
+  if (otherToolGallery === undefined) {
+    // The credential reads these once per process; no other token is asked for in this process.
+    Object.assign(process.env, local.identity.env());
+    otherToolGallery = new ComputeGallery({
+      subscriptionId: TEST_SUBSCRIPTION,
+      resourceGroup: TEST_RESOURCE_GROUP,
+      galleryName: TEST_GALLERY,
+      region: TEST_REGION,
+      resourceManagerEndpoint: local.arm.url,
+      storageAccountId: `/subscriptions/${TEST_SUBSCRIPTION}/resourceGroups/${TEST_RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/${local.azurite.accountName}`,
+      credential: new ManagedIdentityCredential(),
+      pollIntervalMs: 20,
+    });
+  }
+  return otherToolGallery;
+}
+
+/**
+ * What the original mirror left behind: the whole VHD (zeros included) as a page blob of its own naming, and
+ * an image version made from it without any tag. Returns the blob's URL.
+ */
+async function versionFromAnotherTool(series: string, version: string, vhd: Buffer): Promise<string> {
+  const service = new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential);
+  const container = service.getContainerClient('vhds');
+  await container.createIfNotExists();
+  const blob = container.getPageBlobClient(`${series}-${version}.vhd`);
+  await blob.create(vhd.length);
+  const chunk = 4 * 1024 * 1024;
+  for (let offset = 0; offset < vhd.length; offset += chunk) {
+    const length = Math.min(chunk, vhd.length - offset);
+    await blob.uploadPages(vhd.subarray(offset, offset + length), offset, length);
+  }
+  const gallery = otherTool();
+  await gallery.ensureImageDefinition({
+    name: series,
+    publisher: 'bosh',
+    offer: series,
+    sku: 'gen1',
+    osType: 'Linux',
+    osState: 'Generalized',
+    hyperVGeneration: 'V1',
+    architecture: 'x64',
+  });
+  const galleryVersion = `${version}.0`;
+  await gallery.startImageVersion({
+    definitionName: series,
+    versionName: galleryVersion,
+    blobUrl: blob.url,
+    tags: {},
+  });
+  for (let polls = 0; ; polls++) {
+    const state = await gallery.getImageVersion(series, galleryVersion);
+    if (state?.provisioningState === 'Succeeded') break;
+    assert.ok(
+      polls < 200 && state?.provisioningState !== 'Failed',
+      `setup version ${galleryVersion}: ${state?.provisioningState}`,
+    );
+    await new Promise((done) => setTimeout(done, 50));
+  }
+  return blob.url;
+}
+
+/** Whether the mirror uploaded its own page blob for this version. */
+async function mirrorBlobExists(series: string, version: string): Promise<boolean> {
+  const service = new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential);
+  return service.getContainerClient('stemcell').getBlobClient(vhdBlobName(series, version)).exists();
 }
 
 /** What a progress bar writes to redraw itself: carriage return, ANSI escape. */
@@ -464,6 +540,106 @@ describe('stories', { concurrency: 4 }, () => {
         jsonResults(third).map((r) => [r.version, r.action]),
         [['5.1', 'exists']],
       );
+    });
+  });
+
+  describe('migrating from the original mirror: untagged versions it made', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-migrate-go_agent';
+    const docs =
+      /untagged, from another tool: see docs\/operations\.md#migrating-from-the-container-apps-job/;
+
+    // One scenario in three runs: reported without the option, adopted with it, then nothing left to do.
+    test('reported once without BASM_ADOPT_UNTAGGED, then verified, compared and adopted with it', async () => {
+      const s = await story('migrate');
+      const old = await publish({ series, version: '9.1', seed: 61 });
+      await publish({ series, version: '9.2', seed: 62 });
+      const sourceUrl = await versionFromAnotherTool(series, '9.1', old.vhd);
+
+      const before = local.arm.requests.length;
+      const reported = await mirror(s, '--series', series);
+      assert.equal(reported.status, 1, reported.stderr);
+      const [created, untagged, ...more] = jsonResults(reported);
+      assert.equal(more.length, 0);
+      assert.deepEqual(
+        [created?.version, created?.action],
+        ['9.2', 'created'],
+        'the other versions are mirrored',
+      );
+      assert.deepEqual([untagged?.version, untagged?.action], ['9.1', 'failed']);
+      assert.match(String(untagged?.error), docs);
+      assert.deepEqual(imageVersion(series, '9.1.0')?.tags, {});
+      assert.deepEqual(
+        armChanges(before, series).filter((w) => w.includes('/versions/9.1.0')),
+        [],
+      );
+
+      const adoptFrom = local.arm.requests.length;
+      const boshioFrom = local.boshio.requests.length;
+      const adopt = { ...s, env: { ...s.env, BASM_ADOPT_UNTAGGED: 'true' } };
+      const adopted = await mirror(adopt, '--series', series);
+      assert.equal(adopted.status, 0, adopted.stderr);
+      assert.deepEqual(jsonResults(adopted), [
+        { series, version: '9.1', galleryVersion: '9.1.0', action: 'exists', blobUrl: sourceUrl },
+      ]);
+      assert.equal(downloads(boshioFrom, series).length, 1, 'the stemcell is downloaded and verified');
+      assert.match(
+        adopted.stderr,
+        new RegExp(`^${series} 9\\.1: .*source blob holds the verified root\\.vhd`, 'm'),
+      );
+      const version = imageVersion(series, '9.1.0');
+      assert.equal(version?.properties.storageProfile.osDiskImage.source.uri, sourceUrl, 'not recreated');
+      assert.equal(version?.tags.image_sha256, old.imageSha256);
+      assert.equal(version?.tags.stemcell_references, MIRROR_STEMCELL_REFERENCE);
+      assert.equal(version?.tags.compute_gallery_name, TEST_GALLERY);
+      assert.equal(version?.tags.compute_gallery_image_definition, series);
+      assert.equal(version?.tags.version, '9.1');
+      const writes = armChanges(adoptFrom, series).filter((w) => w.includes('/versions/9.1.0'));
+      assert.ok(writes.length > 0 && writes.every((w) => !w.startsWith('DELETE')), writes.join(', '));
+      assert.equal(await mirrorBlobExists(series, '9.1'), false, 'adoption uploads nothing');
+      assert.deepEqual(
+        local.github.dispatches
+          .filter((d) => d.inputs.gallery_image_name === series)
+          .map((d) => d.inputs.gallery_image_version),
+        ['9.2.0'],
+        'the original mirror announced 9.1 when it made it',
+      );
+
+      const again = await mirror(adopt, '--series', series);
+      assert.equal(again.status, 0, again.stderr);
+      assert.deepEqual(
+        jsonResults(again).map((r) => [r.version, r.action]),
+        [['9.2', 'exists']],
+      );
+    });
+  });
+
+  describe('migrating: an untagged version whose source blob is not the stemcell', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-migrate-mismatch-go_agent';
+
+    test('BASM_ADOPT_UNTAGGED refuses it: failed, not tagged, not recreated', async () => {
+      const s = await story('migrate-mismatch');
+      await publish({ series, version: '9.5', seed: 65 });
+      // Same size, other bytes: what another image under this version name would look like.
+      const other = await buildStemcellFixture({ series, version: '9.5', seed: 66 });
+      const sourceUrl = await versionFromAnotherTool(series, '9.5', other.vhd);
+
+      const before = local.arm.requests.length;
+      const run = await mirror({ ...s, env: { ...s.env, BASM_ADOPT_UNTAGGED: 'true' } }, '--series', series);
+      assert.equal(run.status, 1, run.stderr);
+      const [result, ...more] = jsonResults(run);
+      assert.equal(more.length, 0);
+      assert.equal(result?.action, 'failed');
+      assert.match(
+        String(result?.error),
+        /source blob .* is not .* 9\.5 from bosh\.io \(its bytes \d+-\d+ differ\); refusing to adopt it/,
+      );
+      assert.deepEqual(imageVersion(series, '9.5.0')?.tags, {});
+      assert.equal(
+        imageVersion(series, '9.5.0')?.properties.storageProfile.osDiskImage.source.uri,
+        sourceUrl,
+      );
+      assert.deepEqual(armChanges(before, series), []);
+      assert.deepEqual(await workDirEntries(s), []);
     });
   });
 
