@@ -366,7 +366,10 @@ describe('createImageVersion with a version of that name already in the gallery'
     const { outcome } = await activity('createImageVersion', createInput(p, '1.100.4'));
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
-    assert.match((outcome as { error: string }).error, /is untagged, from another tool: see docs\/operations\.md#/);
+    assert.match(
+      (outcome as { error: string }).error,
+      /is untagged, from another tool: see docs\/operations\.md#/,
+    );
     assert.deepEqual(
       versionRequests(p, '1.100.4', from).filter((m) => m !== 'GET'),
       [],
@@ -534,7 +537,10 @@ describe('notify on versions it did not create', () => {
 
     const outcome = results[0]?.outcome as StepOutcome<unknown>;
     assert.equal(outcome.ok, false);
-    assert.match((outcome as { error: string }).error, /is untagged, from another tool: see docs\/operations\.md#/);
+    assert.match(
+      (outcome as { error: string }).error,
+      /is untagged, from another tool: see docs\/operations\.md#/,
+    );
     assert.equal(local.github.dispatches.length, dispatchesBefore);
     assert.deepEqual(versionWrites(p, '1.100.9', from), []);
     const after = await versionTags(p, '1.100.9');
