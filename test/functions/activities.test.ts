@@ -290,6 +290,26 @@ describe('downloadAndExtract, then uploadVhd', () => {
   });
 });
 
+test('uploadVhd records the manifest on a complete blob uploaded before blobs kept it, sending no page', async () => {
+  const p = await prepared();
+  const blob = sharedKeyBlob(p.blobUrl);
+  const { stemcell_manifest: manifest, ...older } = (await blob.getProperties()).metadata ?? {};
+  assert.ok(manifest, 'the upload records the manifest');
+  await blob.setMetadata(older);
+
+  const { outcome } = await activity('uploadVhd', { ...REF, imageSha256: p.stemcell.imageSha256 });
+
+  const uploaded = valueOf<StepOutputs['uploadVhd']>(outcome);
+  assert.equal(uploaded.bytesUploaded, 0);
+  assert.equal(uploaded.alreadyComplete, true);
+  const after = (await blob.getProperties()).metadata ?? {};
+  assert.deepEqual(after, { ...older, stemcell_manifest: manifest });
+  assert.deepEqual(valueOf((await activity('ensureImageDefinition', REF)).outcome), {
+    definitionName: p.definitionName,
+    created: false,
+  });
+});
+
 test('a stemcell whose checksum does not match fails downloadAndExtract permanently, as a value', async () => {
   const bad = await buildStemcellFixture({ series: SERIES, version: '1.101', seed: 4 });
   local.boshio.publish(SERIES, { version: '1.101', tarball: bad.tarball, sha256: '0'.repeat(64), sha1: '' });
