@@ -722,6 +722,27 @@ describe('orchestrations started by hand with forged input (the system key start
     );
   });
 
+  test('fault: mirrorVersion named with a version that is not a stemcell version schedules no step', async () => {
+    const history = new OrchestrationHistory(
+      'mirrorVersion',
+      versionInstanceId(SERIES, '1.100', START),
+      { series: SERIES, version: '../../1.100' },
+      START,
+      'mirror-x',
+    );
+
+    // The worker reports a failed orchestrator as an error carrying its state.
+    await assert.rejects(
+      invokeFunction(history.name, { orchestrationTrigger: history.trigger() }),
+      (error: Error) => {
+        const state = JSON.parse(error.message.slice(error.message.indexOf('{'))) as OrchestratorState;
+        assert.deepEqual(state.actions.flat(), [], 'no step was scheduled');
+        assert.match(String(state.error), /is not a stemcell version/);
+        return true;
+      },
+    );
+  });
+
   test('fault: mirrorSeries with forged monitor settings passes nothing but the stemcell to mirrorVersion', async () => {
     const history = new OrchestrationHistory(
       'mirrorSeries',
