@@ -24,7 +24,22 @@ import { displayUrl } from './https-fetch.js';
 import { notifyStemcellPublished } from './notify.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
-import { announceSettings, createMirrorServices, type Logger, type MirrorServices } from './services.js';
+import {
+  MANIFEST_METADATA,
+  boshioRelease,
+  manifestMetadata,
+  requireConfiguredSeries,
+  requireConfiguredStemcell,
+  requireSeriesDefinition,
+  uploadedStemcell,
+} from './provenance.js';
+import {
+  announceSettings,
+  createMirrorServices,
+  monitorSettings,
+  type Logger,
+  type MirrorServices,
+} from './services.js';
 import {
   downloadAndExtractStemcell,
   findExtractedStemcell,
@@ -33,7 +48,14 @@ import {
 } from './stemcell.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
-import type { ExtractedStemcellSummary, StepInputs, StepName, StepOutcome, StepOutputs } from './workflow.js';
+import type {
+  ExtractedStemcellSummary,
+  StemcellRef,
+  StepInputs,
+  StepName,
+  StepOutcome,
+  StepOutputs,
+} from './workflow.js';
 
 /** A transient condition: the retry policy tries the step again later. */
 class TryAgainLater extends Error {
@@ -114,6 +136,7 @@ export async function resolveVersions(
   { config, gallery, log }: MirrorServices,
   { series, version }: StepInputs['resolveVersions'],
 ): Promise<StepOutputs['resolveVersions']> {
+  requireConfiguredSeries(config, series);
   const releases = await listStemcellReleases(config.boshioUrl, series, {
     timeoutMs: config.httpTimeoutMs,
     all: version !== undefined,
@@ -132,49 +155,73 @@ export async function resolveVersions(
   return newest?.sourceUri !== undefined ? { ...plan, newestBlobUrl: newest.sourceUri } : plan;
 }
 
-/** Step 2.1: the stemcell's root.vhd on local disk, reusing an extraction of the very same tarball. */
-export async function downloadAndExtract(
-  services: MirrorServices,
-  { release }: StepInputs['downloadAndExtract'],
-): Promise<StepOutputs['downloadAndExtract']> {
-  const previous = await findExtractedStemcell(services.config.workDir, release.series, release.version);
-  // Reuse only an extraction of the very tarball bosh.io lists now.
+/** A complete extraction of the very tarball bosh.io lists now, if this machine has one. */
+async function currentExtraction(
+  { config }: MirrorServices,
+  release: StemcellRelease,
+  imageSha256?: string,
+): Promise<ExtractedStemcell | undefined> {
+  const previous = await findExtractedStemcell(config.workDir, release.series, release.version, imageSha256);
   const same = release.sha256
     ? previous?.tarballSha256 === release.sha256
     : previous?.tarballSha1 === release.sha1;
-  if (previous && same) return summarize(previous);
-  services.log.info(`${release.series} ${release.version}: downloading ${displayUrl(release.url)}`);
+  return same ? previous : undefined;
+}
+
+/** Step 2.1: the stemcell's root.vhd on local disk, reusing an extraction of the very same tarball. */
+export async function downloadAndExtract(
+  services: MirrorServices,
+  { series, version }: StepInputs['downloadAndExtract'],
+): Promise<StepOutputs['downloadAndExtract']> {
+  requireConfiguredStemcell(services.config, series, version);
+  const release = await boshioRelease(services.config, series, version);
+  const previous = await currentExtraction(services, release);
+  if (previous) return summarize(previous);
+  services.log.info(`${series} ${version}: downloading ${displayUrl(release.url)}`);
   return summarize(await extract(services, release));
 }
 
 /** Step 2.2: the VHD's non-zero extents in the page blob; a complete blob of the same image is kept. */
 export async function uploadVhd(
   services: MirrorServices,
-  { release, stemcell }: StepInputs['uploadVhd'],
+  { series, version, imageSha256 }: StepInputs['uploadVhd'],
 ): Promise<StepOutputs['uploadVhd']> {
   const { config, vhdContainer, log } = services;
-  const blobName = vhdBlobName(release.series, release.version);
-  const done = await findCompletedVhdBlob(vhdContainer, blobName, stemcell.imageSha256);
-  if (done) {
-    log.info(`${release.series} ${release.version}: ${done.blobUrl} already holds this VHD`);
-    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes: stemcell.dataBytes, alreadyComplete: true };
+  requireConfiguredStemcell(config, series, version);
+  const release = await boshioRelease(config, series, version);
+  const blobName = vhdBlobName(series, version);
+  const done = await findCompletedVhdBlob(vhdContainer, blobName, imageSha256);
+  if (done?.metadata[MANIFEST_METADATA] !== undefined) {
+    log.info(`${series} ${version}: ${done.blobUrl} already holds this VHD`);
+    const dataBytes = Number(done.metadata['data_bytes'] ?? '0');
+    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes, alreadyComplete: true };
   }
   // Another instance (or a restart) may have extracted it: then extract here again.
-  let local = await findExtractedStemcell(
-    config.workDir,
-    release.series,
-    release.version,
-    stemcell.imageSha256,
-  );
+  let local = await currentExtraction(services, release, imageSha256);
   if (!local) {
-    log.info(`${release.series} ${release.version}: no local root.vhd here; extracting again`);
+    log.info(`${series} ${version}: no local root.vhd here; extracting again`);
     local = await extract(services, release);
-    if (local.imageSha256 !== stemcell.imageSha256) {
+    if (local.imageSha256 !== imageSha256) {
       throw new Error(
-        `${release.series} ${release.version}: bosh.io now serves a different image ` +
-          `(SHA-256 ${local.imageSha256}, expected ${stemcell.imageSha256}); refusing to mix them`,
+        `${series} ${version}: bosh.io now serves a different image ` +
+          `(SHA-256 ${local.imageSha256}, expected ${imageSha256}); refusing to mix them`,
       );
     }
+  }
+  const metadata = {
+    stemcell_series: series,
+    stemcell_version: version,
+    source_url: displayUrl(release.url),
+    tarball_sha256: local.tarballSha256,
+    image_sha1: local.imageSha1,
+    image_sha256: local.imageSha256,
+    data_bytes: String(local.dataBytes),
+    [MANIFEST_METADATA]: manifestMetadata(local.manifest),
+  };
+  if (done) {
+    // Uploaded before later steps read the manifest from the blob: record it, the pages are there.
+    await vhdContainer.getPageBlobClient(blobName).setMetadata({ ...done.metadata, ...metadata });
+    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes: local.dataBytes, alreadyComplete: true };
   }
   const uploaded = await uploadSparseVhd({
     container: vhdContainer,
@@ -182,23 +229,9 @@ export async function uploadVhd(
     vhdPath: local.vhdPath,
     extents: await readExtents(local.extentsPath),
     size: local.vhdSize,
-    metadata: {
-      stemcell_series: release.series,
-      stemcell_version: release.version,
-      source_url: displayUrl(release.url),
-      tarball_sha256: local.tarballSha256,
-      image_sha1: local.imageSha1,
-      image_sha256: local.imageSha256,
-    },
+    metadata,
     concurrency: config.uploadConcurrency,
-    onProgress: (bytes, total) =>
-      services.onProgress?.({
-        series: release.series,
-        version: release.version,
-        phase: 'upload',
-        bytes,
-        total,
-      }),
+    onProgress: (bytes, total) => services.onProgress?.({ series, version, phase: 'upload', bytes, total }),
   });
   if (uploaded.replacedBecause)
     log.warn(`${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`);
@@ -210,25 +243,36 @@ export async function uploadVhd(
   };
 }
 
+/** The mirror's upload of the stemcell: what definitions and versions are made from. */
+function uploadOf({ config, vhdContainer }: MirrorServices, { series, version }: StemcellRef) {
+  requireConfiguredStemcell(config, series, version);
+  return uploadedStemcell(vhdContainer, series, version, config.httpTimeoutMs);
+}
+
 /** Step 2.3: the image definition the stemcell belongs in, created when absent. */
 export async function ensureImageDefinition(
-  { config, gallery, log }: MirrorServices,
-  { manifest }: StepInputs['ensureImageDefinition'],
+  services: MirrorServices,
+  ref: StepInputs['ensureImageDefinition'],
 ): Promise<StepOutputs['ensureImageDefinition']> {
-  const spec = imageDefinitionFor(manifest, config.gallery);
-  const state = await gallery.ensureImageDefinition(spec);
-  if (state === 'created') log.info(`created image definition ${spec.name}`);
+  const { manifest } = await uploadOf(services, ref);
+  const spec = imageDefinitionFor(manifest, services.config.gallery);
+  const state = await services.gallery.ensureImageDefinition(spec);
+  if (state === 'created') services.log.info(`created image definition ${spec.name}`);
   return { definitionName: spec.name, created: state === 'created' };
 }
 
 /** Step 2.4: start the image version's creation (not waiting for it), or use the one already there. */
 export async function createImageVersion(
-  { config, gallery, log }: MirrorServices,
-  { definitionName, galleryVersion, blobUrl, release, stemcell }: StepInputs['createImageVersion'],
+  services: MirrorServices,
+  ref: StepInputs['createImageVersion'],
 ): Promise<StepOutputs['createImageVersion']> {
+  const { config, gallery, log } = services;
+  const upload = await uploadOf(services, ref);
+  const definitionName = imageDefinitionFor(upload.manifest, config.gallery).name;
+  const galleryVersion = galleryVersionName(ref.version);
   const where = `image version ${definitionName}/${galleryVersion}`;
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
-  const decision = decideExistingVersion(existing, stemcell.imageSha256);
+  const decision = decideExistingVersion(existing, upload.imageSha256);
   switch (decision.action) {
     case 'wait':
       throw new TryAgainLater(`${where} ${decision.reason}`);
@@ -245,6 +289,7 @@ export async function createImageVersion(
       return {
         outcome: decision.finished ? 'exists' : 'started',
         provisioningState: decision.provisioningState,
+        definitionName,
       };
     case 'recreate':
       log.warn(`${where} ${decision.reason}`);
@@ -256,39 +301,46 @@ export async function createImageVersion(
   await gallery.startImageVersion({
     definitionName,
     versionName: galleryVersion,
-    blobUrl,
+    blobUrl: upload.blobUrl,
     tags: imageVersionTags({
-      manifest: stemcell.manifest,
-      imageSha256: stemcell.imageSha256,
+      manifest: upload.manifest,
+      imageSha256: upload.imageSha256,
       galleryName: config.galleryName,
       definitionName,
-      sourceUrl: displayUrl(release.url),
+      sourceUrl: displayUrl(upload.sourceUrl),
     }),
   });
   log.info(`${where}: creation started`);
-  return { outcome: 'started', provisioningState: 'Creating' };
+  return { outcome: 'started', provisioningState: 'Creating', definitionName };
 }
 
-/** Step 2.5: Azure's provisioning state of the version being created. */
+/** Step 2.5: Azure's provisioning state of the version being created, and how long to wait for it. */
 export async function getImageVersionState(
-  { gallery }: MirrorServices,
-  { definitionName, galleryVersion }: StepInputs['getImageVersionState'],
+  { config, gallery }: MirrorServices,
+  { series, version, definitionName }: StepInputs['getImageVersionState'],
 ): Promise<StepOutputs['getImageVersionState']> {
-  const state = await gallery.getImageVersion(definitionName, galleryVersion);
+  requireConfiguredStemcell(config, series, version);
+  const definition = requireSeriesDefinition(config, series, definitionName);
+  const galleryVersion = galleryVersionName(version);
+  const state = await gallery.getImageVersion(definition, galleryVersion);
   if (!state)
-    throw new Error(
-      `image version ${definitionName}/${galleryVersion} disappeared while it was being created`,
-    );
-  return state.errorMessage !== undefined
-    ? { provisioningState: state.provisioningState, errorMessage: state.errorMessage }
-    : { provisioningState: state.provisioningState };
+    throw new Error(`image version ${definition}/${galleryVersion} disappeared while it was being created`);
+  return {
+    provisioningState: state.provisioningState,
+    ...(state.errorMessage !== undefined ? { errorMessage: state.errorMessage } : {}),
+    ...(state.sourceUri !== undefined ? { blobUrl: state.sourceUri } : {}),
+    monitor: monitorSettings(config),
+  };
 }
 
 /** Step 2.6: the GitHub dispatch (when configured), recorded on the version so it is sent once. */
 export async function notify(
   { config, gallery, log }: MirrorServices,
-  { definitionName, galleryVersion }: StepInputs['notify'],
+  { series, version: stemcellVersion, definitionName: named }: StepInputs['notify'],
 ): Promise<StepOutputs['notify']> {
+  requireConfiguredStemcell(config, series, stemcellVersion);
+  const definitionName = requireSeriesDefinition(config, series, named);
+  const galleryVersion = galleryVersionName(stemcellVersion);
   const where = `image version ${definitionName}/${galleryVersion}`;
   const version = await gallery.getImageVersion(definitionName, galleryVersion);
   if (!version) throw new Error(`${where} disappeared before its run finished`);
@@ -331,6 +383,7 @@ export async function cleanup(
   { config }: MirrorServices,
   { series, version }: StepInputs['cleanup'],
 ): Promise<StepOutputs['cleanup']> {
+  requireConfiguredStemcell(config, series, version);
   await removeStemcellWorkFiles(config.workDir, series, version);
   return { removed: true };
 }

@@ -15,7 +15,7 @@ import {
   loadFunctionsApp,
   type Invocation,
 } from '../support/functions-core/host.js';
-import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from '../support/app-settings.js';
+import { JAMMY, NOBLE, starterSettings } from '../support/app-settings.js';
 import { failingStarts } from '../support/failing-starts.js';
 
 let extension: FakeDurableExtension;
@@ -48,13 +48,13 @@ test('starts one mirrorSeries orchestration per configured series', async () => 
     {
       name: 'mirrorSeries',
       instanceId: `mirror-${JAMMY}`,
-      input: { request: { series: JAMMY }, monitor: STARTER_MONITOR },
+      input: { request: { series: JAMMY } },
       accepted: true,
     },
     {
       name: 'mirrorSeries',
       instanceId: `mirror-${NOBLE}`,
-      input: { request: { series: NOBLE }, monitor: STARTER_MONITOR },
+      input: { request: { series: NOBLE } },
       accepted: true,
     },
   ]);
@@ -121,7 +121,7 @@ test('fails the invocation, after starting the others, when a series cannot be s
       {
         name: 'mirrorSeries',
         instanceId: `mirror-${NOBLE}`,
-        input: { request: { series: NOBLE }, monitor: STARTER_MONITOR },
+        input: { request: { series: NOBLE } },
         accepted: true,
       },
     ]);

@@ -108,10 +108,20 @@ describe('a first upload', () => {
     assert.equal(result.blobUrl, assertions(containerName).getPageBlobClient(blobName).url);
   });
 
-  test('is found as a completed VHD blob afterwards', async () => {
+  test('is found as a completed VHD blob afterwards, with its metadata', async () => {
     const found = await findCompletedVhdBlob(container(containerName), blobName, imageSha256);
 
-    assert.deepEqual(found, { blobUrl: result.blobUrl, size: vhd.size });
+    assert.deepEqual(found, {
+      blobUrl: result.blobUrl,
+      size: vhd.size,
+      metadata: {
+        image_sha256: imageSha256,
+        stemcell_series: 'bosh-azure-hyperv-ubuntu-jammy-go_agent',
+        stemcell_version: '1.1364',
+        vhd_size: String(vhd.size),
+        upload_complete: 'true',
+      },
+    });
   });
 
   test('a second upload of the same content sends nothing and leaves the blob untouched', async () => {

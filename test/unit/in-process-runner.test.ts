@@ -24,8 +24,8 @@ import {
 } from '../../src/workflow.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
-// MonitorSettings is a plain object here: the config's 1 s minimum poll interval does not apply, and a
-// 10 ms interval keeps the monitor loop's real timers short.
+// getImageVersionState hands the settings to the workflow: here a plain object, so the config's 1 s minimum
+// poll interval does not apply, and a 10 ms interval keeps the monitor loop's real timers short.
 const MONITOR: MonitorSettings = { pollIntervalSeconds: 0.01, deadlineMinutes: 5 };
 
 const release: StemcellRelease = {
@@ -73,8 +73,9 @@ function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: Mirror
     downloadAndExtract: () => ok(stemcell),
     uploadVhd: () => ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
     ensureImageDefinition: () => ok({ definitionName, created: true }),
-    createImageVersion: () => ok({ outcome: 'started' as const, provisioningState: 'Creating' }),
-    getImageVersionState: () => ok({ provisioningState: 'Succeeded' }),
+    createImageVersion: () =>
+      ok({ outcome: 'started' as const, provisioningState: 'Creating', definitionName }),
+    getImageVersionState: () => ok({ provisioningState: 'Succeeded', monitor: MONITOR }),
     notify: () => ok({ notified: true }),
     cleanup: () => ok({ removed: true }),
   };
@@ -107,7 +108,7 @@ async function mirrorOne(
     retryIntervalScale: 0,
     ...(onStatus ? { onStatus } : {}),
   });
-  const output = await runner.runSeries({ series: SERIES }, MONITOR);
+  const output = await runner.runSeries({ series: SERIES });
   assert.equal(output.series, SERIES);
   assert.equal(output.results.length, 1);
   const [result] = output.results;
@@ -143,7 +144,7 @@ test('the happy path runs the steps in the order of the design and ends with the
 test('the monitor loop polls the image version until Azure reports it Succeeded, then notifies', async () => {
   const states = ['Creating', 'Creating', 'Succeeded'];
   const { steps, calls } = recordingSteps({
-    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded' }),
+    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded', monitor: MONITOR }),
   });
 
   const { result } = await mirrorOne(steps);
@@ -253,7 +254,7 @@ test('a series whose versions cannot be resolved ends with one failed result nam
 test('status callbacks report each step of the version as it is entered', async () => {
   const states = ['Creating', 'Succeeded'];
   const { steps } = recordingSteps({
-    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded' }),
+    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded', monitor: MONITOR }),
   });
   const statuses: unknown[] = [];
 
