@@ -59,6 +59,7 @@ before(async () => {
       accountName: azurite.accountName,
       sharedKeyCredential: azurite.sharedKeyCredential,
     },
+    appPrincipalId: identity.principalId,
   });
   storageAccountId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Storage/storageAccounts/${azurite.accountName}`;
   gallery = new ComputeGallery({
@@ -503,6 +504,7 @@ test(
         sharedKeyCredential: azurite.sharedKeyCredential,
       },
       pollsUntilDone: 1_000_000,
+      appPrincipalId: identity.principalId,
     });
     try {
       const slow = galleryAt(slowArm.url, { operationTimeoutMs: 300 });
