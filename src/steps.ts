@@ -19,6 +19,7 @@ import {
   stemcellReferencesWith,
 } from './cpi.js';
 import { errorMessage, isTransientError } from './failures.js';
+import { GalleryError } from './gallery-error.js';
 import type { ImageVersionState } from './gallery.js';
 import { displayUrl } from './https-fetch.js';
 import { notifyStemcellPublished } from './notify.js';
@@ -221,12 +222,29 @@ export async function ensureImageDefinition(
   return { definitionName: spec.name, created: state === 'created' };
 }
 
-/** Step 2.4: start the image version's creation (not waiting for it), or use the one already there. */
+/**
+ * Step 2.4: start the image version's creation (not waiting for it), or use the one already there. The PUT
+ * creates only (If-None-Match): a version someone made between the look and the PUT is decided about again.
+ */
 export async function createImageVersion(
+  services: MirrorServices,
+  input: StepInputs['createImageVersion'],
+): Promise<StepOutputs['createImageVersion']> {
+  const where = `image version ${input.definitionName}/${input.galleryVersion}`;
+  const first = await useOrCreateVersion(services, input, where);
+  if (first !== 'taken') return first;
+  services.log.info(`${where}: created by someone else since the mirror looked; deciding again`);
+  const second = await useOrCreateVersion(services, input, where);
+  if (second !== 'taken') return second;
+  throw new TryAgainLater(`${where} keeps being created by someone else; trying again later`);
+}
+
+/** One look at the gallery's version and what it calls for; `taken` when the create lost a race. */
+async function useOrCreateVersion(
   { config, gallery, log }: MirrorServices,
   { definitionName, galleryVersion, blobUrl, release, stemcell }: StepInputs['createImageVersion'],
-): Promise<StepOutputs['createImageVersion']> {
-  const where = `image version ${definitionName}/${galleryVersion}`;
+  where: string,
+): Promise<StepOutputs['createImageVersion'] | 'taken'> {
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
   const decision = decideExistingVersion(existing, stemcell.imageSha256);
   switch (decision.action) {
@@ -253,18 +271,23 @@ export async function createImageVersion(
     case 'create':
       break;
   }
-  await gallery.startImageVersion({
-    definitionName,
-    versionName: galleryVersion,
-    blobUrl,
-    tags: imageVersionTags({
-      manifest: stemcell.manifest,
-      imageSha256: stemcell.imageSha256,
-      galleryName: config.galleryName,
+  try {
+    await gallery.startImageVersion({
       definitionName,
-      sourceUrl: displayUrl(release.url),
-    }),
-  });
+      versionName: galleryVersion,
+      blobUrl,
+      tags: imageVersionTags({
+        manifest: stemcell.manifest,
+        imageSha256: stemcell.imageSha256,
+        galleryName: config.galleryName,
+        definitionName,
+        sourceUrl: displayUrl(release.url),
+      }),
+    });
+  } catch (error) {
+    if (error instanceof GalleryError && error.code === 'VersionExists') return 'taken';
+    throw error;
+  }
   log.info(`${where}: creation started`);
   return { outcome: 'started', provisioningState: 'Creating' };
 }

@@ -610,3 +610,28 @@ test('a bad setting makes an activity return { ok: false } with the configuratio
 
   assert.deepEqual(results[0]?.outcome, { ok: false, error: expected });
 });
+
+test('fault: a director creates the version between the mirror’s look and its PUT: never overwritten, adopted instead', async () => {
+  const p = await prepared();
+  const director = `bosh-stemcell-${randomUUID()}`;
+  const cpiTags: Record<string, string> = {
+    ...mirrorTags(p),
+    stemcell_references: director,
+    stemcell_name: director,
+  };
+  delete cpiTags['stemcell_source_url'];
+  local.arm.beforeNext('PUT', `/images/${p.definitionName}/versions/1.100.20`, () =>
+    existingVersion(p, '1.100.20', cpiTags),
+  );
+
+  const { outcome } = await activity('createImageVersion', createInput(p, '1.100.20'));
+
+  assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Succeeded' });
+  const tags = await versionTags(p, '1.100.20');
+  assert.equal(tags['stemcell_name'], director);
+  assert.equal(tags['stemcell_source_url'], undefined);
+  assert.deepEqual(
+    tags['stemcell_references']?.split(',').sort(),
+    [director, MIRROR_STEMCELL_REFERENCE].sort(),
+  );
+});

@@ -77,6 +77,11 @@ export interface FakeArm {
   /** ARM resource ids of the gallery and of the VHD storage account, the scopes of infra's assignments. */
   galleryId: string;
   storageAccountId: string;
+  /**
+   * Runs `action` once, just before the fake handles the next `method` request whose path ends with `pathEnd`:
+   * a test's way to let someone else (a director) act between a client's look and its write.
+   */
+  beforeNext(method: string, pathEnd: string, action: () => Promise<void>): void;
   /** The tenant tokens must come from (undefined until the first token when not configured). */
   readonly tenantId: string | undefined;
   stop(): Promise<void>;
@@ -85,6 +90,7 @@ export interface FakeArm {
 export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
   const pageSize = options.listPageSize ?? 100;
   const requests: FakeArm['requests'] = [];
+  const interludes: Array<{ method: string; pathEnd: string; action: () => Promise<void> }> = [];
   let url = '';
   const tokens = new TokenValidator(options.tenantId, () => url);
   const operations = new LongRunningOperations({
@@ -121,6 +127,12 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     const method = req.method ?? 'GET';
     const apiVersion = requestUrl.searchParams.get('api-version');
     const rawBody = await readBody(req);
+    const interlude = interludes.findIndex(
+      (candidate) =>
+        candidate.method === method &&
+        requestUrl.pathname.toLowerCase().endsWith(candidate.pathEnd.toLowerCase()),
+    );
+    if (interlude >= 0) await interludes.splice(interlude, 1)[0]?.action();
     const record: FakeArm['requests'][number] = { method, path: requestUrl.pathname, apiVersion };
     requests.push(record);
     try {
@@ -242,6 +254,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     roleAssignments,
     galleryId,
     storageAccountId,
+    beforeNext: (method, pathEnd, action) => interludes.push({ method, pathEnd, action }),
     failNextVersion: (definition, version, error) => versions.failNext(definition, version, error),
     get tenantId() {
       return tokens.tenantId;
