@@ -727,3 +727,49 @@ test('fault: a version created by someone else between the look and the PUT is n
   );
   assert.deepEqual(arm.imageVersions.get(`${spec.name}/1.0.0`)?.['tags'], director);
 });
+
+test('fault: ARM answers 429 and then 503 to the first try of every call: each call is retried and the whole cycle succeeds', async () => {
+  const series = 'throttled';
+  const spec = imageDefinitionFor(manifest(series), naming);
+  const version = `/images/${spec.name}/versions/1.0.0`;
+  const calls: Array<[string, string]> = [
+    ['GET', '/images'],
+    ['GET', `/images/${spec.name}`],
+    ['PUT', `/images/${spec.name}`],
+    ['PUT', version],
+    ['GET', version],
+    ['PATCH', version],
+    ['DELETE', version],
+    ['GET', `/images/${spec.name}/versions`],
+  ];
+  for (const [method, path] of calls) {
+    arm.answerNext(method, path, { status: 429, code: 'TooManyRequests' });
+    arm.answerNext(method, path, { status: 503, code: 'ServiceUnavailable' });
+  }
+
+  await gallery.listSeriesVersions(series, naming);
+  assert.equal(await gallery.ensureImageDefinition(spec), 'created');
+  const blobUrl = await vhdPageBlob('throttled.vhd');
+  await gallery.startImageVersion({ definitionName: spec.name, versionName: '1.0.0', blobUrl, tags: {} });
+  await waitForState(spec.name, '1.0.0', ['Succeeded']);
+  await gallery.listSeriesVersions(series, naming);
+  await gallery.tagImageVersion(spec.name, '1.0.0', { mirror_notified: 'now' });
+  await gallery.deleteImageVersion(spec.name, '1.0.0');
+
+  assert.equal(arm.pendingAnswers(), 0);
+  assert.equal(await gallery.getImageVersion(spec.name, '1.0.0'), undefined);
+});
+
+test('fault: ARM keeps answering 503 to a call: a transient GalleryError once the retries are spent', async () => {
+  const spec = imageDefinitionFor(manifest('unavailable'), naming);
+  arm.answerNext('GET', `/images/${spec.name}`, { status: 503, code: 'ServiceUnavailable', times: 10 });
+  try {
+    await rejectsWithin(gallery.ensureImageDefinition(spec), 10_000, (error) => {
+      assert.equal(error.transient, true);
+      assert.equal(error.statusCode, 503);
+      assert.match(error.message, /ServiceUnavailable/);
+    });
+  } finally {
+    arm.clearAnswers();
+  }
+});

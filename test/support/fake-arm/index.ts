@@ -82,6 +82,18 @@ export interface FakeArm {
    * a test's way to let someone else (a director) act between a client's look and its write.
    */
   beforeNext(method: string, pathEnd: string, action: () => Promise<void>): void;
+  /**
+   * Answers the next `times` `method` requests whose path ends with `pathEnd` with this ARM error (429
+   * TooManyRequests, 503 ServiceUnavailable, ...) and its `Retry-After`, as ARM does when throttling or
+   * unavailable; `pendingAnswers()` says how many such answers are still to be given.
+   */
+  answerNext(
+    method: string,
+    pathEnd: string,
+    error: { status: number; code: string; retryAfterSeconds?: number; times?: number },
+  ): void;
+  pendingAnswers(): number;
+  clearAnswers(): void;
   /** The tenant tokens must come from (undefined until the first token when not configured). */
   readonly tenantId: string | undefined;
   stop(): Promise<void>;
@@ -90,6 +102,14 @@ export interface FakeArm {
 export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
   const pageSize = options.listPageSize ?? 100;
   const requests: FakeArm['requests'] = [];
+  const cannedAnswers: Array<{
+    method: string;
+    pathEnd: string;
+    status: number;
+    code: string;
+    retryAfterSeconds: number;
+    times: number;
+  }> = [];
   const interludes: Array<{ method: string; pathEnd: string; action: () => Promise<void> }> = [];
   let url = '';
   const tokens = new TokenValidator(options.tenantId, () => url);
@@ -133,6 +153,27 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
         requestUrl.pathname.toLowerCase().endsWith(candidate.pathEnd.toLowerCase()),
     );
     if (interlude >= 0) await interludes.splice(interlude, 1)[0]?.action();
+    const canned = cannedAnswers.find(
+      (candidate) =>
+        candidate.times > 0 &&
+        candidate.method === method &&
+        requestUrl.pathname.toLowerCase().endsWith(candidate.pathEnd.toLowerCase()),
+    );
+    if (canned !== undefined) {
+      canned.times -= 1;
+      sendJson(
+        res,
+        canned.status,
+        {
+          error: {
+            code: canned.code,
+            message: `The fake ARM answers ${canned.status} ${canned.code} as asked.`,
+          },
+        },
+        { 'retry-after': String(canned.retryAfterSeconds) },
+      );
+      return;
+    }
     const record: FakeArm['requests'][number] = { method, path: requestUrl.pathname, apiVersion };
     requests.push(record);
     try {
@@ -254,6 +295,17 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     roleAssignments,
     galleryId,
     storageAccountId,
+    answerNext: (method, pathEnd, error) =>
+      cannedAnswers.push({
+        method,
+        pathEnd,
+        status: error.status,
+        code: error.code,
+        retryAfterSeconds: error.retryAfterSeconds ?? 0,
+        times: error.times ?? 1,
+      }),
+    pendingAnswers: () => cannedAnswers.reduce((sum, answer) => sum + answer.times, 0),
+    clearAnswers: () => void cannedAnswers.splice(0),
     beforeNext: (method, pathEnd, action) => interludes.push({ method, pathEnd, action }),
     failNextVersion: (definition, version, error) => versions.failNext(definition, version, error),
     get tenantId() {
