@@ -8,7 +8,8 @@ import type { TokenCredential } from '@azure/identity';
 import type { GalleryNaming } from './config.js';
 import { MAX_TAGS, candidateDefinitionNames, tagProblems, type ImageDefinitionSpec } from './cpi.js';
 import { errorCodeOf, httpStatusOf } from './failures.js';
-import { GalleryError, duration, galleryError, requestTimeoutPolicy } from './gallery-error.js';
+import { acceptedWrite, isBusy, untilSettled } from './arm-writes.js';
+import { GalleryError, galleryError, requestTimeoutPolicy } from './gallery-error.js';
 
 export type KnownProvisioningState =
   'Creating' | 'Updating' | 'Succeeded' | 'Failed' | 'Deleting' | 'Migrating';
@@ -121,7 +122,7 @@ export class ComputeGallery {
     if (spec.features !== undefined) definition.features = spec.features;
     const what = `Creating image definition ${spec.name} in ${this.#where}`;
     try {
-      const retryAfterMs = await this.#accepted((options) =>
+      const retryAfterMs = await acceptedWrite((options) =>
         this.#client.galleryImages.createOrUpdate(resourceGroup, galleryName, spec.name, definition, options),
       );
       const created = await this.#untilSettled(
@@ -187,7 +188,7 @@ export class ComputeGallery {
     const what = `Starting image version ${input.definitionName}/${input.versionName} from ${input.blobUrl} in ${this.#where}`;
     try {
       // Create only: a version someone (a director) made since the mirror looked is never overwritten (412).
-      await this.#accepted(
+      await acceptedWrite(
         (options) =>
           this.#client.galleryImageVersions.createOrUpdate(
             resourceGroup,
@@ -215,7 +216,7 @@ export class ComputeGallery {
     const { resourceGroup, galleryName } = this.#options;
     const what = `Deleting image version ${definitionName}/${versionName} in ${this.#where}`;
     try {
-      const retryAfterMs = await this.#accepted((options) =>
+      const retryAfterMs = await acceptedWrite((options) =>
         this.#client.galleryImageVersions.delete(
           resourceGroup,
           galleryName,
@@ -280,7 +281,7 @@ export class ComputeGallery {
           { code: 'VersionBusy', transient: true },
         );
       }
-      const retryAfterMs = await this.#accepted((options) =>
+      const retryAfterMs = await acceptedWrite((options) =>
         this.#client.galleryImageVersions.update(
           resourceGroup,
           galleryName,
@@ -339,89 +340,23 @@ export class ComputeGallery {
     }
   }
 
-  /**
-   * Sends a long-running write and returns once Azure accepted it, with the wait it asked for before the first
-   * look (Retry-After, in ms). The SDK's poller is never awaited: its status URLs need a role the app lacks.
-   */
-  async #accepted(
-    send: (options: WriteOptions) => Accepting,
-    headers?: Record<string, string>,
-  ): Promise<number | undefined> {
-    let retryAfter: string | undefined;
-    const options: WriteOptions = {
-      onResponse: (response) => {
-        retryAfter = response.headers.get('retry-after');
-      },
-    };
-    if (headers !== undefined) options.requestOptions = { headers };
-    const poller = send(options);
-    await poller.submitted();
-    if (poller.operationState?.status === 'failed') {
-      throw poller.operationState.error ?? new Error('Azure reported the operation failed without details');
-    }
-    return retryAfterMs(retryAfter);
-  }
-
-  /**
-   * Waits for a write by reading the resource itself until `settled` holds, at most operationTimeoutMs. Azure's
-   * status URLs (`.../providers/Microsoft.Compute/locations/{region}/capsOperations/{id}`, in Azure-AsyncOperation
-   * and Location) lie outside the gallery, and ARM lets only a role at the resource group read them; the app's
-   * identity holds its role on the gallery alone (least privilege), so it watches the resource instead.
-   */
+  /** Waits for a write by reading the resource (src/arm-writes.ts), with this client's interval and timeout. */
   async #untilSettled<T>(
     read: () => Promise<T | undefined>,
     settled: (current: T | undefined) => boolean,
-    retryAfter: number | undefined,
+    retryAfterMs: number | undefined,
     what: string,
   ): Promise<T | undefined> {
-    const limit = positive(this.#options.operationTimeoutMs, DEFAULT_OPERATION_TIMEOUT_MS);
-    const interval = retryAfter ?? positive(this.#options.pollIntervalMs, DEFAULT_POLL_INTERVAL_MS);
-    const sleep = this.#options.sleep ?? delay;
-    const deadline = Date.now() + limit;
-    for (;;) {
-      if (Date.now() + interval > deadline) {
-        throw new GalleryError(
-          `${what} is still running after ${duration(limit)}: Azure has not finished the operation yet (it goes on in Azure). This looks temporary; it is retried.`,
-          { code: 'OperationTimeout', transient: true },
-        );
-      }
-      await sleep(interval);
-      const current = await read();
-      if (settled(current)) return current;
-    }
+    const { operationTimeoutMs, pollIntervalMs, sleep } = this.#options;
+    return untilSettled({
+      read,
+      settled,
+      intervalMs: retryAfterMs ?? positive(pollIntervalMs, DEFAULT_POLL_INTERVAL_MS),
+      timeoutMs: positive(operationTimeoutMs, DEFAULT_OPERATION_TIMEOUT_MS),
+      what,
+      ...(sleep !== undefined ? { sleep } : {}),
+    });
   }
-}
-
-/** The options of an SDK write this client passes: a look at the response, and extra request headers. */
-interface WriteOptions {
-  onResponse?: (response: { headers: { get(name: string): string | undefined } }) => void;
-  requestOptions?: { headers: Record<string, string> };
-}
-
-interface Accepting {
-  submitted(): Promise<void>;
-  operationState?: { status: string; error?: Error };
-}
-
-// Provisioning states of a resource whose write goes on; anything else (Succeeded, Failed, Canceled) has ended.
-function isBusy(state: string | undefined): boolean {
-  return (
-    state === 'Creating' ||
-    state === 'Updating' ||
-    state === 'Deleting' ||
-    state === 'Migrating' ||
-    state === 'Accepted'
-  );
-}
-
-/** `Retry-After` as ms: whole seconds (an HTTP date is rare in ARM and ignored); 0 or absent means our own interval. */
-function retryAfterMs(value: string | undefined): number | undefined {
-  const seconds = value === undefined ? NaN : Number(value.trim());
-  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 const NO_REASON = 'Azure gave no reason here; see the activity log of the image version';

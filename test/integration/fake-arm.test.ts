@@ -11,6 +11,7 @@ import { startAzurite } from '../support/azurite.js';
 import type { AzuriteBlob } from '../support/azurite.js';
 import { Authorization, OWNER, roleById } from '../support/fake-arm/authorization.js';
 import type { RoleAssignment } from '../support/fake-arm/authorization.js';
+import { infraRoleAssignments } from '../support/fake-arm/infra-roles.js';
 import { startFakeArm } from '../support/fake-arm/index.js';
 import type { FakeArm, FakeArmOptions } from '../support/fake-arm/index.js';
 import { startIdentityEndpoint } from '../support/identity.js';
@@ -986,6 +987,46 @@ describe('authorization as ARM evaluates role assignments', () => {
       assert.equal(arm.imageVersions.has(`${definition}/1.0.0`), false);
     } finally {
       if (vhdSource !== undefined) arm.roleAssignments.push(vhdSource);
+    }
+  });
+
+  test("by default the app's identity holds exactly infra's assignments to it, at the fake's resources", async () => {
+    const fresh = await startFakeArm({
+      subscriptionId,
+      resourceGroup,
+      galleryName,
+      location,
+      storage: azurite,
+      appPrincipalId: identity.principalId,
+    });
+    try {
+      const held = fresh.roleAssignments.map(({ principalId, role, scope }) => [
+        principalId,
+        role.roleName,
+        scope,
+      ]);
+      const gallery = (scope: string) => scope === fresh.galleryId;
+      const vhdAccount = (scope: string) => scope === fresh.storageAccountId;
+
+      assert.equal(
+        held.length,
+        infraRoleAssignments.filter((assignment) => assignment.principal === 'identityPrincipalId').length,
+      );
+      assert.ok(held.every(([principal]) => principal === identity.principalId));
+      assert.deepEqual(
+        held.filter(([, , scope]) => gallery(scope as string)).map(([, role]) => role),
+        ['Compute Gallery Artifacts Publisher'],
+      );
+      assert.deepEqual(
+        held
+          .filter(([, , scope]) => vhdAccount(scope as string))
+          .map(([, role]) => role)
+          .sort(),
+        ['Stemcell mirror VHD image source', 'Storage Blob Data Contributor'],
+      );
+      assert.ok(held.every(([, , scope]) => (scope as string).startsWith(`${resourceGroupId}/providers/`)));
+    } finally {
+      await fresh.stop();
     }
   });
 
