@@ -34,10 +34,13 @@ function typeOf(symbol: string): string {
 
 function roleIdOf(assignment: BicepResource): string {
   const expression = property(assignment.block, 'roleDefinitionId') ?? '';
-  const builtIn = /^subscriptionResourceId\('Microsoft\.Authorization\/roleDefinitions',\s*(\w+)\)$/.exec(
-    expression,
-  );
-  if (builtIn !== null) return variables.get(builtIn[1] ?? '') ?? `(no var ${builtIn[1]})`;
+  const byId =
+    /^subscriptionResourceId\('Microsoft\.Authorization\/roleDefinitions',\s*(\w+)(\.name)?\)$/.exec(
+      expression,
+    );
+  // A custom role of the same file is named by its symbol (`role.name`, or `role.id` below); a built-in by a var.
+  if (byId?.[2] !== undefined) return byId[1] ?? '';
+  if (byId !== null) return variables.get(byId[1] ?? '') ?? `(no var ${byId[1]})`;
   const custom = /^(\w+)\.id$/.exec(expression);
   if (custom !== null) return custom[1] ?? '';
   return `(unreadable roleDefinitionId ${expression})`;

@@ -773,3 +773,27 @@ test('fault: ARM keeps answering 503 to a call: a transient GalleryError once th
     arm.clearAnswers();
   }
 });
+
+test('fault: without listKeys and write on the VHD account, starting a version is a permanent 403 naming the role to check', async () => {
+  const spec = await existingDefinition('no-vhd-source');
+  const blobUrl = await vhdPageBlob('no-vhd-source.vhd');
+  const index = arm.roleAssignments.findIndex((assignment) => assignment.role.id === 'vhdSourceRole');
+  const [vhdSource] = arm.roleAssignments.splice(index, 1);
+  try {
+    await rejectsWithin(
+      gallery.startImageVersion({ definitionName: spec.name, versionName: '1.0.0', blobUrl, tags: {} }),
+      5_000,
+      (error) => {
+        assert.deepEqual(
+          [error.statusCode, error.code, error.transient],
+          [403, 'LinkedAuthorizationFailed', false],
+        );
+        assert.match(error.message, /listKeys\/action/);
+        assert.match(error.message, /role assignments of the managed identity/);
+      },
+    );
+    assert.equal(arm.imageVersions.has(`${spec.name}/1.0.0`), false);
+  } finally {
+    if (vhdSource !== undefined) arm.roleAssignments.push(vhdSource);
+  }
+});
