@@ -635,3 +635,24 @@ test('fault: a director creates the version between the mirror’s look and its 
     [director, MIRROR_STEMCELL_REFERENCE].sort(),
   );
 });
+
+test('fault: the version is created by someone else before each of the mirror’s two PUTs: a transient error, retried later', async () => {
+  const p = await prepared();
+  const versionPath = `/images/${p.definitionName}/versions/1.100.21`;
+  const director = `bosh-stemcell-${randomUUID()}`;
+  const cpiTags: Record<string, string> = { ...mirrorTags(p), stemcell_references: director };
+  // Created before the first PUT, deleted before the second look, created again before the second PUT.
+  local.arm.beforeNext('PUT', versionPath, async () => {
+    await existingVersion(p, '1.100.21', cpiTags);
+    local.arm.beforeNext('GET', versionPath, async () => {
+      await p.gallery.deleteImageVersion(p.definitionName, '1.100.21');
+      local.arm.beforeNext('PUT', versionPath, () => existingVersion(p, '1.100.21', cpiTags));
+    });
+  });
+
+  await assert.rejects(
+    activity('createImageVersion', createInput(p, '1.100.21')),
+    /keeps being created by someone else/,
+  );
+  assert.equal((await versionTags(p, '1.100.21'))['stemcell_references'], director);
+});
