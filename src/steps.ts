@@ -19,6 +19,7 @@ import {
   stemcellReferencesWith,
 } from './cpi.js';
 import { errorMessage, isTransientError } from './failures.js';
+import { GalleryError } from './gallery-error.js';
 import type { ImageVersionState } from './gallery.js';
 import { displayUrl } from './https-fetch.js';
 import { notifyStemcellPublished } from './notify.js';
@@ -261,16 +262,38 @@ export async function ensureImageDefinition(
   return { definitionName: spec.name, created: state === 'created' };
 }
 
-/** Step 2.4: start the image version's creation (not waiting for it), or use the one already there. */
+/**
+ * Step 2.4: start the image version's creation (not waiting for it), or use the one already there. The PUT
+ * creates only (If-None-Match): a version someone made between the look and the PUT is decided about again.
+ */
 export async function createImageVersion(
   services: MirrorServices,
   ref: StepInputs['createImageVersion'],
 ): Promise<StepOutputs['createImageVersion']> {
-  const { config, gallery, log } = services;
   const upload = await uploadOf(services, ref);
-  const definitionName = imageDefinitionFor(upload.manifest, config.gallery).name;
-  const galleryVersion = galleryVersionName(ref.version);
-  const where = `image version ${definitionName}/${galleryVersion}`;
+  const definitionName = imageDefinitionFor(upload.manifest, services.config.gallery).name;
+  const target: VersionTarget = { definitionName, galleryVersion: galleryVersionName(ref.version), upload };
+  const where = `image version ${definitionName}/${target.galleryVersion}`;
+  const first = await useOrCreateVersion(services, target, where);
+  if (first !== 'taken') return first;
+  services.log.info(`${where}: created by someone else since the mirror looked; deciding again`);
+  const second = await useOrCreateVersion(services, target, where);
+  if (second !== 'taken') return second;
+  throw new TryAgainLater(`${where} keeps being created by someone else; trying again later`);
+}
+
+interface VersionTarget {
+  definitionName: string;
+  galleryVersion: string;
+  upload: Awaited<ReturnType<typeof uploadOf>>;
+}
+
+/** One look at the gallery's version and what it calls for; `taken` when the create lost a race. */
+async function useOrCreateVersion(
+  { config, gallery, log }: MirrorServices,
+  { definitionName, galleryVersion, upload }: VersionTarget,
+  where: string,
+): Promise<StepOutputs['createImageVersion'] | 'taken'> {
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
   const decision = decideExistingVersion(existing, upload.imageSha256);
   switch (decision.action) {
@@ -298,18 +321,23 @@ export async function createImageVersion(
     case 'create':
       break;
   }
-  await gallery.startImageVersion({
-    definitionName,
-    versionName: galleryVersion,
-    blobUrl: upload.blobUrl,
-    tags: imageVersionTags({
-      manifest: upload.manifest,
-      imageSha256: upload.imageSha256,
-      galleryName: config.galleryName,
+  try {
+    await gallery.startImageVersion({
       definitionName,
-      sourceUrl: displayUrl(upload.sourceUrl),
-    }),
-  });
+      versionName: galleryVersion,
+      blobUrl: upload.blobUrl,
+      tags: imageVersionTags({
+        manifest: upload.manifest,
+        imageSha256: upload.imageSha256,
+        galleryName: config.galleryName,
+        definitionName,
+        sourceUrl: displayUrl(upload.sourceUrl),
+      }),
+    });
+  } catch (error) {
+    if (error instanceof GalleryError && error.code === 'VersionExists') return 'taken';
+    throw error;
+  }
   log.info(`${where}: creation started`);
   return { outcome: 'started', provisioningState: 'Creating', definitionName };
 }

@@ -215,14 +215,18 @@ function versionRequests(p: Prepared, versionName: string, from: number): string
 }
 
 /** The stemcell's gallery version as `tags` (and `failWith`) make it, after removing any earlier one. */
+async function withoutVersion(p: Prepared): Promise<void> {
+  if (await p.gallery.getImageVersion(p.definitionName, GALLERY_VERSION)) {
+    await p.gallery.deleteImageVersion(p.definitionName, GALLERY_VERSION);
+  }
+}
+
 async function freshVersion(
   p: Prepared,
   tags: Record<string, string>,
   failWith?: { code: string; message: string },
 ): Promise<void> {
-  if (await p.gallery.getImageVersion(p.definitionName, GALLERY_VERSION)) {
-    await p.gallery.deleteImageVersion(p.definitionName, GALLERY_VERSION);
-  }
+  await withoutVersion(p);
   await existingVersion(p, GALLERY_VERSION, tags, failWith);
 }
 
@@ -830,4 +834,53 @@ describe('steps given forged input (an orchestration started by hand with the sy
       deadlineMinutes: config.versionReadyTimeoutMinutes,
     });
   });
+});
+
+test('fault: a director creates the version between the mirror’s look and its PUT: never overwritten, adopted instead', async () => {
+  const p = await prepared();
+  await withoutVersion(p);
+  const director = `bosh-stemcell-${randomUUID()}`;
+  const cpiTags: Record<string, string> = {
+    ...mirrorTags(p),
+    stemcell_references: director,
+    stemcell_name: director,
+  };
+  delete cpiTags['stemcell_source_url'];
+  local.arm.beforeNext('PUT', `/images/${p.definitionName}/versions/${GALLERY_VERSION}`, () =>
+    existingVersion(p, GALLERY_VERSION, cpiTags),
+  );
+
+  const { outcome } = await activity('createImageVersion', REF);
+
+  assert.deepEqual(valueOf(outcome), {
+    outcome: 'started',
+    provisioningState: 'Succeeded',
+    definitionName: p.definitionName,
+  });
+  const tags = await versionTags(p, GALLERY_VERSION);
+  assert.equal(tags['stemcell_name'], director);
+  assert.equal(tags['stemcell_source_url'], undefined);
+  assert.deepEqual(
+    tags['stemcell_references']?.split(',').sort(),
+    [director, MIRROR_STEMCELL_REFERENCE].sort(),
+  );
+});
+
+test('fault: the version is created by someone else before each of the mirror’s two PUTs: a transient error, retried later', async () => {
+  const p = await prepared();
+  await withoutVersion(p);
+  const versionPath = `/images/${p.definitionName}/versions/${GALLERY_VERSION}`;
+  const director = `bosh-stemcell-${randomUUID()}`;
+  const cpiTags: Record<string, string> = { ...mirrorTags(p), stemcell_references: director };
+  // Created before the first PUT, deleted before the second look, created again before the second PUT.
+  local.arm.beforeNext('PUT', versionPath, async () => {
+    await existingVersion(p, GALLERY_VERSION, cpiTags);
+    local.arm.beforeNext('GET', versionPath, async () => {
+      await p.gallery.deleteImageVersion(p.definitionName, GALLERY_VERSION);
+      local.arm.beforeNext('PUT', versionPath, () => existingVersion(p, GALLERY_VERSION, cpiTags));
+    });
+  });
+
+  await assert.rejects(activity('createImageVersion', REF), /keeps being created by someone else/);
+  assert.equal((await versionTags(p, GALLERY_VERSION))['stemcell_references'], director);
 });
