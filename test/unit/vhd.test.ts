@@ -85,6 +85,17 @@ test('a dynamic VHD is refused: Azure wants fixed', () => {
   assert.throws(() => checkFixedVhd(footer, DISK + 512), { message: /disk type is 3, expected 2 \(fixed\)/ });
 });
 
+for (const diskType of [0, 1, 3, 4, 5, 6]) {
+  test(`a VHD footer of disk type ${diskType} is refused: only 2 (fixed) is`, () => {
+    const footer = parseVhdFooter(fixedVhdFooter(DISK, { diskType }));
+    assert.equal(footer.checksumValid, true);
+    assert.throws(() => checkFixedVhd(footer, DISK + 512), {
+      name: 'VhdError',
+      message: new RegExp(`disk type is ${diskType}, expected 2 \\(fixed\\)`),
+    });
+  });
+}
+
 test('a file size that does not match the footer is refused', () => {
   const footer = parseVhdFooter(fixedVhdFooter(DISK));
   assert.throws(() => checkFixedVhd(footer, DISK), {
