@@ -75,6 +75,30 @@ function isRegularFile(entry: ReadEntry): boolean {
   return REGULAR_FILE_TYPES.has(entry.type);
 }
 
+/** `/x`, `\\x`, `C:x` or a `..` segment: names a real stemcell never has, and that could leave a directory. */
+function isEscapingName(name: string): boolean {
+  return /^([/\\]|[A-Za-z]:)/.test(name) || name.split(/[/\\]/).includes('..');
+}
+
+/**
+ * Refuses an entry whose name is absolute or climbs out with `..`, and a link (or anything but a
+ * regular file) under a name the stemcell must hold as a file; `label` says which archive it is in.
+ */
+function checkEntry(entry: ReadEntry, label: string, fileNames: readonly string[]): void {
+  const name = entryName(entry);
+  if (isEscapingName(entry.path)) {
+    throw new StemcellError(
+      `${label} has an entry named ${JSON.stringify(entry.path)}: absolute names and '..' are refused (a stemcell never has one)`,
+    );
+  }
+  if (fileNames.includes(name) && !isRegularFile(entry)) {
+    const target = entry.linkpath ? ` to ${JSON.stringify(entry.linkpath)}` : '';
+    throw new StemcellError(
+      `${label} has ${name} as a ${entry.type} entry${target}, expected a regular file; links are never followed`,
+    );
+  }
+}
+
 /**
  * A Writable front for node-tar's Parser: passes its backpressure on, caps the inflated bytes, turns
  * its warnings (truncation, bad headers) into errors, and finishes only after the parser has ended.
@@ -249,8 +273,9 @@ class ImageExtraction {
   }
 
   #accept(entry: ReadEntry): void {
-    if (!isRegularFile(entry) || entryName(entry) !== VHD_FILE) return void entry.resume();
     try {
+      checkEntry(entry, `${this.#subject} image`, [VHD_FILE]);
+      if (!isRegularFile(entry) || entryName(entry) !== VHD_FILE) return void entry.resume();
       if (this.#vhd) throw new StemcellError(`${this.#subject}: the image holds ${VHD_FILE} twice`);
       this.#vhd = new RootVhd(entry, this.#vhdPath, this.#subject, this.#onError);
     } catch (error) {
@@ -307,6 +332,7 @@ class StemcellContents {
   }
 
   #route(entry: ReadEntry): void {
+    checkEntry(entry, `${this.#subject} tarball`, [MANIFEST_ENTRY, IMAGE_ENTRY]);
     const name = entryName(entry);
     if (entry.type === 'Directory') return void entry.resume();
     if (this.#firstEntry && name !== MANIFEST_ENTRY) {

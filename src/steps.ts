@@ -137,12 +137,11 @@ export async function downloadAndExtract(
   services: MirrorServices,
   { release }: StepInputs['downloadAndExtract'],
 ): Promise<StepOutputs['downloadAndExtract']> {
-  const previous = await findExtractedStemcell(services.config.workDir, release.series, release.version);
   // Reuse only an extraction of the very tarball bosh.io lists now.
-  const same = release.sha256
-    ? previous?.tarballSha256 === release.sha256
-    : previous?.tarballSha1 === release.sha1;
-  if (previous && same) return summarize(previous);
+  const previous = await findExtractedStemcell(services.config.workDir, release.series, release.version, {
+    listedTarball: release,
+  });
+  if (previous) return summarize(previous);
   services.log.info(`${release.series} ${release.version}: downloading ${displayUrl(release.url)}`);
   return summarize(await extract(services, release));
 }
@@ -160,12 +159,9 @@ export async function uploadVhd(
     return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes: stemcell.dataBytes, alreadyComplete: true };
   }
   // Another instance (or a restart) may have extracted it: then extract here again.
-  let local = await findExtractedStemcell(
-    config.workDir,
-    release.series,
-    release.version,
-    stemcell.imageSha256,
-  );
+  let local = await findExtractedStemcell(config.workDir, release.series, release.version, {
+    imageSha256: stemcell.imageSha256,
+  });
   if (!local) {
     log.info(`${release.series} ${release.version}: no local root.vhd here; extracting again`);
     local = await extract(services, release);

@@ -16,9 +16,12 @@ import { Header } from 'tar';
 import { stringify } from 'yaml';
 import type { Extent } from '../../src/vhd.js';
 
+/** Tar entry types that point at another file instead of holding data. */
+type LinkType = 'SymbolicLink' | 'Link';
+
 export interface FixtureEntry {
   name: string;
-  type?: 'File' | 'SymbolicLink';
+  type?: 'File' | LinkType;
   body?: string;
   linkpath?: string;
   /** Which archive gets the entry: the stemcell tarball (default) or the inner `image` tar. */
@@ -270,12 +273,7 @@ function* vhdChunks(layout: Layout): Generator<Buffer> {
   yield layout.footer;
 }
 
-function tarHeader(
-  name: string,
-  size: number,
-  type: 'File' | 'SymbolicLink' = 'File',
-  linkpath?: string,
-): Buffer {
+function tarHeader(name: string, size: number, type: 'File' | LinkType = 'File', linkpath?: string): Buffer {
   const header = new Header({
     path: name,
     mode: type === 'File' ? 0o644 : 0o777,
@@ -302,7 +300,7 @@ const END_OF_ARCHIVE = Buffer.alloc(1024);
 /** An entry of a tar written in order: a small body in memory or a stream of known size. */
 interface TarPart {
   name: string;
-  type?: 'File' | 'SymbolicLink';
+  type?: 'File' | LinkType;
   linkpath?: string;
   size: number;
   body: Buffer | (() => Iterable<Buffer> | AsyncIterable<Buffer>);
@@ -311,7 +309,7 @@ interface TarPart {
 async function* tarStream(parts: TarPart[]): AsyncGenerator<Buffer> {
   for (const part of parts) {
     yield tarHeader(part.name, part.size, part.type, part.linkpath);
-    if (part.type === 'SymbolicLink') continue;
+    if (part.type !== undefined && part.type !== 'File') continue;
     if (Buffer.isBuffer(part.body)) yield part.body;
     else yield* part.body();
     yield padding(part.size);

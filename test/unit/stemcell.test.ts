@@ -146,7 +146,7 @@ test('a complete extraction is found again, and not after its files are removed'
   const dir = await workDir();
   const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   assert.deepEqual(
-    await findExtractedStemcell(dir, fixture.series, fixture.version, fixture.imageSha256),
+    await findExtractedStemcell(dir, fixture.series, fixture.version, { imageSha256: fixture.imageSha256 }),
     result,
   );
   await removeStemcellWorkFiles(dir, fixture.series, fixture.version);
@@ -157,7 +157,23 @@ test('a complete extraction is found again, and not after its files are removed'
 test('an extraction of another image is not reused', async () => {
   const dir = await workDir();
   await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
-  assert.equal(await findExtractedStemcell(dir, fixture.series, fixture.version, '0'.repeat(64)), undefined);
+  assert.equal(
+    await findExtractedStemcell(dir, fixture.series, fixture.version, { imageSha256: '0'.repeat(64) }),
+    undefined,
+  );
+});
+
+test('an extraction of a tarball other than the one bosh.io lists now is not reused', async () => {
+  const dir = await workDir();
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  const find = (listedTarball: { sha256?: string; sha1?: string }) =>
+    findExtractedStemcell(dir, fixture.series, fixture.version, { listedTarball });
+  assert.ok(await find({ sha256: fixture.sha256.toUpperCase() }));
+  assert.ok(await find({ sha1: fixture.sha1 }));
+  assert.equal(await find({ sha256: 'e'.repeat(64) }), undefined);
+  assert.equal(await find({ sha256: 'e'.repeat(64), sha1: fixture.sha1 }), undefined);
+  assert.equal(await find({ sha1: 'e'.repeat(40) }), undefined);
+  assert.equal(await find({}), undefined);
 });
 
 test('an extraction whose VHD went missing is not reused', async () => {
@@ -207,51 +223,77 @@ test('an image without root.vhd is refused', async () => {
   await refusedFixture({ omitRootVhd: true }, /image has no root\.vhd/);
 });
 
-test('an image whose only root.vhd is a symlink is refused: the link is not followed', async () => {
+/** Extracting `tarball` into a directory deep below a fresh one must fail and leave nothing anywhere below it. */
+async function assertRefusedLeavingNothing(bad: StemcellFixture, message: RegExp): Promise<void> {
+  // Deep enough that each `..` of the entry names would still land inside `top`, where it shows.
+  const top = await workDir();
+  const dir = join(top, 'a', 'b', 'c');
+  await mkdir(dir, { recursive: true });
+  await assert.rejects(
+    extractStemcellFrom(sourceOf(bad.tarball), releaseOf(bad), { workDir: dir }),
+    (error) => {
+      assert.ok(error instanceof StemcellError, `expected a StemcellError, got ${String(error)}`);
+      assert.match(error.message, message);
+      return true;
+    },
+  );
+  assert.deepEqual(await pathsUnder(top), []);
+}
+
+for (const [what, entry] of [
+  [
+    'root.vhd as a symlink',
+    { name: 'root.vhd', type: 'SymbolicLink', linkpath: '/etc/passwd', archive: 'image' },
+  ],
+  ['root.vhd as a hard link', { name: 'root.vhd', type: 'Link', linkpath: 'etc/shadow', archive: 'image' }],
+  ['image as a symlink', { name: 'image', type: 'SymbolicLink', linkpath: '/dev/zero', archive: 'stemcell' }],
+  ['stemcell.MF as a hard link', { name: 'stemcell.MF', type: 'Link', linkpath: 'x', first: true }],
+] as const) {
+  test(`fault: a tarball with ${what} is refused, the link is never followed and nothing is written`, async () => {
+    const linked = await buildStemcellFixture({ extraEntries: [{ ...entry, first: true }] });
+    const name = entry.name.replace('.', '\\.');
+    await assertRefusedLeavingNothing(
+      linked,
+      new RegExp(`has ${name} as a ${entry.type} entry to "${entry.linkpath}", expected a regular file`),
+    );
+  });
+}
+
+test('fault: an image whose only root.vhd is a symlink is refused: the link is not followed', async () => {
   await refusedFixture(
     {
       omitRootVhd: true,
       extraEntries: [{ name: 'root.vhd', type: 'SymbolicLink', linkpath: '/etc/passwd', archive: 'image' }],
     },
-    /image has no root\.vhd/,
+    /image has root\.vhd as a SymbolicLink entry to "\/etc\/passwd", expected a regular file/,
   );
 });
 
-test('a symlink named root.vhd before the real file is skipped', async () => {
-  const linked = await buildStemcellFixture({
-    extraEntries: [
-      { name: 'root.vhd', type: 'SymbolicLink', linkpath: '/etc/passwd', archive: 'image', first: true },
-    ],
+for (const [name, archive] of [
+  ['../../escaped.txt', 'stemcell'],
+  ['../root.vhd', 'stemcell'],
+  ['sbom/../../x.json', 'stemcell'],
+  ['/etc/cron.d/evil', 'stemcell'],
+  ['../root.vhd', 'image'],
+  ['../../../escaped-image.txt', 'image'],
+  ['/root.vhd', 'image'],
+] as const) {
+  test(`fault: an entry named ${name} in the ${archive === 'image' ? 'image' : 'tarball'} is refused and nothing is written anywhere`, async () => {
+    const sneaky = await buildStemcellFixture({ extraEntries: [{ name, body: 'outside', archive }] });
+    const where = archive === 'image' ? 'image' : 'tarball';
+    const quoted = JSON.stringify(name).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    await assertRefusedLeavingNothing(
+      sneaky,
+      new RegExp(`${where} has an entry named ${quoted}: absolute names and '\\.\\.' are refused`),
+    );
   });
-  const result = await extractStemcellFrom(sourceOf(linked.tarball), releaseOf(linked), {
-    workDir: await workDir(),
-  });
-  assert.ok((await readFile(result.vhdPath)).equals(linked.vhd));
-});
+}
 
-test('entry names are never used as paths', async () => {
-  // Deep enough that each `..` of the entry names would still land inside the temp root, where it shows.
-  const top = await workDir();
-  const dir = join(top, 'a', 'b', 'c');
-  await mkdir(dir, { recursive: true });
-  const sneaky = await buildStemcellFixture({
-    extraEntries: [
-      { name: '../../escaped.txt', body: 'outside', archive: 'stemcell' },
-      { name: '../root.vhd', body: 'not the disk', archive: 'stemcell' },
-      { name: '../root.vhd', body: 'not the disk', archive: 'image' },
-      { name: '../../../escaped-image.txt', body: 'outside', archive: 'image' },
-    ],
-  });
-
-  const result = await extractStemcellFrom(sourceOf(sneaky.tarball), releaseOf(sneaky), { workDir: dir });
-
-  assert.ok((await readFile(result.vhdPath)).equals(sneaky.vhd));
-  const versionDir = join('a', 'b', 'c', `${sneaky.series}_${sneaky.version}`);
-  assert.deepEqual(await pathsUnder(top), [
-    join(versionDir, 'root.vhd'),
-    join(versionDir, 'root.vhd.extents.json'),
-    join(versionDir, 'stemcell.json'),
-  ]);
+test('fault: an image with two root.vhd entries is refused', async () => {
+  await refusedFixture(
+    { extraEntries: [{ name: 'root.vhd', body: 'a second disk', archive: 'image' }] },
+    /the image holds root\.vhd twice/,
+  );
 });
 
 test('a VHD whose virtual size is not whole MiB is refused', async () => {
@@ -471,7 +513,9 @@ test('stale partial files go while a complete extraction beside them is kept', a
     StemcellError,
   );
   assert.deepEqual((await filesIn(dir)).sort(), ['root.vhd', 'root.vhd.extents.json', 'stemcell.json']);
-  assert.ok(await findExtractedStemcell(dir, fixture.series, fixture.version, fixture.imageSha256));
+  assert.ok(
+    await findExtractedStemcell(dir, fixture.series, fixture.version, { imageSha256: fixture.imageSha256 }),
+  );
 });
 
 test('a recent partial file of a live process is not touched', async () => {
