@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { createReadStream } from 'node:fs';
@@ -21,6 +21,7 @@ import {
   stemcellWorkPaths,
 } from '../../src/stemcell.js';
 import { readExtents } from '../../src/vhd.js';
+import { THIS_HOST, partialFileSuffix } from '../../src/workdir.js';
 import type { StemcellFixture, StemcellFixtureOptions } from '../support/stemcell-fixture.js';
 import { buildStemcellFixture, writeLargeStemcellFixture } from '../support/stemcell-fixture.js';
 import { ensureTestCertificate } from '../support/tls.js';
@@ -480,9 +481,9 @@ test('partial files of an interrupted earlier attempt are removed when a new ext
   const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
   await mkdir(paths.dir, { recursive: true });
   const stale = [
-    `${paths.vhdPath}.partial-${DEAD_PID}-0badc0de`,
-    `${paths.extentsPath}.partial-${DEAD_PID}-0badc0de`,
-    `${paths.vhdPath}.partial-${process.pid}-0000beef`,
+    paths.vhdPath + partialFileSuffix({ host: THIS_HOST, pid: DEAD_PID }, '0badc0de'),
+    paths.extentsPath + partialFileSuffix({ host: THIS_HOST, pid: DEAD_PID }, '0badc0de'),
+    paths.vhdPath + partialFileSuffix({ host: THIS_HOST, pid: process.pid }, '0000beef'),
   ];
   for (const path of stale) await writeFile(path, 'left by a killed process');
   let seenAtStart: string[] | undefined;
@@ -505,7 +506,10 @@ test('stale partial files go while a complete extraction beside them is kept', a
   const dir = await workDir();
   await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
-  await writeFile(`${paths.vhdPath}.partial-${DEAD_PID}-0badc0de`, 'left by a killed process');
+  await writeFile(
+    paths.vhdPath + partialFileSuffix({ host: THIS_HOST, pid: DEAD_PID }, '0badc0de'),
+    'left by a killed process',
+  );
   await assert.rejects(
     extractStemcellFrom(sourceOf(Buffer.from('not a stemcell'.repeat(100))), releaseOf(fixture), {
       workDir: dir,
@@ -522,10 +526,48 @@ test('a recent partial file of a live process is not touched', async () => {
   const dir = await workDir();
   const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
   await mkdir(paths.dir, { recursive: true });
-  const running = `${paths.vhdPath}.partial-${process.ppid}-0000cafe`;
+  const running = paths.vhdPath + partialFileSuffix({ host: THIS_HOST, pid: process.ppid }, '0000cafe');
   await writeFile(running, 'being written by another extraction');
   await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   assert.equal(await readFile(running, 'utf8'), 'being written by another extraction');
+});
+
+const OTHER_HOST = `not-${THIS_HOST}`.slice(0, 64);
+
+test("fault: another machine's partial file on a shared work directory is kept although its pid is free here", async () => {
+  const dir = await workDir();
+  const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
+  await mkdir(paths.dir, { recursive: true });
+  const elsewhere = [
+    paths.vhdPath + partialFileSuffix({ host: OTHER_HOST, pid: DEAD_PID }, '0badc0de'),
+    // Written before partial names carried the host: its machine is unknown.
+    `${paths.vhdPath}.partial-${DEAD_PID}-00c0ffee`,
+  ];
+  const anHourAndMoreAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+  for (const path of elsewhere) {
+    await writeFile(path, 'being written by another machine');
+    await utimes(path, anHourAndMoreAgo, anHourAndMoreAgo);
+  }
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  for (const path of elsewhere)
+    assert.equal(await readFile(path, 'utf8'), 'being written by another machine');
+});
+
+test("another machine's partial file untouched for more than a day is removed", async () => {
+  const dir = await workDir();
+  const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
+  await mkdir(paths.dir, { recursive: true });
+  const abandoned = [
+    paths.vhdPath + partialFileSuffix({ host: OTHER_HOST, pid: process.pid }, '0badc0de'),
+    `${paths.vhdPath}.partial-${process.pid}-00c0ffee`,
+  ];
+  const twoDaysAgo = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
+  for (const path of abandoned) {
+    await writeFile(path, 'left by a machine that went away');
+    await utimes(path, twoDaysAgo, twoDaysAgo);
+  }
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  assert.deepEqual((await filesIn(dir)).sort(), ['root.vhd', 'root.vhd.extents.json', 'stemcell.json']);
 });
 
 test('two extractions of the same version at once in one process both succeed', async () => {
