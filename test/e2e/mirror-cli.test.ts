@@ -648,6 +648,14 @@ describe('stories', { concurrency: 4 }, () => {
         },
       },
       {
+        name: 'fault: a root.vhd larger than cloud_properties.disk allows',
+        series: 'bosh-azure-hyperv-ubuntu-oversize-go_agent',
+        expect: /root\.vhd is \d+ bytes, larger than the \d+ expected \(cloud_properties\.disk is 8 MiB/,
+        setup: async (series) => {
+          await publish({ series, version: '2.1', cloudProperties: { disk: 8 } });
+        },
+      },
+      {
         name: 'fault: a tarball with an entry named ../../ (path traversal)',
         series: 'bosh-azure-hyperv-ubuntu-traversal-go_agent',
         expect: /entry named "\.\.\/\.\.\/etc\/cron\.d\/x": absolute names and '\.\.' are refused/,

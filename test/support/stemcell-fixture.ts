@@ -23,6 +23,8 @@ export interface FixtureEntry {
   name: string;
   type?: 'File' | LinkType;
   body?: string;
+  /** A body of this many zero bytes instead (streamed, never held in memory by writeLargeStemcellFixture). */
+  zeroBytes?: number;
   linkpath?: string;
   /** Which archive gets the entry: the stemcell tarball (default) or the inner `image` tar. */
   archive?: 'stemcell' | 'image';
@@ -326,20 +328,33 @@ function extraParts(
     .filter((e) => (e.archive ?? 'stemcell') === archive && !!e.first === first)
     .map((e) => {
       const body = Buffer.from(e.body ?? '');
-      const part: TarPart = { name: e.name, type: e.type ?? 'File', size: body.length, body };
+      const part: TarPart =
+        e.zeroBytes === undefined
+          ? { name: e.name, type: e.type ?? 'File', size: body.length, body }
+          : { name: e.name, size: e.zeroBytes, body: () => zeroChunks(e.zeroBytes ?? 0) };
       if (e.linkpath !== undefined) part.linkpath = e.linkpath;
       return part;
     });
+}
+
+function* zeroChunks(size: number): Generator<Buffer> {
+  const zeros = Buffer.alloc(GENERATION_CHUNK);
+  for (let left = size; left > 0; left -= zeros.length) yield zeros.subarray(0, Math.min(left, zeros.length));
 }
 
 function withoutNulls(record: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== null && v !== undefined));
 }
 
+/**
+ * stemcell.MF as the stemcell builder writes it; `disk` is the raw image size in MiB, which the builder
+ * converts to the fixed root.vhd (that size plus the footer).
+ */
 function manifestText(
   series: string,
   version: string,
   imageSha1: string,
+  layout: Layout,
   options: StemcellFixtureOptions,
 ): string {
   const operatingSystem = /ubuntu-[a-z]+/.exec(series)?.[0] ?? 'ubuntu-jammy';
@@ -348,7 +363,7 @@ function manifestText(
     version,
     infrastructure: 'azure',
     hypervisor: 'hyperv',
-    disk: 5120,
+    disk: Math.ceil(layout.diskSize / MIB),
     disk_format: 'vhd',
     container_format: 'bare',
     os_type: 'linux',
@@ -432,7 +447,7 @@ export async function buildStemcellFixture(options: StemcellFixtureOptions = {})
   const imageTar = await collect(tarStream(imageParts(options, vhd.length, vhd)));
   const image = gzipSync(imageTar, { level: 1 });
   const imageSha1 = sha('sha1', image);
-  const text = manifestText(series, version, imageSha1, options);
+  const text = manifestText(series, version, imageSha1, layout, options);
   const tar = await collect(
     tarStream(stemcellParts(options, text, { size: image.length, body: image }, series)),
   );
@@ -490,7 +505,7 @@ export async function writeLargeStemcellFixture(
       createWriteStream(imagePath),
     );
     const imageSha1 = imageDigest.sha1.digest('hex');
-    const text = manifestText(series, version, imageSha1, options);
+    const text = manifestText(series, version, imageSha1, layout, options);
     const image = { size: imageDigest.size, body: () => createReadStream(imagePath, { highWaterMark: MIB }) };
     const tarballDigest = new Digest();
     await pipeline(

@@ -297,6 +297,78 @@ test('fault: an image with two root.vhd entries is refused', async () => {
   );
 });
 
+test('the fixture is as the builder makes it: root.vhd is cloud_properties.disk MiB plus the footer', async () => {
+  const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), {
+    workDir: await workDir(),
+  });
+  assert.equal(result.manifest.cloudProperties.disk, 16);
+  assert.equal(result.vhdSize, 16 * 1024 * 1024 + 512);
+});
+
+test('fault: a root.vhd larger than cloud_properties.disk allows is refused before a byte is written', async () => {
+  await refusedFixture(
+    { virtualSizeMiB: 16, cloudProperties: { disk: 8 } },
+    /root\.vhd is 16777728 bytes, larger than the 8389120 expected \(cloud_properties\.disk is 8 MiB, so root\.vhd is at most 8389120 bytes with its 512-byte footer\)/,
+  );
+});
+
+for (const disk of [null, 0, 1.5, -16]) {
+  test(`fault: a stemcell.MF whose cloud_properties.disk is ${String(disk)} is refused: nothing bounds root.vhd`, async () => {
+    await refusedFixture(
+      { cloudProperties: { disk } },
+      new RegExp(
+        `cloud_properties\\.disk ${disk === null ? 'null' : String(disk).replace('.', '\\.')}, expected a whole number of MiB`,
+      ),
+    );
+  });
+}
+
+/** The inflated byte count in a "refused after N bytes" message, checked against its limit. */
+function assertStoppedWithin(error: unknown, label: RegExp): void {
+  assert.ok(error instanceof StemcellError, `expected a StemcellError, got ${String(error)}`);
+  const match =
+    /inflates to more than (\d+) bytes \(cloud_properties\.disk is \d+ MiB.*\): refused after (\d+) bytes/.exec(
+      error.message,
+    );
+  assert.ok(match, error.message);
+  assert.match(error.message, label);
+  const [limit, read] = [Number(match[1]), Number(match[2])];
+  // At most one more inflated chunk (1 MiB) than the limit was looked at.
+  assert.ok(read > limit && read <= limit + 1024 * 1024, `read ${read} bytes for a limit of ${limit}`);
+}
+
+test('fault: an image that inflates beyond cloud_properties.disk is stopped after at most that many bytes', async () => {
+  const bomb = await buildStemcellFixture({
+    extraEntries: [{ name: 'filler.bin', zeroBytes: 48 * 1024 * 1024, archive: 'image', first: true }],
+  });
+  assert.ok(bomb.tarball.length < 4 * 1024 * 1024, 'a small archive');
+  const dir = await workDir();
+  await assert.rejects(
+    extractStemcellFrom(sourceOf(bomb.tarball), releaseOf(bomb), { workDir: dir }),
+    (error) => {
+      assertStoppedWithin(error, /image inflates/);
+      return true;
+    },
+  );
+  assert.deepEqual(await filesIn(dir), []);
+});
+
+test('fault: a tarball that inflates beyond its image and side files is stopped after at most that many bytes', async () => {
+  const path = join(await workDir(), 'bomb.tgz');
+  const bomb = await writeLargeStemcellFixture(path, {
+    virtualSizeMiB: 16,
+    extraEntries: [{ name: 'filler.bin', zeroBytes: 200 * 1024 * 1024 }],
+  });
+  assert.ok(bomb.size < 2 * 1024 * 1024, 'a small archive');
+  const dir = await workDir();
+  const release = { ...releaseOf(fixture), sha256: bomb.sha256 };
+  await assert.rejects(extractStemcellFrom(createReadStream(path), release, { workDir: dir }), (error) => {
+    assertStoppedWithin(error, /tarball inflates/);
+    return true;
+  });
+  assert.deepEqual(await filesIn(dir), []);
+});
+
 test('a VHD whose virtual size is not whole MiB is refused', async () => {
   await refusedFixture(
     { vhdSizeBytes: 4 * 1024 * 1024 + 1024 },
