@@ -156,19 +156,6 @@ export async function resolveVersions(
   return newest?.sourceUri !== undefined ? { ...plan, newestBlobUrl: newest.sourceUri } : plan;
 }
 
-/** A complete extraction of the very tarball bosh.io lists now, if this machine has one. */
-async function currentExtraction(
-  { config }: MirrorServices,
-  release: StemcellRelease,
-  imageSha256?: string,
-): Promise<ExtractedStemcell | undefined> {
-  const previous = await findExtractedStemcell(config.workDir, release.series, release.version, imageSha256);
-  const same = release.sha256
-    ? previous?.tarballSha256 === release.sha256
-    : previous?.tarballSha1 === release.sha1;
-  return same ? previous : undefined;
-}
-
 /** Step 2.1: the stemcell's root.vhd on local disk, reusing an extraction of the very same tarball. */
 export async function downloadAndExtract(
   services: MirrorServices,
@@ -176,7 +163,10 @@ export async function downloadAndExtract(
 ): Promise<StepOutputs['downloadAndExtract']> {
   requireConfiguredStemcell(services.config, series, version);
   const release = await boshioRelease(services.config, series, version);
-  const previous = await currentExtraction(services, release);
+  // Reuse only an extraction of the very tarball bosh.io lists now.
+  const previous = await findExtractedStemcell(services.config.workDir, series, version, {
+    listedTarball: release,
+  });
   if (previous) return summarize(previous);
   services.log.info(`${series} ${version}: downloading ${displayUrl(release.url)}`);
   return summarize(await extract(services, release));
@@ -198,7 +188,10 @@ export async function uploadVhd(
     return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes, alreadyComplete: true };
   }
   // Another instance (or a restart) may have extracted it: then extract here again.
-  let local = await currentExtraction(services, release, imageSha256);
+  let local = await findExtractedStemcell(config.workDir, series, version, {
+    imageSha256,
+    listedTarball: release,
+  });
   if (!local) {
     log.info(`${series} ${version}: no local root.vhd here; extracting again`);
     local = await extract(services, release);

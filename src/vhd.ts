@@ -31,7 +31,19 @@ export interface VhdFooter {
   checksumValid: boolean;
 }
 
-/** A byte range of non-zero data: 512-aligned, sorted, non-overlapping, neighbours merged. */
+/**
+ * The most extents a VHD's map holds, whatever its data looks like: about 4 MiB of memory, 2 MiB of
+ * JSON and as many page writes at most. A VHD fragmented beyond it gets extents that take in the small
+ * zero gaps between its data (see SparseFileWriter).
+ */
+export const MAX_EXTENTS = 65_536;
+/** The first zero gap taken into an extent when the map is over budget; it doubles until it fits. */
+const FIRST_MERGE_GAP = 8 * SECTOR;
+
+/**
+ * A byte range of a VHD that holds its non-zero data: 512-aligned, sorted, non-overlapping,
+ * neighbours merged; it may take in zero gaps between data when the VHD is very fragmented.
+ */
 export interface Extent {
   offset: number;
   length: number;
@@ -116,6 +128,10 @@ function isZero(data: Buffer, from: number, to: number): boolean {
 /**
  * Writes a byte stream to a sparse file: all-zero 512-byte sectors are skipped (the file is
  * truncated to the full logical size at the end) and the non-zero ones are recorded as extents.
+ * The map never holds more than `maxExtents`: past it, extents separated by a zero gap smaller than
+ * a merge gap are joined (the gap reads as zeros from the sparse file), and the gap doubles until
+ * at most half the budget is used. An ordinary VHD never reaches it and keeps exact extents;
+ * writing a few zero pages of a pathological one costs less than a Put Page per sector.
  */
 export class SparseFileWriter extends Writable {
   readonly #path: string;
@@ -126,10 +142,14 @@ export class SparseFileWriter extends Writable {
   #carryLength = 0;
   #dataBytes = 0;
   readonly #extents: Extent[] = [];
+  readonly #maxExtents: number;
+  /** Zero bytes between two data runs that still join them into one extent. */
+  #mergeGap = 0;
 
-  constructor(path: string) {
+  constructor(path: string, options: { maxExtents?: number } = {}) {
     super({ highWaterMark: 4 * MIB });
     this.#path = path;
+    this.#maxExtents = Math.max(2, options.maxExtents ?? MAX_EXTENTS);
   }
 
   get path(): string {
@@ -173,10 +193,33 @@ export class SparseFileWriter extends Writable {
   }
 
   #record(offset: number, length: number): void {
-    this.#dataBytes += length;
     const last = this.#extents.at(-1);
-    if (last && last.offset + last.length === offset) last.length += length;
-    else this.#extents.push({ offset, length });
+    const lastEnd = last ? last.offset + last.length : 0;
+    if (last && offset - lastEnd <= this.#mergeGap) {
+      this.#dataBytes += offset + length - lastEnd;
+      last.length = offset + length - last.offset;
+      return;
+    }
+    this.#dataBytes += length;
+    this.#extents.push({ offset, length });
+    if (this.#extents.length > this.#maxExtents) this.#coarsen();
+  }
+
+  /** Joins extents across ever larger zero gaps until at most half the budget is used. */
+  #coarsen(): void {
+    const extents = this.#extents;
+    while (extents.length > this.#maxExtents / 2) {
+      this.#mergeGap = Math.max(FIRST_MERGE_GAP, this.#mergeGap * 2);
+      let kept = 0;
+      for (const extent of extents) {
+        const previous = extents[kept - 1];
+        if (previous && extent.offset - (previous.offset + previous.length) <= this.#mergeGap) {
+          previous.length = extent.offset + extent.length - previous.offset;
+        } else extents[kept++] = extent;
+      }
+      extents.length = kept;
+    }
+    this.#dataBytes = extents.reduce((sum, extent) => sum + extent.length, 0);
   }
 
   async #consume(chunk: Buffer): Promise<void> {

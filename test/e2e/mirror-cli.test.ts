@@ -647,6 +647,46 @@ describe('stories', { concurrency: 4 }, () => {
           await publish({ series, version: '2.1', vhdSizeBytes: 16 * 1024 * 1024 + 512 + 512 });
         },
       },
+      {
+        name: 'fault: a root.vhd larger than cloud_properties.disk allows',
+        series: 'bosh-azure-hyperv-ubuntu-oversize-go_agent',
+        expect: /root\.vhd is \d+ bytes, larger than the \d+ expected \(cloud_properties\.disk is 8 MiB/,
+        setup: async (series) => {
+          await publish({ series, version: '2.1', cloudProperties: { disk: 8 } });
+        },
+      },
+      {
+        name: 'fault: a tarball with an entry named ../../ (path traversal)',
+        series: 'bosh-azure-hyperv-ubuntu-traversal-go_agent',
+        expect: /entry named "\.\.\/\.\.\/etc\/cron\.d\/x": absolute names and '\.\.' are refused/,
+        setup: async (series) => {
+          await publish({
+            series,
+            version: '2.1',
+            extraEntries: [{ name: '../../etc/cron.d/x', body: 'outside', archive: 'image' }],
+          });
+        },
+      },
+      {
+        name: 'fault: an image whose root.vhd is a symlink',
+        series: 'bosh-azure-hyperv-ubuntu-symlink-go_agent',
+        expect: /root\.vhd as a SymbolicLink entry to "\/etc\/passwd", expected a regular file/,
+        setup: async (series) => {
+          await publish({
+            series,
+            version: '2.1',
+            extraEntries: [
+              {
+                name: 'root.vhd',
+                type: 'SymbolicLink',
+                linkpath: '/etc/passwd',
+                archive: 'image',
+                first: true,
+              },
+            ],
+          });
+        },
+      },
     ];
 
     // Each case has its own series and temp directory: they run concurrently, as the stories do.

@@ -7,12 +7,15 @@ import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { ContainerClient } from '@azure/storage-blob';
 import type { TokenCredential } from '@azure/identity';
 import { createAzureCredential } from '../../src/credentials.js';
 import { findCompletedVhdBlob, planPageWrites, uploadSparseVhd } from '../../src/pageblob.js';
 import type { UploadSparseVhdRequest, UploadSparseVhdResult } from '../../src/pageblob.js';
+import { SparseFileWriter } from '../../src/vhd.js';
 import type { Extent } from '../../src/vhd.js';
 import { startAzurite } from '../support/azurite.js';
 import type { AzuriteBlob } from '../support/azurite.js';
@@ -138,6 +141,32 @@ describe('a first upload', () => {
       },
       { alreadyComplete: true, bytesUploaded: 0, etag: before.etag },
     );
+  });
+});
+
+describe('a pathological VHD', () => {
+  test('fault: alternating 512-byte data and zero sectors upload byte for byte, in extents that take in small zero gaps', async () => {
+    const size = 2 * MiB;
+    const data = Buffer.alloc(size);
+    for (let at = 0; at < size; at += 1024) data.fill(0x5a, at, at + 512);
+    const path = join(workDir, 'alternating.vhd');
+    const writer = new SparseFileWriter(path, { maxExtents: 16 });
+    await pipeline(Readable.from([data]), writer);
+    assert.ok(writer.extents.length <= 16, `${writer.extents.length} extents`);
+    const containerName = newContainerName();
+
+    const result = await uploadSparseVhd({
+      ...request(containerName),
+      vhdPath: path,
+      extents: writer.extents,
+      size,
+    });
+
+    const stored = await assertions(containerName).getPageBlobClient(blobName).downloadToBuffer();
+    assert.ok(stored.equals(data), 'the blob differs from the VHD');
+    assert.deepEqual(await pageRanges(containerName), writer.extents);
+    assert.equal(result.bytesUploaded, sum(writer.extents));
+    assert.ok(planPageWrites(writer.extents).length <= 16, 'one Put Page per extent, not one per sector');
   });
 });
 

@@ -229,6 +229,26 @@ test('image tag is the CPI identifier JSON with the padded version', () => {
   );
 });
 
+test('image tag of a gen2 stemcell names the gen2 definition as offer and gen2 as sku', () => {
+  const m = gen2();
+  const definitionName = imageDefinitionFor(m, defaults).name;
+  assert.equal(definitionName, `${jammy}-gen2`);
+  assert.equal(
+    tagsFor(m, { definitionName }).image,
+    `{"publisher":"bosh","offer":"${jammy}-gen2","sku":"gen2","version":"1.1364.0"}`,
+  );
+});
+
+for (const written of ['Gen1', 'GEN1', 'gEn1']) {
+  test(`generation ${JSON.stringify(written)} is generation 1 whatever its case`, () => {
+    const spec = imageDefinitionFor(manifest({ generation: written, acceleratedNetworking: true }), defaults);
+    assert.equal(spec.name, jammy);
+    assert.equal(spec.hyperVGeneration, 'V1');
+    assert.equal('features' in spec, false);
+    assert.equal(imageDefinitionName(jammy, written, defaults), jammy);
+  });
+}
+
 test('stemcell reference is never a director stemcell id, so delete-stemcell keeps the version', () => {
   const references = (tagsFor(manifest()).stemcell_references ?? '').split(',');
   assert.ok(

@@ -119,6 +119,38 @@ for (const field of ['os_type', 'architecture', 'infrastructure']) {
   });
 }
 
+/** VALID with one line `key: value` (top level or, indented, in cloud_properties) replaced. */
+function withValue(line: string, value: string): string {
+  const lines = VALID.split('\n');
+  const at = lines.findIndex((l) => l.startsWith(`${line}:`));
+  assert.ok(at >= 0, `VALID has no line ${line}`);
+  lines[at] = `${line}: ${value}`;
+  return lines.join('\n');
+}
+
+for (const [line, field] of [
+  ['name', 'name'],
+  ['  name', 'cloud_properties.name'],
+  ['  version', 'cloud_properties.version'],
+  ['  infrastructure', 'cloud_properties.infrastructure'],
+  ['  os_type', 'cloud_properties.os_type'],
+  ['  architecture', 'cloud_properties.architecture'],
+  ['  hypervisor', 'cloud_properties.hypervisor'],
+  ['  os_distro', 'cloud_properties.os_distro'],
+] as const) {
+  for (const [what, value] of [
+    ['empty', "''"],
+    ['whitespace-only', "'   '"],
+  ] as const) {
+    test(`a manifest whose ${field} is ${what} is refused, naming the field`, () => {
+      assert.throws(() => parseStemcellManifest(withValue(line, value)), {
+        name: 'StemcellError',
+        message: new RegExp(`\`${field.replace('.', '\\.')}\` must be a non-empty string`),
+      });
+    });
+  }
+}
+
 test('a sha1 that is not 40 hex digits is refused', () => {
   assert.throws(() => parseStemcellManifest(VALID.replace(/^sha1: .*$/m, 'sha1: abc')), {
     name: 'StemcellError',

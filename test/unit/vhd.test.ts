@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, test } from 'node:test';
 import {
+  MAX_EXTENTS,
   MIB,
   SparseFileWriter,
   VHD_FOOTER_SIZE,
@@ -15,7 +16,7 @@ import {
   readExtents,
   writeExtents,
 } from '../../src/vhd.js';
-import type { VhdFooter } from '../../src/vhd.js';
+import type { Extent, VhdFooter } from '../../src/vhd.js';
 import { buildStemcellFixture, fixedVhdFooter } from '../support/stemcell-fixture.js';
 
 let dir: string;
@@ -84,6 +85,17 @@ test('a dynamic VHD is refused: Azure wants fixed', () => {
   const footer = parseVhdFooter(fixedVhdFooter(DISK, { diskType: 3 }));
   assert.throws(() => checkFixedVhd(footer, DISK + 512), { message: /disk type is 3, expected 2 \(fixed\)/ });
 });
+
+for (const diskType of [0, 1, 3, 4, 5, 6]) {
+  test(`a VHD footer of disk type ${diskType} is refused: only 2 (fixed) is`, () => {
+    const footer = parseVhdFooter(fixedVhdFooter(DISK, { diskType }));
+    assert.equal(footer.checksumValid, true);
+    assert.throws(() => checkFixedVhd(footer, DISK + 512), {
+      name: 'VhdError',
+      message: new RegExp(`disk type is ${diskType}, expected 2 \\(fixed\\)`),
+    });
+  });
+}
 
 test('a file size that does not match the footer is refused', () => {
   const footer = parseVhdFooter(fixedVhdFooter(DISK));
@@ -158,6 +170,66 @@ test('an all-zero stream gives no extents and a file of the full size', async ()
   await pipeline(Readable.from([Buffer.alloc(3 * MIB)]), writer);
   assert.deepEqual(writer.extents, []);
   assert.equal((await stat(path)).size, 3 * MIB);
+});
+
+/** `size` bytes in which every other 512-byte sector is data (0x5a) and the rest zero, 1 MiB at a time. */
+function* alternatingSectors(size: number): Generator<Buffer> {
+  const chunk = Buffer.alloc(MIB);
+  for (let at = 0; at < MIB; at += 1024) chunk.fill(0x5a, at, at + 512);
+  for (let at = 0; at < size; at += MIB) yield chunk.subarray(0, Math.min(MIB, size - at));
+}
+
+/** Sorted, disjoint, sector-aligned, starting and ending on data, covering every data sector. */
+function assertCoversAlternatingData(extents: readonly Extent[], size: number): void {
+  let end = 0;
+  let covered = 0;
+  for (const { offset, length } of extents) {
+    assert.ok(offset >= end && length > 0 && offset % 512 === 0 && length % 512 === 0, `${offset}+${length}`);
+    assert.ok(offset % 1024 === 0 && (offset + length) % 1024 === 512, 'an extent starts and ends on data');
+    covered += (length + 512) / 1024;
+    end = offset + length;
+  }
+  assert.equal(covered, size / 1024, 'every data sector is inside an extent');
+}
+
+test('fault: a VHD of alternating 512-byte data and zero sectors keeps its extent map within budget', async () => {
+  const size = 80 * MIB; // 81,920 data sectors: more than MAX_EXTENTS exact extents
+  const path = join(dir, 'alternating.vhd');
+  const writer = new SparseFileWriter(path);
+  await pipeline(Readable.from(alternatingSectors(size)), writer);
+
+  assert.ok(writer.extents.length <= MAX_EXTENTS, `${writer.extents.length} extents`);
+  assertCoversAlternatingData(writer.extents, size);
+  assert.equal(
+    writer.dataBytes,
+    writer.extents.reduce((sum, e) => sum + e.length, 0),
+  );
+  const mapPath = join(dir, 'alternating.extents.json');
+  await writeExtents(mapPath, writer.extents);
+  assert.ok((await stat(mapPath)).size < 2 * MIB, 'the extent map stays small');
+  const file = await readFile(path);
+  let at = 0;
+  for (const chunk of alternatingSectors(size)) {
+    assert.ok(file.subarray(at, at + chunk.length).equals(chunk), `the sparse file differs at ${at}`);
+    at += chunk.length;
+  }
+});
+
+test('a tiny extent budget joins data across zero gaps and keeps every byte', async () => {
+  const fixture = await buildStemcellFixture({ seed: 11 });
+  const path = join(dir, 'budget.vhd');
+  const writer = new SparseFileWriter(path, { maxExtents: 8 });
+  await pipeline(chunked(fixture.vhd, [1 << 20]), writer);
+  assert.ok(writer.extents.length <= 8, `${writer.extents.length} extents`);
+  assert.ok((await readFile(path)).equals(fixture.vhd));
+  for (const exact of fixture.extents) {
+    assert.ok(
+      writer.extents.some(
+        (e) => e.offset <= exact.offset && exact.offset + exact.length <= e.offset + e.length,
+      ),
+      `data at ${exact.offset}+${exact.length} lies outside every extent`,
+    );
+  }
 });
 
 test('extents survive a write and read of the extent map', async () => {
