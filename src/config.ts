@@ -102,7 +102,8 @@ type Env = Readonly<Record<string, string | undefined>>;
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A bosh.io series becomes a gallery image definition name (1-80 chars: letters, digits, `.`, `_`, `-`). */
 export const SERIES_PATTERN = /^[a-z0-9](?:[a-z0-9_.-]{0,78}[a-z0-9])?$/;
-const RESOURCE_GROUP = /^[-\w.()]{0,89}[-\w()]$/;
+/** ARM's `^[-\w\._\(\)]+$` with .NET's Unicode `\w`, 1-90 characters, not ending in `.`. */
+const RESOURCE_GROUP = /^[-\p{L}\p{Mn}\p{Nd}\p{Pc}.()]{0,89}[-\p{L}\p{Mn}\p{Nd}\p{Pc}()]$/u;
 const REGION = /^[a-z][a-z0-9]{1,39}$/;
 const STORAGE_ACCOUNT = /^[a-z0-9]{3,24}$/;
 const GALLERY = /^[a-zA-Z0-9](?:[a-zA-Z0-9._]{0,78}[a-zA-Z0-9])?$/;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
 import { inspect } from 'node:util';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, type MirrorConfig } from '../../src/config.js';
 
 const BASE = {
   AZURE_SUBSCRIPTION_ID: '11111111-2222-4333-8444-555555555555',
@@ -9,6 +10,14 @@ const BASE = {
   AZURE_REGION: 'westeurope',
   AZURE_STORAGE_ACCOUNT_NAME: 'stemcellvhds',
   AZURE_GALLERY_NAME: 'bosh_stemcells',
+};
+
+const NOTIFY = {
+  BASM_NOTIFY_GITHUB_TOKEN: 'ghp_x',
+  BASM_NOTIFY_GITHUB_OWNER: 'org',
+  BASM_NOTIFY_GITHUB_REPO: 'repo',
+  BASM_NOTIFY_GITHUB_WORKFLOW: 'stemcell.yml',
+  BASM_NOTIFY_GITHUB_REF: 'main',
 };
 
 function problems(env: Record<string, string>): string[] {
@@ -21,7 +30,7 @@ function problems(env: Record<string, string>): string[] {
   assert.fail('expected a ConfigError');
 }
 
-test('the minimal settings give the documented defaults', () => {
+test('the minimal settings give every documented default', () => {
   const config = loadConfig(BASE);
   assert.deepEqual(config.series, ['bosh-azure-hyperv-ubuntu-jammy-go_agent']);
   assert.equal(config.storageBlobEndpoint, 'https://stemcellvhds.blob.core.windows.net');
@@ -32,9 +41,22 @@ test('the minimal settings give the documented defaults', () => {
   assert.equal(config.storageContainer, 'stemcell');
   assert.equal(config.notify, undefined);
   assert.equal(config.managedIdentityClientId, undefined);
+  assert.equal(config.uploadConcurrency, 8);
+  assert.equal(config.httpTimeoutMs, 60_000);
+  assert.equal(config.versionPollIntervalSeconds, 30);
+  assert.equal(config.versionReadyTimeoutMinutes, 120);
+  assert.equal(config.workDir, tmpdir());
+  assert.deepEqual(config.gallery, { publisher: 'bosh' });
+  assert.deepEqual(config.warnings, []);
+  const notifying = loadConfig({ ...BASE, ...NOTIFY });
+  assert.equal(notifying.notify?.apiUrl, 'https://api.github.com');
+  assert.equal(notifying.notify?.owner, 'org');
+  assert.equal(notifying.notify?.repo, 'repo');
+  assert.equal(notifying.notify?.workflow, 'stemcell.yml');
+  assert.equal(notifying.notify?.ref, 'main');
 });
 
-test('one error lists every offending variable and what it expects', () => {
+test('fault: bad and missing settings stop the run with one error that lists every offending variable', () => {
   let error: unknown;
   try {
     loadConfig({
@@ -209,5 +231,84 @@ test('a poll interval that would make the orchestration history huge is refused'
       BASM_VERSION_READY_TIMEOUT_MINUTES: '1440',
     }),
     ['BASM_VERSION_POLL_INTERVAL_SECONDS'],
+  );
+});
+
+test('a gallery name with a character Azure does not allow is refused, naming what it expects', () => {
+  for (const valid of ['g', 'bosh_stemcells', 'bosh.stemcells', 'Gallery01', 'a'.repeat(80)]) {
+    assert.equal(loadConfig({ ...BASE, AZURE_GALLERY_NAME: valid }).galleryName, valid);
+  }
+  for (const invalid of ['bosh-stemcells', '_gallery', 'gallery.', 'my gallery', 'a'.repeat(81)]) {
+    assert.throws(
+      () => loadConfig({ ...BASE, AZURE_GALLERY_NAME: invalid }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.includes(
+          `AZURE_GALLERY_NAME: "${invalid}" is not valid; expected a Compute Gallery name`,
+        ),
+      invalid,
+    );
+  }
+});
+
+test('a resource group name is checked against the pattern Azure applies', () => {
+  const valid = [
+    'rg',
+    'r',
+    'rg-stemcells',
+    'RG_Stemcells.prod',
+    '(rg)',
+    'rg-stemcells-münchen',
+    'a'.repeat(90),
+  ];
+  for (const name of valid)
+    assert.equal(loadConfig({ ...BASE, AZURE_RESOURCE_GROUP: name }).resourceGroup, name);
+  for (const name of ['rg.', 'rg stemcells', 'rg/stemcells', 'rg#1', 'rg*', 'a'.repeat(91)]) {
+    assert.deepEqual(problems({ ...BASE, AZURE_RESOURCE_GROUP: name }), ['AZURE_RESOURCE_GROUP'], name);
+  }
+});
+
+test('a region is an Azure region name, not its display name', () => {
+  for (const name of ['westeurope', 'eastus2', 'germanywestcentral', 'usgovvirginia', 'eastus2euap']) {
+    assert.equal(loadConfig({ ...BASE, AZURE_REGION: name }).region, name);
+  }
+  for (const name of ['West Europe', 'west-europe', 'WestEurope', '2westus', 'w', 'a'.repeat(41)]) {
+    assert.deepEqual(problems({ ...BASE, AZURE_REGION: name }), ['AZURE_REGION'], name);
+  }
+});
+
+const INTEGER_SETTINGS: Array<[name: string, min: number, max: number, read: (c: MirrorConfig) => number]> = [
+  ['BASM_MAX_VERSIONS_PER_RUN', 1, 50, (c) => c.maxVersionsPerRun],
+  ['BASM_UPLOAD_CONCURRENCY', 1, 64, (c) => c.uploadConcurrency],
+  ['BASM_HTTP_TIMEOUT_SECONDS', 1, 3600, (c) => c.httpTimeoutMs / 1000],
+  ['BASM_VERSION_POLL_INTERVAL_SECONDS', 1, 3600, (c) => c.versionPollIntervalSeconds],
+  ['BASM_VERSION_READY_TIMEOUT_MINUTES', 1, 1440, (c) => c.versionReadyTimeoutMinutes],
+];
+
+for (const [name, min, max, read] of INTEGER_SETTINGS) {
+  test(`${name} takes a whole number from ${min} to ${max} and refuses one just outside`, () => {
+    assert.equal(read(loadConfig({ ...BASE, [name]: String(min) })), min);
+    assert.equal(read(loadConfig({ ...BASE, [name]: String(max) })), max);
+    for (const value of [String(min - 1), String(max + 1), '-1', '2.5', '1e2', 'ten']) {
+      assert.throws(
+        () => loadConfig({ ...BASE, [name]: value }),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.problems.length === 1 &&
+          error.message.includes(
+            `${name}: "${value}" is not valid; expected a whole number from ${min} to ${max}`,
+          ),
+        `${name}=${value}`,
+      );
+    }
+  });
+}
+
+test('the poll interval may make up to 10000 polls per version, not one more', () => {
+  const at = { BASM_VERSION_POLL_INTERVAL_SECONDS: '3', BASM_VERSION_READY_TIMEOUT_MINUTES: '500' };
+  assert.equal(loadConfig({ ...BASE, ...at }).versionPollIntervalSeconds, 3);
+  assert.throws(
+    () => loadConfig({ ...BASE, ...at, BASM_VERSION_READY_TIMEOUT_MINUTES: '501' }),
+    /BASM_VERSION_POLL_INTERVAL_SECONDS: 3 s with BASM_VERSION_READY_TIMEOUT_MINUTES 501 means up to 10020 polls; expected at most 10000/,
   );
 });
