@@ -100,7 +100,7 @@ test('generation 2 features are read from cloud_properties', () => {
 });
 
 for (const field of ['name', 'version', 'sha1', 'operating_system', 'cloud_properties']) {
-  test(`a manifest without ${field} is refused, naming the field`, () => {
+  test(`fault: a manifest without ${field} is refused, naming the field`, () => {
     const text =
       field === 'cloud_properties' ? VALID.slice(0, VALID.indexOf('cloud_properties:')) : without(field);
     assert.throws(
@@ -111,7 +111,7 @@ for (const field of ['name', 'version', 'sha1', 'operating_system', 'cloud_prope
 }
 
 for (const field of ['os_type', 'architecture', 'infrastructure']) {
-  test(`cloud_properties without ${field} is refused, naming the field`, () => {
+  test(`fault: cloud_properties without ${field} is refused, naming the field`, () => {
     assert.throws(() => parseStemcellManifest(without(field)), {
       name: 'StemcellError',
       message: new RegExp(`\`cloud_properties\\.${field}\` must be a non-empty string \\(missing\\)`),
@@ -119,7 +119,7 @@ for (const field of ['os_type', 'architecture', 'infrastructure']) {
   });
 }
 
-test('a sha1 that is not 40 hex digits is refused', () => {
+test('fault: a sha1 that is not 40 hex digits is refused', () => {
   assert.throws(() => parseStemcellManifest(VALID.replace(/^sha1: .*$/m, 'sha1: abc')), {
     name: 'StemcellError',
     message: /`sha1` must be a 40-digit hex SHA-1 of the image file \(got "abc"\)/,
@@ -132,14 +132,14 @@ test('a disk size that is not a number is refused', () => {
   });
 });
 
-test('text that is not YAML is refused as such', () => {
+test('fault: text that is not YAML is refused as such', () => {
   assert.throws(() => parseStemcellManifest('name: [unclosed'), {
     name: 'StemcellError',
     message: /not valid YAML/,
   });
 });
 
-test('a YAML document that is not a mapping is refused', () => {
+test('fault: a YAML document that is not a mapping is refused', () => {
   assert.throws(() => parseStemcellManifest('- just\n- a list\n'), {
     name: 'StemcellError',
     message: /a mapping/,

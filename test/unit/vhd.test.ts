@@ -52,7 +52,7 @@ test('a fixed VHD footer parses into cookie, type, sizes and a valid checksum', 
   });
 });
 
-test('a footer that is not 512 bytes is refused', () => {
+test('fault: a footer that is not 512 bytes is refused', () => {
   assert.throws(() => parseVhdFooter(new Uint8Array(511)), {
     name: 'VhdError',
     message: /must be 512 bytes, got 511/,
@@ -63,7 +63,7 @@ test('a valid fixed VHD of whole MiB passes the check', () => {
   assert.doesNotThrow(() => checkFixedVhd(parseVhdFooter(fixedVhdFooter(DISK)), DISK + VHD_FOOTER_SIZE));
 });
 
-test('a wrong cookie is refused with expected and actual', () => {
+test('fault: a wrong cookie is refused with expected and actual', () => {
   const footer = footerWith((f) => {
     f.write('notavhd!', 0, 'latin1');
     resum(f);
@@ -74,25 +74,25 @@ test('a wrong cookie is refused with expected and actual', () => {
   });
 });
 
-test('a damaged footer fails its checksum', () => {
+test('fault: a damaged footer fails its checksum', () => {
   const footer = footerWith((f) => (f[70] = (f[70] ?? 0) ^ 0xff));
   assert.equal(footer.checksumValid, false);
   assert.throws(() => checkFixedVhd(footer, DISK + 512), { name: 'VhdError', message: /checksum/ });
 });
 
-test('a dynamic VHD is refused: Azure wants fixed', () => {
+test('fault: a dynamic VHD is refused: Azure wants fixed', () => {
   const footer = parseVhdFooter(fixedVhdFooter(DISK, { diskType: 3 }));
   assert.throws(() => checkFixedVhd(footer, DISK + 512), { message: /disk type is 3, expected 2 \(fixed\)/ });
 });
 
-test('a file size that does not match the footer is refused', () => {
+test('fault: a file size that does not match the footer is refused', () => {
   const footer = parseVhdFooter(fixedVhdFooter(DISK));
   assert.throws(() => checkFixedVhd(footer, DISK), {
     message: new RegExp(`root.vhd is ${DISK} bytes, expected ${DISK + 512}`),
   });
 });
 
-test('a virtual size that is not whole MiB is refused', () => {
+test('fault: a virtual size that is not whole MiB is refused', () => {
   const size = DISK + 512;
   const footer = parseVhdFooter(fixedVhdFooter(size));
   assert.throws(() => checkFixedVhd(footer, size + 512), {
@@ -170,7 +170,7 @@ test('extents survive a write and read of the extent map', async () => {
   assert.deepEqual(await readExtents(path), extents);
 });
 
-test('an extent map with overlapping ranges is refused', async () => {
+test('fault: an extent map with overlapping ranges is refused', async () => {
   const path = join(dir, 'bad-map.json');
   await writeFile(path, '{"extents":[[0,1024],[512,512]]}');
   await assert.rejects(readExtents(path), { name: 'VhdError', message: /sorted, non-overlapping/ });
