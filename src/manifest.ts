@@ -114,8 +114,6 @@ function parseCloudProperties(typed: unknown, written: unknown): CloudProperties
     if (typeof value === 'number' || typeof value === 'boolean') raw[key] = value;
     else if (typeof value === 'string') raw[key] = written[key] as string;
   }
-  // Versions are text: an unquoted `1.100` must not turn into the number 1.1.
-  if (typeof written.version === 'string') raw.version = written.version;
 
   const properties: CloudProperties = {
     name: requiredText(typed, written, 'name', field('name')),
@@ -125,6 +123,8 @@ function parseCloudProperties(typed: unknown, written: unknown): CloudProperties
     architecture: requiredText(typed, written, 'architecture', field('architecture')),
     raw,
   };
+  // Versions are text: an unquoted `1.100` must not turn into the number 1.1 (requiredText checked it).
+  raw.version = written.version as string;
   const optional: Partial<CloudProperties> = {
     hypervisor: optionalText(typed, written, 'hypervisor', field('hypervisor')),
     disk: optionalNumber(typed, 'disk', field('disk')),
