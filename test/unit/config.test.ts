@@ -312,3 +312,246 @@ test('the poll interval may make up to 10000 polls per version, not one more', (
     /BASM_VERSION_POLL_INTERVAL_SECONDS: 3 s with BASM_VERSION_READY_TIMEOUT_MINUTES 501 means up to 10020 polls; expected at most 10000/,
   );
 });
+
+test('the configuration error counts the offending settings and shows one line for each', () => {
+  assert.throws(
+    () => loadConfig({ ...BASE, AZURE_REGION: '' }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.name === 'ConfigError' &&
+      error.message ===
+        'Invalid configuration (1 setting):\n  AZURE_REGION: missing; expected an Azure region name such as westeurope',
+  );
+  assert.throws(
+    () => loadConfig({ ...BASE, AZURE_REGION: 'West Europe', AZURE_STORAGE_ACCOUNT_NAME: 'a' }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message ===
+        'Invalid configuration (2 settings):\n' +
+          '  AZURE_REGION: "West Europe" is not valid; expected an Azure region name such as westeurope\n' +
+          '  AZURE_STORAGE_ACCOUNT_NAME: "a" is not valid; expected a storage account name (3-24 lowercase letters and digits)',
+  );
+});
+
+test('each refused setting names what it expects', () => {
+  const expectations: Array<[Record<string, string>, string]> = [
+    [
+      { AZURE_RESOURCE_GROUP: 'rg.' },
+      'AZURE_RESOURCE_GROUP: "rg." is not valid; expected a resource group name (1-90 letters, digits, "_", "-", ".", "(", ")"; not ending in ".")',
+    ],
+    [
+      { AZURE_MANAGED_IDENTITY_ID: 'mi' },
+      'AZURE_MANAGED_IDENTITY_ID: "mi" is not valid; expected the client id (a GUID) of a user-assigned managed identity',
+    ],
+    [
+      { BASM_GALLERY_PUBLISHER: '-bosh' },
+      'BASM_GALLERY_PUBLISHER: "-bosh" is not valid; expected letters, digits, ".", "_" and "-" (1-80 characters)',
+    ],
+    [
+      { BASM_GALLERY_OFFER: 'of fer' },
+      'BASM_GALLERY_OFFER: "of fer" is not valid; expected letters, digits, ".", "_" and "-" (1-80 characters)',
+    ],
+    [
+      { BASM_GALLERY_SKU: 'gen1!' },
+      'BASM_GALLERY_SKU: "gen1!" is not valid; expected letters, digits, ".", "_" and "-" (1-80 characters)',
+    ],
+    [
+      { BASM_GALLERY_IMAGE_NAME: 'img/x' },
+      'BASM_GALLERY_IMAGE_NAME: "img/x" is not valid; expected letters, digits, ".", "_" and "-" (1-80 characters)',
+    ],
+    [{ BASM_STEMCELL_SERIES: 'a-1,a-1' }, 'BASM_STEMCELL_SERIES: "a-1,a-1" names a series twice'],
+    [
+      { BASM_STEMCELL_SERIES: 'Bad,a-1' },
+      'BASM_STEMCELL_SERIES: "Bad" is not a stemcell series name; expected a comma-separated list of names like ' +
+        'bosh-azure-hyperv-ubuntu-jammy-go_agent (lowercase letters, digits, ".", "_", "-"; at most 80 characters)',
+    ],
+    [
+      { BASM_STEMCELL_SERIES: 'Bad,Worse' },
+      'BASM_STEMCELL_SERIES: "Bad", "Worse" are not stemcell series names; expected a comma-separated list of names like ' +
+        'bosh-azure-hyperv-ubuntu-jammy-go_agent (lowercase letters, digits, ".", "_", "-"; at most 80 characters)',
+    ],
+    [
+      { BASM_MOUNTED_DIRECTORY: 'tmp/work' },
+      'BASM_MOUNTED_DIRECTORY: "tmp/work" is not an absolute path; expected a directory path',
+    ],
+    [{ BASM_BOSHIO_URL: 'bosh.io' }, 'BASM_BOSHIO_URL: is not a URL; expected an https:// URL'],
+    [
+      { BASM_BOSHIO_URL: 'https://bosh.example/api#top' },
+      'BASM_BOSHIO_URL: "https://bosh.example/api" must not carry a query, fragment or credentials',
+    ],
+    [
+      { BASM_STEMCELL_SERIES: 'a-1,b-2', BASM_GALLERY_IMAGE_NAME: 'img' },
+      'BASM_GALLERY_IMAGE_NAME: names one image definition, so it cannot be combined with several series',
+    ],
+    [
+      { BASM_NOTIFY_GITHUB_TOKEN: 'ghp_x', BASM_NOTIFY_GITHUB_OWNER: 'org/x' },
+      'BASM_NOTIFY_GITHUB_OWNER: "org/x" is not valid; expected a GitHub user or organisation name',
+    ],
+    [
+      { ...NOTIFY, BASM_NOTIFY_GITHUB_REPO: 'x/repo' },
+      'BASM_NOTIFY_GITHUB_REPO: "x/repo" is not valid; expected a GitHub repository name',
+    ],
+    [
+      { ...NOTIFY, BASM_NOTIFY_GITHUB_WORKFLOW: 'stemcell' },
+      'BASM_NOTIFY_GITHUB_WORKFLOW: "stemcell" is not valid; expected a workflow file name such as mirror.yml, or a numeric workflow id',
+    ],
+    [
+      { ...NOTIFY, BASM_NOTIFY_GITHUB_REF: 'my branch' },
+      'BASM_NOTIFY_GITHUB_REF: "my branch" is not valid; expected a branch or tag name such as main',
+    ],
+    [
+      { BASM_NOTIFY_GITHUB_TOKEN: 'ghp_x' },
+      'BASM_NOTIFY_GITHUB_OWNER: missing; required when BASM_NOTIFY_GITHUB_TOKEN is set',
+    ],
+  ];
+  for (const [env, line] of expectations) {
+    assert.throws(
+      () => loadConfig({ ...BASE, ...env }),
+      (error: unknown) => error instanceof ConfigError && error.message.split('\n').includes(`  ${line}`),
+      line,
+    );
+  }
+});
+
+test('a missing storage account is one problem, not also a broken default endpoint', () => {
+  const { AZURE_STORAGE_ACCOUNT_NAME: _, ...withoutAccount } = BASE;
+  assert.deepEqual(problems(withoutAccount), ['AZURE_STORAGE_ACCOUNT_NAME']);
+});
+
+test('an empty setting counts as unset; surrounding spaces are not part of a value', () => {
+  assert.deepEqual(problems({ ...BASE, AZURE_REGION: '' }), ['AZURE_REGION']);
+  const config = loadConfig({
+    ...BASE,
+    AZURE_REGION: '  westeurope ',
+    AZURE_MANAGED_IDENTITY_ID: '',
+    BASM_UPLOAD_CONCURRENCY: ' 16 ',
+  });
+  assert.equal(config.region, 'westeurope');
+  assert.equal(config.managedIdentityClientId, undefined);
+  assert.equal(config.uploadConcurrency, 16);
+});
+
+test('a value that only mentions a Key Vault reference is a value, not an unresolved reference', () => {
+  const config = loadConfig({ ...BASE, ...NOTIFY, BASM_NOTIFY_GITHUB_TOKEN: 'ghp@Microsoft.KeyVault(x)' });
+  assert.equal(config.notify?.token.reveal(), 'ghp@Microsoft.KeyVault(x)');
+  assert.deepEqual(config.warnings, []);
+});
+
+test('two unresolved Key Vault references give one warning each', () => {
+  const reference = '@microsoft.keyvault(SecretUri=https://kv.vault.azure.net/secrets/x)';
+  const config = loadConfig({ ...BASE, AZURE_MANAGED_IDENTITY_ID: reference, BASM_GALLERY_OFFER: reference });
+  assert.deepEqual(
+    config.warnings.map((w) => w.split(':')[0]),
+    ['AZURE_MANAGED_IDENTITY_ID', 'BASM_GALLERY_OFFER'],
+  );
+  assert.equal(config.managedIdentityClientId, undefined);
+  assert.deepEqual(config.gallery, { publisher: 'bosh' });
+});
+
+test('the GitHub token shows as [redacted] in JSON, util.inspect and string conversion', () => {
+  const token = loadConfig({ ...BASE, ...NOTIFY }).notify?.token;
+  assert.equal(String(token), '[redacted]');
+  assert.equal(JSON.stringify({ token }), '{"token":"[redacted]"}');
+  assert.equal(inspect(token), '[redacted]');
+});
+
+test('the gallery naming overrides and a managed identity are taken as given', () => {
+  const config = loadConfig({
+    ...BASE,
+    AZURE_MANAGED_IDENTITY_ID: 'AAAAAAAA-bbbb-4ccc-8ddd-eeeeeeeeeeee',
+    BASM_GALLERY_PUBLISHER: 'Canonical-bosh',
+    BASM_GALLERY_OFFER: 'ubuntu.jammy',
+    BASM_GALLERY_SKU: 'g',
+    BASM_GALLERY_IMAGE_NAME: 'jammy-gen1_x',
+  });
+  assert.equal(config.managedIdentityClientId, 'AAAAAAAA-bbbb-4ccc-8ddd-eeeeeeeeeeee');
+  assert.deepEqual(config.gallery, {
+    publisher: 'Canonical-bosh',
+    offer: 'ubuntu.jammy',
+    sku: 'g',
+    imageName: 'jammy-gen1_x',
+  });
+});
+
+test('names and ids are matched whole, never by a valid part', () => {
+  const refused: Array<[string, string]> = [
+    ['AZURE_SUBSCRIPTION_ID', 'x11111111-2222-4333-8444-555555555555'],
+    ['AZURE_SUBSCRIPTION_ID', '11111111-2222-4333-8444-555555555555x'],
+    ['AZURE_STORAGE_ACCOUNT_NAME', 'a'.repeat(25)],
+    ['AZURE_STORAGE_ACCOUNT_NAME', 'stemcell-vhds'],
+    ['BASM_STEMCELL_SERIES', 'jammy-'],
+    ['BASM_STEMCELL_SERIES', '-jammy'],
+    ['BASM_GALLERY_PUBLISHER', 'bosh_'],
+    ['BASM_GALLERY_PUBLISHER', '_bosh'],
+    ['BASM_GALLERY_PUBLISHER', 'b'.repeat(81)],
+  ];
+  for (const [name, value] of refused) assert.deepEqual(problems({ ...BASE, [name]: value }), [name], value);
+  const notifyRefused: Array<[string, string]> = [
+    ['BASM_NOTIFY_GITHUB_OWNER', 'org/x'],
+    ['BASM_NOTIFY_GITHUB_OWNER', 'x/org'],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', 'x/stemcell.yml'],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', 'stemcell.yml.bak'],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', '12a'],
+    ['BASM_NOTIFY_GITHUB_REF', 'feature branch'],
+    ['BASM_NOTIFY_GITHUB_REF', 'main~1'],
+  ];
+  for (const [name, value] of notifyRefused) {
+    assert.deepEqual(problems({ ...BASE, ...NOTIFY, [name]: value }), [name], value);
+  }
+  const accepted: Array<[string, string]> = [
+    ['BASM_STEMCELL_SERIES', 'a'],
+    ['BASM_STEMCELL_SERIES', 'b'.repeat(80)],
+    ['BASM_GALLERY_PUBLISHER', 'b'],
+    ['BASM_GALLERY_PUBLISHER', 'b'.repeat(80)],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', '161335'],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', 'stemcell.yaml'],
+    ['BASM_NOTIFY_GITHUB_REF', 'release/v1.2'],
+  ];
+  for (const [name, value] of accepted)
+    assert.doesNotThrow(() => loadConfig({ ...BASE, ...NOTIFY, [name]: value }), value);
+});
+
+test('a trailing slash of an endpoint is dropped; a query, fragment or user info is refused', () => {
+  const config = loadConfig({ ...BASE, BASM_BOSHIO_URL: 'https://bosh.example/mirror//' });
+  assert.equal(config.boshioUrl, 'https://bosh.example/mirror');
+  for (const url of [
+    'https://bosh.example/?q=1',
+    'https://bosh.example/#x',
+    'https://user@bosh.example/',
+    'https://:pw@bosh.example/',
+  ]) {
+    assert.throws(
+      () => loadConfig({ ...BASE, BASM_BOSHIO_URL: url }),
+      /BASM_BOSHIO_URL: "https:\/\/bosh\.example" must not carry a query, fragment or credentials/,
+      url,
+    );
+  }
+});
+
+test('notifications are on only with a token and all four GitHub settings', () => {
+  assert.ok(loadConfig({ ...BASE, ...NOTIFY }).notify);
+  for (const name of [
+    'BASM_NOTIFY_GITHUB_OWNER',
+    'BASM_NOTIFY_GITHUB_REPO',
+    'BASM_NOTIFY_GITHUB_WORKFLOW',
+    'BASM_NOTIFY_GITHUB_REF',
+  ]) {
+    assert.deepEqual(problems({ ...BASE, ...NOTIFY, [name]: '' }), [name]);
+  }
+  for (const name of [
+    'BASM_NOTIFY_GITHUB_OWNER',
+    'BASM_NOTIFY_GITHUB_REPO',
+    'BASM_NOTIFY_GITHUB_WORKFLOW',
+    'BASM_NOTIFY_GITHUB_REF',
+  ]) {
+    const config = loadConfig({ ...BASE, [name]: NOTIFY[name as keyof typeof NOTIFY] });
+    assert.equal(config.notify, undefined);
+    assert.deepEqual(config.warnings, [
+      'BASM_NOTIFY_GITHUB_* are set but BASM_NOTIFY_GITHUB_TOKEN is not: notifications are off',
+    ]);
+  }
+});
+
+test('the image definition name may be set for a single series', () => {
+  assert.equal(loadConfig({ ...BASE, BASM_GALLERY_IMAGE_NAME: 'img' }).gallery.imageName, 'img');
+});
