@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
 import { inspect } from 'node:util';
 import { test } from 'node:test';
-import { ConfigError, loadConfig, type MirrorConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, storageAccountId, type MirrorConfig } from '../../src/config.js';
 
 const BASE = {
   AZURE_SUBSCRIPTION_ID: '11111111-2222-4333-8444-555555555555',
@@ -554,4 +554,19 @@ test('notifications are on only with a token and all four GitHub settings', () =
 
 test('the image definition name may be set for a single series', () => {
   assert.equal(loadConfig({ ...BASE, BASM_GALLERY_IMAGE_NAME: 'img' }).gallery.imageName, 'img');
+});
+
+test('the storage account id names the subscription, resource group and account', () => {
+  assert.equal(
+    storageAccountId(loadConfig(BASE)),
+    '/subscriptions/11111111-2222-4333-8444-555555555555/resourceGroups/rg-stemcells' +
+      '/providers/Microsoft.Storage/storageAccounts/stemcellvhds',
+  );
+});
+
+test('a refused endpoint is shown without its trailing slashes', () => {
+  assert.throws(
+    () => loadConfig({ ...BASE, BASM_BOSHIO_URL: 'https://bosh.example/api//?q=1' }),
+    /BASM_BOSHIO_URL: "https:\/\/bosh\.example\/api" must not carry/,
+  );
 });
