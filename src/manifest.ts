@@ -82,6 +82,7 @@ function optionalText(typed: Mapping, written: Mapping, key: string, field = key
 function optionalNumber(typed: Mapping, key: string, field = key): number | undefined {
   const value = typed[key];
   if (value === undefined || value === null) return undefined;
+  // Stryker disable next-line ConditionalExpression: Number.isFinite refuses every non-number too; typeof narrows the type
   if (typeof value !== 'number' || !Number.isFinite(value)) throw invalid(field, 'a number', value);
   return value;
 }
@@ -107,6 +108,7 @@ function optionalTextList(typed: Mapping, key: string, field = key): string[] | 
 }
 
 function parseCloudProperties(typed: unknown, written: unknown): CloudProperties {
+  // Stryker disable next-line LogicalOperator: both come from the same text, so both are mappings or neither
   if (!isMapping(typed) || !isMapping(written)) throw invalid('cloud_properties', 'a mapping', typed);
   const field = (key: string) => `cloud_properties.${key}`;
   const raw: Record<string, string | number | boolean> = {};
@@ -153,6 +155,7 @@ export function parseStemcellManifest(text: string): StemcellManifest {
   } catch (error) {
     throw new StemcellError(`${MANIFEST_FILE} is not valid YAML: ${(error as Error).message}`);
   }
+  // Stryker disable next-line LogicalOperator: both come from the same text, so both are mappings or neither
   if (!isMapping(typed) || !isMapping(written)) throw invalid('(document)', 'a mapping', typed);
 
   const sha1 = requiredText(typed, written, 'sha1');

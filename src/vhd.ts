@@ -231,7 +231,7 @@ export class SparseFileWriter extends Writable {
   async #finish(): Promise<void> {
     const file = this.#requireFile();
     // A trailing partial sector only occurs in files that are not whole sectors (never a valid VHD).
-    if (this.#carryLength > 0 && !isZero(this.#carry, 0, this.#carryLength)) {
+    if (!isZero(this.#carry, 0, this.#carryLength)) {
       this.#record(this.#offset, this.#carryLength);
       await writeFully(file, this.#carry, 0, this.#carryLength, this.#offset);
     }

@@ -10,6 +10,7 @@ import {
   isAdoptableByCpi,
   isCreatedByMirror,
   stemcellReferencesWith,
+  tagProblems,
 } from '../../src/cpi.js';
 import { GalleryError } from '../../src/gallery-error.js';
 import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
@@ -462,4 +463,25 @@ test('other tags are kept up to a 512-character name and a 256-character value',
   assert.equal('o'.repeat(513) in tags, false);
   assert.equal(tags.value_fits?.length, 256);
   assert.equal('value_too_long' in tags, false);
+});
+
+test('tagProblems names every tag Azure would refuse, and nothing for tags it accepts', () => {
+  assert.deepEqual(tagProblems({ ['n'.repeat(512)]: 'v'.repeat(256), name: 'ok' }), []);
+  const long = 'n'.repeat(513);
+  assert.deepEqual(
+    tagProblems({
+      ' ': 'x',
+      [long]: 'x',
+      'a/b': 'x',
+      value: 'v'.repeat(257),
+      nothing: undefined as unknown as string,
+    }),
+    [
+      'a tag has an empty name',
+      `name ${'n'.repeat(40)}... is 513 characters (at most 512)`,
+      'name a/b contains one of < > % & \\ ? /',
+      'value has a value of 257 characters (at most 256)',
+      'nothing has no text value',
+    ],
+  );
 });

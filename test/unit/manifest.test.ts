@@ -293,3 +293,10 @@ test('raw keeps booleans and leaves lists and mappings out', () => {
   assert.equal('disk_controller_types' in raw, false);
   assert.equal('extra' in raw, false);
 });
+
+test('fault: an empty stemcell.MF is refused as not a mapping', () => {
+  assert.throws(() => parseStemcellManifest(''), {
+    name: 'StemcellError',
+    message: 'stemcell.MF: `(document)` must be a mapping (got null)',
+  });
+});
