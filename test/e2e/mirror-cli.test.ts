@@ -339,7 +339,7 @@ describe('stories', { concurrency: 4 }, () => {
     const series = 'bosh-azure-hyperv-ubuntu-noble';
 
     // One scenario in two runs: the second run is the point (it repairs what the first left).
-    test('is reported failed, then deleted and created again by the next run', async () => {
+    test('fault: a version Azure fails is reported failed, then deleted and created again by the next run', async () => {
       const s = await story('azure-fails');
       await publish({ series, version: '3.5', seed: 7 });
       local.arm.failNextVersion(series, '3.5.0', {
@@ -371,7 +371,7 @@ describe('stories', { concurrency: 4 }, () => {
     const series = 'bosh-azure-hyperv-ubuntu-notify-go_agent';
 
     // One scenario in three runs: interrupted, finished, then nothing left to do.
-    test('is finished by the next run: the dispatch is sent then, without mirroring again', async () => {
+    test('fault: a dispatch that failed after the version was created is sent by the next run, without mirroring again', async () => {
       const s = await story('stops-after-create');
       await publish({ series, version: '5.1', seed: 21 });
       const unreachableWorkflow = { ...s, env: { ...s.env, BASM_NOTIFY_GITHUB_WORKFLOW: 'not-there.yml' } };
@@ -501,7 +501,7 @@ describe('stories', { concurrency: 4 }, () => {
       run = await mirror(s, '--series', `${bad},${good}`);
     });
 
-    test('exits 1 and reports both results', () => {
+    test('fault: one series failing beside one succeeding exits 1 and reports both results', () => {
       assert.equal(run.status, 1, run.stderr);
       const results = jsonResults(run);
       assert.deepEqual(
@@ -691,7 +691,7 @@ describe('stories', { concurrency: 4 }, () => {
 
     // Each case has its own series and temp directory: they run concurrently, as the stories do.
     for (const [i, c] of cases.entries()) {
-      test(`${c.name}: exits non-zero, says why, creates no version, leaves no temp file`, async () => {
+      test(`fault: ${c.name}: exits non-zero, says why, creates no version, leaves no temp file`, async () => {
         const s = await story(`bad-${c.series}`);
         await c.setup(c.series);
         const armBefore = local.arm.requests.length;
@@ -737,7 +737,7 @@ describe('command-line contract', () => {
     assert.match(run.stderr, /Usage: npm run --silent stemcell-mirror -- mirror/);
   });
 
-  test('a bad setting exits 2 naming every offending variable before any network call', async () => {
+  test('fault: a bad setting exits 2 naming every offending variable before any network call', async () => {
     const counts = requestCounts();
     const boshioBefore = local.boshio.requests.length;
     const env = {
@@ -755,7 +755,7 @@ describe('command-line contract', () => {
     assert.equal(run.stdout, '');
   });
 
-  test('an unknown series fails that series with a clear message', async () => {
+  test('fault: an unknown series fails that series with a clear message', async () => {
     const run = await runStemcellMirror(
       ['mirror', '--json', '--series', 'bosh-azure-hyperv-ubuntu-nosuch-go_agent'],
       local.env,

@@ -245,7 +245,7 @@ describe('resolveVersions', () => {
     );
   });
 
-  test('throws on a bosh.io outage, so the orchestrator’s retry policy applies', async () => {
+  test('fault: resolveVersions throws on a bosh.io outage, so the orchestrator’s retry policy applies', async () => {
     local.boshio.setSeriesResponse(OUTAGE_SERIES, { status: 503, body: 'Service Unavailable' });
 
     await assert.rejects(activity('resolveVersions', { series: OUTAGE_SERIES }), /503/);
@@ -314,7 +314,7 @@ test('uploadVhd records the manifest on a complete blob uploaded before blobs ke
   });
 });
 
-test('a stemcell whose checksum does not match fails downloadAndExtract permanently, as a value', async () => {
+test('fault: a stemcell whose checksum does not match fails downloadAndExtract permanently, as a value', async () => {
   const bad = await buildStemcellFixture({ series: SERIES, version: '1.101', seed: 4 });
   local.boshio.publish(SERIES, { version: '1.101', tarball: bad.tarball, sha256: '0'.repeat(64), sha1: '' });
   const plan = valueOf<StepOutputs['resolveVersions']>(
@@ -335,7 +335,7 @@ describe('createImageVersion with a version of that name already in the gallery'
     p = await prepared();
   });
 
-  test('an existing version with another image_sha256 is refused, naming both digests, and nothing is sent', async () => {
+  test('fault: an existing version with another image_sha256 is refused, naming both digests, and nothing is sent', async () => {
     const other = 'f'.repeat(64);
     await freshVersion(p, { ...mirrorTags(p), image_sha256: other });
     const from = local.arm.requests.length;
@@ -352,7 +352,7 @@ describe('createImageVersion with a version of that name already in the gallery'
     );
   });
 
-  test('an existing Failed version is deleted and then created again', async () => {
+  test('fault: an existing Failed version is deleted and then created again', async () => {
     await freshVersion(p, mirrorTags(p), {
       code: 'InternalOperationError',
       message: 'replication failed',
@@ -394,7 +394,7 @@ describe('createImageVersion with a version of that name already in the gallery'
     assert.deepEqual(references?.sort(), [director, MIRROR_STEMCELL_REFERENCE].sort());
   });
 
-  test('an existing version with neither stemcell_references nor stemcell_name is refused', async () => {
+  test('fault: an existing version with neither stemcell_references nor stemcell_name is refused', async () => {
     const foreign = { ...mirrorTags(p) };
     delete foreign['stemcell_references'];
     await freshVersion(p, foreign);
@@ -649,7 +649,7 @@ test('resolveVersions finishes a director’s unnotified version in bosh.io’s 
   assert.deepEqual(plan.deferred, []);
 });
 
-test('a bad setting makes an activity return { ok: false } with the configuration error', async () => {
+test('fault: a bad setting makes an activity return { ok: false } with the configuration error', async () => {
   const env = { ...local.env, AZURE_SUBSCRIPTION_ID: 'not-a-subscription' };
   let expected = '';
   try {

@@ -316,7 +316,7 @@ describe('a series whose orchestration cannot be started', () => {
     }
   });
 
-  test('one named series that cannot be started answers 500 without the cause', async () => {
+  test('fault: one named series that cannot be started answers 500 without the cause', async () => {
     const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
     try {
       const result = await post(JSON.stringify({ series: JAMMY }), proxy.binding);

@@ -176,7 +176,7 @@ describe('mirrorSeries', () => {
     });
   });
 
-  test('a transient failure of resolveVersions waits for the retry timer instead of failing the series', async () => {
+  test('fault: a transient failure of resolveVersions waits for the retry timer instead of failing the series', async () => {
     const state = await replay(seriesHistory().activityFailed('resolveVersions', 'bosh.io answered 503'));
 
     assert.equal(state.isDone, false);
@@ -219,7 +219,7 @@ describe('mirrorSeries', () => {
     assert.deepEqual(state.output, { series: SERIES, results: [versionResult] });
   });
 
-  test('resolveVersions failing permanently ends the series with one failed result naming that step', async () => {
+  test('fault: resolveVersions failing permanently ends the series with one failed result naming that step', async () => {
     const message = 'bosh.io has no version 9.9 of ' + SERIES;
     const state = await replay(
       seriesHistory().activityCompleted('resolveVersions', { ok: false, error: message }),
@@ -267,7 +267,7 @@ describe('mirrorSeries', () => {
     });
   });
 
-  test('a failed mirrorVersion does not stop the next planned version, and both results are returned in order', async () => {
+  test('fault: a failed mirrorVersion does not stop the next planned version, and both results are returned in order', async () => {
     const afterFailure = seriesHistory()
       .activityCompleted('resolveVersions', ok(twoVersionPlan))
       .subOrchestrationFailed(
@@ -345,7 +345,7 @@ describe('mirrorVersion', () => {
     assert.equal(state.customStatus?.step, 'downloadAndExtract');
   });
 
-  test('after a restart it resumes with ensureImageDefinition once download and upload are in the history', async () => {
+  test('fault: after a restart it resumes with ensureImageDefinition once download and upload are in the history', async () => {
     const history = versionHistory()
       .activityCompleted('downloadAndExtract', ok(stemcell))
       .activityCompleted(
@@ -370,7 +370,7 @@ describe('mirrorVersion', () => {
     });
   });
 
-  test('a permanent failure ends the version with that message and schedules cleanup', async () => {
+  test('fault: a permanent failure ends the version with that message and schedules cleanup', async () => {
     const message = 'stemcell.MF: `sha1` does not match the image';
     const history = versionHistory().activityCompleted('downloadAndExtract', { ok: false, error: message });
 
@@ -435,7 +435,7 @@ describe('mirrorVersion', () => {
     assert.deepEqual(state.last.input, { series: SERIES, version: '1.100', definitionName });
   });
 
-  test('an image version Azure reports Failed ends the version as failed and schedules cleanup', async () => {
+  test('fault: an image version Azure reports Failed ends the version as failed and schedules cleanup', async () => {
     const history = versionHistoryUntilCreation().activityCompleted(
       'getImageVersionState',
       ok({ provisioningState: 'Failed', errorMessage: 'The VHD footer is invalid.', monitor: MONITOR }),
@@ -476,7 +476,7 @@ describe('mirrorVersion', () => {
     });
   });
 
-  test('an image version still Creating past the deadline ends the version as failed and schedules cleanup', async () => {
+  test('fault: an image version still Creating past the deadline ends the version as failed and schedules cleanup', async () => {
     const monitor: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 2 };
     // Years before any wall clock running this test: a deadline taken from the wall clock instead of the
     // orchestration time would never be reached by these timers (or, on a clock set earlier, at once).

@@ -89,7 +89,7 @@ describe('mirrorTimer', () => {
     assert.equal(trigger?.schedule, '0 0 6 * * *');
   });
 
-  test('refuses to load with a BASM_TIMER_SCHEDULE that is not a six-field NCRONTAB expression', () => {
+  test('fault: refuses to load with a BASM_TIMER_SCHEDULE that is not a six-field NCRONTAB expression', () => {
     const loaded = registrationsWith({ ...starterSettings(JAMMY), BASM_TIMER_SCHEDULE: '0 6 * * *' });
 
     assert.notEqual(loaded.status, 0);

@@ -86,7 +86,7 @@ test('restarts a series whose previous orchestration completed', async () => {
   );
 });
 
-test('a start that loses a race with another start counts as running, not as a failure', async () => {
+test('fault: a start that loses a race with another start counts as running, not as a failure', async () => {
   extension.competingStart(`mirror-${NOBLE}`);
 
   await fire();
@@ -100,7 +100,7 @@ test('a start that loses a race with another start counts as running, not as a f
   );
 });
 
-test('fails the invocation, after starting the others, when a series cannot be started', async () => {
+test('fault: fails the invocation, after starting the others, when a series cannot be started', async () => {
   const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
   try {
     await assert.rejects(

@@ -251,7 +251,7 @@ test('the version request carries the CPI-shaped source and a single-region publ
   );
 });
 
-test("a failed provisioning is reported with Azure's message", async () => {
+test("fault: a failed provisioning is reported with Azure's message", async () => {
   const spec = await existingDefinition('ver-fail');
   const blobUrl = await vhdPageBlob('ver-fail.vhd');
   arm.failNextVersion(spec.name, '1.1364.0', {
@@ -270,7 +270,7 @@ test("a failed provisioning is reported with Azure's message", async () => {
   assert.match(state.errorMessage ?? '', /Replication to westeurope failed: disk copy timed out\./);
 });
 
-test("a failed version's reason reaches a ComputeGallery that did not start it (another worker)", async () => {
+test("fault: a failed version's reason reaches a ComputeGallery that did not start it (another worker)", async () => {
   const spec = await existingDefinition('ver-fail-elsewhere');
   const blobUrl = await vhdPageBlob('ver-fail-elsewhere.vhd');
   arm.failNextVersion(spec.name, '1.1364.0', {
@@ -295,7 +295,7 @@ test("a failed version's reason reaches a ComputeGallery that did not start it (
   assert.equal(state?.errorMessage, 'Replication to westeurope failed: the source blob could not be read.');
 });
 
-test("a block blob source fails with Azure's page-blob validation message", async () => {
+test("fault: a block blob source fails with Azure's page-blob validation message", async () => {
   const spec = await existingDefinition('ver-blockblob');
   const blob = container.getBlockBlobClient('ver-blockblob.vhd');
   const content = Buffer.concat([Buffer.alloc(MIB), fixedVhdFooter(MIB)]);
@@ -311,7 +311,7 @@ test("a block blob source fails with Azure's page-blob validation message", asyn
   assert.match(state.errorMessage ?? '', /only a page blob can be the VHD source/);
 });
 
-test('a request Azure refuses outright is a permanent GalleryError with its status and code', async () => {
+test('fault: a request Azure refuses outright is a permanent GalleryError with its status and code', async () => {
   const spec = await existingDefinition('ver-refused');
   const blobUrl = await vhdPageBlob('ver-refused.vhd');
   await assert.rejects(
@@ -447,7 +447,7 @@ async function rejectsWithin(
 }
 
 test(
-  'every ARM call to an endpoint that never answers fails in time as a transient GalleryError',
+  'fault: every ARM call to an endpoint that never answers fails in time as a transient GalleryError',
   { timeout: 20_000 },
   async () => {
     const silent = await startHttpsServer(() => new Promise<void>(() => {}));
@@ -490,7 +490,7 @@ test(
 );
 
 test(
-  'a long-running operation that does not end in time is a transient GalleryError saying it still runs',
+  'fault: a long-running operation that does not end in time is a transient GalleryError saying it still runs',
   { timeout: 20_000 },
   async () => {
     const slowArm = await startFakeArm({
@@ -587,7 +587,7 @@ test('tagImageVersion refuses a merge beyond 50 tags or a value beyond 256 chara
   assert.equal(patchesOf(spec.name, '1.0.0').length, 0);
 });
 
-test('tagImageVersion of a version Azure is still creating is transient; of a missing one permanent 404', async () => {
+test('fault: tagImageVersion of a version Azure is still creating is transient; of a missing one permanent 404', async () => {
   const spec = await existingDefinition('tag-busy');
   const blobUrl = await vhdPageBlob('tag-busy.vhd');
   await gallery.startImageVersion({

@@ -171,7 +171,7 @@ describe('a pathological VHD', () => {
 });
 
 describe('resuming', () => {
-  test('an incomplete upload of the same content sends only the missing pages', async () => {
+  test('fault: an incomplete upload of the same content sends only the missing pages', async () => {
     const containerName = newContainerName();
     const blob = assertions(containerName).getPageBlobClient(blobName);
     await assertions(containerName).create();
@@ -226,7 +226,7 @@ describe('resuming', () => {
     assert.equal((failure as Error).name, 'AbortError');
   });
 
-  test('the upload after an abort sends only what the aborted one did not', async () => {
+  test('fault: the upload after an abort sends only what the aborted one did not', async () => {
     const containerName = newContainerName();
     await abortAfterFirstWrite(containerName);
     const alreadyWritten = sum(await pageRanges(containerName));
@@ -245,7 +245,7 @@ describe('resuming', () => {
 });
 
 describe('replacing', () => {
-  test('a blob holding another image is replaced, its stale pages gone', async () => {
+  test('fault: a blob holding another image is replaced, its stale pages gone', async () => {
     const containerName = newContainerName();
     const blob = assertions(containerName).getPageBlobClient(blobName);
     await assertions(containerName).create();
@@ -264,7 +264,7 @@ describe('replacing', () => {
     );
   });
 
-  test('a blob of another size is replaced by one of the VHD size', async () => {
+  test('fault: a blob of another size is replaced by one of the VHD size', async () => {
     const containerName = newContainerName();
     const blob = assertions(containerName).getPageBlobClient(blobName);
     await assertions(containerName).create();
@@ -275,7 +275,7 @@ describe('replacing', () => {
     assert.equal((await blob.getProperties()).contentLength, vhd.size);
   });
 
-  test('a block blob of that name is replaced by a page blob holding the VHD', async () => {
+  test('fault: a block blob of that name is replaced by a page blob holding the VHD', async () => {
     const containerName = newContainerName();
     await assertions(containerName).create();
     await assertions(containerName).getBlockBlobClient(blobName).upload('not a vhd', 9);
@@ -336,7 +336,7 @@ describe('findCompletedVhdBlob', () => {
 });
 
 describe('racing another upload', () => {
-  test('a blob that another upload created after the inspection is not wiped: the upload fails as transient', async () => {
+  test('fault: a blob that another upload created after the inspection is not wiped: the upload fails as transient', async () => {
     const containerName = newContainerName();
     const theirs = assertions(containerName).getPageBlobClient(blobName);
     const racing = withPageBlobHook(container(containerName), 'create', async () => {
@@ -358,7 +358,7 @@ describe('racing another upload', () => {
     assert.deepEqual(await pageRanges(containerName), [{ offset: 0, length: 512 }]);
   });
 
-  test('a blob that changed after the inspection is not deleted: the upload fails as transient', async () => {
+  test('fault: a blob that changed after the inspection is not deleted: the upload fails as transient', async () => {
     const containerName = newContainerName();
     const theirs = assertions(containerName).getPageBlobClient(blobName);
     await assertions(containerName).create();
@@ -405,7 +405,7 @@ describe('deadlines', () => {
     ['setMetadata', (req, q) => req.method === 'PUT' && q.get('comp') === 'metadata', false],
   ];
   for (const [call, matches, needsOtherBlob] of calls) {
-    test(`a ${call} call that gets no answer fails the upload as transient after the deadline`, async () => {
+    test(`fault: a ${call} call that gets no answer fails the upload as transient after the deadline`, async () => {
       const containerName = newContainerName();
       if (needsOtherBlob) {
         await assertions(containerName).create();
@@ -436,7 +436,7 @@ describe('deadlines', () => {
     });
   }
 
-  test('findCompletedVhdBlob gives up on a getProperties without answer, as transient', async () => {
+  test('fault: findCompletedVhdBlob gives up on a getProperties without answer, as transient', async () => {
     proxy.hang = (req) => req.method === 'HEAD';
     try {
       await assert.rejects(

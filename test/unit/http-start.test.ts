@@ -78,7 +78,7 @@ describe('parseMirrorHttpBody', () => {
     });
   }
 
-  test('never repeats what the caller sent', () => {
+  test('fault: never repeats what the caller sent', () => {
     for (const text of [
       JSON.stringify({ series: '<script>alert(1)</script>' }),
       JSON.stringify({ series: JAMMY, version: '<img src=x onerror=alert(1)>' }),

@@ -156,7 +156,7 @@ test('the monitor loop polls the image version until Azure reports it Succeeded,
   assert.equal(result.action, 'created');
 });
 
-test('a step that keeps throwing is tried STEP_RETRY maxAttempts times, then fails the version with its message', async () => {
+test('fault: a step that keeps throwing is tried STEP_RETRY maxAttempts times, then fails the version with its message', async () => {
   const { steps, calls } = recordingSteps({
     uploadVhd: () => {
       throw new Error('storage answered 503 Server Busy');
@@ -192,7 +192,7 @@ test('a step that throws once and then succeeds lets the version continue', asyn
   assert.equal(result.action, 'created');
 });
 
-test('a permanent failure (an { ok: false } outcome) is not retried and fails the version at that step', async () => {
+test('fault: a permanent failure (an { ok: false } outcome) is not retried and fails the version at that step', async () => {
   const message = 'image definition exists with hyperVGeneration V2, the stemcell is gen1';
   const { steps, calls } = recordingSteps({
     ensureImageDefinition: () => ({ ok: false, error: message }),
@@ -218,7 +218,7 @@ test('cleanup runs after a failed version too', async () => {
   assert.equal(result.action, 'failed');
 });
 
-test('a failing cleanup does not turn a created version into a failed one', async () => {
+test('fault: a failing cleanup does not turn a created version into a failed one', async () => {
   const { steps, calls } = recordingSteps({
     cleanup: () => {
       throw new Error('EBUSY: resource busy or locked');
@@ -232,7 +232,7 @@ test('a failing cleanup does not turn a created version into a failed one', asyn
   assert.equal(result.error, undefined);
 });
 
-test('a series whose versions cannot be resolved ends with one failed result naming resolveVersions', async () => {
+test('fault: a series whose versions cannot be resolved ends with one failed result naming resolveVersions', async () => {
   const message = `bosh.io lists no versions of ${SERIES}`;
   const { steps, calls } = recordingSteps({
     resolveVersions: () => ({ ok: false, error: message }),

@@ -87,7 +87,7 @@ test('a running series is left alone, a finished one started again', async () =>
   ]);
 });
 
-test('a series that cannot start does not stop the next one; its cause goes to the log only', async () => {
+test('fault: a series that cannot start does not stop the next one; its cause goes to the log only', async () => {
   const hub = taskHub({}, [`mirror-${JAMMY}`]);
   const log = recordingLog();
 

@@ -138,7 +138,7 @@ test('the work paths are the same for the same series and version', () => {
   assert.notEqual(first.vhdPath, stemcellWorkPaths('/work', 'bosh-azure-hyperv-ubuntu-noble', '1.6').vhdPath);
 });
 
-test('a series name that could leave the work directory is refused', () => {
+test('fault: a series name that could leave the work directory is refused', () => {
   assert.throws(() => stemcellWorkPaths('/work', '../etc', '1.5'), StemcellError);
   assert.throws(() => stemcellWorkPaths('/work', 'ok', '1/../../x'), StemcellError);
 });
@@ -155,7 +155,7 @@ test('a complete extraction is found again, and not after its files are removed'
   assert.deepEqual(await filesIn(dir), []);
 });
 
-test('an extraction of another image is not reused', async () => {
+test('fault: an extraction of another image is not reused', async () => {
   const dir = await workDir();
   await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   assert.equal(
@@ -177,7 +177,7 @@ test('an extraction of a tarball other than the one bosh.io lists now is not reu
   assert.equal(await find({}), undefined);
 });
 
-test('an extraction whose VHD went missing is not reused', async () => {
+test('fault: an extraction whose VHD went missing is not reused', async () => {
   const dir = await workDir();
   const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   await rm(result.vhdPath);
@@ -190,7 +190,7 @@ test('the tarball SHA-1 is checked when bosh.io gives no SHA-256', async () => {
   await assertRefused(fixture.tarball, release, /tarball SHA-1 is [0-9a-f]{40}, expected f{40}/);
 });
 
-test('a tarball whose SHA-256 differs from bosh.io is refused', async () => {
+test('fault: a tarball whose SHA-256 differs from bosh.io is refused', async () => {
   await assertRefused(
     fixture.tarball,
     releaseOf(fixture, { sha256: 'a'.repeat(64) }),
@@ -198,7 +198,7 @@ test('a tarball whose SHA-256 differs from bosh.io is refused', async () => {
   );
 });
 
-test('an image whose SHA-1 differs from stemcell.MF is refused', async () => {
+test('fault: an image whose SHA-1 differs from stemcell.MF is refused', async () => {
   await refusedFixture(
     { manifest: { sha1: 'b'.repeat(40) } },
     /SHA-1 of image is [0-9a-f]{40}, expected b{40}/,
@@ -206,13 +206,13 @@ test('an image whose SHA-1 differs from stemcell.MF is refused', async () => {
 });
 
 for (const fraction of [0.001, 0.3, 0.7, 0.999]) {
-  test(`a tarball cut at ${fraction * 100}% of its length is refused`, async () => {
+  test(`fault: a tarball cut at ${fraction * 100}% of its length is refused`, async () => {
     const cut = fixture.tarball.subarray(0, Math.floor(fixture.tarball.length * fraction));
     await assertRefused(cut, releaseOf(fixture), /corrupt or truncated/);
   });
 }
 
-test('a tarball without an image entry is refused', async () => {
+test('fault: a tarball without an image entry is refused', async () => {
   await refusedFixture({ omitImage: true }, /stemcell tarball has no `image` entry/);
 });
 
@@ -220,7 +220,7 @@ test('an image entry under another name does not count as the image', async () =
   await refusedFixture({ imageEntryName: 'image.tgz' }, /stemcell tarball has no `image` entry/);
 });
 
-test('an image without root.vhd is refused', async () => {
+test('fault: an image without root.vhd is refused', async () => {
   await refusedFixture({ omitRootVhd: true }, /image has no root\.vhd/);
 });
 
@@ -369,18 +369,18 @@ test('fault: a tarball that inflates beyond its image and side files is stopped 
   assert.deepEqual(await filesIn(dir), []);
 });
 
-test('a VHD whose virtual size is not whole MiB is refused', async () => {
+test('fault: a VHD whose virtual size is not whole MiB is refused', async () => {
   await refusedFixture(
     { vhdSizeBytes: 4 * 1024 * 1024 + 1024 },
     /virtual size is 4194816 bytes, expected a whole number of MiB/,
   );
 });
 
-test('a VHD with a damaged footer is refused', async () => {
+test('fault: a VHD with a damaged footer is refused', async () => {
   await refusedFixture({ corruptFooter: true }, /footer checksum/);
 });
 
-test('a stemcell.MF naming another series is refused', async () => {
+test('fault: a stemcell.MF naming another series is refused', async () => {
   const other = await buildStemcellFixture({ manifest: { name: 'bosh-azure-hyperv-ubuntu-noble' } });
   await assertRefused(
     other.tarball,
@@ -389,19 +389,19 @@ test('a stemcell.MF naming another series is refused', async () => {
   );
 });
 
-test('a stemcell.MF naming another version is refused', async () => {
+test('fault: a stemcell.MF naming another version is refused', async () => {
   const other = await buildStemcellFixture({ manifest: { version: '1.99' } });
   await assertRefused(other.tarball, releaseOf(other), /describes .*\/1\.99, expected .*\/1\.100/);
 });
 
-test('a stemcell.MF with a missing field is refused, naming the field', async () => {
+test('fault: a stemcell.MF with a missing field is refused, naming the field', async () => {
   await refusedFixture(
     { manifest: { operating_system: null } },
     /`operating_system` must be a non-empty string/,
   );
 });
 
-test('a tarball whose first entry is not stemcell.MF is refused', async () => {
+test('fault: a tarball whose first entry is not stemcell.MF is refused', async () => {
   await refusedFixture(
     { extraEntries: [{ name: 'README', body: 'hello', first: true }] },
     /first entry of the tarball is "README", expected stemcell\.MF/,
@@ -416,7 +416,7 @@ test('a stemcell.MF larger than 1 MiB is refused', async () => {
 });
 
 test(
-  'a stemcell.MF larger than 1 MiB is refused before it is read: only its tar header is delivered',
+  'fault: a stemcell.MF larger than 1 MiB is refused before it is read: only its tar header is delivered',
   { timeout: 30_000 },
   async () => {
     const dir = await workDir();
@@ -461,7 +461,7 @@ test(
   },
 );
 
-test('bytes that are not gzip are refused as corrupt', async () => {
+test('fault: bytes that are not gzip are refused as corrupt', async () => {
   await assertRefused(
     Buffer.from('this is not a stemcell'.repeat(100)),
     releaseOf(fixture),
@@ -485,7 +485,7 @@ test('an error of the source stream is passed on as it is', async () => {
   assert.deepEqual(await filesIn(dir), []);
 });
 
-test('an aborted extraction stops and leaves no file', async () => {
+test('fault: an aborted extraction stops and leaves no file', async () => {
   const dir = await workDir();
   const controller = new AbortController();
   controller.abort();
@@ -531,14 +531,14 @@ test('a stemcell streamed to disk by the large fixture writer extracts to the ex
   assert.deepEqual(await readExtents(result.extentsPath), large.extents);
 });
 
-test('a stemcell.MF whose cloud_properties.name differs from its name is refused', async () => {
+test('fault: a stemcell.MF whose cloud_properties.name differs from its name is refused', async () => {
   await refusedFixture(
     { cloudProperties: { name: 'bosh-azure-hyperv-ubuntu-noble' } },
     /cloud_properties\.name "bosh-azure-hyperv-ubuntu-noble", expected "bosh-azure-hyperv-ubuntu-jammy-go_agent"/,
   );
 });
 
-test('a stemcell.MF whose cloud_properties.version differs from its version is refused', async () => {
+test('fault: a stemcell.MF whose cloud_properties.version differs from its version is refused', async () => {
   await refusedFixture(
     { cloudProperties: { version: '1.99' } },
     /cloud_properties\.version "1\.99", expected "1\.100"/,
@@ -548,7 +548,7 @@ test('a stemcell.MF whose cloud_properties.version differs from its version is r
 /** A pid that no process has (above Linux's pid_max). */
 const DEAD_PID = 2_147_483_646;
 
-test('partial files of an interrupted earlier attempt are removed when a new extraction starts', async () => {
+test('fault: partial files of an interrupted earlier attempt are removed when a new extraction starts', async () => {
   const dir = await workDir();
   const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
   await mkdir(paths.dir, { recursive: true });
@@ -671,7 +671,7 @@ async function serveStemcell(
   };
 }
 
-test('a download that stalls reaches the caller as a transient DownloadError, not a StemcellError', async () => {
+test('fault: a download that stalls reaches the caller as a transient DownloadError, not a StemcellError', async () => {
   const served = await serveStemcell((_request, response) => {
     response.writeHead(200, { 'content-length': fixture.tarball.length });
     response.write(fixture.tarball.subarray(0, 200_000)); // then nothing more: a stalled server
@@ -693,7 +693,7 @@ test('a download that stalls reaches the caller as a transient DownloadError, no
   }
 });
 
-test('a download answered 503 reaches the caller as a transient DownloadError', async () => {
+test('fault: a download answered 503 reaches the caller as a transient DownloadError', async () => {
   const served = await serveStemcell((_request, response) => response.writeHead(503).end());
   try {
     await assert.rejects(
