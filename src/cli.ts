@@ -16,7 +16,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { errorMessage, isUnreachableError } from './failures.js';
 import { InProcessRunner } from './in-process-runner.js';
 import { createProgressReporter } from './progress.js';
-import { announceSettings, createMirrorServices, monitorSettings, type Logger } from './services.js';
+import { announceSettings, createMirrorServices, type Logger } from './services.js';
 import { mirrorSteps } from './steps.js';
 import { isStemcellVersion } from './versions.js';
 import type { VersionResult, VersionStatus } from './workflow.js';
@@ -187,7 +187,6 @@ async function mirrorEverySeries(
     // On a workstation an unknown host or a refused connection is a typo or no network: say so in seconds.
     givesUpOn: isUnreachableError,
   });
-  const monitor = monitorSettings(config);
   const results: VersionResult[] = [];
   for (const series of config.series) {
     const request = {
@@ -197,7 +196,7 @@ async function mirrorEverySeries(
     };
     let seriesResults: VersionResult[];
     try {
-      seriesResults = (await runner.runSeries(request, monitor)).results;
+      seriesResults = (await runner.runSeries(request)).results;
     } catch (error) {
       seriesResults = [failedSeries(series, command.version, error)];
     }

@@ -14,7 +14,6 @@ import {
   mirrorVersion,
   type MirrorRequest,
   type MirrorVersionInput,
-  type MonitorSettings,
   type SeriesResult,
   type StepName,
   type Workflow,
@@ -23,7 +22,7 @@ import {
 
 type Task =
   | { kind: 'step'; name: StepName; input: unknown }
-  | { kind: 'version'; input: MirrorVersionInput & { monitor: MonitorSettings }; instanceId: string }
+  | { kind: 'version'; input: MirrorVersionInput; instanceId: string }
   | { kind: 'timer'; fireAt: Date };
 
 export interface InProcessOptions {
@@ -38,13 +37,7 @@ export interface InProcessOptions {
 
 /** `<series> <version>`, or `<series>`, of a step's input: every log line about a version starts so. */
 function subjectOf(input: unknown): string | undefined {
-  const i = input as {
-    release?: { series?: unknown; version?: unknown };
-    series?: unknown;
-    version?: unknown;
-  };
-  const series = i?.release?.series ?? i?.series;
-  const version = i?.release?.version ?? i?.version;
+  const { series, version } = (input ?? {}) as { series?: unknown; version?: unknown };
   if (typeof series !== 'string') return undefined;
   return typeof version === 'string' ? `${series} ${version}` : series;
 }
@@ -52,8 +45,8 @@ function subjectOf(input: unknown): string | undefined {
 export class InProcessRunner {
   constructor(private readonly options: InProcessOptions) {}
 
-  runSeries(request: MirrorRequest, monitor: MonitorSettings): Promise<SeriesResult> {
-    return this.drive(mirrorSeries(this.context(), request, monitor));
+  runSeries(request: MirrorRequest): Promise<SeriesResult> {
+    return this.drive(mirrorSeries(this.context(), request));
   }
 
   private context(): WorkflowContext {

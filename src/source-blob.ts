@@ -6,7 +6,7 @@
 
 import { open } from 'node:fs/promises';
 import type { PageBlobClient } from '@azure/storage-blob';
-import { httpStatusOf } from './failures.js';
+import { errorCodeOf, errorMessage, httpStatusOf } from './failures.js';
 import type { Extent } from './vhd.js';
 
 export type SourceComparison =
@@ -88,4 +88,55 @@ export async function compareSourceBlob(blob: PageBlobClient, local: LocalVhd): 
     await file.close();
   }
   return { outcome: 'same', bytesCompared };
+}
+
+/**
+ * A blob in a storage account of the cloud whose endpoint is `blobEndpoint` (https, `<account>.blob.<suffix>`,
+ * or that very host, as for an emulator): the only places the mirror's storage credential is sent to.
+ */
+export function isBlobOfThisCloud(url: string, blobEndpoint: string): boolean {
+  let source: URL;
+  try {
+    source = new URL(url);
+  } catch {
+    return false;
+  }
+  const own = new URL(blobEndpoint);
+  if (source.protocol !== 'https:' || source.username !== '' || source.password !== '') return false;
+  if (source.host === own.host) return true;
+  const suffix = /^[a-z0-9]{3,24}\.(blob\..+)$/.exec(own.hostname)?.[1];
+  if (suffix === undefined || source.port !== own.port) return false;
+  const account = source.hostname.slice(0, source.hostname.length - suffix.length - 1);
+  return source.hostname.endsWith(`.${suffix}`) && /^[a-z0-9]{3,24}$/.test(account);
+}
+
+/**
+ * Why `what` (the source blob, named) could not be read, saying what to do: a 403 is a role the mirror's
+ * identity lacks, as on the storage account another tool wrote to (infra grants it roles on its own only).
+ */
+/** Storage's `x-ms-error-code` (AuthorizationPermissionMismatch, ...), as the SDK keeps it. */
+function storageErrorCodeOf(error: unknown): string | undefined {
+  const details = (error as { details?: { errorCode?: unknown } } | undefined)?.details;
+  return typeof details?.errorCode === 'string' ? details.errorCode : errorCodeOf(error);
+}
+
+export function unreadableSourceBlob(what: string, error: unknown): Error {
+  const status = httpStatusOf(error);
+  // A HEAD answer has no body: Storage's error code and the status are all there is to say.
+  const answer =
+    errorMessage(error) ||
+    [storageErrorCodeOf(error), status !== undefined ? `HTTP ${status}` : undefined]
+      .filter(Boolean)
+      .join(', ');
+  const advice =
+    status === 403
+      ? "the mirror's identity may not read it (its roles cover the mirror's own storage account only): give it " +
+        'Storage Blob Data Reader on that account or container, then run again'
+      : 'run again once it can be read';
+  return new Error(
+    `${what} could not be read to compare it with the verified stemcell (${answer}): ${advice}`,
+    {
+      cause: error,
+    },
+  );
 }

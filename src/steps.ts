@@ -20,22 +20,46 @@ import {
   stemcellReferencesWith,
 } from './cpi.js';
 import { errorMessage, isTransientError } from './failures.js';
+import { GalleryError } from './gallery-error.js';
 import type { ImageVersionState } from './gallery.js';
 import { displayUrl } from './https-fetch.js';
+import type { StemcellManifest } from './manifest.js';
 import { notifyStemcellPublished } from './notify.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
-import { announceSettings, createMirrorServices, type Logger, type MirrorServices } from './services.js';
+import {
+  MANIFEST_METADATA,
+  boshioRelease,
+  manifestMetadata,
+  requireConfiguredSeries,
+  requireConfiguredStemcell,
+  requireSeriesDefinition,
+  uploadedStemcell,
+} from './provenance.js';
+import {
+  announceSettings,
+  createMirrorServices,
+  monitorSettings,
+  type Logger,
+  type MirrorServices,
+} from './services.js';
 import {
   downloadAndExtractStemcell,
   findExtractedStemcell,
   removeStemcellWorkFiles,
   type ExtractedStemcell,
 } from './stemcell.js';
-import { compareSourceBlob } from './source-blob.js';
+import { compareSourceBlob, isBlobOfThisCloud, unreadableSourceBlob } from './source-blob.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
-import type { ExtractedStemcellSummary, StepInputs, StepName, StepOutcome, StepOutputs } from './workflow.js';
+import type {
+  ExtractedStemcellSummary,
+  StemcellRef,
+  StepInputs,
+  StepName,
+  StepOutcome,
+  StepOutputs,
+} from './workflow.js';
 
 /** A transient condition: the retry policy tries the step again later. */
 class TryAgainLater extends Error {
@@ -128,11 +152,38 @@ function extract(services: MirrorServices, release: StemcellRelease): Promise<Ex
   });
 }
 
+/**
+ * The verified extraction of the tarball bosh.io lists now: found in the work directory, or extracted
+ * again (another instance, or a restart, may have made the first one); of image `imageSha256` when given.
+ */
+async function localStemcell(
+  services: MirrorServices,
+  release: StemcellRelease,
+  imageSha256?: string,
+): Promise<ExtractedStemcell> {
+  const { series, version } = release;
+  const found = await findExtractedStemcell(services.config.workDir, series, version, {
+    ...(imageSha256 !== undefined ? { imageSha256 } : {}),
+    listedTarball: release,
+  });
+  if (found) return found;
+  services.log.info(`${series} ${version}: no local root.vhd here; extracting again`);
+  const local = await extract(services, release);
+  if (imageSha256 !== undefined && local.imageSha256 !== imageSha256) {
+    throw new Error(
+      `${series} ${version}: bosh.io now serves a different image ` +
+        `(SHA-256 ${local.imageSha256}, expected ${imageSha256}); refusing to mix them`,
+    );
+  }
+  return local;
+}
+
 /** Step 1: what bosh.io has that the gallery lacks, and which of it this run mirrors. */
 export async function resolveVersions(
   { config, gallery, log }: MirrorServices,
   { series, version }: StepInputs['resolveVersions'],
 ): Promise<StepOutputs['resolveVersions']> {
+  requireConfiguredSeries(config, series);
   const releases = await listStemcellReleases(config.boshioUrl, series, {
     timeoutMs: config.httpTimeoutMs,
     all: version !== undefined,
@@ -154,46 +205,49 @@ export async function resolveVersions(
 /** Step 2.1: the stemcell's root.vhd on local disk, reusing an extraction of the very same tarball. */
 export async function downloadAndExtract(
   services: MirrorServices,
-  { release }: StepInputs['downloadAndExtract'],
+  { series, version }: StepInputs['downloadAndExtract'],
 ): Promise<StepOutputs['downloadAndExtract']> {
-  const previous = await findExtractedStemcell(services.config.workDir, release.series, release.version);
+  requireConfiguredStemcell(services.config, series, version);
+  const release = await boshioRelease(services.config, series, version);
   // Reuse only an extraction of the very tarball bosh.io lists now.
-  const same = release.sha256
-    ? previous?.tarballSha256 === release.sha256
-    : previous?.tarballSha1 === release.sha1;
-  if (previous && same) return summarize(previous);
-  services.log.info(`${release.series} ${release.version}: downloading ${displayUrl(release.url)}`);
+  const previous = await findExtractedStemcell(services.config.workDir, series, version, {
+    listedTarball: release,
+  });
+  if (previous) return summarize(previous);
+  services.log.info(`${series} ${version}: downloading ${displayUrl(release.url)}`);
   return summarize(await extract(services, release));
 }
 
 /** Step 2.2: the VHD's non-zero extents in the page blob; a complete blob of the same image is kept. */
 export async function uploadVhd(
   services: MirrorServices,
-  { release, stemcell }: StepInputs['uploadVhd'],
+  { series, version, imageSha256 }: StepInputs['uploadVhd'],
 ): Promise<StepOutputs['uploadVhd']> {
   const { config, vhdContainer, log } = services;
-  const blobName = vhdBlobName(release.series, release.version);
-  const done = await findCompletedVhdBlob(vhdContainer, blobName, stemcell.imageSha256);
-  if (done) {
-    log.info(`${release.series} ${release.version}: ${done.blobUrl} already holds this VHD`);
-    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes: stemcell.dataBytes, alreadyComplete: true };
+  requireConfiguredStemcell(config, series, version);
+  const release = await boshioRelease(config, series, version);
+  const blobName = vhdBlobName(series, version);
+  const done = await findCompletedVhdBlob(vhdContainer, blobName, imageSha256);
+  if (done?.metadata[MANIFEST_METADATA] !== undefined) {
+    log.info(`${series} ${version}: ${done.blobUrl} already holds this VHD`);
+    const dataBytes = Number(done.metadata['data_bytes'] ?? '0');
+    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes, alreadyComplete: true };
   }
-  // Another instance (or a restart) may have extracted it: then extract here again.
-  let local = await findExtractedStemcell(
-    config.workDir,
-    release.series,
-    release.version,
-    stemcell.imageSha256,
-  );
-  if (!local) {
-    log.info(`${release.series} ${release.version}: no local root.vhd here; extracting again`);
-    local = await extract(services, release);
-    if (local.imageSha256 !== stemcell.imageSha256) {
-      throw new Error(
-        `${release.series} ${release.version}: bosh.io now serves a different image ` +
-          `(SHA-256 ${local.imageSha256}, expected ${stemcell.imageSha256}); refusing to mix them`,
-      );
-    }
+  const local = await localStemcell(services, release, imageSha256);
+  const metadata = {
+    stemcell_series: series,
+    stemcell_version: version,
+    source_url: displayUrl(release.url),
+    tarball_sha256: local.tarballSha256,
+    image_sha1: local.imageSha1,
+    image_sha256: local.imageSha256,
+    data_bytes: String(local.dataBytes),
+    [MANIFEST_METADATA]: manifestMetadata(local.manifest),
+  };
+  if (done) {
+    // Uploaded before later steps read the manifest from the blob: record it, the pages are there.
+    await vhdContainer.getPageBlobClient(blobName).setMetadata({ ...done.metadata, ...metadata });
+    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes: local.dataBytes, alreadyComplete: true };
   }
   const uploaded = await uploadSparseVhd({
     container: vhdContainer,
@@ -201,28 +255,12 @@ export async function uploadVhd(
     vhdPath: local.vhdPath,
     extents: await readExtents(local.extentsPath),
     size: local.vhdSize,
-    metadata: {
-      stemcell_series: release.series,
-      stemcell_version: release.version,
-      source_url: displayUrl(release.url),
-      tarball_sha256: local.tarballSha256,
-      image_sha1: local.imageSha1,
-      image_sha256: local.imageSha256,
-    },
+    metadata,
     concurrency: config.uploadConcurrency,
-    onProgress: (bytes, total) =>
-      services.onProgress?.({
-        series: release.series,
-        version: release.version,
-        phase: 'upload',
-        bytes,
-        total,
-      }),
+    onProgress: (bytes, total) => services.onProgress?.({ series, version, phase: 'upload', bytes, total }),
   });
   if (uploaded.replacedBecause)
-    log.warn(
-      `${release.series} ${release.version}: ${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`,
-    );
+    log.warn(`${series} ${version}: ${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`);
   return {
     blobUrl: uploaded.blobUrl,
     bytesUploaded: uploaded.bytesUploaded,
@@ -231,45 +269,58 @@ export async function uploadVhd(
   };
 }
 
+/** The mirror's upload of the stemcell: what definitions and versions are made from. */
+function uploadOf({ config, vhdContainer }: MirrorServices, { series, version }: StemcellRef) {
+  requireConfiguredStemcell(config, series, version);
+  return uploadedStemcell(vhdContainer, series, version, config.httpTimeoutMs);
+}
+
 /** Step 2.3: the image definition the stemcell belongs in, created when absent. */
 export async function ensureImageDefinition(
-  { config, gallery, log }: MirrorServices,
-  { series, manifest }: StepInputs['ensureImageDefinition'],
+  services: MirrorServices,
+  ref: StepInputs['ensureImageDefinition'],
 ): Promise<StepOutputs['ensureImageDefinition']> {
-  const spec = imageDefinitionFor(manifest, config.gallery);
-  const state = await gallery.ensureImageDefinition(spec);
-  if (state === 'created') log.info(`${series} ${manifest.version}: created image definition ${spec.name}`);
+  const { manifest } = await uploadOf(services, ref);
+  const spec = imageDefinitionFor(manifest, services.config.gallery);
+  const state = await services.gallery.ensureImageDefinition(spec);
+  if (state === 'created')
+    services.log.info(`${ref.series} ${ref.version}: created image definition ${spec.name}`);
   return { definitionName: spec.name, created: state === 'created' };
+}
+
+/** What an adopted version is tagged from: the verified stemcell, however the step came by it. */
+interface VerifiedStemcell {
+  manifest: StemcellManifest;
+  imageSha256: string;
+  sourceUrl: string;
 }
 
 /**
  * Takes over an untagged version another tool made (BASM_ADOPT_UNTAGGED): its source blob, where it still
  * exists, must hold exactly the verified root.vhd; then the version gets the tags the mirror would have
  * given it (the CPI's, image_sha256, the mirror's stemcell_references), recorded as finished (the other tool
- * announced it when it made it). The version itself is not recreated.
+ * announced it when it made it). The version itself is not recreated. `sourceUri` is the gallery's word.
  */
-async function adoptImageVersion(
+async function adoptUntagged(
   services: MirrorServices,
-  { definitionName, galleryVersion, release, stemcell }: Omit<StepInputs['createImageVersion'], 'blobUrl'>,
+  { series, version }: StemcellRef,
+  { definitionName, galleryVersion }: { definitionName: string; galleryVersion: string },
   sourceUri: string | undefined,
+  verified: VerifiedStemcell,
+  localVhd: () => Promise<ExtractedStemcell>,
 ): Promise<void> {
   const { config, gallery, log, vhdContainer } = services;
-  const subject = `${release.series} ${release.version}`;
+  const subject = `${series} ${version}`;
   const where = `image version ${definitionName}/${galleryVersion}`;
   if (sourceUri !== undefined) {
-    let local = await findExtractedStemcell(
-      config.workDir,
-      release.series,
-      release.version,
-      stemcell.imageSha256,
-    );
-    if (!local) {
-      log.info(`${subject}: no local root.vhd here; extracting again`);
-      local = await extract(services, release);
+    // The mirror's credential goes only to a storage account of its own cloud, never to any host a version names.
+    if (!isBlobOfThisCloud(sourceUri, config.storageBlobEndpoint)) {
+      throw new Error(
+        `${where} is untagged and its source blob ${displayUrl(sourceUri)} is not in a storage account of ` +
+          `this cloud (${new URL(config.storageBlobEndpoint).host}); refusing to send the mirror's credential there`,
+      );
     }
-    if (local.imageSha256 !== stemcell.imageSha256) {
-      throw new Error(`${subject}: bosh.io now serves a different image; refusing to adopt ${where}`);
-    }
+    const local = await localVhd();
     // The blob may live in another account (the other tool's): read it with the mirror's own identity.
     const source = new PageBlobClient(sourceUri, vhdContainer.credential);
     let comparison;
@@ -281,62 +332,89 @@ async function adoptImageVersion(
       });
     } catch (error) {
       if (isTransientError(error)) throw error;
-      throw new Error(
-        `${where} is untagged; its source blob ${sourceUri} could not be read to compare it with the verified ` +
-          `stemcell (${errorMessage(error)}): give the mirror's identity Storage Blob Data Reader on it, then run again`,
-        { cause: error },
-      );
+      throw unreadableSourceBlob(`${where} is untagged; its source blob ${displayUrl(sourceUri)}`, error);
     }
     if (comparison.outcome === 'different') {
       throw new Error(
-        `${where} is untagged and its source blob ${sourceUri} is not ${release.series} ${release.version} ` +
+        `${where} is untagged and its source blob ${displayUrl(sourceUri)} is not ${subject} ` +
           `from bosh.io (${comparison.reason}); refusing to adopt it: delete the version, and the next run mirrors it afresh`,
       );
     }
     log.info(
       comparison.outcome === 'same'
         ? `${subject}: ${where}: its source blob holds the verified root.vhd (${comparison.bytesCompared} bytes compared)`
-        : `${subject}: ${where}: its source blob ${sourceUri} is gone; adopting on the verified download`,
+        : `${subject}: ${where}: its source blob ${displayUrl(sourceUri)} is gone; adopting on the verified download`,
     );
   }
   const tags = imageVersionTags({
-    manifest: stemcell.manifest,
-    imageSha256: stemcell.imageSha256,
+    manifest: verified.manifest,
+    imageSha256: verified.imageSha256,
     galleryName: config.galleryName,
     definitionName,
-    sourceUrl: release.url,
+    sourceUrl: displayUrl(verified.sourceUrl),
   });
   await gallery.tagImageVersion(definitionName, galleryVersion, {
     ...tags,
     [MIRROR_NOTIFIED_TAG]: 'adopted',
   });
+  log.info(`${subject}: ${where} adopted: tagged as the mirror and the BOSH CPI would have`);
 }
 
-/** Step 2.4: start the image version's creation (not waiting for it), or use the one already there. */
+/**
+ * Step 2.4: start the image version's creation (not waiting for it), or use the one already there. The PUT
+ * creates only (If-None-Match): a version someone made between the look and the PUT is decided about again.
+ */
 export async function createImageVersion(
   services: MirrorServices,
-  { definitionName, galleryVersion, blobUrl, release, stemcell, adopting }: StepInputs['createImageVersion'],
+  ref: StepInputs['createImageVersion'],
 ): Promise<StepOutputs['createImageVersion']> {
+  const upload = await uploadOf(services, ref);
+  const definitionName = imageDefinitionFor(upload.manifest, services.config.gallery).name;
+  const target: VersionTarget = {
+    ref,
+    definitionName,
+    galleryVersion: galleryVersionName(ref.version),
+    upload,
+  };
+  const where = `image version ${definitionName}/${target.galleryVersion}`;
+  const first = await useOrCreateVersion(services, target, where);
+  if (first !== 'taken') return first;
+  services.log.info(
+    `${ref.series} ${ref.version}: ${where} created by someone else since the mirror looked; deciding again`,
+  );
+  const second = await useOrCreateVersion(services, target, where);
+  if (second !== 'taken') return second;
+  throw new TryAgainLater(`${where} keeps being created by someone else; trying again later`);
+}
+
+interface VersionTarget {
+  ref: StemcellRef;
+  definitionName: string;
+  galleryVersion: string;
+  upload: Awaited<ReturnType<typeof uploadOf>>;
+}
+
+/** One look at the gallery's version and what it calls for; `taken` when the create lost a race. */
+async function useOrCreateVersion(
+  services: MirrorServices,
+  { ref, definitionName, galleryVersion, upload }: VersionTarget,
+  where: string,
+): Promise<StepOutputs['createImageVersion'] | 'taken'> {
   const { config, gallery, log } = services;
-  const where = `image version ${definitionName}/${galleryVersion}`;
-  const subject = `${release.series} ${release.version}`;
+  const subject = `${ref.series} ${ref.version}`;
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
-  const decision = decideExistingVersion(existing, stemcell.imageSha256, {
+  const decision = decideExistingVersion(existing, upload.imageSha256, {
     adoptUntagged: config.adoptUntagged,
   });
-  if (adopting && decision.action !== 'adopt' && decision.action !== 'refuse') {
-    // The version changed since the plan (deleted, tagged, failed): the next run decides afresh.
-    throw new Error(`${where} changed while this run was verifying the stemcell; the next run decides again`);
-  }
   switch (decision.action) {
-    case 'adopt':
-      await adoptImageVersion(
-        services,
-        { definitionName, galleryVersion, release, stemcell },
-        decision.sourceUri,
+    case 'adopt': {
+      // Made by another tool since the plan: adopted here as the adoptImageVersion step would.
+      const release = await boshioRelease(config, ref.series, ref.version);
+      await adoptUntagged(services, ref, { definitionName, galleryVersion }, decision.sourceUri, upload, () =>
+        localStemcell(services, release, upload.imageSha256),
       );
-      log.info(`${subject}: ${where} adopted: tagged as the mirror and the BOSH CPI would have`);
-      return { outcome: 'exists', provisioningState: 'Succeeded' };
+      return { outcome: 'exists', provisioningState: 'Succeeded', definitionName };
+    }
     case 'wait':
       throw new TryAgainLater(`${where} ${decision.reason}`);
     case 'refuse':
@@ -352,6 +430,7 @@ export async function createImageVersion(
       return {
         outcome: decision.finished ? 'exists' : 'started',
         provisioningState: decision.provisioningState,
+        definitionName,
       };
     case 'recreate':
       log.warn(`${subject}: ${where} ${decision.reason}`);
@@ -360,45 +439,119 @@ export async function createImageVersion(
     case 'create':
       break;
   }
-  await gallery.startImageVersion({
-    definitionName,
-    versionName: galleryVersion,
-    blobUrl,
-    tags: imageVersionTags({
-      manifest: stemcell.manifest,
-      imageSha256: stemcell.imageSha256,
-      galleryName: config.galleryName,
+  try {
+    await gallery.startImageVersion({
       definitionName,
-      sourceUrl: displayUrl(release.url),
-    }),
-  });
+      versionName: galleryVersion,
+      blobUrl: upload.blobUrl,
+      tags: imageVersionTags({
+        manifest: upload.manifest,
+        imageSha256: upload.imageSha256,
+        galleryName: config.galleryName,
+        definitionName,
+        sourceUrl: displayUrl(upload.sourceUrl),
+      }),
+    });
+  } catch (error) {
+    if (error instanceof GalleryError && error.code === 'VersionExists') return 'taken';
+    throw error;
+  }
   log.info(`${subject}: ${where} creation started`);
-  return { outcome: 'started', provisioningState: 'Creating' };
+  return { outcome: 'started', provisioningState: 'Creating', definitionName };
 }
 
-/** Step 2.5: Azure's provisioning state of the version being created. */
-export async function getImageVersionState(
-  { gallery }: MirrorServices,
-  { definitionName, galleryVersion }: StepInputs['getImageVersionState'],
-): Promise<StepOutputs['getImageVersionState']> {
-  const state = await gallery.getImageVersion(definitionName, galleryVersion);
-  if (!state)
+/**
+ * Step 2.4, for an untagged version another tool made: verify the stemcell and adopt the version where it
+ * is. Whether to adopt, which version and which source blob are decided here, from the settings and the
+ * gallery: the input only names the stemcell.
+ */
+export async function adoptImageVersion(
+  services: MirrorServices,
+  ref: StepInputs['adoptImageVersion'],
+): Promise<StepOutputs['adoptImageVersion']> {
+  const { config, gallery } = services;
+  const { series, version } = ref;
+  requireConfiguredStemcell(config, series, version);
+  const subject = `${series} ${version}`;
+  if (!config.adoptUntagged) {
+    throw new Error(`${subject}: BASM_ADOPT_UNTAGGED is not true; refusing to adopt an image version`);
+  }
+  const release = await boshioRelease(config, series, version);
+  const local = await localStemcell(services, release);
+  const galleryVersion = galleryVersionName(version);
+  const own = imageDefinitionFor(local.manifest, config.gallery).name;
+  const named = (await gallery.listSeriesVersions(series, config.gallery)).filter(
+    (v) => v.name === galleryVersion,
+  );
+  // Where the mirror would have made it first, then wherever the other tool put it.
+  const existing =
+    named.find((v) => v.definitionName === own && isFromAnotherTool(v.tags)) ??
+    named.find((v) => isFromAnotherTool(v.tags)) ??
+    named.find((v) => v.definitionName === own);
+  if (existing === undefined) {
     throw new Error(
-      `image version ${definitionName}/${galleryVersion} disappeared while it was being created`,
+      `${subject}: image version ${galleryVersion} is in none of the series' definitions any more; the next run decides again`,
     );
-  return state.errorMessage !== undefined
-    ? { provisioningState: state.provisioningState, errorMessage: state.errorMessage }
-    : { provisioningState: state.provisioningState };
+  }
+  const { definitionName } = existing;
+  const where = `image version ${definitionName}/${galleryVersion}`;
+  const decision = decideExistingVersion(existing, local.imageSha256, { adoptUntagged: true });
+  const adopted = {
+    definitionName,
+    ...(existing.sourceUri !== undefined ? { blobUrl: existing.sourceUri } : {}),
+  };
+  switch (decision.action) {
+    case 'adopt':
+      await adoptUntagged(
+        services,
+        ref,
+        { definitionName, galleryVersion },
+        decision.sourceUri,
+        { manifest: local.manifest, imageSha256: local.imageSha256, sourceUrl: release.url },
+        () => Promise.resolve(local),
+      );
+      return adopted;
+    case 'refuse':
+      throw new Error(`${where} ${decision.reason}`);
+    case 'use':
+      // This very image, finished: adopted by an earlier attempt of this step (or another run).
+      if (decision.finished) return adopted;
+      break;
+    default:
+      break;
+  }
+  throw new Error(`${where} changed while this run was verifying the stemcell; the next run decides again`);
+}
+
+/** Step 2.5: Azure's provisioning state of the version being created, and how long to wait for it. */
+export async function getImageVersionState(
+  { config, gallery }: MirrorServices,
+  { series, version, definitionName }: StepInputs['getImageVersionState'],
+): Promise<StepOutputs['getImageVersionState']> {
+  requireConfiguredStemcell(config, series, version);
+  const definition = requireSeriesDefinition(config, series, definitionName);
+  const galleryVersion = galleryVersionName(version);
+  const state = await gallery.getImageVersion(definition, galleryVersion);
+  if (!state)
+    throw new Error(`image version ${definition}/${galleryVersion} disappeared while it was being created`);
+  return {
+    provisioningState: state.provisioningState,
+    ...(state.errorMessage !== undefined ? { errorMessage: state.errorMessage } : {}),
+    ...(state.sourceUri !== undefined ? { blobUrl: state.sourceUri } : {}),
+    monitor: monitorSettings(config),
+  };
 }
 
 /** Step 2.6: the GitHub dispatch (when configured), recorded on the version so it is sent once. */
 export async function notify(
   { config, gallery, log }: MirrorServices,
-  { definitionName, galleryVersion, series, version: stemcellVersion }: StepInputs['notify'],
+  { series, version: stemcellVersion, definitionName: named }: StepInputs['notify'],
 ): Promise<StepOutputs['notify']> {
+  requireConfiguredStemcell(config, series, stemcellVersion);
+  const definitionName = requireSeriesDefinition(config, series, named);
+  const galleryVersion = galleryVersionName(stemcellVersion);
   const where = `image version ${definitionName}/${galleryVersion}`;
-  const prefix =
-    series !== undefined && stemcellVersion !== undefined ? `${series} ${stemcellVersion}: ` : '';
+  const prefix = `${series} ${stemcellVersion}: `;
   const version = await gallery.getImageVersion(definitionName, galleryVersion);
   if (!version) throw new Error(`${where} disappeared before its run finished`);
   if (isFromAnotherTool(version.tags)) throw new Error(`${where} ${UNTAGGED_FROM_ANOTHER_TOOL}`);
@@ -440,6 +593,7 @@ export async function cleanup(
   { config }: MirrorServices,
   { series, version }: StepInputs['cleanup'],
 ): Promise<StepOutputs['cleanup']> {
+  requireConfiguredStemcell(config, series, version);
   await removeStemcellWorkFiles(config.workDir, series, version);
   return { removed: true };
 }
@@ -456,6 +610,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
     uploadVhd: bind(uploadVhd),
     ensureImageDefinition: bind(ensureImageDefinition),
     createImageVersion: bind(createImageVersion),
+    adoptImageVersion: bind(adoptImageVersion),
     getImageVersionState: bind(getImageVersionState),
     notify: bind(notify),
     cleanup: bind(cleanup),

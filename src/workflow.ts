@@ -5,10 +5,10 @@
  * Nothing here may read the clock, draw random numbers or do I/O: the replay engine requires it.
  */
 
-import type { StemcellRelease } from './boshio.js';
 import { errorMessage } from './failures.js';
 import type { StemcellManifest } from './manifest.js';
 import type { SeriesPlan } from './plan.js';
+import { brief, seriesStatus } from './run-status.js';
 import { galleryVersionName } from './versions.js';
 
 export const ORCHESTRATORS = { mirrorSeries: 'mirrorSeries', mirrorVersion: 'mirrorVersion' } as const;
@@ -20,6 +20,7 @@ export type StepName =
   | 'uploadVhd'
   | 'ensureImageDefinition'
   | 'createImageVersion'
+  | 'adoptImageVersion'
   | 'getImageVersionState'
   | 'notify'
   | 'cleanup';
@@ -48,6 +49,8 @@ export const STEP_RETRY: Record<StepName, RetryPolicy> = {
   uploadVhd: network,
   ensureImageDefinition: network,
   createImageVersion: network,
+  // It may extract again (another instance) and reads the whole source blob: paced like a download.
+  adoptImageVersion: { ...network, maxAttempts: 3, firstRetryIntervalMs: 60_000 },
   getImageVersionState: network,
   // A dispatch whose answer was lost would run the workflow twice; a missed one is sent by the next run.
   notify: { ...network, maxAttempts: 3 },
@@ -84,31 +87,47 @@ export interface ImageVersionStart {
   /** `exists`: the gallery already had this very image; `started`: a PUT is (or was already) under way. */
   outcome: 'exists' | 'started';
   provisioningState: string;
+  definitionName: string;
+}
+
+/** An untagged version the mirror adopted: tagged where it is, never recreated. */
+export interface AdoptedVersion {
+  definitionName: string;
+  /** The version's source blob, as the gallery reports it. */
+  blobUrl?: string;
 }
 
 export interface ImageVersionStatus {
   provisioningState: string;
   errorMessage?: string;
+  /** The version's source blob, as the gallery reports it. */
+  blobUrl?: string;
+  /** From the settings, not from any input: how often and how long to wait for this version. */
+  monitor: MonitorSettings;
+}
+
+/**
+ * A step's input names the stemcell and nothing more that decides what is written: the steps re-read the
+ * rest (src/provenance.ts), because an orchestration can be started by hand with any input.
+ */
+export interface StemcellRef {
+  series: string;
+  version: string;
 }
 
 export interface StepInputs {
   resolveVersions: { series: string; version?: string };
-  downloadAndExtract: { release: StemcellRelease };
-  uploadVhd: { release: StemcellRelease; stemcell: ExtractedStemcellSummary };
-  ensureImageDefinition: { series: string; manifest: StemcellManifest };
-  createImageVersion: {
-    definitionName: string;
-    galleryVersion: string;
-    blobUrl: string;
-    release: StemcellRelease;
-    stemcell: ExtractedStemcellSummary;
-    /** The plan found an untagged version to adopt here: adopt it or fail, never create one. */
-    adopting?: boolean;
-  };
-  getImageVersionState: { definitionName: string; galleryVersion: string };
-  /** `series` and `version` name the stemcell in the log. */
-  notify: { definitionName: string; galleryVersion: string; series?: string; version?: string };
-  cleanup: { series: string; version: string };
+  downloadAndExtract: StemcellRef;
+  /** `imageSha256`: what downloadAndExtract extracted; the upload refuses to mix it with another image. */
+  uploadVhd: StemcellRef & { imageSha256: string };
+  ensureImageDefinition: StemcellRef;
+  createImageVersion: StemcellRef;
+  /** Adopts the untagged version of the stemcell another tool made, when the gallery and the settings say so. */
+  adoptImageVersion: StemcellRef;
+  /** `definitionName` must be one of the series' definitions in the configured gallery. */
+  getImageVersionState: StemcellRef & { definitionName: string };
+  notify: StemcellRef & { definitionName: string };
+  cleanup: StemcellRef;
 }
 
 export interface StepOutputs {
@@ -117,6 +136,7 @@ export interface StepOutputs {
   uploadVhd: UploadedVhd;
   ensureImageDefinition: ImageDefinitionRef;
   createImageVersion: ImageVersionStart;
+  adoptImageVersion: AdoptedVersion;
   getImageVersionState: ImageVersionStatus;
   notify: { notified: boolean };
   cleanup: { removed: boolean };
@@ -133,13 +153,14 @@ export interface MirrorRequest {
   dryRun?: boolean;
 }
 
-export interface MirrorVersionInput {
-  release: StemcellRelease;
-  galleryVersion: string;
+export interface MirrorVersionInput extends StemcellRef {
   /** The version exists already (an earlier run did not finish): only wait for it and notify. */
-  finish?: { definitionName: string; blobUrl?: string };
-  /** An untagged version another tool made (BASM_ADOPT_UNTAGGED): verify the stemcell, then tag it; no upload. */
-  adopt?: { definitionName: string; blobUrl?: string };
+  finish?: { definitionName: string };
+  /**
+   * The plan found an untagged version another tool made (BASM_ADOPT_UNTAGGED): verify the stemcell and adopt
+   * it, uploading nothing. Only a route: the step decides from the gallery and the settings what to adopt.
+   */
+  adopt?: true;
 }
 
 export type VersionAction = 'created' | 'exists' | 'planned' | 'failed';
@@ -172,16 +193,15 @@ export interface VersionStatus {
   error?: string;
 }
 
-/** How often and for how long the image version is polled; from settings, passed in as input. */
+/** How often and for how long the image version is polled; from the settings, through a step's output. */
 export interface MonitorSettings {
   pollIntervalSeconds: number;
   deadlineMinutes: number;
 }
 
-/** The input of orchestrator `mirrorSeries`: settings travel as input so replays see the same values. */
+/** The input of orchestrator `mirrorSeries`. */
 export interface MirrorSeriesInput {
   request: MirrorRequest;
-  monitor: MonitorSettings;
 }
 
 /**
@@ -190,7 +210,7 @@ export interface MirrorSeriesInput {
  */
 export interface WorkflowContext {
   callStep<N extends StepName>(name: N, input: StepInputs[N]): unknown;
-  callMirrorVersion(input: MirrorVersionInput & { monitor: MonitorSettings }, instanceId: string): unknown;
+  callMirrorVersion(input: MirrorVersionInput, instanceId: string): unknown;
   createTimer(fireAt: Date): unknown;
   /** Deterministic "now" (the replay engine's current orchestration time). */
   currentTime(): Date;
@@ -243,11 +263,7 @@ function subOrchestrationFailure(error: unknown): string {
 }
 
 /** Orchestrator `mirrorSeries`: decide, then mirror each chosen version oldest first. */
-export function* mirrorSeries(
-  ctx: WorkflowContext,
-  request: MirrorRequest,
-  monitor: MonitorSettings,
-): Workflow<SeriesResult> {
+export function* mirrorSeries(ctx: WorkflowContext, request: MirrorRequest): Workflow<SeriesResult> {
   const { series } = request;
   const startedAt = ctx.currentTime();
   let plan: StepOutputs['resolveVersions'];
@@ -264,7 +280,7 @@ export function* mirrorSeries(
       step: 'resolveVersions',
       error: errorMessage(error),
     };
-    ctx.setStatus({ series, results: [result] });
+    ctx.setStatus(seriesStatus(series, [], [result]));
     return { series, results: [result] };
   }
 
@@ -290,149 +306,117 @@ export function* mirrorSeries(
     };
   }
 
+  const planned = plan.mirror.map((p) => p.release.version);
   const results: VersionResult[] = [];
-  for (const planned of plan.mirror) {
-    const instanceId = versionInstanceId(series, planned.release.version, startedAt);
+  for (const { release, galleryVersion, finish, adopt } of plan.mirror) {
+    const instanceId = versionInstanceId(series, release.version, startedAt);
     // The version's own instance shows its step, bytes uploaded and provisioning state.
-    ctx.setStatus({
-      series,
-      plan: plan.mirror.map((p) => p.release.version),
-      current: { version: planned.release.version, instanceId },
-      results,
-    });
+    ctx.setStatus(seriesStatus(series, planned, results, { version: release.version, instanceId }));
+    const input: MirrorVersionInput = { series, version: release.version };
+    if (finish) input.finish = { definitionName: finish.definitionName };
+    if (adopt) input.adopt = true;
     let result: VersionResult;
     try {
-      result = (yield ctx.callMirrorVersion(
-        {
-          release: planned.release,
-          galleryVersion: planned.galleryVersion,
-          monitor,
-          ...(planned.finish ? { finish: planned.finish } : {}),
-          ...(planned.adopt ? { adopt: planned.adopt } : {}),
-        },
-        instanceId,
-      )) as VersionResult;
+      result = (yield ctx.callMirrorVersion(input, instanceId)) as VersionResult;
     } catch (error) {
       result = {
         series,
-        version: planned.release.version,
-        galleryVersion: planned.galleryVersion,
+        version: release.version,
+        galleryVersion,
         action: 'failed',
         error: subOrchestrationFailure(error),
       };
     }
     results.push(result);
   }
-  ctx.setStatus({ series, plan: plan.mirror.map((p) => p.release.version), results });
+  ctx.setStatus(seriesStatus(series, planned, results));
   return { series, results };
 }
 
-/** Orchestrator `mirrorVersion`: one stemcell version from bosh.io to a ready gallery image version. */
-export function* mirrorVersion(
+/** The wait for Azure to finish the image version: polls at the settings' interval until a deadline. */
+function* waitForImageVersion(
   ctx: WorkflowContext,
-  input: MirrorVersionInput & { monitor: MonitorSettings },
-): Workflow<VersionResult> {
-  const { release, galleryVersion, monitor } = input;
-  const status: VersionStatus = {
-    series: release.series,
-    version: release.version,
-    galleryVersion,
-    step: 'downloadAndExtract',
-  };
+  ref: StemcellRef,
+  definitionName: string,
+  enter: (next: VersionStep, extra?: Partial<VersionStatus>) => void,
+): Workflow<ImageVersionStatus> {
+  const galleryVersion = galleryVersionName(ref.version);
+  const waitingSince = ctx.currentTime().getTime();
+  for (;;) {
+    const state = yield* step(ctx, 'getImageVersionState', { ...ref, definitionName });
+    enter('waitForImageVersion', { provisioningState: state.provisioningState });
+    if (state.provisioningState === 'Succeeded') return state;
+    if (state.provisioningState === 'Failed') {
+      throw new StepFailure(
+        'waitForImageVersion',
+        `Azure reports image version ${definitionName}/${galleryVersion} Failed` +
+          `${state.errorMessage ? `: ${state.errorMessage}` : ''}; the next run deletes and recreates it`,
+      );
+    }
+    const { pollIntervalSeconds, deadlineMinutes } = state.monitor;
+    const next = new Date(ctx.currentTime().getTime() + pollIntervalSeconds * 1000);
+    if (next.getTime() > waitingSince + deadlineMinutes * 60_000) {
+      throw new StepFailure(
+        'waitForImageVersion',
+        `image version ${definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
+          `${deadlineMinutes} minutes; the next run finishes it`,
+      );
+    }
+    yield ctx.createTimer(next);
+  }
+}
+
+/** Orchestrator `mirrorVersion`: one stemcell version from bosh.io to a ready gallery image version. */
+export function* mirrorVersion(ctx: WorkflowContext, input: MirrorVersionInput): Workflow<VersionResult> {
+  // Only the stemcell's name is taken from the input: every step re-reads the rest.
+  const ref: StemcellRef = { series: input.series, version: input.version };
+  const galleryVersion = galleryVersionName(ref.version);
+  const status: VersionStatus = { ...ref, galleryVersion, step: 'downloadAndExtract' };
   const enter = (next: VersionStep, extra: Partial<VersionStatus> = {}): void => {
     Object.assign(status, extra, { step: next });
-    ctx.setStatus({ ...status });
+    ctx.setStatus({ ...status, ...(status.error !== undefined ? { error: brief(status.error) } : {}) });
   };
-  const result: VersionResult = {
-    series: release.series,
-    version: release.version,
-    galleryVersion,
-    action: 'failed',
-  };
+  const result: VersionResult = { ...ref, galleryVersion, action: 'failed' };
 
   try {
-    let definitionName: string;
     let started: ImageVersionStart;
     if (input.finish) {
-      definitionName = input.finish.definitionName;
-      if (input.finish.blobUrl !== undefined) result.blobUrl = input.finish.blobUrl;
-      started = { outcome: 'started', provisioningState: 'unknown' };
+      started = {
+        outcome: 'started',
+        provisioningState: 'unknown',
+        definitionName: input.finish.definitionName,
+      };
     } else if (input.adopt) {
-      // The image is in the gallery already: verify the stemcell, then let createImageVersion compare and tag.
-      definitionName = input.adopt.definitionName;
-      if (input.adopt.blobUrl !== undefined) result.blobUrl = input.adopt.blobUrl;
+      // The image is in the gallery already: verify the stemcell, then the step compares and tags; no upload.
       enter('downloadAndExtract');
-      const stemcell = yield* step(ctx, 'downloadAndExtract', { release });
-      enter('createImageVersion');
-      started = yield* step(ctx, 'createImageVersion', {
-        definitionName,
-        galleryVersion,
-        blobUrl: input.adopt.blobUrl ?? '',
-        release,
-        stemcell,
-        adopting: true,
-      });
+      yield* step(ctx, 'downloadAndExtract', ref);
+      enter('adoptImageVersion');
+      const adopted = yield* step(ctx, 'adoptImageVersion', ref);
+      if (adopted.blobUrl !== undefined) result.blobUrl = adopted.blobUrl;
+      started = { outcome: 'exists', provisioningState: 'Succeeded', definitionName: adopted.definitionName };
     } else {
       enter('downloadAndExtract');
-      const stemcell = yield* step(ctx, 'downloadAndExtract', { release });
+      const stemcell = yield* step(ctx, 'downloadAndExtract', ref);
 
       enter('uploadVhd');
-      const uploaded = yield* step(ctx, 'uploadVhd', { release, stemcell });
+      const uploaded = yield* step(ctx, 'uploadVhd', { ...ref, imageSha256: stemcell.imageSha256 });
       result.blobUrl = uploaded.blobUrl;
       result.bytesUploaded = uploaded.bytesUploaded;
 
       enter('ensureImageDefinition', { bytesUploaded: uploaded.bytesUploaded });
-      const definition = yield* step(ctx, 'ensureImageDefinition', {
-        series: release.series,
-        manifest: stemcell.manifest,
-      });
-      definitionName = definition.definitionName;
+      yield* step(ctx, 'ensureImageDefinition', ref);
 
       enter('createImageVersion');
-      started = yield* step(ctx, 'createImageVersion', {
-        definitionName,
-        galleryVersion,
-        blobUrl: uploaded.blobUrl,
-        release,
-        stemcell,
-      });
+      started = yield* step(ctx, 'createImageVersion', ref);
     }
 
     if (started.outcome === 'started') {
       enter('waitForImageVersion', { provisioningState: started.provisioningState });
-      const deadline = new Date(ctx.currentTime().getTime() + monitor.deadlineMinutes * 60_000);
-      for (;;) {
-        const state = yield* step(ctx, 'getImageVersionState', {
-          definitionName,
-          galleryVersion,
-        });
-        enter('waitForImageVersion', { provisioningState: state.provisioningState });
-        if (state.provisioningState === 'Succeeded') break;
-        if (state.provisioningState === 'Failed') {
-          throw new StepFailure(
-            'waitForImageVersion',
-            `Azure reports image version ${definitionName}/${galleryVersion} Failed` +
-              `${state.errorMessage ? `: ${state.errorMessage}` : ''}; the next run deletes and recreates it`,
-          );
-        }
-        const next = new Date(ctx.currentTime().getTime() + monitor.pollIntervalSeconds * 1000);
-        if (next > deadline) {
-          throw new StepFailure(
-            'waitForImageVersion',
-            `image version ${definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
-              `${monitor.deadlineMinutes} minutes; the next run finishes it`,
-          );
-        }
-        yield ctx.createTimer(next);
-      }
+      const ready = yield* waitForImageVersion(ctx, ref, started.definitionName, enter);
+      if (result.blobUrl === undefined && ready.blobUrl !== undefined) result.blobUrl = ready.blobUrl;
 
       enter('notify');
-      yield* step(ctx, 'notify', {
-        definitionName,
-        galleryVersion,
-        series: release.series,
-        version: release.version,
-      });
+      yield* step(ctx, 'notify', { ...ref, definitionName: started.definitionName });
       result.action = 'created';
     } else {
       result.action = 'exists';
@@ -447,7 +431,7 @@ export function* mirrorVersion(
 
   // Temp files go whatever happened: a retry or the next run extracts again if it needs them.
   try {
-    yield* step(ctx, 'cleanup', { series: release.series, version: release.version });
+    yield* step(ctx, 'cleanup', ref);
   } catch {
     // A leftover temp file is not worth failing a mirrored version for; the next cleanup removes it.
   }

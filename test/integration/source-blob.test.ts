@@ -7,9 +7,12 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
-import { compareSourceBlob, type LocalVhd } from '../../src/source-blob.js';
+import type { TokenCredential } from '@azure/identity';
+import { BlobServiceClient, PageBlobClient, type ContainerClient } from '@azure/storage-blob';
+import { isTransientError } from '../../src/failures.js';
+import { compareSourceBlob, unreadableSourceBlob, type LocalVhd } from '../../src/source-blob.js';
 import { startAzurite, type AzuriteBlob } from '../support/azurite.js';
+import { startHttpsServer } from '../support/https-server.js';
 
 const MIB = 1024 * 1024;
 const SIZE = 8 * MIB + 512;
@@ -116,4 +119,51 @@ test('a blob that is gone is reported so, not as a difference', async () => {
   assert.deepEqual(await compareSourceBlob(container.getPageBlobClient('deleted.vhd'), local), {
     outcome: 'gone',
   });
+});
+
+test('fault: a blob in an account the identity holds no role on (403) fails at once, naming the role to grant', async () => {
+  // Storage's answer to a bearer token whose identity has no data role on the account (RBAC).
+  const requests: string[] = [];
+  const otherAccount = await startHttpsServer((req, res) => {
+    requests.push(`${req.method} ${req.url} ${req.headers.authorization?.split(' ')[0]}`);
+    res.writeHead(403, {
+      'x-ms-error-code': 'AuthorizationPermissionMismatch',
+      'x-ms-request-id': '00000000-0000-0000-0000-000000000001',
+      'x-ms-version': '2025-01-05',
+    });
+    res.end();
+  });
+  const identity: TokenCredential = {
+    getToken: () =>
+      Promise.resolve({ token: 'token-of-the-mirror', expiresOnTimestamp: Date.now() + 3_600_000 }),
+  };
+  try {
+    const blob = new PageBlobClient(`${otherAccount.url}/oldjobvhds/vhds/a.vhd`, identity, {
+      retryOptions: { maxTries: 1 },
+    });
+
+    const error = await compareSourceBlob(blob, local).then(
+      () => assert.fail('a blob it may not read was compared'),
+      (e: unknown) => e,
+    );
+
+    assert.equal(isTransientError(error), false, 'a missing role is not retried for minutes');
+    assert.deepEqual(requests, ['HEAD /oldjobvhds/vhds/a.vhd Bearer']);
+    const explained = unreadableSourceBlob('image version d/1.0.0 is untagged; its source blob', error);
+    assert.match(
+      explained.message,
+      /^image version d\/1\.0\.0 is untagged; its source blob could not be read to compare it with the verified stemcell \(AuthorizationPermissionMismatch, HTTP 403\): the mirror's identity may not read it .*give it Storage Blob Data Reader on that account or container, then run again$/,
+    );
+    assert.equal(explained.cause, error);
+  } finally {
+    await otherAccount.stop();
+  }
+});
+
+test('fault: a source blob unreadable for another reason says to run again, not to grant a role', () => {
+  const error = Object.assign(new Error('The specified container does not exist.'), { statusCode: 400 });
+  assert.match(
+    unreadableSourceBlob('its source blob', error).message,
+    /\(The specified container does not exist\.\): run again once it can be read$/,
+  );
 });

@@ -24,8 +24,8 @@ import {
 } from '../../src/workflow.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
-// MonitorSettings is a plain object here: the config's 1 s minimum poll interval does not apply, and a
-// 10 ms interval keeps the monitor loop's real timers short.
+// getImageVersionState hands the settings to the workflow: here a plain object, so the config's 1 s minimum
+// poll interval does not apply, and a 10 ms interval keeps the monitor loop's real timers short.
 const MONITOR: MonitorSettings = { pollIntervalSeconds: 0.01, deadlineMinutes: 5 };
 
 const release: StemcellRelease = {
@@ -73,8 +73,10 @@ function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: Mirror
     downloadAndExtract: () => ok(stemcell),
     uploadVhd: () => ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
     ensureImageDefinition: () => ok({ definitionName, created: true }),
-    createImageVersion: () => ok({ outcome: 'started' as const, provisioningState: 'Creating' }),
-    getImageVersionState: () => ok({ provisioningState: 'Succeeded' }),
+    createImageVersion: () =>
+      ok({ outcome: 'started' as const, provisioningState: 'Creating', definitionName }),
+    adoptImageVersion: () => ok({ definitionName }),
+    getImageVersionState: () => ok({ provisioningState: 'Succeeded', monitor: MONITOR }),
     notify: () => ok({ notified: true }),
     cleanup: () => ok({ removed: true }),
   };
@@ -107,7 +109,7 @@ async function mirrorOne(
     retryIntervalScale: 0,
     ...(onStatus ? { onStatus } : {}),
   });
-  const output = await runner.runSeries({ series: SERIES }, MONITOR);
+  const output = await runner.runSeries({ series: SERIES });
   assert.equal(output.series, SERIES);
   assert.equal(output.results.length, 1);
   const [result] = output.results;
@@ -143,7 +145,7 @@ test('the happy path runs the steps in the order of the design and ends with the
 test('the monitor loop polls the image version until Azure reports it Succeeded, then notifies', async () => {
   const states = ['Creating', 'Creating', 'Succeeded'];
   const { steps, calls } = recordingSteps({
-    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded' }),
+    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded', monitor: MONITOR }),
   });
 
   const { result } = await mirrorOne(steps);
@@ -155,7 +157,7 @@ test('the monitor loop polls the image version until Azure reports it Succeeded,
   assert.equal(result.action, 'created');
 });
 
-test('a step that keeps throwing is tried STEP_RETRY maxAttempts times, then fails the version with its message', async () => {
+test('fault: a step that keeps throwing is tried STEP_RETRY maxAttempts times, then fails the version with its message', async () => {
   const { steps, calls } = recordingSteps({
     uploadVhd: () => {
       throw new Error('storage answered 503 Server Busy');
@@ -206,7 +208,7 @@ test('an error the runner is told to give up on is not retried, though the step 
     givesUpOn: (error) => error === refused,
   });
 
-  const output = await runner.runSeries({ series: SERIES }, MONITOR);
+  const output = await runner.runSeries({ series: SERIES });
 
   assert.deepEqual(calls, ['resolveVersions']);
   assert.deepEqual(log.warnings, []);
@@ -229,7 +231,7 @@ test('a step that throws once and then succeeds lets the version continue', asyn
   assert.equal(result.action, 'created');
 });
 
-test('a permanent failure (an { ok: false } outcome) is not retried and fails the version at that step', async () => {
+test('fault: a permanent failure (an { ok: false } outcome) is not retried and fails the version at that step', async () => {
   const message = 'image definition exists with hyperVGeneration V2, the stemcell is gen1';
   const { steps, calls } = recordingSteps({
     ensureImageDefinition: () => ({ ok: false, error: message }),
@@ -255,7 +257,7 @@ test('cleanup runs after a failed version too', async () => {
   assert.equal(result.action, 'failed');
 });
 
-test('a failing cleanup does not turn a created version into a failed one', async () => {
+test('fault: a failing cleanup does not turn a created version into a failed one', async () => {
   const { steps, calls } = recordingSteps({
     cleanup: () => {
       throw new Error('EBUSY: resource busy or locked');
@@ -269,7 +271,7 @@ test('a failing cleanup does not turn a created version into a failed one', asyn
   assert.equal(result.error, undefined);
 });
 
-test('a series whose versions cannot be resolved ends with one failed result naming resolveVersions', async () => {
+test('fault: a series whose versions cannot be resolved ends with one failed result naming resolveVersions', async () => {
   const message = `bosh.io lists no versions of ${SERIES}`;
   const { steps, calls } = recordingSteps({
     resolveVersions: () => ({ ok: false, error: message }),
@@ -291,7 +293,7 @@ test('a series whose versions cannot be resolved ends with one failed result nam
 test('status callbacks report each step of the version as it is entered', async () => {
   const states = ['Creating', 'Succeeded'];
   const { steps } = recordingSteps({
-    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded' }),
+    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded', monitor: MONITOR }),
   });
   const statuses: unknown[] = [];
 
