@@ -616,7 +616,7 @@ describe('stories', { concurrency: 4 }, () => {
   describe('migrating: an untagged version whose source blob is not the stemcell', { concurrency: 1 }, () => {
     const series = 'bosh-azure-hyperv-ubuntu-migrate-mismatch-go_agent';
 
-    test('BASM_ADOPT_UNTAGGED refuses it: failed, not tagged, not recreated', async () => {
+    test('fault: BASM_ADOPT_UNTAGGED refuses an untagged version whose source blob is not the stemcell: failed, not tagged, not recreated', async () => {
       const s = await story('migrate-mismatch');
       await publish({ series, version: '9.5', seed: 65 });
       // Same size, other bytes: what another image under this version name would look like.
