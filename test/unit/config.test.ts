@@ -211,3 +211,33 @@ test('a poll interval that would make the orchestration history huge is refused'
     ['BASM_VERSION_POLL_INTERVAL_SECONDS'],
   );
 });
+
+test('the series lock goes stale after 15 minutes and a run waits up to 20 minutes for it, by default', () => {
+  const config = loadConfig(BASE);
+  assert.equal(config.seriesLockStaleSeconds, 900);
+  assert.equal(config.seriesLockWaitSeconds, 1200);
+});
+
+test('series lock settings are whole seconds in range; waiting 0 s reports the holder at once', () => {
+  const config = loadConfig({
+    ...BASE,
+    BASM_SERIES_LOCK_STALE_SECONDS: '3',
+    BASM_SERIES_LOCK_WAIT_SECONDS: '0',
+  });
+  assert.equal(config.seriesLockStaleSeconds, 3);
+  assert.equal(config.seriesLockWaitSeconds, 0);
+  assert.deepEqual(
+    problems({ ...BASE, BASM_SERIES_LOCK_STALE_SECONDS: '0', BASM_SERIES_LOCK_WAIT_SECONDS: '-1' }),
+    ['BASM_SERIES_LOCK_STALE_SECONDS', 'BASM_SERIES_LOCK_WAIT_SECONDS'],
+  );
+  assert.deepEqual(problems({ ...BASE, BASM_SERIES_LOCK_STALE_SECONDS: '86401' }), [
+    'BASM_SERIES_LOCK_STALE_SECONDS',
+  ]);
+});
+
+test('a lock wait that would make the orchestration history huge is refused', () => {
+  assert.deepEqual(
+    problems({ ...BASE, BASM_VERSION_POLL_INTERVAL_SECONDS: '1', BASM_SERIES_LOCK_WAIT_SECONDS: '20000' }),
+    ['BASM_SERIES_LOCK_WAIT_SECONDS'],
+  );
+});
