@@ -4,6 +4,7 @@
  * back as `{ ok: false }` values; transient ones are thrown, for the caller's retry policy.
  */
 
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listStemcellReleases } from './boshio.js';
 import type { StemcellRelease } from './boshio.js';
@@ -31,9 +32,17 @@ import {
   removeStemcellWorkFiles,
   type ExtractedStemcell,
 } from './stemcell.js';
+import { describeHolder } from './series-lock.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
-import type { ExtractedStemcellSummary, StepInputs, StepName, StepOutcome, StepOutputs } from './workflow.js';
+import type {
+  ExtractedStemcellSummary,
+  StepInputs,
+  StepName,
+  StepOutcome,
+  StepOutputs,
+  UnderSeriesLock,
+} from './workflow.js';
 
 /** A transient condition: the retry policy tries the step again later. */
 class TryAgainLater extends Error {
@@ -70,7 +79,9 @@ async function withPatience<T>(attempts: number, work: () => Promise<T>): Promis
   }
 }
 
-export type MirrorSteps = { [N in StepName]: (input: StepInputs[N]) => Promise<StepOutcome<StepOutputs[N]>> };
+export type MirrorSteps = {
+  [N in StepName]: (input: StepInputs[N] & UnderSeriesLock) => Promise<StepOutcome<StepOutputs[N]>>;
+};
 
 async function outcome<T>(work: () => Promise<T>): Promise<StepOutcome<T>> {
   try {
@@ -107,6 +118,34 @@ function extract(services: MirrorServices, release: StemcellRelease): Promise<Ex
         ...(p.total !== undefined ? { total: p.total } : {}),
       }),
   });
+}
+
+/** First: the series for this run, or who holds it; a holder without heartbeat for the bound is taken over. */
+export async function acquireSeriesLock(
+  { config, seriesLocks, log }: MirrorServices,
+  { claim, run }: StepInputs['acquireSeriesLock'],
+): Promise<StepOutputs['acquireSeriesLock']> {
+  const taken = await seriesLocks.acquire(claim, `${run} (pid ${process.pid} on ${hostname()})`);
+  if (!taken.acquired) {
+    log.info(describeHolder(claim.series, taken));
+  } else if (taken.tookOverFrom !== undefined) {
+    const dead = taken.tookOverFrom;
+    log.warn(
+      `took over series ${claim.series} from ${dead.holder} (held since ${dead.since}, no heartbeat since ` +
+        `${dead.heartbeatAt}, more than BASM_SERIES_LOCK_STALE_SECONDS ${config.seriesLockStaleSeconds} s)`,
+    );
+  }
+  return taken;
+}
+
+/** Last: the series back, so the next run need not wait for the lock to go stale. */
+export async function releaseSeriesLock(
+  { seriesLocks, log }: MirrorServices,
+  { claim }: StepInputs['releaseSeriesLock'],
+): Promise<StepOutputs['releaseSeriesLock']> {
+  const released = await seriesLocks.release(claim);
+  if (!released) log.warn(`series ${claim.series}: another run had taken it over before this run ended`);
+  return { released };
 }
 
 /** Step 1: what bosh.io has that the gallery lacks, and which of it this run mirrors. */
@@ -335,13 +374,34 @@ export async function cleanup(
   return { removed: true };
 }
 
+/**
+ * A step of a run that holds its series runs only while the run still holds it: a heartbeat first (a run that
+ * lost the series stops here, before it uploads, creates or dispatches anything), more while it runs.
+ */
+async function underSeriesLock<I, O>(
+  services: MirrorServices,
+  input: I & UnderSeriesLock,
+  step: (services: MirrorServices, input: I) => Promise<O>,
+): Promise<O> {
+  const { lock, ...own } = input;
+  if (lock === undefined) return step(services, input);
+  // SeriesLockLost is permanent: the step fails as a value, and the run ends without retrying it.
+  return services.seriesLocks.holdDuring(
+    lock,
+    () => step(services, own as I),
+    (message) => services.log.warn(message),
+  );
+}
+
 /** The activities, bound to one set of clients. */
 export function mirrorSteps(services: MirrorServices): MirrorSteps {
   const bind =
     <I, O>(step: (services: MirrorServices, input: I) => Promise<O>) =>
-    (input: I): Promise<StepOutcome<O>> =>
-      outcome(() => step(services, input));
+    (input: I & UnderSeriesLock): Promise<StepOutcome<O>> =>
+      outcome(() => underSeriesLock(services, input, step));
   return {
+    acquireSeriesLock: bind(acquireSeriesLock),
+    releaseSeriesLock: bind(releaseSeriesLock),
     resolveVersions: bind(resolveVersions),
     downloadAndExtract: bind(downloadAndExtract),
     uploadVhd: bind(uploadVhd),

@@ -9,12 +9,14 @@ import type { StemcellRelease } from './boshio.js';
 import { errorMessage } from './failures.js';
 import type { StemcellManifest } from './manifest.js';
 import type { SeriesPlan } from './plan.js';
+import { describeHolder, type SeriesLockAcquisition, type SeriesLockClaim } from './series-lock.js';
 import { galleryVersionName } from './versions.js';
 
 export const ORCHESTRATORS = { mirrorSeries: 'mirrorSeries', mirrorVersion: 'mirrorVersion' } as const;
 
 /** Activity names, as registered with the Functions host. */
 export type StepName =
+  | 'acquireSeriesLock'
   | 'resolveVersions'
   | 'downloadAndExtract'
   | 'uploadVhd'
@@ -22,7 +24,8 @@ export type StepName =
   | 'createImageVersion'
   | 'getImageVersionState'
   | 'notify'
-  | 'cleanup';
+  | 'cleanup'
+  | 'releaseSeriesLock';
 
 /**
  * Retries for transient failures (network, 429, 5xx) only: a step returns permanent failures as a
@@ -42,6 +45,7 @@ const network: RetryPolicy = {
   maxRetryIntervalMs: 300_000,
 };
 export const STEP_RETRY: Record<StepName, RetryPolicy> = {
+  acquireSeriesLock: network,
   resolveVersions: network,
   // A 1.3 GB download that breaks resumes by Range inside the step; a retry here starts it over.
   downloadAndExtract: { ...network, maxAttempts: 3, firstRetryIntervalMs: 60_000 },
@@ -52,6 +56,8 @@ export const STEP_RETRY: Record<StepName, RetryPolicy> = {
   // A dispatch whose answer was lost would run the workflow twice; a missed one is sent by the next run.
   notify: { ...network, maxAttempts: 3 },
   cleanup: { ...network, maxAttempts: 2 },
+  // A lock left behind is taken over once stale; a release that keeps failing is not worth a long wait.
+  releaseSeriesLock: { ...network, maxAttempts: 3 },
 };
 
 /** What a step returns: permanent failures are values, transient ones are thrown (and retried). */
@@ -92,6 +98,8 @@ export interface ImageVersionStatus {
 }
 
 export interface StepInputs {
+  /** `run` says who the run is (the activity adds the process and host). */
+  acquireSeriesLock: { claim: SeriesLockClaim; run: string };
   resolveVersions: { series: string; version?: string };
   downloadAndExtract: { release: StemcellRelease };
   uploadVhd: { release: StemcellRelease; stemcell: ExtractedStemcellSummary };
@@ -106,9 +114,19 @@ export interface StepInputs {
   getImageVersionState: { definitionName: string; galleryVersion: string };
   notify: { definitionName: string; galleryVersion: string };
   cleanup: { series: string; version: string };
+  releaseSeriesLock: { claim: SeriesLockClaim };
+}
+
+/**
+ * What every step of a run that holds its series carries besides its own input: the claim, so the step can
+ * prove the run still holds the series before it acts (see src/series-lock.ts).
+ */
+export interface UnderSeriesLock {
+  lock?: SeriesLockClaim;
 }
 
 export interface StepOutputs {
+  acquireSeriesLock: SeriesLockAcquisition;
   resolveVersions: SeriesPlan & { newestBlobUrl?: string };
   downloadAndExtract: ExtractedStemcellSummary;
   uploadVhd: UploadedVhd;
@@ -117,6 +135,7 @@ export interface StepOutputs {
   getImageVersionState: ImageVersionStatus;
   notify: { notified: boolean };
   cleanup: { removed: boolean };
+  releaseSeriesLock: { released: boolean };
 }
 
 /** The step a version is in, or ended in: shown in the Durable custom status and the CLI progress. */
@@ -135,6 +154,8 @@ export interface MirrorVersionInput {
   galleryVersion: string;
   /** The version exists already (an earlier run did not finish): only wait for it and notify. */
   finish?: { definitionName: string; blobUrl?: string };
+  /** The series run's claim on its series, carried by every step of the version. */
+  lock?: SeriesLockClaim;
 }
 
 export type VersionAction = 'created' | 'exists' | 'planned' | 'failed';
@@ -148,7 +169,7 @@ export interface VersionResult {
   blobUrl?: string;
   error?: string;
   /** Where a failed version stopped. */
-  step?: VersionStep | 'resolveVersions';
+  step?: VersionStep | 'resolveVersions' | 'acquireSeriesLock';
   bytesUploaded?: number;
 }
 
@@ -171,6 +192,8 @@ export interface VersionStatus {
 export interface MonitorSettings {
   pollIntervalSeconds: number;
   deadlineMinutes: number;
+  /** How long a run waits for its series while another run holds it (seconds; default 0: it reports at once). */
+  seriesLockWaitSeconds?: number;
 }
 
 /** The input of orchestrator `mirrorSeries`: settings travel as input so replays see the same values. */
@@ -184,12 +207,16 @@ export interface MirrorSeriesInput {
  * task's result back (Durable Functions semantics). A failed task throws at the `yield`.
  */
 export interface WorkflowContext {
-  callStep<N extends StepName>(name: N, input: StepInputs[N]): unknown;
+  callStep<N extends StepName>(name: N, input: StepInputs[N] & UnderSeriesLock): unknown;
   callMirrorVersion(input: MirrorVersionInput & { monitor: MonitorSettings }, instanceId: string): unknown;
   createTimer(fireAt: Date): unknown;
   /** Deterministic "now" (the replay engine's current orchestration time). */
   currentTime(): Date;
   setStatus(status: unknown): void;
+  /** A GUID that is the same on every replay of this point of the run (Durable's `newGuid`). */
+  newGuid(name: string): string;
+  /** Who this run is, for the series lock: `command line`, `orchestration mirror-<series>`. */
+  runName(): string;
 }
 
 export type Workflow<R> = Generator<unknown, R, unknown>;
@@ -224,7 +251,7 @@ function* step<N extends StepName>(
 /** A step that failed permanently, or exhausted its retries. */
 export class StepFailure extends Error {
   constructor(
-    readonly step: VersionStep | 'resolveVersions',
+    readonly step: VersionStep | 'resolveVersions' | 'acquireSeriesLock',
     message: string,
   ) {
     super(message);
@@ -237,7 +264,56 @@ function subOrchestrationFailure(error: unknown): string {
   return (errorMessage(error).split('\n')[0] ?? '').trim();
 }
 
-/** Orchestrator `mirrorSeries`: decide, then mirror each chosen version oldest first. */
+/** The context whose steps carry the run's claim on its series, so each step proves the run still holds it. */
+function underSeriesLock(ctx: WorkflowContext, lock: SeriesLockClaim): WorkflowContext {
+  return { ...ctx, callStep: (name, input) => ctx.callStep(name, { ...input, lock }) };
+}
+
+/**
+ * Takes the series for this run, waiting (a durable timer per poll interval) while another run holds it, at
+ * most `seriesLockWaitSeconds`; undefined once taken, else the failed result that names the holder.
+ */
+function* takeSeries(
+  ctx: WorkflowContext,
+  request: MirrorRequest,
+  monitor: MonitorSettings,
+  claim: SeriesLockClaim,
+): Workflow<VersionResult | undefined> {
+  const { series } = request;
+  const waitSeconds = monitor.seriesLockWaitSeconds ?? 0;
+  const waitUntil = ctx.currentTime().getTime() + waitSeconds * 1000;
+  const failed = (error: string): VersionResult => ({
+    series,
+    version: request.version ?? null,
+    galleryVersion: null,
+    action: 'failed',
+    step: 'acquireSeriesLock',
+    error,
+  });
+  for (;;) {
+    let taken: SeriesLockAcquisition;
+    try {
+      taken = yield* step(ctx, 'acquireSeriesLock', { claim, run: ctx.runName() });
+    } catch (error) {
+      return failed(errorMessage(error));
+    }
+    if (taken.acquired) return undefined;
+    const next = ctx.currentTime().getTime() + monitor.pollIntervalSeconds * 1000;
+    if (next > waitUntil) {
+      return failed(
+        `${describeHolder(series, taken)}; this run waited ${waitSeconds} s and leaves the series to it ` +
+          '(BASM_SERIES_LOCK_WAIT_SECONDS)',
+      );
+    }
+    ctx.setStatus({ series, waitingForSeries: taken });
+    yield ctx.createTimer(new Date(next));
+  }
+}
+
+/**
+ * Orchestrator `mirrorSeries`: take the series (one run per series, whichever runner), decide, then mirror
+ * each chosen version oldest first, and give the series back whatever happened.
+ */
 export function* mirrorSeries(
   ctx: WorkflowContext,
   request: MirrorRequest,
@@ -245,6 +321,33 @@ export function* mirrorSeries(
 ): Workflow<SeriesResult> {
   const { series } = request;
   const startedAt = ctx.currentTime();
+  // A dry run changes nothing, so it takes no lock and never waits for one.
+  if (request.dryRun) return yield* mirrorHeldSeries(ctx, request, monitor, startedAt);
+  const claim: SeriesLockClaim = { series, leaseId: ctx.newGuid(`series-lock/${series}`) };
+  const refused = yield* takeSeries(ctx, request, monitor, claim);
+  if (refused !== undefined) {
+    ctx.setStatus({ series, results: [refused] });
+    return { series, results: [refused] };
+  }
+  try {
+    return yield* mirrorHeldSeries(underSeriesLock(ctx, claim), request, monitor, startedAt, claim);
+  } finally {
+    try {
+      yield* step(ctx, 'releaseSeriesLock', { claim });
+    } catch {
+      // A lock that cannot be given back goes stale and is taken over by the next run.
+    }
+  }
+}
+
+function* mirrorHeldSeries(
+  ctx: WorkflowContext,
+  request: MirrorRequest,
+  monitor: MonitorSettings,
+  startedAt: Date,
+  lock?: SeriesLockClaim,
+): Workflow<SeriesResult> {
+  const { series } = request;
   let plan: StepOutputs['resolveVersions'];
   try {
     const input: StepInputs['resolveVersions'] = { series };
@@ -303,6 +406,7 @@ export function* mirrorSeries(
           galleryVersion: planned.galleryVersion,
           monitor,
           ...(planned.finish ? { finish: planned.finish } : {}),
+          ...(lock ? { lock } : {}),
         },
         instanceId,
       )) as VersionResult;
@@ -327,6 +431,7 @@ export function* mirrorVersion(
   input: MirrorVersionInput & { monitor: MonitorSettings },
 ): Workflow<VersionResult> {
   const { release, galleryVersion, monitor } = input;
+  if (input.lock) ctx = underSeriesLock(ctx, input.lock);
   const status: VersionStatus = {
     series: release.series,
     version: release.version,

@@ -12,7 +12,8 @@ export function starterSettings(series: string): Record<string, string> {
     BASM_STEMCELL_SERIES: series,
     BASM_VERSION_POLL_INTERVAL_SECONDS: '45',
     BASM_VERSION_READY_TIMEOUT_MINUTES: '90',
+    BASM_SERIES_LOCK_WAIT_SECONDS: '300',
   };
 }
 
-export const STARTER_MONITOR = { pollIntervalSeconds: 45, deadlineMinutes: 90 };
+export const STARTER_MONITOR = { pollIntervalSeconds: 45, deadlineMinutes: 90, seriesLockWaitSeconds: 300 };

@@ -25,6 +25,7 @@ const config = loadConfig({
   BASM_STEMCELL_SERIES: `${JAMMY},${NOBLE}`,
   BASM_VERSION_POLL_INTERVAL_SECONDS: '45',
   BASM_VERSION_READY_TIMEOUT_MINUTES: '90',
+  BASM_SERIES_LOCK_WAIT_SECONDS: '300',
 });
 
 function taskHub(statuses: Record<string, string>, unreachable: readonly string[] = []) {
@@ -74,7 +75,7 @@ test('each series gets its instance, with the requested version and the configur
       instanceId: `mirror-${JAMMY}`,
       input: {
         request: { series: JAMMY, version: '1.1' },
-        monitor: { pollIntervalSeconds: 45, deadlineMinutes: 90 },
+        monitor: { pollIntervalSeconds: 45, deadlineMinutes: 90, seriesLockWaitSeconds: 300 },
       },
     },
   ]);
