@@ -57,6 +57,16 @@ export class NotificationRecords {
     }
   }
 
+  /** Drops the record of a version of that name: a new version is created under it. */
+  async forget(definitionName: string, versionName: string): Promise<void> {
+    await this.#blob(definitionName, versionName)
+      .deleteIfExists()
+      .catch((error: unknown) => {
+        // No container yet: nothing recorded either.
+        if (statusOf(error) !== 404) throw error;
+      });
+  }
+
   #blob(definitionName: string, versionName: string): BlockBlobClient {
     // Azure compares definition names without case; the record must be found whatever the spelling.
     return this.#container.getBlockBlobClient(

@@ -11,6 +11,7 @@ import type { StemcellRelease } from './boshio.js';
 import { ConfigError, loadConfig } from './config.js';
 import { decideExistingVersion, NEITHER_MIRROR_NOR_CPI } from './existing-version.js';
 import {
+  MAX_TAG_VALUE,
   MIRROR_NOTIFIED_TAG,
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
@@ -23,6 +24,7 @@ import { errorMessage, isTransientError } from './failures.js';
 import type { ImageVersionState } from './gallery.js';
 import { displayUrl } from './https-fetch.js';
 import { notifyStemcellPublished } from './notify.js';
+import { NOTIFICATION_RECORD_PREFIX } from './notification-record.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
 import { announceSettings, createMirrorServices, type Logger, type MirrorServices } from './services.js';
@@ -43,6 +45,11 @@ import type {
   StepOutputs,
   UnderSeriesLock,
 } from './workflow.js';
+
+/** Said of a director's version whose stemcell_references cannot take the mirror's entry. */
+const REFERENCES_FULL =
+  `its stemcell_references has no room for ${MIRROR_STEMCELL_REFERENCE} within Azure's ${MAX_TAG_VALUE} ` +
+  "characters; left as the directors wrote it, so the last director's delete-stemcell may delete the version";
 
 /** A transient condition: the retry policy tries the step again later. */
 class TryAgainLater extends Error {
@@ -150,7 +157,7 @@ export async function releaseSeriesLock(
 
 /** Step 1: what bosh.io has that the gallery lacks, and which of it this run mirrors. */
 export async function resolveVersions(
-  { config, gallery, log }: MirrorServices,
+  { config, gallery, notificationRecords, log }: MirrorServices,
   { series, version }: StepInputs['resolveVersions'],
 ): Promise<StepOutputs['resolveVersions']> {
   const releases = await listStemcellReleases(config.boshioUrl, series, {
@@ -158,7 +165,16 @@ export async function resolveVersions(
     all: version !== undefined,
   });
   const versions = await gallery.listSeriesVersions(series, config.gallery);
-  const inGallery = versions.map(summaryOf);
+  const inGallery = await Promise.all(
+    versions.map(async (v) => {
+      const summary = summaryOf(v);
+      // A run whose tag Azure refused recorded its notification in the mirror's storage: finished too.
+      if (summary.unfinished && (await notificationRecords.find(v.definitionName, v.name)) !== undefined) {
+        delete summary.unfinished;
+      }
+      return summary;
+    }),
+  );
   const plan =
     version !== undefined
       ? planRequestedVersion(series, releases, inGallery, version)
@@ -262,7 +278,7 @@ export async function ensureImageDefinition(
 
 /** Step 2.4: start the image version's creation (not waiting for it), or use the one already there. */
 export async function createImageVersion(
-  { config, gallery, log }: MirrorServices,
+  { config, gallery, notificationRecords, log }: MirrorServices,
   { definitionName, galleryVersion, blobUrl, release, stemcell }: StepInputs['createImageVersion'],
 ): Promise<StepOutputs['createImageVersion']> {
   const where = `image version ${definitionName}/${galleryVersion}`;
@@ -281,6 +297,7 @@ export async function createImageVersion(
         });
         log.info(`${where}: adopted (added ${MIRROR_STEMCELL_REFERENCE} to stemcell_references)`);
       }
+      if (decision.referencesFull) log.warn(`${where}: ${REFERENCES_FULL}`);
       return {
         outcome: decision.finished ? 'exists' : 'started',
         provisioningState: decision.provisioningState,
@@ -292,6 +309,8 @@ export async function createImageVersion(
     case 'create':
       break;
   }
+  // A new version of that name has not been announced, whatever was recorded of an earlier one.
+  await notificationRecords.forget(definitionName, galleryVersion);
   await gallery.startImageVersion({
     definitionName,
     versionName: galleryVersion,
@@ -325,13 +344,20 @@ export async function getImageVersionState(
 
 /** Step 2.6: the GitHub dispatch (when configured), recorded on the version so it is sent once. */
 export async function notify(
-  { config, gallery, log }: MirrorServices,
+  { config, gallery, notificationRecords, log }: MirrorServices,
   { definitionName, galleryVersion }: StepInputs['notify'],
 ): Promise<StepOutputs['notify']> {
   const where = `image version ${definitionName}/${galleryVersion}`;
   const version = await gallery.getImageVersion(definitionName, galleryVersion);
   if (!version) throw new Error(`${where} disappeared before its run finished`);
   if (!isAdoptableByCpi(version.tags)) throw new Error(`${where} ${NEITHER_MIRROR_NOR_CPI}`);
+  // Announced already (a step run again, a run that had to record it in the mirror's storage): never twice.
+  const announced =
+    version.tags[MIRROR_NOTIFIED_TAG] ?? (await notificationRecords.find(definitionName, galleryVersion));
+  if (announced !== undefined) {
+    log.info(`${where}: already announced (${MIRROR_NOTIFIED_TAG} ${announced}); not dispatching again`);
+    return { notified: false };
+  }
   let dispatched: string | undefined;
   if (config.notify) {
     await notifyStemcellPublished(config.notify, {
@@ -347,20 +373,35 @@ export async function notify(
     );
   }
   // Recorded on the version (with the mirror's reference, for a version a director created), so a
-  // run that stops before this point is finished by the next one. After a dispatch, a failure here
-  // is only logged: failing the step would make its retry dispatch again.
-  const references = stemcellReferencesWith(version.tags);
+  // run that stops before this point is finished by the next one.
+  const wanted = stemcellReferencesWith(version.tags);
+  const references = wanted !== undefined && wanted.length <= MAX_TAG_VALUE ? wanted : undefined;
+  if (wanted !== undefined && references === undefined) log.warn(`${where}: ${REFERENCES_FULL}`);
+  const notified = dispatched ?? 'off';
   const record = {
-    [MIRROR_NOTIFIED_TAG]: dispatched ?? 'off',
+    [MIRROR_NOTIFIED_TAG]: notified,
     ...(references !== undefined ? { stemcell_references: references } : {}),
   };
   try {
     await withPatience(3, () => gallery.tagImageVersion(definitionName, galleryVersion, record));
   } catch (error) {
-    if (dispatched === undefined) throw error;
-    log.warn(
-      `${where}: dispatched, but recording it failed (${errorMessage(error)}); the next run may dispatch again`,
-    );
+    // Nothing sent yet and Azure only busy: the step's retry writes the tag later.
+    if (dispatched === undefined && isTransientError(error)) throw error;
+    // Azure refuses the tag (50 tags already, a limit) or stays unavailable: the mirror's own record, so the
+    // next run takes the version as finished. Failing the step instead would make its retry dispatch again.
+    try {
+      await notificationRecords.record(definitionName, galleryVersion, notified, errorMessage(error));
+      log.warn(
+        `${where}: Azure did not take the ${MIRROR_NOTIFIED_TAG} tag (${errorMessage(error)}); ` +
+          `recorded in the mirror's storage instead (${NOTIFICATION_RECORD_PREFIX}${definitionName}/${galleryVersion})`,
+      );
+    } catch (recordError) {
+      if (dispatched === undefined) throw error;
+      log.warn(
+        `${where}: dispatched, but recording it failed on the version (${errorMessage(error)}) and in the ` +
+          `mirror's storage (${errorMessage(recordError)}); the next run may dispatch again`,
+      );
+    }
   }
   return { notified: dispatched !== undefined };
 }

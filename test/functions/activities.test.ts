@@ -339,6 +339,66 @@ describe('createImageVersion with a version of that name already in the gallery'
     );
   });
 
+  test('fault: a Failed version a director made of another image is reported and never deleted', async () => {
+    const director = `bosh-stemcell-${randomUUID()}`;
+    const other = '9'.repeat(64);
+    await existingVersion(
+      p,
+      '1.100.11',
+      { ...directorTags(p, director), image_sha256: other },
+      { code: 'InternalOperationError', message: 'replication failed' },
+    );
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.11'));
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    const { error } = outcome as { error: string };
+    assert.match(error, /1\.100\.11 is Failed/);
+    assert.match(error, /not created by this mirror/);
+    assert.ok(error.includes(other), error);
+    assert.deepEqual(
+      versionRequests(p, '1.100.11', from).filter((m) => m !== 'GET'),
+      [],
+    );
+  });
+
+  test('fault: a Failed version a director made without image_sha256 is reported and never deleted', async () => {
+    const director = `bosh-stemcell-${randomUUID()}`;
+    const tags = directorTags(p, director);
+    delete tags['image_sha256'];
+    await existingVersion(p, '1.100.12', tags, {
+      code: 'InternalOperationError',
+      message: 'replication failed',
+    });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.12'));
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match((outcome as { error: string }).error, /not created by this mirror.*delete it by hand/);
+    assert.deepEqual(
+      versionRequests(p, '1.100.12', from).filter((m) => m !== 'GET'),
+      [],
+    );
+  });
+
+  test('a Failed version a director made of this very image is deleted and created again', async () => {
+    await existingVersion(p, '1.100.13', directorTags(p, `bosh-stemcell-${randomUUID()}`), {
+      code: 'InternalOperationError',
+      message: 'replication failed',
+    });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.13'));
+
+    assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Creating' });
+    assert.deepEqual(
+      versionRequests(p, '1.100.13', from).filter((m) => m !== 'GET'),
+      ['DELETE', 'PUT'],
+    );
+  });
+
   test('a Succeeded version a BOSH director created is adopted: the mirror’s reference joins the director’s', async () => {
     const director = `bosh-stemcell-${randomUUID()}`;
     const cpiTags: Record<string, string> = {
@@ -540,6 +600,108 @@ describe('notify on versions it did not create', () => {
     const after = await versionTags(p, '1.100.9');
     assert.deepEqual(after, before);
     assert.equal(after[MIRROR_NOTIFIED_TAG], undefined);
+  });
+});
+
+/** Five director references: with the mirror's added, the tag would exceed Azure's 256 characters. */
+function fiveReferences(): string {
+  return Array.from({ length: 5 }, () => `bosh-stemcell-${randomUUID()}`).join(',');
+}
+
+/** A director's version whose tags fill Azure's 50. */
+function fiftyTags(p: Prepared): Record<string, string> {
+  const tags = directorTags(p, `bosh-stemcell-${randomUUID()}`);
+  for (let i = 0; Object.keys(tags).length < 50; i++) tags[`director_note_${i}`] = 'x';
+  return tags;
+}
+
+describe('tag limits', () => {
+  let p: Prepared;
+  before(async () => {
+    p = await prepared();
+  });
+
+  test('fault: a director’s version whose references leave no room for the mirror’s: one dispatch, mirror_notified set, references untouched', async () => {
+    const references = fiveReferences();
+    await existingVersion(p, '1.100.20', { ...directorTags(p, 'x'), stemcell_references: references });
+    const dispatchesBefore = local.github.dispatches.length;
+
+    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
+      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.20' }],
+      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.20' }],
+    ]);
+
+    assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
+    assert.deepEqual(valueOf(results[1]?.outcome), { notified: false });
+    assert.equal(local.github.dispatches.length - dispatchesBefore, 1);
+    const tags = await versionTags(p, '1.100.20');
+    assert.equal(tags['stemcell_references'], references);
+    assert.match(tags[MIRROR_NOTIFIED_TAG] ?? '', /^\d{4}-\d\d-\d\dT/);
+    assert.ok(
+      results[0]?.logs.some((l) => /stemcell_references.*256/.test(l.message)),
+      JSON.stringify(results[0]?.logs),
+    );
+  });
+
+  test('fault: createImageVersion adopts a director’s version whose references are full without failing', async () => {
+    const references = fiveReferences();
+    await existingVersion(p, '1.100.21', { ...directorTags(p, 'x'), stemcell_references: references });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.21'));
+
+    assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Succeeded' });
+    assert.deepEqual(versionWrites(p, '1.100.21', from), []);
+  });
+
+  test('fault: a version at Azure’s 50 tags: the notification is recorded in the mirror’s storage, and never sent twice', async () => {
+    await existingVersion(p, '1.100.22', fiftyTags(p));
+    const dispatchesBefore = local.github.dispatches.length;
+
+    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
+      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.22' }],
+      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.22' }],
+    ]);
+
+    assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
+    assert.deepEqual(valueOf(results[1]?.outcome), { notified: false });
+    assert.equal(local.github.dispatches.length - dispatchesBefore, 1);
+    assert.equal((await versionTags(p, '1.100.22'))[MIRROR_NOTIFIED_TAG], undefined);
+    const record = await new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential)
+      .getContainerClient('stemcell')
+      .getBlobClient(`notified/${p.definitionName}/1.100.22`)
+      .getProperties();
+    assert.match(record.metadata?.['mirror_notified'] ?? '', /^\d{4}-\d\d-\d\dT/);
+  });
+
+  test('fault: resolveVersions takes a version whose notification is recorded in the mirror’s storage as finished', async () => {
+    const series = 'bosh-azure-hyperv-ubuntu-full-go_agent';
+    const config = loadConfig(process.env);
+    const manifest = {
+      ...p.stemcell.manifest,
+      cloudProperties: { ...p.stemcell.manifest.cloudProperties, name: series },
+    };
+    const spec = imageDefinitionFor(manifest, config.gallery);
+    await p.gallery.ensureImageDefinition(spec);
+    local.boshio.publish(series, { version: '4.1', tarball: fixture.tarball });
+    await existingVersion({ ...p, definitionName: spec.name }, '4.1.0', fiftyTags(p));
+    const unfinished = valueOf<StepOutputs['resolveVersions']>(
+      (await activity('resolveVersions', { series })).outcome,
+    );
+    assert.deepEqual(
+      unfinished.mirror.map((m) => m.reason),
+      ['finish'],
+    );
+    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
+      ['notify', { definitionName: spec.name, galleryVersion: '4.1.0' }],
+    ]);
+    assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
+
+    const plan = valueOf<StepOutputs['resolveVersions']>(
+      (await activity('resolveVersions', { series })).outcome,
+    );
+
+    assert.deepEqual(plan.mirror, []);
   });
 });
 

@@ -57,3 +57,13 @@ test('recording twice keeps one record with the latest value', async () => {
 
   assert.equal(await store.find('jammy', '1.1.0'), '2026-05-04T06:10:00.000Z');
 });
+
+test('a forgotten record is gone; forgetting one that never was is fine', async () => {
+  const store = records();
+  await store.forget('jammy', '1.2.0');
+  await store.record('jammy', '1.2.0', 'off', 'too many tags');
+
+  await store.forget('jammy', '1.2.0');
+
+  assert.equal(await store.find('jammy', '1.2.0'), undefined);
+});
