@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
@@ -39,6 +40,7 @@ import {
   type LocalAzure,
 } from '../support/local-azure.js';
 import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
+import { jsonResults, runStemcellMirrorDirect } from '../support/cli-process.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 const OUTAGE_SERIES = 'bosh-azure-hyperv-ubuntu-noble';
@@ -771,4 +773,70 @@ test('a bad setting makes an activity return { ok: false } with the configuratio
   const { results } = await activitiesInWorker(env, [['resolveVersions', { series: SERIES }]]);
 
   assert.deepEqual(results[0]?.outcome, { ok: false, error: expected });
+});
+
+describe('the series lock, as the Functions app holds it', () => {
+  const series = 'bosh-azure-hyperv-ubuntu-locked-go_agent';
+  const claim = { series, leaseId: randomUUID() };
+  const holder = `orchestration mirror-${series} (pid ${process.pid} on ${hostname()})`;
+
+  before(async () => {
+    local.boshio.publish(series, { version: '7.1', tarball: fixture.tarball });
+    const { outcome } = await activity('acquireSeriesLock', { claim, run: `orchestration mirror-${series}` });
+    assert.deepEqual(valueOf(outcome), { acquired: true });
+  });
+
+  test('acquireSeriesLock names the orchestration, the process and the host; another claim is told so', async () => {
+    const { outcome } = await activity('acquireSeriesLock', {
+      claim: { series, leaseId: randomUUID() },
+      run: 'orchestration mirror-other',
+    });
+
+    const refused = valueOf<StepOutputs['acquireSeriesLock']>(outcome);
+    assert.equal(refused.acquired, false);
+    assert.ok(!refused.acquired);
+    assert.equal(refused.holder, holder);
+  });
+
+  test('fault: the command line started next to the Functions app leaves the series to it, naming it', async () => {
+    const boshioBefore = local.boshio.requests.length;
+
+    const run = await runStemcellMirrorDirect(['mirror', '--json', '--series', series], {
+      ...local.env,
+      BASM_SERIES_LOCK_WAIT_SECONDS: '0',
+    });
+
+    assert.equal(run.status, 1, run.stderr);
+    const [result] = jsonResults(run);
+    assert.equal(result?.action, 'failed');
+    assert.ok(String(result?.error).includes(`another run holds series ${series}: ${holder}, since `));
+    assert.deepEqual(local.boshio.requests.slice(boshioBefore), [], 'it looked at bosh.io anyway');
+  });
+
+  test('fault: a step whose run no longer holds the series fails as a value before it does anything', async () => {
+    const boshioBefore = local.boshio.requests.length;
+
+    const { outcome } = await activity('resolveVersions', {
+      series,
+      lock: { series, leaseId: randomUUID() },
+    });
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match((outcome as { error: string }).error, /no longer holds series .*: .* took it over at /);
+    assert.deepEqual(local.boshio.requests.slice(boshioBefore), []);
+  });
+
+  test('a step of the holding run runs, and releaseSeriesLock gives the series back', async () => {
+    const plan = valueOf<StepOutputs['resolveVersions']>(
+      (await activity('resolveVersions', { series, lock: claim })).outcome,
+    );
+    assert.equal(plan.newest.version, '7.1');
+
+    assert.deepEqual(valueOf((await activity('releaseSeriesLock', { claim })).outcome), { released: true });
+    const next = { series, leaseId: randomUUID() };
+    assert.deepEqual(valueOf((await activity('acquireSeriesLock', { claim: next, run: 'next' })).outcome), {
+      acquired: true,
+    });
+    await activity('releaseSeriesLock', { claim: next });
+  });
 });
