@@ -13,7 +13,6 @@ import {
   mirrorVersion,
   type MirrorSeriesInput,
   type MirrorVersionInput,
-  type MonitorSettings,
   type RetryPolicy,
   type Workflow,
   type WorkflowContext,
@@ -51,12 +50,10 @@ function orchestrator<I, R>(run: (ctx: WorkflowContext, input: I) => Workflow<R>
 
 df.app.orchestration(
   ORCHESTRATORS.mirrorSeries,
-  orchestrator<MirrorSeriesInput, unknown>((ctx, input) => mirrorSeries(ctx, input.request, input.monitor)),
+  orchestrator<MirrorSeriesInput, unknown>((ctx, input) => mirrorSeries(ctx, input.request)),
 );
 
 df.app.orchestration(
   ORCHESTRATORS.mirrorVersion,
-  orchestrator<MirrorVersionInput & { monitor: MonitorSettings }, unknown>((ctx, input) =>
-    mirrorVersion(ctx, input),
-  ),
+  orchestrator<MirrorVersionInput, unknown>((ctx, input) => mirrorVersion(ctx, input)),
 );

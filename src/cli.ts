@@ -13,7 +13,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { errorMessage } from './failures.js';
 import { InProcessRunner } from './in-process-runner.js';
 import { createProgressReporter } from './progress.js';
-import { announceSettings, createMirrorServices, monitorSettings, type Logger } from './services.js';
+import { announceSettings, createMirrorServices, type Logger } from './services.js';
 import { mirrorSteps } from './steps.js';
 import { isStemcellVersion } from './versions.js';
 import type { VersionResult, VersionStatus } from './workflow.js';
@@ -157,7 +157,6 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     log,
     onStatus: reportProvisioning(log),
   });
-  const monitor = monitorSettings(config);
 
   const results: VersionResult[] = [];
   for (const series of config.series) {
@@ -167,7 +166,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       ...(command.version !== undefined ? { version: command.version } : {}),
     };
     try {
-      results.push(...(await runner.runSeries(request, monitor)).results);
+      results.push(...(await runner.runSeries(request)).results);
     } catch (error) {
       results.push({
         series,

@@ -7,8 +7,9 @@ import type { GalleryImage, GalleryImageVersion } from '@azure/arm-compute';
 import type { TokenCredential } from '@azure/identity';
 import type { GalleryNaming } from './config.js';
 import { MAX_TAGS, candidateDefinitionNames, tagProblems, type ImageDefinitionSpec } from './cpi.js';
-import { errorCodeOf, errorMessage, httpStatusOf } from './failures.js';
-import { GalleryError, duration, galleryError, requestTimeoutPolicy } from './gallery-error.js';
+import { errorCodeOf, httpStatusOf } from './failures.js';
+import { acceptedWrite, isBusy, untilSettled } from './arm-writes.js';
+import { GalleryError, galleryError, requestTimeoutPolicy } from './gallery-error.js';
 
 export type KnownProvisioningState =
   'Creating' | 'Updating' | 'Succeeded' | 'Failed' | 'Deleting' | 'Migrating';
@@ -33,8 +34,10 @@ export interface ComputeGalleryOptions {
   /** ARM id of the storage account holding the VHD page blobs. */
   storageAccountId: string;
   credential: TokenCredential;
-  /** How often waits (definition creation, deletion) poll when ARM sends no Retry-After; default 2 s. */
+  /** How often waits (definition creation, deletion, tag update) read the resource when ARM sends no Retry-After; default 2 s. */
   pollIntervalMs?: number;
+  /** Waits between reads of a resource; tests pass one that records the delays instead of sleeping. */
+  sleep?: (ms: number) => Promise<void>;
   /**
    * The longest any single ARM request (each attempt, each poll, each page) may take until its answer is read;
    * default 60 s. One that takes longer is abandoned and reported as a transient GalleryError.
@@ -49,18 +52,12 @@ export interface ComputeGalleryOptions {
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 const DEFAULT_OPERATION_TIMEOUT_MS = 30 * 60_000;
-
-type VersionPoller = ReturnType<ComputeManagementClient['galleryImageVersions']['createOrUpdate']>;
+const DEFAULT_POLL_INTERVAL_MS = 2_000;
 
 /** One Azure Compute Gallery, seen through the operations the mirror needs. */
 export class ComputeGallery {
   readonly #client: ComputeManagementClient;
   readonly #options: ComputeGalleryOptions;
-  /**
-   * Creations started by this instance. A failed version's reason is read from its replication status;
-   * the operation's own error, reachable only through the poller, is the fallback when that says nothing.
-   */
-  readonly #started = new Map<string, VersionPoller>();
 
   constructor(options: ComputeGalleryOptions) {
     this.#options = options;
@@ -125,17 +122,16 @@ export class ComputeGallery {
     if (spec.features !== undefined) definition.features = spec.features;
     const what = `Creating image definition ${spec.name} in ${this.#where}`;
     try {
-      const created = await this.#untilDone(
-        this.#client.galleryImages.createOrUpdate(
-          resourceGroup,
-          galleryName,
-          spec.name,
-          definition,
-          this.#pollOptions(),
-        ),
+      const retryAfterMs = await acceptedWrite((options) =>
+        this.#client.galleryImages.createOrUpdate(resourceGroup, galleryName, spec.name, definition, options),
+      );
+      const created = await this.#untilSettled(
+        () => this.#getImageDefinition(spec.name),
+        (current) => current !== undefined && !isBusy(current.provisioningState),
+        retryAfterMs,
         what,
       );
-      if (created.provisioningState !== undefined && created.provisioningState !== 'Succeeded') {
+      if (created?.provisioningState !== undefined && created.provisioningState !== 'Succeeded') {
         throw new GalleryError(
           `${what} ended in provisioning state ${created.provisioningState}. Check the definition in the portal and run again.`,
         );
@@ -161,12 +157,8 @@ export class ComputeGallery {
         },
       );
       const state = versionState(version);
-      const key = versionKey(definitionName, versionName);
-      if (state.provisioningState === 'Failed' && state.errorMessage === undefined) {
-        state.errorMessage = (await this.#operationFailure(key)) ?? NO_REASON;
-      }
-      if (state.provisioningState === 'Succeeded' || state.provisioningState === 'Failed')
-        this.#started.delete(key);
+      if (state.provisioningState === 'Failed' && state.errorMessage === undefined)
+        state.errorMessage = NO_REASON;
       return state;
     } catch (error) {
       if (httpStatusOf(error) === 404) return undefined;
@@ -195,20 +187,26 @@ export class ComputeGallery {
     };
     const what = `Starting image version ${input.definitionName}/${input.versionName} from ${input.blobUrl} in ${this.#where}`;
     try {
-      const poller = this.#client.galleryImageVersions.createOrUpdate(
-        resourceGroup,
-        galleryName,
-        input.definitionName,
-        input.versionName,
-        version,
+      // Create only: a version someone (a director) made since the mirror looked is never overwritten (412).
+      await acceptedWrite(
+        (options) =>
+          this.#client.galleryImageVersions.createOrUpdate(
+            resourceGroup,
+            galleryName,
+            input.definitionName,
+            input.versionName,
+            version,
+            options,
+          ),
+        { 'if-none-match': '*' },
       );
-      // Resolves with the initial response; the poller is never awaited, so nothing polls in the background.
-      await poller.submitted();
-      if (poller.operationState?.status === 'failed') {
-        throw poller.operationState.error ?? new Error('Azure reported the operation failed without details');
-      }
-      this.#started.set(versionKey(input.definitionName, input.versionName), poller);
     } catch (error) {
+      if (httpStatusOf(error) === 412) {
+        throw new GalleryError(
+          `${what} refused: the version exists now (created since the mirror looked); it is decided again, never overwritten.`,
+          { code: 'VersionExists', statusCode: 412 },
+        );
+      }
       throw galleryError(error, what);
     }
   }
@@ -216,17 +214,21 @@ export class ComputeGallery {
   /** Deletes the version and waits until it is gone; a missing version is fine. */
   async deleteImageVersion(definitionName: string, versionName: string): Promise<void> {
     const { resourceGroup, galleryName } = this.#options;
-    this.#started.delete(versionKey(definitionName, versionName));
     const what = `Deleting image version ${definitionName}/${versionName} in ${this.#where}`;
     try {
-      await this.#untilDone(
+      const retryAfterMs = await acceptedWrite((options) =>
         this.#client.galleryImageVersions.delete(
           resourceGroup,
           galleryName,
           definitionName,
           versionName,
-          this.#pollOptions(),
+          options,
         ),
+      );
+      await this.#untilSettled(
+        () => this.#readVersion(definitionName, versionName),
+        (current) => current === undefined,
+        retryAfterMs,
         what,
       );
     } catch (error) {
@@ -279,17 +281,33 @@ export class ComputeGallery {
           { code: 'VersionBusy', transient: true },
         );
       }
-      const updated = await this.#untilDone(
+      const retryAfterMs = await acceptedWrite((options) =>
         this.#client.galleryImageVersions.update(
           resourceGroup,
           galleryName,
           definitionName,
           versionName,
           { tags: merged },
-          this.#pollOptions(),
+          options,
         ),
+      );
+      const updated = await this.#untilSettled(
+        () => this.#readVersion(definitionName, versionName),
+        (current) => current === undefined || !isBusy(current.provisioningState),
+        retryAfterMs,
         what,
       );
+      if (updated === undefined) {
+        throw new GalleryError(`${what} failed: the version disappeared while Azure applied the tags.`, {
+          code: 'VersionDeleted',
+          statusCode: 404,
+        });
+      }
+      if (updated.provisioningState !== 'Succeeded') {
+        throw new GalleryError(
+          `${what} ended in provisioning state ${updated.provisioningState ?? 'Unknown'}. Check the version in the portal and run again.`,
+        );
+      }
       return { ...(updated.tags ?? merged) };
     } catch (error) {
       throw galleryError(error, what);
@@ -307,57 +325,41 @@ export class ComputeGallery {
     }
   }
 
-  // One poll of the creation's async operation; a failed operation throws with Azure's code and message.
-  async #operationFailure(key: string): Promise<string | undefined> {
-    const poller = this.#started.get(key);
-    if (poller === undefined) return undefined;
+  async #readVersion(definitionName: string, versionName: string): Promise<GalleryImageVersion | undefined> {
+    const { resourceGroup, galleryName } = this.#options;
     try {
-      await poller.poll();
-      return poller.operationState?.error?.message;
+      return await this.#client.galleryImageVersions.get(
+        resourceGroup,
+        galleryName,
+        definitionName,
+        versionName,
+      );
     } catch (error) {
-      const message = errorMessage(error);
-      return message.replace(/^The long-running operation has failed\.\s*/, '');
+      if (httpStatusOf(error) === 404) return undefined;
+      throw error;
     }
   }
 
-  /** Waits for a long-running operation, at most operationTimeoutMs; then it stops polling and says so. */
-  async #untilDone<T>(poller: Waitable<T>, what: string): Promise<T> {
-    const limit = positive(this.#options.operationTimeoutMs, DEFAULT_OPERATION_TIMEOUT_MS);
-    const stop = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(
-          new GalleryError(
-            `${what} is still running after ${duration(limit)}: Azure has not finished the operation yet (it goes on in Azure). This looks temporary; it is retried.`,
-            { code: 'OperationTimeout', transient: true },
-          ),
-        );
-        stop.abort();
-      }, limit);
+  /** Waits for a write by reading the resource (src/arm-writes.ts), with this client's interval and timeout. */
+  async #untilSettled<T>(
+    read: () => Promise<T | undefined>,
+    settled: (current: T | undefined) => boolean,
+    retryAfterMs: number | undefined,
+    what: string,
+  ): Promise<T | undefined> {
+    const { operationTimeoutMs, pollIntervalMs, sleep } = this.#options;
+    return untilSettled({
+      read,
+      settled,
+      intervalMs: retryAfterMs ?? positive(pollIntervalMs, DEFAULT_POLL_INTERVAL_MS),
+      timeoutMs: positive(operationTimeoutMs, DEFAULT_OPERATION_TIMEOUT_MS),
+      what,
+      ...(sleep !== undefined ? { sleep } : {}),
     });
-    const done = poller.pollUntilDone({ abortSignal: stop.signal });
-    // After the deadline the poller rejects (aborted) with nobody waiting for it.
-    done.catch(() => undefined);
-    try {
-      return await Promise.race([done, deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  #pollOptions(): { updateIntervalInMs?: number } {
-    return this.#options.pollIntervalMs === undefined
-      ? {}
-      : { updateIntervalInMs: this.#options.pollIntervalMs };
   }
 }
 
 const NO_REASON = 'Azure gave no reason here; see the activity log of the image version';
-
-interface Waitable<T> {
-  pollUntilDone(options?: { abortSignal?: AbortSignal }): Promise<T>;
-}
 
 function positive(value: number | undefined, fallback: number): number {
   return value !== undefined && Number.isFinite(value) && value > 0 ? value : fallback;
@@ -387,10 +389,6 @@ function mergeTags(current: Record<string, string>, tags: Record<string, string>
 function sameTags(a: Record<string, string>, b: Record<string, string>): boolean {
   const keys = Object.keys(a);
   return keys.length === Object.keys(b).length && keys.every((key) => b[key] === a[key]);
-}
-
-function versionKey(definitionName: string, versionName: string): string {
-  return `${definitionName}/${versionName}`.toLowerCase();
 }
 
 function versionState(version: GalleryImageVersion): ImageVersionState {

@@ -1,8 +1,9 @@
 /**
  * The HTTP starter `POST /api/mirror` (function key), optional JSON body `{ "series": "...", "version": "..." }`.
  *
- * One series (named in the body, or the only one configured): 202 with the Durable status URLs, 409 when
- * the series is already being mirrored, 500 when its orchestration could not be started.
+ * One series (named in the body, or the only one configured): 202 with the instance id and the URL of the
+ * app's own read-only status endpoint `GET /api/mirror/{series}` (src/http-status.ts), 409 when the series
+ * is already being mirrored, 500 when its orchestration could not be started.
  * Several series (no body, several configured): each is started on its own, and a failure for one does not
  * hide the others. The answer lists every series with its outcome (`started`, `running` or `failed`) and is
  * 202 when at least one started, 409 when every one was already running, 500 when none started and at least
@@ -12,8 +13,8 @@
  * gallery holds (and how its definitions are named), not whoever holds a function key. Without `series`
  * every configured series is started; `version` then needs exactly one configured series.
  *
- * The status URLs carry the task hub's system key (they allow terminate, purge and rewind): whoever holds
- * this function's key gets them.
+ * The answers never carry Durable's management URLs: those hold the task hub's system key, which also
+ * starts any orchestration with any input. Durable's own status API stays the administrators' tool.
  */
 
 import { loadConfig, SERIES_PATTERN } from './config.js';
@@ -153,43 +154,45 @@ export async function answerMirrorRequest(
   const version = body.value.version;
   const outcomes = await startSeriesMirrors(
     client,
-    config,
     version !== undefined ? { series, version } : { series },
     log,
   );
-  return startAnswer(outcomes, client, request.url);
+  return startAnswer(outcomes, request.url);
 }
 
-/** Durable's status URLs for `instanceId`, on the origin the caller reached (as `createCheckStatusResponse` does). */
-function checkStatusAnswer(client: OrchestrationClient, instanceId: string, requestUrl: string): HttpAnswer {
-  const origin = new URL(requestUrl).origin;
-  const payload = Object.fromEntries(
-    Object.entries(client.createHttpManagementPayload(instanceId) as Record<string, string>).map(
-      ([key, value]) => [key, URL.canParse(value) ? value.replace(new URL(value).origin, origin) : value],
-    ),
-  );
-  return {
-    status: 202,
-    jsonBody: payload,
-    headers: { Location: String(payload.statusQueryGetUri), 'Retry-After': '10' },
-  };
+/**
+ * The app's own read-only status URL of a series (src/http-status.ts), beside the starter's route: it
+ * carries no key (the caller uses its own function key) and grants nothing more than reading.
+ */
+export function seriesStatusUrl(requestUrl: string, series: string): string {
+  const url = new URL(requestUrl);
+  url.search = '';
+  url.hash = '';
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/${encodeURIComponent(series)}`;
+  return url.href;
 }
 
 /** The outcomes of the starts as one HTTP answer (see the status codes above). */
-export function startAnswer(
-  outcomes: readonly SeriesStartOutcome[],
-  client: OrchestrationClient,
-  requestUrl: string,
-): HttpAnswer {
+export function startAnswer(outcomes: readonly SeriesStartOutcome[], requestUrl: string): HttpAnswer {
+  const statusUri = (series: string) => seriesStatusUrl(requestUrl, series);
   const [only] = outcomes;
   if (outcomes.length === 1 && only !== undefined) {
     if (isFailedStart(only)) return { status: 500, jsonBody: { error: START_FAILED, id: only.instanceId } };
-    if (only.started) return checkStatusAnswer(client, only.instanceId, requestUrl);
+    if (only.started) {
+      return {
+        status: 202,
+        jsonBody: { id: only.instanceId, series: only.series, statusUri: statusUri(only.series) },
+        headers: { Location: statusUri(only.series), 'Retry-After': '10' },
+      };
+    }
     return {
       status: 409,
       jsonBody: {
         error: `${only.series} is already being mirrored (instance ${only.instanceId} is ${only.runtimeStatus})`,
-        ...client.createHttpManagementPayload(only.instanceId),
+        id: only.instanceId,
+        series: only.series,
+        runtimeStatus: only.runtimeStatus,
+        statusUri: statusUri(only.series),
       },
     };
   }
@@ -209,7 +212,8 @@ export function startAnswer(
       outcome: outcome.started ? 'started' : 'running',
       started: outcome.started,
       ...(outcome.started ? {} : { runtimeStatus: outcome.runtimeStatus }),
-      ...client.createHttpManagementPayload(outcome.instanceId),
+      id: outcome.instanceId,
+      statusUri: statusUri(outcome.series),
     };
   });
   const failed = outcomes.filter(isFailedStart).length;

@@ -15,7 +15,6 @@ import {
   mirrorVersion,
   type MirrorRequest,
   type MirrorVersionInput,
-  type MonitorSettings,
   type SeriesResult,
   type StepName,
   type Workflow,
@@ -24,7 +23,7 @@ import {
 
 type Task =
   | { kind: 'step'; name: StepName; input: unknown }
-  | { kind: 'version'; input: MirrorVersionInput & { monitor: MonitorSettings }; instanceId: string }
+  | { kind: 'version'; input: MirrorVersionInput; instanceId: string }
   | { kind: 'timer'; fireAt: Date };
 
 export interface InProcessOptions {
@@ -38,8 +37,8 @@ export interface InProcessOptions {
 export class InProcessRunner {
   constructor(private readonly options: InProcessOptions) {}
 
-  runSeries(request: MirrorRequest, monitor: MonitorSettings): Promise<SeriesResult> {
-    return this.drive(mirrorSeries(this.context(), request, monitor));
+  runSeries(request: MirrorRequest): Promise<SeriesResult> {
+    return this.drive(mirrorSeries(this.context(), request));
   }
 
   private context(): WorkflowContext {

@@ -82,6 +82,7 @@ function optionalText(typed: Mapping, written: Mapping, key: string, field = key
 function optionalNumber(typed: Mapping, key: string, field = key): number | undefined {
   const value = typed[key];
   if (value === undefined || value === null) return undefined;
+  // Stryker disable next-line ConditionalExpression: Number.isFinite refuses every non-number too; typeof narrows the type
   if (typeof value !== 'number' || !Number.isFinite(value)) throw invalid(field, 'a number', value);
   return value;
 }
@@ -107,6 +108,7 @@ function optionalTextList(typed: Mapping, key: string, field = key): string[] | 
 }
 
 function parseCloudProperties(typed: unknown, written: unknown): CloudProperties {
+  // Stryker disable next-line LogicalOperator: both come from the same text, so both are mappings or neither
   if (!isMapping(typed) || !isMapping(written)) throw invalid('cloud_properties', 'a mapping', typed);
   const field = (key: string) => `cloud_properties.${key}`;
   const raw: Record<string, string | number | boolean> = {};
@@ -114,8 +116,6 @@ function parseCloudProperties(typed: unknown, written: unknown): CloudProperties
     if (typeof value === 'number' || typeof value === 'boolean') raw[key] = value;
     else if (typeof value === 'string') raw[key] = written[key] as string;
   }
-  // Versions are text: an unquoted `1.100` must not turn into the number 1.1.
-  if (typeof written.version === 'string') raw.version = written.version;
 
   const properties: CloudProperties = {
     name: requiredText(typed, written, 'name', field('name')),
@@ -125,6 +125,8 @@ function parseCloudProperties(typed: unknown, written: unknown): CloudProperties
     architecture: requiredText(typed, written, 'architecture', field('architecture')),
     raw,
   };
+  // Versions are text: an unquoted `1.100` must not turn into the number 1.1 (requiredText checked it).
+  raw.version = written.version as string;
   const optional: Partial<CloudProperties> = {
     hypervisor: optionalText(typed, written, 'hypervisor', field('hypervisor')),
     disk: optionalNumber(typed, 'disk', field('disk')),
@@ -153,6 +155,7 @@ export function parseStemcellManifest(text: string): StemcellManifest {
   } catch (error) {
     throw new StemcellError(`${MANIFEST_FILE} is not valid YAML: ${(error as Error).message}`);
   }
+  // Stryker disable next-line LogicalOperator: both come from the same text, so both are mappings or neither
   if (!isMapping(typed) || !isMapping(written)) throw invalid('(document)', 'a mapping', typed);
 
   const sha1 = requiredText(typed, written, 'sha1');

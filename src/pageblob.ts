@@ -247,14 +247,14 @@ export async function findCompletedVhdBlob(
   blobName: string,
   imageSha256: string,
   options?: { timeoutMs?: number },
-): Promise<{ blobUrl: string; size: number } | undefined> {
+): Promise<{ blobUrl: string; size: number; metadata: VhdBlobMetadata } | undefined> {
   const where = `page blob '${blobName}' in container '${container.containerName}'`;
   const calls = storageCalls(where, undefined, options?.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
   const blob = container.getPageBlobClient(blobName);
   const properties = await propertiesIfExists(blob, calls);
   if (properties === undefined || properties.contentLength === undefined) return undefined;
   if (!isCompleteUpload(properties, imageSha256, properties.contentLength)) return undefined;
-  return { blobUrl: blob.url, size: properties.contentLength };
+  return { blobUrl: blob.url, size: properties.contentLength, metadata: properties.metadata ?? {} };
 }
 
 type FoundBlob =

@@ -20,6 +20,25 @@ export interface SeriesLockClaim {
   leaseId: string;
 }
 
+const LEASE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The claim a step carries, as a claim on `series` (the step's own series, when it names one): a lease id that
+ * is a GUID, so a lease condition is always sent (an empty one would let a write through on an unleased blob).
+ */
+export function requireClaim(claim: unknown, series: unknown): SeriesLockClaim {
+  const { series: claimed, leaseId } = (claim ?? {}) as Partial<Record<keyof SeriesLockClaim, unknown>>;
+  if (typeof claimed !== 'string' || typeof leaseId !== 'string' || !LEASE_ID.test(leaseId)) {
+    throw new SeriesLockLost('This step carries no valid claim on a series lock; it does nothing.');
+  }
+  if (series !== undefined && series !== claimed) {
+    throw new SeriesLockLost(
+      `This step's claim is on series ${claimed}, not on ${JSON.stringify(series)}, the series it would act on; it does nothing.`,
+    );
+  }
+  return { series: claimed, leaseId };
+}
+
 /** Who holds a series, as its lock blob says. */
 export interface SeriesLockHolder {
   /** The run and the machine it runs on, e.g. `command line (pid 4242 on build-7)`. */

@@ -11,7 +11,7 @@ import { createAzureCredential } from './credentials.js';
 import { ComputeGallery, type ComputeGalleryOptions } from './gallery.js';
 import { NotificationRecords } from './notification-record.js';
 import { SeriesLocks } from './series-lock.js';
-import type { MonitorSettings } from './workflow.js';
+import type { MonitorSettings, SeriesLockWait } from './workflow.js';
 
 export interface Logger {
   info(message: string): void;
@@ -89,7 +89,14 @@ export function monitorSettings(config: MirrorConfig): MonitorSettings {
   return {
     pollIntervalSeconds: config.versionPollIntervalSeconds,
     deadlineMinutes: config.versionReadyTimeoutMinutes,
-    seriesLockWaitSeconds: config.seriesLockWaitSeconds,
+  };
+}
+
+/** How long a run waits for a series another run holds, and how often it looks, as the settings say. */
+export function seriesLockWait(config: MirrorConfig): SeriesLockWait {
+  return {
+    waitSeconds: config.seriesLockWaitSeconds,
+    pollIntervalSeconds: config.versionPollIntervalSeconds,
   };
 }
 

@@ -5,14 +5,24 @@
 
 import type { MirrorConfig } from './config.js';
 import { errorMessage } from './failures.js';
-import { announceSettings, monitorSettings, type Logger } from './services.js';
+import { announceSettings, type Logger } from './services.js';
 import { ORCHESTRATORS, seriesInstanceId, type MirrorRequest, type MirrorSeriesInput } from './workflow.js';
 
-/** What the starters need of Durable's client (durable-functions' `DurableClient` has this shape). */
+/**
+ * What the app needs of Durable's client (durable-functions' `DurableClient` has this shape). Nothing
+ * here hands out management URLs: they carry the task hub's system key.
+ */
 export interface OrchestrationClient {
-  getStatus(instanceId: string): Promise<{ runtimeStatus?: string }>;
+  getStatus(instanceId: string): Promise<InstanceStatus>;
   startNew(name: string, options: { instanceId: string; input: unknown }): Promise<string>;
-  createHttpManagementPayload(instanceId: string): object;
+}
+
+export interface InstanceStatus {
+  runtimeStatus?: string;
+  customStatus?: unknown;
+  output?: unknown;
+  createdTime?: Date | string;
+  lastUpdatedTime?: Date | string;
 }
 
 export interface StartLogger extends Logger {
@@ -93,17 +103,15 @@ async function runtimeStatusOf(client: OrchestrationClient, instanceId: string):
 /** Starts each series in turn; each outcome is logged, a failure's cause only there. */
 export async function startSeriesMirrors(
   client: OrchestrationClient,
-  config: MirrorConfig,
   request: { series: readonly string[]; version?: string },
   log: StartLogger,
 ): Promise<SeriesStartOutcome[]> {
-  const monitor = monitorSettings(config);
   const outcomes: SeriesStartOutcome[] = [];
   for (const series of request.series) {
     const mirrorRequest: MirrorRequest = { series };
     if (request.version !== undefined) mirrorRequest.version = request.version;
     try {
-      const start = await startSeriesMirror(client, { request: mirrorRequest, monitor });
+      const start = await startSeriesMirror(client, { request: mirrorRequest });
       log.info(
         start.started
           ? `${series}: started orchestration ${start.instanceId}`
@@ -126,7 +134,7 @@ export async function startScheduledMirrors(
   log: StartLogger,
 ): Promise<void> {
   announceSettings(config, log);
-  const outcomes = await startSeriesMirrors(client, config, { series: config.series }, log);
+  const outcomes = await startSeriesMirrors(client, { series: config.series }, log);
   const failed = outcomes.filter(isFailedStart).map((outcome) => outcome.series);
   if (failed.length > 0)
     throw new Error(`could not start the mirror of ${failed.join(', ')}; see the errors above`);

@@ -11,26 +11,23 @@
 
 import { createHash } from 'node:crypto';
 import type { Readable, TransformCallback } from 'node:stream';
-import { Transform, Writable } from 'node:stream';
+import { Transform } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { ReadEntry } from 'tar';
-import { Parser } from 'tar';
 import type { StemcellRelease } from './boshio.js';
 import type { StemcellManifest } from './manifest.js';
 import { StemcellError, parseStemcellManifest } from './manifest.js';
 import type { Extent } from './vhd.js';
 import { MIB, SparseFileWriter } from './vhd.js';
+import type { StemcellBounds } from './stemcell-bounds.js';
+import { BEFORE_MANIFEST_BYTES, MAX_MANIFEST_BYTES, stemcellBounds } from './stemcell-bounds.js';
+import { TarSink, checkEntry, entryName, isRegularFile } from './tar-entries.js';
 import { VHD_FILE } from './workdir.js';
 
 export const MANIFEST_ENTRY = 'stemcell.MF';
 export const IMAGE_ENTRY = 'image';
-const MAX_MANIFEST_BYTES = MIB;
-const MAX_VHD_BYTES = 64 * 1024 * MIB;
-// Each gunzip stage may inflate to at most the largest VHD plus room for the small side files.
-const MAX_INFLATED_BYTES = MAX_VHD_BYTES + 256 * MIB;
 const ZLIB_OPTIONS = { chunkSize: MIB };
-const REGULAR_FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
 
 export interface Digests {
   sha1: string;
@@ -63,65 +60,6 @@ export class DigestTap extends Transform {
   }
   digests(): Digests {
     return { sha1: this.#sha1.digest('hex'), sha256: this.#sha256.digest('hex') };
-  }
-}
-
-/** Tar entry names as archivers write them: `./root.vhd` and `root.vhd` are the same file. */
-function entryName(entry: ReadEntry): string {
-  return entry.path.replace(/^(\.\/)+/, '');
-}
-
-function isRegularFile(entry: ReadEntry): boolean {
-  return REGULAR_FILE_TYPES.has(entry.type);
-}
-
-/**
- * A Writable front for node-tar's Parser: passes its backpressure on, caps the inflated bytes, turns
- * its warnings (truncation, bad headers) into errors, and finishes only after the parser has ended.
- */
-export class TarSink extends Writable {
-  readonly parser: Parser;
-  #bytes = 0;
-  #sawEndOfArchive = false;
-  readonly label: string;
-
-  constructor(label: string, onEntry: (entry: ReadEntry) => void) {
-    super({ highWaterMark: 4 * MIB });
-    this.label = label;
-    this.parser = new Parser({
-      onReadEntry: onEntry,
-      onwarn: (code: string, message: string | Error) => this.#onWarning(code, message),
-    });
-    this.parser.on('eof', () => (this.#sawEndOfArchive = true));
-    this.parser.on('error', (error: Error) => this.destroy(this.#corrupt(error.message)));
-  }
-
-  #corrupt(message: string): StemcellError {
-    return new StemcellError(`${this.label} is not a valid tar archive: ${message}`);
-  }
-
-  #onWarning(code: string, message: string | Error): void {
-    const text = typeof message === 'string' ? message : message.message;
-    // An archive with no entries at all is well-formed; the missing entry is reported by name later.
-    if (code === 'TAR_BAD_ARCHIVE' && /Unrecognized archive format/.test(text) && this.#sawEndOfArchive)
-      return;
-    this.destroy(this.#corrupt(`${code} ${text}`));
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#bytes += chunk.length;
-    if (this.#bytes > MAX_INFLATED_BYTES) {
-      return callback(
-        new StemcellError(`${this.label} inflates to more than ${MAX_INFLATED_BYTES} bytes: refusing it`),
-      );
-    }
-    if (this.parser.write(chunk) || this.destroyed) return callback();
-    this.parser.once('drain', () => callback());
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.parser.once('end', () => callback());
-    this.parser.end();
   }
 }
 
@@ -186,10 +124,16 @@ class RootVhd {
   /** Resolves once the file handle is closed, so a failed attempt can delete the file for good. */
   readonly closed: Promise<unknown>;
 
-  constructor(entry: ReadEntry, path: string, subject: string, onError: (error: unknown) => void) {
-    if (entry.size > MAX_VHD_BYTES) {
+  constructor(
+    entry: ReadEntry,
+    path: string,
+    bounds: StemcellBounds,
+    subject: string,
+    onError: (error: unknown) => void,
+  ) {
+    if (entry.size > bounds.vhdBytes) {
       throw new StemcellError(
-        `${subject}: ${VHD_FILE} is ${entry.size} bytes, more than the ${MAX_VHD_BYTES} allowed`,
+        `${subject}: ${VHD_FILE} is ${entry.size} bytes, larger than the ${bounds.vhdBytes} expected (${bounds.reason}); refused before writing it`,
       );
     }
     this.#subject = subject;
@@ -223,21 +167,32 @@ class ImageExtraction {
   readonly #innerTar: TarSink;
   readonly #subject: string;
   readonly #vhdPath: string;
+  readonly #bounds: StemcellBounds;
   readonly #onError: (error: unknown) => void;
   #vhd: RootVhd | undefined;
   readonly done: Promise<{ image: Digests; vhd: StreamedVhd }>;
 
   constructor(
     entry: ReadEntry,
-    manifest: StemcellManifest,
+    stemcell: { manifest: StemcellManifest; bounds: StemcellBounds },
     vhdPath: string,
     subject: string,
     onError: (error: unknown) => void,
   ) {
+    const { manifest, bounds } = stemcell;
+    if (entry.size > bounds.imageBytes) {
+      throw new StemcellError(
+        `${subject}: ${IMAGE_ENTRY} is ${entry.size} bytes, larger than the ${bounds.imageBytes} a compressed root.vhd can be (${bounds.reason})`,
+      );
+    }
     this.#subject = subject;
     this.#vhdPath = vhdPath;
+    this.#bounds = bounds;
     this.#onError = onError;
-    this.#innerTar = new TarSink(`${subject} image`, (vhdEntry) => this.#accept(vhdEntry));
+    this.#innerTar = new TarSink(`${subject} image`, (vhdEntry) => this.#accept(vhdEntry), {
+      bytes: bounds.imageTarBytes,
+      reason: bounds.reason,
+    });
     this.done = this.#run(manifest.sha1);
     this.done.catch(onError);
     entry.pipe(this.#digests);
@@ -249,10 +204,11 @@ class ImageExtraction {
   }
 
   #accept(entry: ReadEntry): void {
-    if (!isRegularFile(entry) || entryName(entry) !== VHD_FILE) return void entry.resume();
     try {
+      checkEntry(entry, `${this.#subject} image`, [VHD_FILE]);
+      if (!isRegularFile(entry) || entryName(entry) !== VHD_FILE) return void entry.resume();
       if (this.#vhd) throw new StemcellError(`${this.#subject}: the image holds ${VHD_FILE} twice`);
-      this.#vhd = new RootVhd(entry, this.#vhdPath, this.#subject, this.#onError);
+      this.#vhd = new RootVhd(entry, this.#vhdPath, this.#bounds, this.#subject, this.#onError);
     } catch (error) {
       entry.resume();
       this.#onError(error);
@@ -283,18 +239,18 @@ class StemcellContents {
   readonly #release: StemcellRelease;
   readonly #subject: string;
   readonly #vhdPath: string;
-  readonly #stop: (error: Error) => void;
+  readonly #tar: TarSink;
   #firstEntry = true;
-  #manifest: StemcellManifest | undefined;
+  #stemcell: { manifest: StemcellManifest; bounds: StemcellBounds } | undefined;
   #image: ImageExtraction | undefined;
   #failure: Error | undefined;
 
-  /** `stop` ends the outer stream when any stage fails. */
-  constructor(release: StemcellRelease, vhdPath: string, stop: (error: Error) => void) {
+  /** `tar` is the stemcell tar whose entries these are: bounded by the manifest, stopped on failure. */
+  constructor(release: StemcellRelease, vhdPath: string, tar: TarSink) {
     this.#release = release;
     this.#subject = subjectOf(release);
     this.#vhdPath = vhdPath;
-    this.#stop = stop;
+    this.#tar = tar;
   }
 
   accept(entry: ReadEntry): void {
@@ -307,6 +263,7 @@ class StemcellContents {
   }
 
   #route(entry: ReadEntry): void {
+    checkEntry(entry, `${this.#subject} tarball`, [MANIFEST_ENTRY, IMAGE_ENTRY]);
     const name = entryName(entry);
     if (entry.type === 'Directory') return void entry.resume();
     if (this.#firstEntry && name !== MANIFEST_ENTRY) {
@@ -322,35 +279,46 @@ class StemcellContents {
   }
 
   #startManifest(entry: ReadEntry): void {
-    if (this.#manifest)
+    if (this.#stemcell)
       throw new StemcellError(`${this.#subject}: the tarball holds ${MANIFEST_ENTRY} twice`);
     const fail = (error: unknown): void => this.fail(error);
-    readManifest(entry, this.#release, (manifest) => (this.#manifest = manifest), fail);
+    readManifest(entry, this.#release, (manifest) => this.#onManifest(manifest), fail);
+  }
+
+  #onManifest(manifest: StemcellManifest): void {
+    let bounds: StemcellBounds;
+    try {
+      bounds = stemcellBounds(manifest);
+    } catch (error) {
+      throw new StemcellError(`${this.#subject}: ${(error as Error).message}`);
+    }
+    this.#tar.limitTo(bounds.tarballTarBytes, bounds.reason);
+    this.#stemcell = { manifest, bounds };
   }
 
   #startImage(entry: ReadEntry): void {
-    if (!this.#manifest)
+    if (!this.#stemcell)
       throw new StemcellError(`${this.#subject}: ${IMAGE_ENTRY} comes before a valid ${MANIFEST_ENTRY}`);
     if (this.#image) throw new StemcellError(`${this.#subject}: the tarball holds ${IMAGE_ENTRY} twice`);
     const fail = (error: unknown): void => this.fail(error);
-    this.#image = new ImageExtraction(entry, this.#manifest, this.#vhdPath, this.#subject, fail);
+    this.#image = new ImageExtraction(entry, this.#stemcell, this.#vhdPath, this.#subject, fail);
   }
 
   /** Records the first failure and stops every stage. */
   fail(error: unknown): void {
     this.#failure ??= error instanceof Error ? error : new Error(String(error));
-    this.#stop(error as Error);
+    this.#tar.destroy(error as Error);
     this.#image?.abort(error as Error);
   }
 
   /** What the entries gave, once the outer tar has ended. */
   async result(): Promise<{ manifest: StemcellManifest; image: Digests; vhd: StreamedVhd }> {
     if (this.#failure) throw this.#failure;
-    if (!this.#manifest)
+    if (!this.#stemcell)
       throw new StemcellError(`${this.#subject}: stemcell tarball has no ${MANIFEST_ENTRY} entry`);
     if (!this.#image)
       throw new StemcellError(`${this.#subject}: stemcell tarball has no \`${IMAGE_ENTRY}\` entry`);
-    return { manifest: this.#manifest, ...(await this.#image.done) };
+    return { manifest: this.#stemcell.manifest, ...(await this.#image.done) };
   }
 
   /** Stops every stage and waits until no file is open; returns the error to report. */
@@ -373,8 +341,11 @@ export async function streamStemcell(
   signal: AbortSignal | undefined,
 ): Promise<StreamedStemcell> {
   const tarballDigests = new DigestTap();
-  const contents = new StemcellContents(release, vhdPath, (error) => outerTar.destroy(error));
-  const outerTar = new TarSink(`${subjectOf(release)} tarball`, (entry) => contents.accept(entry));
+  const outerTar = new TarSink(`${subjectOf(release)} tarball`, (entry) => contents.accept(entry), {
+    bytes: BEFORE_MANIFEST_BYTES,
+    reason: `${MANIFEST_ENTRY} comes first and is at most ${MAX_MANIFEST_BYTES} bytes`,
+  });
+  const contents = new StemcellContents(release, vhdPath, outerTar);
   try {
     await pipeline(source, tarballDigests, createGunzip(ZLIB_OPTIONS), outerTar, signal ? { signal } : {});
     const { manifest, image, vhd } = await contents.result();

@@ -161,6 +161,7 @@ function isExtractedStemcell(value: unknown): value is ExtractedStemcell {
     v !== null &&
     typeof v.imageSha256 === 'string' &&
     typeof v.tarballSha256 === 'string' &&
+    typeof v.tarballSha1 === 'string' &&
     typeof v.vhdSize === 'number' &&
     typeof v.dataBytes === 'number' &&
     typeof v.manifest === 'object' &&
@@ -168,12 +169,29 @@ function isExtractedStemcell(value: unknown): value is ExtractedStemcell {
   );
 }
 
-/** A previous complete extraction of this series+version, or undefined (absent, incomplete or another image). */
+/** What an earlier extraction must match to be reused; an absent field is not checked. */
+export interface ExtractionExpectations {
+  /** SHA-256 of the `image` entry (the gallery version's content). */
+  imageSha256?: string;
+  /** The tarball's digests as bosh.io lists them now: SHA-256 when listed, else SHA-1. */
+  listedTarball?: Pick<StemcellRelease, 'sha256' | 'sha1'>;
+}
+
+function isSameTarball(result: ExtractedStemcell, listed: Pick<StemcellRelease, 'sha256' | 'sha1'>): boolean {
+  if (listed.sha256 !== undefined) return result.tarballSha256 === listed.sha256.toLowerCase();
+  if (listed.sha1 !== undefined) return result.tarballSha1 === listed.sha1.toLowerCase();
+  return false;
+}
+
+/**
+ * A previous complete extraction of this series+version, or undefined (absent, incomplete, another
+ * image, or another tarball than the one bosh.io lists now).
+ */
 export async function findExtractedStemcell(
   workDir: string,
   series: string,
   version: string,
-  expectedImageSha256?: string,
+  expected: ExtractionExpectations = {},
 ): Promise<ExtractedStemcell | undefined> {
   const paths = stemcellWorkPaths(workDir, series, version);
   let result: unknown;
@@ -184,8 +202,9 @@ export async function findExtractedStemcell(
   }
   if (!isExtractedStemcell(result) || result.series !== series || result.version !== version)
     return undefined;
-  if (expectedImageSha256 !== undefined && result.imageSha256 !== expectedImageSha256.toLowerCase())
-    return undefined;
+  const { imageSha256, listedTarball } = expected;
+  if (imageSha256 !== undefined && result.imageSha256 !== imageSha256.toLowerCase()) return undefined;
+  if (listedTarball !== undefined && !isSameTarball(result, listedTarball)) return undefined;
   const [vhd, extents] = await Promise.all([
     stat(paths.vhdPath).catch(() => undefined),
     stat(paths.extentsPath).catch(() => undefined),

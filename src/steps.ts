@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listStemcellReleases } from './boshio.js';
 import type { StemcellRelease } from './boshio.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type MirrorConfig } from './config.js';
 import { decideExistingVersion, NEITHER_MIRROR_NOR_CPI } from './existing-version.js';
 import {
   MAX_TAG_VALUE,
@@ -21,24 +21,42 @@ import {
   stemcellReferencesWith,
 } from './cpi.js';
 import { errorMessage, isTransientError } from './failures.js';
+import { GalleryError } from './gallery-error.js';
 import type { ImageVersionState } from './gallery.js';
 import { displayUrl } from './https-fetch.js';
 import { notifyStemcellPublished } from './notify.js';
 import { NOTIFICATION_RECORD_PREFIX } from './notification-record.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
-import { announceSettings, createMirrorServices, type Logger, type MirrorServices } from './services.js';
+import {
+  MANIFEST_METADATA,
+  boshioRelease,
+  manifestMetadata,
+  requireConfiguredSeries,
+  requireConfiguredStemcell,
+  requireSeriesDefinition,
+  uploadedStemcell,
+} from './provenance.js';
+import {
+  announceSettings,
+  createMirrorServices,
+  monitorSettings,
+  seriesLockWait,
+  type Logger,
+  type MirrorServices,
+} from './services.js';
 import {
   downloadAndExtractStemcell,
   findExtractedStemcell,
   removeStemcellWorkFiles,
   type ExtractedStemcell,
 } from './stemcell.js';
-import { describeHolder } from './series-lock.js';
+import { describeHolder, requireClaim, type SeriesLockClaim } from './series-lock.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
 import type {
   ExtractedStemcellSummary,
+  StemcellRef,
   StepInputs,
   StepName,
   StepOutcome,
@@ -127,12 +145,19 @@ function extract(services: MirrorServices, release: StemcellRelease): Promise<Ex
   });
 }
 
+/** A lock claim on a series the mirror is configured for, with a GUID lease id; refused otherwise. */
+function configuredClaim(config: MirrorConfig, claim: unknown): SeriesLockClaim {
+  requireConfiguredSeries(config, (claim as { series?: unknown } | undefined)?.series);
+  return requireClaim(claim, undefined);
+}
+
 /** First: the series for this run, or who holds it; a holder without heartbeat for the bound is taken over. */
 export async function acquireSeriesLock(
   { config, seriesLocks, log }: MirrorServices,
-  { claim, run }: StepInputs['acquireSeriesLock'],
+  { claim: named, run }: StepInputs['acquireSeriesLock'],
 ): Promise<StepOutputs['acquireSeriesLock']> {
-  const taken = await seriesLocks.acquire(claim, `${run} (pid ${process.pid} on ${hostname()})`);
+  const claim = configuredClaim(config, named);
+  const taken = await seriesLocks.acquire(claim, `${String(run)} (pid ${process.pid} on ${hostname()})`);
   if (!taken.acquired) {
     log.info(describeHolder(claim.series, taken));
   } else if (taken.tookOverFrom !== undefined) {
@@ -142,14 +167,15 @@ export async function acquireSeriesLock(
         `${dead.heartbeatAt}, more than BASM_SERIES_LOCK_STALE_SECONDS ${config.seriesLockStaleSeconds} s)`,
     );
   }
-  return taken;
+  return { ...taken, wait: seriesLockWait(config) };
 }
 
 /** Last: the series back, so the next run need not wait for the lock to go stale. */
 export async function releaseSeriesLock(
-  { seriesLocks, log }: MirrorServices,
-  { claim }: StepInputs['releaseSeriesLock'],
+  { config, seriesLocks, log }: MirrorServices,
+  { claim: named }: StepInputs['releaseSeriesLock'],
 ): Promise<StepOutputs['releaseSeriesLock']> {
+  const claim = configuredClaim(config, named);
   const released = await seriesLocks.release(claim);
   if (!released) log.warn(`series ${claim.series}: another run had taken it over before this run ended`);
   return { released };
@@ -160,6 +186,7 @@ export async function resolveVersions(
   { config, gallery, notificationRecords, log }: MirrorServices,
   { series, version }: StepInputs['resolveVersions'],
 ): Promise<StepOutputs['resolveVersions']> {
+  requireConfiguredSeries(config, series);
   const releases = await listStemcellReleases(config.boshioUrl, series, {
     timeoutMs: config.httpTimeoutMs,
     all: version !== undefined,
@@ -190,46 +217,63 @@ export async function resolveVersions(
 /** Step 2.1: the stemcell's root.vhd on local disk, reusing an extraction of the very same tarball. */
 export async function downloadAndExtract(
   services: MirrorServices,
-  { release }: StepInputs['downloadAndExtract'],
+  { series, version }: StepInputs['downloadAndExtract'],
 ): Promise<StepOutputs['downloadAndExtract']> {
-  const previous = await findExtractedStemcell(services.config.workDir, release.series, release.version);
+  requireConfiguredStemcell(services.config, series, version);
+  const release = await boshioRelease(services.config, series, version);
   // Reuse only an extraction of the very tarball bosh.io lists now.
-  const same = release.sha256
-    ? previous?.tarballSha256 === release.sha256
-    : previous?.tarballSha1 === release.sha1;
-  if (previous && same) return summarize(previous);
-  services.log.info(`${release.series} ${release.version}: downloading ${displayUrl(release.url)}`);
+  const previous = await findExtractedStemcell(services.config.workDir, series, version, {
+    listedTarball: release,
+  });
+  if (previous) return summarize(previous);
+  services.log.info(`${series} ${version}: downloading ${displayUrl(release.url)}`);
   return summarize(await extract(services, release));
 }
 
 /** Step 2.2: the VHD's non-zero extents in the page blob; a complete blob of the same image is kept. */
 export async function uploadVhd(
   services: MirrorServices,
-  { release, stemcell }: StepInputs['uploadVhd'],
+  { series, version, imageSha256 }: StepInputs['uploadVhd'],
 ): Promise<StepOutputs['uploadVhd']> {
   const { config, vhdContainer, log } = services;
-  const blobName = vhdBlobName(release.series, release.version);
-  const done = await findCompletedVhdBlob(vhdContainer, blobName, stemcell.imageSha256);
-  if (done) {
-    log.info(`${release.series} ${release.version}: ${done.blobUrl} already holds this VHD`);
-    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes: stemcell.dataBytes, alreadyComplete: true };
+  requireConfiguredStemcell(config, series, version);
+  const release = await boshioRelease(config, series, version);
+  const blobName = vhdBlobName(series, version);
+  const done = await findCompletedVhdBlob(vhdContainer, blobName, imageSha256);
+  if (done?.metadata[MANIFEST_METADATA] !== undefined) {
+    log.info(`${series} ${version}: ${done.blobUrl} already holds this VHD`);
+    const dataBytes = Number(done.metadata['data_bytes'] ?? '0');
+    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes, alreadyComplete: true };
   }
   // Another instance (or a restart) may have extracted it: then extract here again.
-  let local = await findExtractedStemcell(
-    config.workDir,
-    release.series,
-    release.version,
-    stemcell.imageSha256,
-  );
+  let local = await findExtractedStemcell(config.workDir, series, version, {
+    imageSha256,
+    listedTarball: release,
+  });
   if (!local) {
-    log.info(`${release.series} ${release.version}: no local root.vhd here; extracting again`);
+    log.info(`${series} ${version}: no local root.vhd here; extracting again`);
     local = await extract(services, release);
-    if (local.imageSha256 !== stemcell.imageSha256) {
+    if (local.imageSha256 !== imageSha256) {
       throw new Error(
-        `${release.series} ${release.version}: bosh.io now serves a different image ` +
-          `(SHA-256 ${local.imageSha256}, expected ${stemcell.imageSha256}); refusing to mix them`,
+        `${series} ${version}: bosh.io now serves a different image ` +
+          `(SHA-256 ${local.imageSha256}, expected ${imageSha256}); refusing to mix them`,
       );
     }
+  }
+  const metadata = {
+    stemcell_series: series,
+    stemcell_version: version,
+    source_url: displayUrl(release.url),
+    tarball_sha256: local.tarballSha256,
+    image_sha1: local.imageSha1,
+    image_sha256: local.imageSha256,
+    data_bytes: String(local.dataBytes),
+    [MANIFEST_METADATA]: manifestMetadata(local.manifest),
+  };
+  if (done) {
+    // Uploaded before later steps read the manifest from the blob: record it, the pages are there.
+    await vhdContainer.getPageBlobClient(blobName).setMetadata({ ...done.metadata, ...metadata });
+    return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes: local.dataBytes, alreadyComplete: true };
   }
   const uploaded = await uploadSparseVhd({
     container: vhdContainer,
@@ -237,23 +281,9 @@ export async function uploadVhd(
     vhdPath: local.vhdPath,
     extents: await readExtents(local.extentsPath),
     size: local.vhdSize,
-    metadata: {
-      stemcell_series: release.series,
-      stemcell_version: release.version,
-      source_url: displayUrl(release.url),
-      tarball_sha256: local.tarballSha256,
-      image_sha1: local.imageSha1,
-      image_sha256: local.imageSha256,
-    },
+    metadata,
     concurrency: config.uploadConcurrency,
-    onProgress: (bytes, total) =>
-      services.onProgress?.({
-        series: release.series,
-        version: release.version,
-        phase: 'upload',
-        bytes,
-        total,
-      }),
+    onProgress: (bytes, total) => services.onProgress?.({ series, version, phase: 'upload', bytes, total }),
   });
   if (uploaded.replacedBecause)
     log.warn(`${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`);
@@ -265,25 +295,58 @@ export async function uploadVhd(
   };
 }
 
+/** The mirror's upload of the stemcell: what definitions and versions are made from. */
+function uploadOf({ config, vhdContainer }: MirrorServices, { series, version }: StemcellRef) {
+  requireConfiguredStemcell(config, series, version);
+  return uploadedStemcell(vhdContainer, series, version, config.httpTimeoutMs);
+}
+
 /** Step 2.3: the image definition the stemcell belongs in, created when absent. */
 export async function ensureImageDefinition(
-  { config, gallery, log }: MirrorServices,
-  { manifest }: StepInputs['ensureImageDefinition'],
+  services: MirrorServices,
+  ref: StepInputs['ensureImageDefinition'],
 ): Promise<StepOutputs['ensureImageDefinition']> {
-  const spec = imageDefinitionFor(manifest, config.gallery);
-  const state = await gallery.ensureImageDefinition(spec);
-  if (state === 'created') log.info(`created image definition ${spec.name}`);
+  const { manifest } = await uploadOf(services, ref);
+  const spec = imageDefinitionFor(manifest, services.config.gallery);
+  const state = await services.gallery.ensureImageDefinition(spec);
+  if (state === 'created') services.log.info(`created image definition ${spec.name}`);
   return { definitionName: spec.name, created: state === 'created' };
 }
 
-/** Step 2.4: start the image version's creation (not waiting for it), or use the one already there. */
+/**
+ * Step 2.4: start the image version's creation (not waiting for it), or use the one already there. The PUT
+ * creates only (If-None-Match): a version someone made between the look and the PUT is decided about again.
+ */
 export async function createImageVersion(
-  { config, gallery, notificationRecords, log }: MirrorServices,
-  { definitionName, galleryVersion, blobUrl, release, stemcell }: StepInputs['createImageVersion'],
+  services: MirrorServices,
+  ref: StepInputs['createImageVersion'],
 ): Promise<StepOutputs['createImageVersion']> {
-  const where = `image version ${definitionName}/${galleryVersion}`;
+  const upload = await uploadOf(services, ref);
+  const definitionName = imageDefinitionFor(upload.manifest, services.config.gallery).name;
+  const target: VersionTarget = { definitionName, galleryVersion: galleryVersionName(ref.version), upload };
+  const where = `image version ${definitionName}/${target.galleryVersion}`;
+  const first = await useOrCreateVersion(services, target, where);
+  if (first !== 'taken') return first;
+  services.log.info(`${where}: created by someone else since the mirror looked; deciding again`);
+  const second = await useOrCreateVersion(services, target, where);
+  if (second !== 'taken') return second;
+  throw new TryAgainLater(`${where} keeps being created by someone else; trying again later`);
+}
+
+interface VersionTarget {
+  definitionName: string;
+  galleryVersion: string;
+  upload: Awaited<ReturnType<typeof uploadOf>>;
+}
+
+/** One look at the gallery's version and what it calls for; `taken` when the create lost a race. */
+async function useOrCreateVersion(
+  { config, gallery, notificationRecords, log }: MirrorServices,
+  { definitionName, galleryVersion, upload }: VersionTarget,
+  where: string,
+): Promise<StepOutputs['createImageVersion'] | 'taken'> {
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
-  const decision = decideExistingVersion(existing, stemcell.imageSha256);
+  const decision = decideExistingVersion(existing, upload.imageSha256);
   switch (decision.action) {
     case 'wait':
       throw new TryAgainLater(`${where} ${decision.reason}`);
@@ -301,6 +364,7 @@ export async function createImageVersion(
       return {
         outcome: decision.finished ? 'exists' : 'started',
         provisioningState: decision.provisioningState,
+        definitionName,
       };
     case 'recreate':
       log.warn(`${where} ${decision.reason}`);
@@ -311,42 +375,54 @@ export async function createImageVersion(
   }
   // A new version of that name has not been announced, whatever was recorded of an earlier one.
   await notificationRecords.forget(definitionName, galleryVersion);
-  await gallery.startImageVersion({
-    definitionName,
-    versionName: galleryVersion,
-    blobUrl,
-    tags: imageVersionTags({
-      manifest: stemcell.manifest,
-      imageSha256: stemcell.imageSha256,
-      galleryName: config.galleryName,
+  try {
+    await gallery.startImageVersion({
       definitionName,
-      sourceUrl: displayUrl(release.url),
-    }),
-  });
+      versionName: galleryVersion,
+      blobUrl: upload.blobUrl,
+      tags: imageVersionTags({
+        manifest: upload.manifest,
+        imageSha256: upload.imageSha256,
+        galleryName: config.galleryName,
+        definitionName,
+        sourceUrl: displayUrl(upload.sourceUrl),
+      }),
+    });
+  } catch (error) {
+    if (error instanceof GalleryError && error.code === 'VersionExists') return 'taken';
+    throw error;
+  }
   log.info(`${where}: creation started`);
-  return { outcome: 'started', provisioningState: 'Creating' };
+  return { outcome: 'started', provisioningState: 'Creating', definitionName };
 }
 
-/** Step 2.5: Azure's provisioning state of the version being created. */
+/** Step 2.5: Azure's provisioning state of the version being created, and how long to wait for it. */
 export async function getImageVersionState(
-  { gallery }: MirrorServices,
-  { definitionName, galleryVersion }: StepInputs['getImageVersionState'],
+  { config, gallery }: MirrorServices,
+  { series, version, definitionName }: StepInputs['getImageVersionState'],
 ): Promise<StepOutputs['getImageVersionState']> {
-  const state = await gallery.getImageVersion(definitionName, galleryVersion);
+  requireConfiguredStemcell(config, series, version);
+  const definition = requireSeriesDefinition(config, series, definitionName);
+  const galleryVersion = galleryVersionName(version);
+  const state = await gallery.getImageVersion(definition, galleryVersion);
   if (!state)
-    throw new Error(
-      `image version ${definitionName}/${galleryVersion} disappeared while it was being created`,
-    );
-  return state.errorMessage !== undefined
-    ? { provisioningState: state.provisioningState, errorMessage: state.errorMessage }
-    : { provisioningState: state.provisioningState };
+    throw new Error(`image version ${definition}/${galleryVersion} disappeared while it was being created`);
+  return {
+    provisioningState: state.provisioningState,
+    ...(state.errorMessage !== undefined ? { errorMessage: state.errorMessage } : {}),
+    ...(state.sourceUri !== undefined ? { blobUrl: state.sourceUri } : {}),
+    monitor: monitorSettings(config),
+  };
 }
 
 /** Step 2.6: the GitHub dispatch (when configured), recorded on the version so it is sent once. */
 export async function notify(
   { config, gallery, notificationRecords, log }: MirrorServices,
-  { definitionName, galleryVersion }: StepInputs['notify'],
+  { series, version: stemcellVersion, definitionName: named }: StepInputs['notify'],
 ): Promise<StepOutputs['notify']> {
+  requireConfiguredStemcell(config, series, stemcellVersion);
+  const definitionName = requireSeriesDefinition(config, series, named);
+  const galleryVersion = galleryVersionName(stemcellVersion);
   const where = `image version ${definitionName}/${galleryVersion}`;
   const version = await gallery.getImageVersion(definitionName, galleryVersion);
   if (!version) throw new Error(`${where} disappeared before its run finished`);
@@ -411,6 +487,7 @@ export async function cleanup(
   { config }: MirrorServices,
   { series, version }: StepInputs['cleanup'],
 ): Promise<StepOutputs['cleanup']> {
+  requireConfiguredStemcell(config, series, version);
   await removeStemcellWorkFiles(config.workDir, series, version);
   return { removed: true };
 }
@@ -426,9 +503,11 @@ async function underSeriesLock<I, O>(
 ): Promise<O> {
   const { lock, ...own } = input;
   if (lock === undefined) return step(services, input);
+  // A claim is checked, never trusted: only the current lease on this step's own series' lock lets it act.
+  const claim = requireClaim(lock, (own as { series?: unknown }).series);
   // SeriesLockLost is permanent: the step fails as a value, and the run ends without retrying it.
   return services.seriesLocks.holdDuring(
-    lock,
+    claim,
     () => step(services, own as I),
     (message) => services.log.warn(message),
   );

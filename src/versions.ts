@@ -32,13 +32,9 @@ function partsOf(version: string): VersionParts {
 
 /** Numeric comparison: `1.999` < `1.1364`. Negative, zero or positive like Array.sort wants. */
 export function compareStemcellVersions(a: string, b: string): number {
-  const pa = partsOf(a);
-  const pb = partsOf(b);
-  for (let i = 0; i < 3; i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
+  const [a1, a2, a3] = partsOf(a);
+  const [b1, b2, b3] = partsOf(b);
+  return a1 - b1 || a2 - b2 || a3 - b3;
 }
 
 /** The gallery image version name for a stemcell version, padded as the BOSH Azure CPI pads it: `1.1364` -> `1.1364.0`. */

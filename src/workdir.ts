@@ -5,6 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { StemcellError } from './manifest.js';
 
@@ -49,10 +50,26 @@ export async function removeStemcellWorkFiles(
   await rm(stemcellWorkPaths(workDir, series, version).dir, { recursive: true, force: true });
 }
 
-/** `<file>.partial-<pid>-<hex>`: what an extraction writes before it is complete. */
-const PARTIAL_FILE = /\.partial-(\d+)-[0-9a-f]+$/;
-/** A partial file untouched this long belongs to no running extraction, whoever wrote it. */
+/** This machine in partial-file names: letters, digits, '.', '_' and '-' only, at most 64 of them. */
+export const THIS_HOST =
+  hostname()
+    .replace(/[^A-Za-z0-9.-]/g, '_')
+    .slice(0, 64) || 'unknown-host';
+
+/**
+ * `<file>.partial-<host>-<pid>-<hex>`: what an extraction writes before it is complete. The host
+ * qualifies the pid: the work directory may be a share mounted by several machines.
+ */
+export function partialFileSuffix(owner: { host: string; pid: number }, id: string): string {
+  return `.partial-${owner.host}-${owner.pid}-${id}`;
+}
+const PARTIAL_FILE = /\.partial-(.+)-(\d+)-[0-9a-f]+$/;
+/** Written before partial names carried the host: the owner's machine is unknown. */
+const HOSTLESS_PARTIAL_FILE = /\.partial-(\d+)-[0-9a-f]+$/;
+/** A partial file of this machine untouched this long belongs to no running extraction. */
 const STALE_PARTIAL_MS = 60 * 60 * 1000;
+/** Another machine's pids mean nothing here: its partial files go only when untouched this long. */
+const STALE_FOREIGN_PARTIAL_MS = 24 * 60 * 60 * 1000;
 /** Suffixes of the extractions running in this process right now. */
 const activeSuffixes = new Set<string>();
 
@@ -65,10 +82,21 @@ function isProcessAlive(pid: number): boolean {
   }
 }
 
+/** Whether a partial file named `name`, last written `ageMs` ago, can belong to no running extraction. */
+function isAbandoned(name: string, ageMs: number): boolean {
+  const owned = PARTIAL_FILE.exec(name);
+  if (owned && owned[1] === THIS_HOST) {
+    if (activeSuffixes.has(owned[0])) return false;
+    const pid = Number(owned[2]);
+    return pid === process.pid || !isProcessAlive(pid) || ageMs > STALE_PARTIAL_MS;
+  }
+  return (owned !== null || HOSTLESS_PARTIAL_FILE.test(name)) && ageMs > STALE_FOREIGN_PARTIAL_MS;
+}
+
 /**
  * Deletes the partial files that an interrupted earlier attempt (a killed process) left in the
- * version's directory; files of an extraction still running (here or in a live process) and a
- * complete extraction are kept.
+ * version's directory; files of an extraction still running (here, in a live process of this
+ * machine, or recently on another machine) and a complete extraction are kept.
  */
 async function removeStalePartials(dir: string): Promise<void> {
   let names: string[];
@@ -79,16 +107,11 @@ async function removeStalePartials(dir: string): Promise<void> {
   }
   await Promise.all(
     names.map(async (name) => {
-      const match = PARTIAL_FILE.exec(name);
-      if (!match) return;
-      const suffix = match[0];
-      if (activeSuffixes.has(suffix)) return;
-      const pid = Number(match[1]);
+      if (!PARTIAL_FILE.test(name) && !HOSTLESS_PARTIAL_FILE.test(name)) return;
       const path = join(dir, name);
       const mtime = (await stat(path).catch(() => undefined))?.mtimeMs;
       if (mtime === undefined) return;
-      const old = Date.now() - mtime > STALE_PARTIAL_MS;
-      if (pid === process.pid || !isProcessAlive(pid) || old) await rm(path, { force: true });
+      if (isAbandoned(name, Date.now() - mtime)) await rm(path, { force: true });
     }),
   );
 }
@@ -104,7 +127,7 @@ export class ExtractionAttempt {
   private constructor(paths: StemcellWorkPaths) {
     this.paths = paths;
     // A unique suffix: a second attempt running at the same time must not write into our files.
-    this.#suffix = `.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.#suffix = partialFileSuffix({ host: THIS_HOST, pid: process.pid }, randomBytes(4).toString('hex'));
   }
 
   /** Creates the version's directory and clears what interrupted attempts left in it. */

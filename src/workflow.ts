@@ -5,11 +5,11 @@
  * Nothing here may read the clock, draw random numbers or do I/O: the replay engine requires it.
  */
 
-import type { StemcellRelease } from './boshio.js';
 import { errorMessage } from './failures.js';
 import type { StemcellManifest } from './manifest.js';
 import type { SeriesPlan } from './plan.js';
 import { describeHolder, type SeriesLockAcquisition, type SeriesLockClaim } from './series-lock.js';
+import { brief, seriesStatus } from './run-status.js';
 import { galleryVersionName } from './versions.js';
 
 export const ORCHESTRATORS = { mirrorSeries: 'mirrorSeries', mirrorVersion: 'mirrorVersion' } as const;
@@ -90,43 +90,55 @@ export interface ImageVersionStart {
   /** `exists`: the gallery already had this very image; `started`: a PUT is (or was already) under way. */
   outcome: 'exists' | 'started';
   provisioningState: string;
+  definitionName: string;
 }
 
 export interface ImageVersionStatus {
   provisioningState: string;
   errorMessage?: string;
+  /** The version's source blob, as the gallery reports it. */
+  blobUrl?: string;
+  /** From the settings, not from any input: how often and how long to wait for this version. */
+  monitor: MonitorSettings;
+}
+
+/**
+ * A step's input names the stemcell and nothing more that decides what is written: the steps re-read the
+ * rest (src/provenance.ts), because an orchestration can be started by hand with any input.
+ */
+export interface StemcellRef {
+  series: string;
+  version: string;
 }
 
 export interface StepInputs {
   /** `run` says who the run is (the activity adds the process and host). */
   acquireSeriesLock: { claim: SeriesLockClaim; run: string };
   resolveVersions: { series: string; version?: string };
-  downloadAndExtract: { release: StemcellRelease };
-  uploadVhd: { release: StemcellRelease; stemcell: ExtractedStemcellSummary };
-  ensureImageDefinition: { series: string; manifest: StemcellManifest };
-  createImageVersion: {
-    definitionName: string;
-    galleryVersion: string;
-    blobUrl: string;
-    release: StemcellRelease;
-    stemcell: ExtractedStemcellSummary;
-  };
-  getImageVersionState: { definitionName: string; galleryVersion: string };
-  notify: { definitionName: string; galleryVersion: string };
-  cleanup: { series: string; version: string };
+  downloadAndExtract: StemcellRef;
+  /** `imageSha256`: what downloadAndExtract extracted; the upload refuses to mix it with another image. */
+  uploadVhd: StemcellRef & { imageSha256: string };
+  ensureImageDefinition: StemcellRef;
+  createImageVersion: StemcellRef;
+  /** `definitionName` must be one of the series' definitions in the configured gallery. */
+  getImageVersionState: StemcellRef & { definitionName: string };
+  notify: StemcellRef & { definitionName: string };
+  cleanup: StemcellRef;
   releaseSeriesLock: { claim: SeriesLockClaim };
 }
 
 /**
  * What every step of a run that holds its series carries besides its own input: the claim, so the step can
- * prove the run still holds the series before it acts (see src/series-lock.ts).
+ * prove the run still holds the series before it acts (see src/series-lock.ts). It grants nothing by itself:
+ * a step whose claim is not the current lease on its own series' lock fails before it acts.
  */
 export interface UnderSeriesLock {
   lock?: SeriesLockClaim;
 }
 
 export interface StepOutputs {
-  acquireSeriesLock: SeriesLockAcquisition;
+  /** `wait`: from the settings, not from any input: how long and how often to look again while held. */
+  acquireSeriesLock: SeriesLockAcquisition & { wait: SeriesLockWait };
   resolveVersions: SeriesPlan & { newestBlobUrl?: string };
   downloadAndExtract: ExtractedStemcellSummary;
   uploadVhd: UploadedVhd;
@@ -149,11 +161,9 @@ export interface MirrorRequest {
   dryRun?: boolean;
 }
 
-export interface MirrorVersionInput {
-  release: StemcellRelease;
-  galleryVersion: string;
+export interface MirrorVersionInput extends StemcellRef {
   /** The version exists already (an earlier run did not finish): only wait for it and notify. */
-  finish?: { definitionName: string; blobUrl?: string };
+  finish?: { definitionName: string };
   /** The series run's claim on its series, carried by every step of the version. */
   lock?: SeriesLockClaim;
 }
@@ -188,18 +198,22 @@ export interface VersionStatus {
   error?: string;
 }
 
-/** How often and for how long the image version is polled; from settings, passed in as input. */
+/** How often and for how long the image version is polled; from the settings, through a step's output. */
 export interface MonitorSettings {
   pollIntervalSeconds: number;
   deadlineMinutes: number;
-  /** How long a run waits for its series while another run holds it (seconds; default 0: it reports at once). */
-  seriesLockWaitSeconds?: number;
 }
 
-/** The input of orchestrator `mirrorSeries`: settings travel as input so replays see the same values. */
+/** How long a run waits for its series while another run holds it, and how often it looks; from the settings. */
+export interface SeriesLockWait {
+  /** 0: it reports the holder at once. */
+  waitSeconds: number;
+  pollIntervalSeconds: number;
+}
+
+/** The input of orchestrator `mirrorSeries`. */
 export interface MirrorSeriesInput {
   request: MirrorRequest;
-  monitor: MonitorSettings;
 }
 
 /**
@@ -208,7 +222,7 @@ export interface MirrorSeriesInput {
  */
 export interface WorkflowContext {
   callStep<N extends StepName>(name: N, input: StepInputs[N] & UnderSeriesLock): unknown;
-  callMirrorVersion(input: MirrorVersionInput & { monitor: MonitorSettings }, instanceId: string): unknown;
+  callMirrorVersion(input: MirrorVersionInput, instanceId: string): unknown;
   createTimer(fireAt: Date): unknown;
   /** Deterministic "now" (the replay engine's current orchestration time). */
   currentTime(): Date;
@@ -270,18 +284,17 @@ function underSeriesLock(ctx: WorkflowContext, lock: SeriesLockClaim): WorkflowC
 }
 
 /**
- * Takes the series for this run, waiting (a durable timer per poll interval) while another run holds it, at
- * most `seriesLockWaitSeconds`; undefined once taken, else the failed result that names the holder.
+ * Takes the series for this run, waiting (a durable timer per poll interval) while another run holds it, as
+ * long as the settings say (acquireSeriesLock's output, never the input); undefined once taken, else the
+ * failed result that names the holder.
  */
 function* takeSeries(
   ctx: WorkflowContext,
   request: MirrorRequest,
-  monitor: MonitorSettings,
   claim: SeriesLockClaim,
 ): Workflow<VersionResult | undefined> {
   const { series } = request;
-  const waitSeconds = monitor.seriesLockWaitSeconds ?? 0;
-  const waitUntil = ctx.currentTime().getTime() + waitSeconds * 1000;
+  const waitingSince = ctx.currentTime().getTime();
   const failed = (error: string): VersionResult => ({
     series,
     version: request.version ?? null,
@@ -291,21 +304,23 @@ function* takeSeries(
     error,
   });
   for (;;) {
-    let taken: SeriesLockAcquisition;
+    let taken: StepOutputs['acquireSeriesLock'];
     try {
       taken = yield* step(ctx, 'acquireSeriesLock', { claim, run: ctx.runName() });
     } catch (error) {
       return failed(errorMessage(error));
     }
     if (taken.acquired) return undefined;
-    const next = ctx.currentTime().getTime() + monitor.pollIntervalSeconds * 1000;
-    if (next > waitUntil) {
+    const { waitSeconds, pollIntervalSeconds } = taken.wait;
+    const next = ctx.currentTime().getTime() + pollIntervalSeconds * 1000;
+    if (next > waitingSince + waitSeconds * 1000) {
       return failed(
         `${describeHolder(series, taken)}; this run waited ${waitSeconds} s and leaves the series to it ` +
           '(BASM_SERIES_LOCK_WAIT_SECONDS)',
       );
     }
-    ctx.setStatus({ series, waitingForSeries: taken });
+    const { wait: _, ...holder } = taken;
+    ctx.setStatus({ series, waitingForSeries: holder });
     yield ctx.createTimer(new Date(next));
   }
 }
@@ -314,23 +329,19 @@ function* takeSeries(
  * Orchestrator `mirrorSeries`: take the series (one run per series, whichever runner), decide, then mirror
  * each chosen version oldest first, and give the series back whatever happened.
  */
-export function* mirrorSeries(
-  ctx: WorkflowContext,
-  request: MirrorRequest,
-  monitor: MonitorSettings,
-): Workflow<SeriesResult> {
+export function* mirrorSeries(ctx: WorkflowContext, request: MirrorRequest): Workflow<SeriesResult> {
   const { series } = request;
   const startedAt = ctx.currentTime();
   // A dry run changes nothing, so it takes no lock and never waits for one.
-  if (request.dryRun) return yield* mirrorHeldSeries(ctx, request, monitor, startedAt);
+  if (request.dryRun) return yield* mirrorHeldSeries(ctx, request, startedAt);
   const claim: SeriesLockClaim = { series, leaseId: ctx.newGuid(`series-lock/${series}`) };
-  const refused = yield* takeSeries(ctx, request, monitor, claim);
+  const refused = yield* takeSeries(ctx, request, claim);
   if (refused !== undefined) {
     ctx.setStatus({ series, results: [refused] });
     return { series, results: [refused] };
   }
   try {
-    return yield* mirrorHeldSeries(underSeriesLock(ctx, claim), request, monitor, startedAt, claim);
+    return yield* mirrorHeldSeries(underSeriesLock(ctx, claim), request, startedAt, claim);
   } finally {
     try {
       yield* step(ctx, 'releaseSeriesLock', { claim });
@@ -343,7 +354,6 @@ export function* mirrorSeries(
 function* mirrorHeldSeries(
   ctx: WorkflowContext,
   request: MirrorRequest,
-  monitor: MonitorSettings,
   startedAt: Date,
   lock?: SeriesLockClaim,
 ): Workflow<SeriesResult> {
@@ -362,7 +372,7 @@ function* mirrorHeldSeries(
       step: 'resolveVersions',
       error: errorMessage(error),
     };
-    ctx.setStatus({ series, results: [result] });
+    ctx.setStatus(seriesStatus(series, [], [result]));
     return { series, results: [result] };
   }
 
@@ -388,130 +398,110 @@ function* mirrorHeldSeries(
     };
   }
 
+  const planned = plan.mirror.map((p) => p.release.version);
   const results: VersionResult[] = [];
-  for (const planned of plan.mirror) {
-    const instanceId = versionInstanceId(series, planned.release.version, startedAt);
+  for (const { release, galleryVersion, finish } of plan.mirror) {
+    const instanceId = versionInstanceId(series, release.version, startedAt);
     // The version's own instance shows its step, bytes uploaded and provisioning state.
-    ctx.setStatus({
-      series,
-      plan: plan.mirror.map((p) => p.release.version),
-      current: { version: planned.release.version, instanceId },
-      results,
-    });
+    ctx.setStatus(seriesStatus(series, planned, results, { version: release.version, instanceId }));
+    const input: MirrorVersionInput = { series, version: release.version };
+    if (finish) input.finish = { definitionName: finish.definitionName };
     let result: VersionResult;
     try {
-      result = (yield ctx.callMirrorVersion(
-        {
-          release: planned.release,
-          galleryVersion: planned.galleryVersion,
-          monitor,
-          ...(planned.finish ? { finish: planned.finish } : {}),
-          ...(lock ? { lock } : {}),
-        },
-        instanceId,
-      )) as VersionResult;
+      result = (yield ctx.callMirrorVersion(lock ? { ...input, lock } : input, instanceId)) as VersionResult;
     } catch (error) {
       result = {
         series,
-        version: planned.release.version,
-        galleryVersion: planned.galleryVersion,
+        version: release.version,
+        galleryVersion,
         action: 'failed',
         error: subOrchestrationFailure(error),
       };
     }
     results.push(result);
   }
-  ctx.setStatus({ series, plan: plan.mirror.map((p) => p.release.version), results });
+  ctx.setStatus(seriesStatus(series, planned, results));
   return { series, results };
 }
 
-/** Orchestrator `mirrorVersion`: one stemcell version from bosh.io to a ready gallery image version. */
-export function* mirrorVersion(
+/** The wait for Azure to finish the image version: polls at the settings' interval until a deadline. */
+function* waitForImageVersion(
   ctx: WorkflowContext,
-  input: MirrorVersionInput & { monitor: MonitorSettings },
-): Workflow<VersionResult> {
-  const { release, galleryVersion, monitor } = input;
-  if (input.lock) ctx = underSeriesLock(ctx, input.lock);
-  const status: VersionStatus = {
-    series: release.series,
-    version: release.version,
-    galleryVersion,
-    step: 'downloadAndExtract',
-  };
+  ref: StemcellRef,
+  definitionName: string,
+  enter: (next: VersionStep, extra?: Partial<VersionStatus>) => void,
+): Workflow<ImageVersionStatus> {
+  const galleryVersion = galleryVersionName(ref.version);
+  const waitingSince = ctx.currentTime().getTime();
+  for (;;) {
+    const state = yield* step(ctx, 'getImageVersionState', { ...ref, definitionName });
+    enter('waitForImageVersion', { provisioningState: state.provisioningState });
+    if (state.provisioningState === 'Succeeded') return state;
+    if (state.provisioningState === 'Failed') {
+      throw new StepFailure(
+        'waitForImageVersion',
+        `Azure reports image version ${definitionName}/${galleryVersion} Failed` +
+          `${state.errorMessage ? `: ${state.errorMessage}` : ''}; the next run deletes and recreates it`,
+      );
+    }
+    const { pollIntervalSeconds, deadlineMinutes } = state.monitor;
+    const next = new Date(ctx.currentTime().getTime() + pollIntervalSeconds * 1000);
+    if (next.getTime() > waitingSince + deadlineMinutes * 60_000) {
+      throw new StepFailure(
+        'waitForImageVersion',
+        `image version ${definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
+          `${deadlineMinutes} minutes; the next run finishes it`,
+      );
+    }
+    yield ctx.createTimer(next);
+  }
+}
+
+/** Orchestrator `mirrorVersion`: one stemcell version from bosh.io to a ready gallery image version. */
+export function* mirrorVersion(ctx: WorkflowContext, input: MirrorVersionInput): Workflow<VersionResult> {
+  // Only the stemcell's name is taken from the input: every step re-reads the rest.
+  const ref: StemcellRef = { series: input.series, version: input.version };
+  // The claim only proves a hold: every step checks it against the lease on its own series' lock.
+  if (input.lock) ctx = underSeriesLock(ctx, { series: input.lock.series, leaseId: input.lock.leaseId });
+  const galleryVersion = galleryVersionName(ref.version);
+  const status: VersionStatus = { ...ref, galleryVersion, step: 'downloadAndExtract' };
   const enter = (next: VersionStep, extra: Partial<VersionStatus> = {}): void => {
     Object.assign(status, extra, { step: next });
-    ctx.setStatus({ ...status });
+    ctx.setStatus({ ...status, ...(status.error !== undefined ? { error: brief(status.error) } : {}) });
   };
-  const result: VersionResult = {
-    series: release.series,
-    version: release.version,
-    galleryVersion,
-    action: 'failed',
-  };
+  const result: VersionResult = { ...ref, galleryVersion, action: 'failed' };
 
   try {
-    let definitionName: string;
     let started: ImageVersionStart;
     if (input.finish) {
-      definitionName = input.finish.definitionName;
-      if (input.finish.blobUrl !== undefined) result.blobUrl = input.finish.blobUrl;
-      started = { outcome: 'started', provisioningState: 'unknown' };
+      started = {
+        outcome: 'started',
+        provisioningState: 'unknown',
+        definitionName: input.finish.definitionName,
+      };
     } else {
       enter('downloadAndExtract');
-      const stemcell = yield* step(ctx, 'downloadAndExtract', { release });
+      const stemcell = yield* step(ctx, 'downloadAndExtract', ref);
 
       enter('uploadVhd');
-      const uploaded = yield* step(ctx, 'uploadVhd', { release, stemcell });
+      const uploaded = yield* step(ctx, 'uploadVhd', { ...ref, imageSha256: stemcell.imageSha256 });
       result.blobUrl = uploaded.blobUrl;
       result.bytesUploaded = uploaded.bytesUploaded;
 
       enter('ensureImageDefinition', { bytesUploaded: uploaded.bytesUploaded });
-      const definition = yield* step(ctx, 'ensureImageDefinition', {
-        series: release.series,
-        manifest: stemcell.manifest,
-      });
-      definitionName = definition.definitionName;
+      yield* step(ctx, 'ensureImageDefinition', ref);
 
       enter('createImageVersion');
-      started = yield* step(ctx, 'createImageVersion', {
-        definitionName,
-        galleryVersion,
-        blobUrl: uploaded.blobUrl,
-        release,
-        stemcell,
-      });
+      started = yield* step(ctx, 'createImageVersion', ref);
     }
 
     if (started.outcome === 'started') {
       enter('waitForImageVersion', { provisioningState: started.provisioningState });
-      const deadline = new Date(ctx.currentTime().getTime() + monitor.deadlineMinutes * 60_000);
-      for (;;) {
-        const state = yield* step(ctx, 'getImageVersionState', {
-          definitionName,
-          galleryVersion,
-        });
-        enter('waitForImageVersion', { provisioningState: state.provisioningState });
-        if (state.provisioningState === 'Succeeded') break;
-        if (state.provisioningState === 'Failed') {
-          throw new StepFailure(
-            'waitForImageVersion',
-            `Azure reports image version ${definitionName}/${galleryVersion} Failed` +
-              `${state.errorMessage ? `: ${state.errorMessage}` : ''}; the next run deletes and recreates it`,
-          );
-        }
-        const next = new Date(ctx.currentTime().getTime() + monitor.pollIntervalSeconds * 1000);
-        if (next > deadline) {
-          throw new StepFailure(
-            'waitForImageVersion',
-            `image version ${definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
-              `${monitor.deadlineMinutes} minutes; the next run finishes it`,
-          );
-        }
-        yield ctx.createTimer(next);
-      }
+      const ready = yield* waitForImageVersion(ctx, ref, started.definitionName, enter);
+      if (result.blobUrl === undefined && ready.blobUrl !== undefined) result.blobUrl = ready.blobUrl;
 
       enter('notify');
-      yield* step(ctx, 'notify', { definitionName, galleryVersion });
+      yield* step(ctx, 'notify', { ...ref, definitionName: started.definitionName });
       result.action = 'created';
     } else {
       result.action = 'exists';
@@ -526,7 +516,7 @@ export function* mirrorVersion(
 
   // Temp files go whatever happened: a retry or the next run extracts again if it needs them.
   try {
-    yield* step(ctx, 'cleanup', { series: release.series, version: release.version });
+    yield* step(ctx, 'cleanup', ref);
   } catch {
     // A leftover temp file is not worth failing a mirrored version for; the next cleanup removes it.
   }

@@ -367,7 +367,7 @@ describe('stories', { concurrency: 4 }, () => {
     const series = 'bosh-azure-hyperv-ubuntu-noble';
 
     // One scenario in two runs: the second run is the point (it repairs what the first left).
-    test('is reported failed, then deleted and created again by the next run', async () => {
+    test('fault: a version Azure fails is reported failed, then deleted and created again by the next run', async () => {
       const s = await story('azure-fails');
       await publish({ series, version: '3.5', seed: 7 });
       local.arm.failNextVersion(series, '3.5.0', {
@@ -399,7 +399,7 @@ describe('stories', { concurrency: 4 }, () => {
     const series = 'bosh-azure-hyperv-ubuntu-notify-go_agent';
 
     // One scenario in three runs: interrupted, finished, then nothing left to do.
-    test('is finished by the next run: the dispatch is sent then, without mirroring again', async () => {
+    test('fault: a dispatch that failed after the version was created is sent by the next run, without mirroring again', async () => {
       const s = await story('stops-after-create');
       await publish({ series, version: '5.1', seed: 21 });
       const unreachableWorkflow = { ...s, env: { ...s.env, BASM_NOTIFY_GITHUB_WORKFLOW: 'not-there.yml' } };
@@ -625,7 +625,7 @@ describe('stories', { concurrency: 4 }, () => {
       run = await mirror(s, '--series', `${bad},${good}`);
     });
 
-    test('exits 1 and reports both results', () => {
+    test('fault: one series failing beside one succeeding exits 1 and reports both results', () => {
       assert.equal(run.status, 1, run.stderr);
       const results = jsonResults(run);
       assert.deepEqual(
@@ -771,11 +771,51 @@ describe('stories', { concurrency: 4 }, () => {
           await publish({ series, version: '2.1', vhdSizeBytes: 16 * 1024 * 1024 + 512 + 512 });
         },
       },
+      {
+        name: 'fault: a root.vhd larger than cloud_properties.disk allows',
+        series: 'bosh-azure-hyperv-ubuntu-oversize-go_agent',
+        expect: /root\.vhd is \d+ bytes, larger than the \d+ expected \(cloud_properties\.disk is 8 MiB/,
+        setup: async (series) => {
+          await publish({ series, version: '2.1', cloudProperties: { disk: 8 } });
+        },
+      },
+      {
+        name: 'fault: a tarball with an entry named ../../ (path traversal)',
+        series: 'bosh-azure-hyperv-ubuntu-traversal-go_agent',
+        expect: /entry named "\.\.\/\.\.\/etc\/cron\.d\/x": absolute names and '\.\.' are refused/,
+        setup: async (series) => {
+          await publish({
+            series,
+            version: '2.1',
+            extraEntries: [{ name: '../../etc/cron.d/x', body: 'outside', archive: 'image' }],
+          });
+        },
+      },
+      {
+        name: 'fault: an image whose root.vhd is a symlink',
+        series: 'bosh-azure-hyperv-ubuntu-symlink-go_agent',
+        expect: /root\.vhd as a SymbolicLink entry to "\/etc\/passwd", expected a regular file/,
+        setup: async (series) => {
+          await publish({
+            series,
+            version: '2.1',
+            extraEntries: [
+              {
+                name: 'root.vhd',
+                type: 'SymbolicLink',
+                linkpath: '/etc/passwd',
+                archive: 'image',
+                first: true,
+              },
+            ],
+          });
+        },
+      },
     ];
 
     // Each case has its own series and temp directory: they run concurrently, as the stories do.
     for (const [i, c] of cases.entries()) {
-      test(`${c.name}: exits non-zero, says why, creates no version, leaves no temp file`, async () => {
+      test(`fault: ${c.name}: exits non-zero, says why, creates no version, leaves no temp file`, async () => {
         const s = await story(`bad-${c.series}`);
         await c.setup(c.series);
         const armBefore = local.arm.requests.length;
@@ -821,7 +861,7 @@ describe('command-line contract', () => {
     assert.match(run.stderr, /Usage: npm run --silent stemcell-mirror -- mirror/);
   });
 
-  test('a bad setting exits 2 naming every offending variable before any network call', async () => {
+  test('fault: a bad setting exits 2 naming every offending variable before any network call', async () => {
     const counts = requestCounts();
     const boshioBefore = local.boshio.requests.length;
     const env = {
@@ -839,7 +879,7 @@ describe('command-line contract', () => {
     assert.equal(run.stdout, '');
   });
 
-  test('an unknown series fails that series with a clear message', async () => {
+  test('fault: an unknown series fails that series with a clear message', async () => {
     const run = await runStemcellMirror(
       ['mirror', '--json', '--series', 'bosh-azure-hyperv-ubuntu-nosuch-go_agent'],
       local.env,

@@ -20,9 +20,8 @@ import {
 } from '../../src/cpi.js';
 import type { ComputeGallery } from '../../src/gallery.js';
 import { computeGalleryFor } from '../../src/services.js';
-import type { StepInputs, StepOutcome, StepOutputs } from '../../src/workflow.js';
+import { STEP_RETRY, type StepName, type StepOutcome, type StepOutputs } from '../../src/workflow.js';
 
-type StepInputsOf<N extends keyof StepInputs> = StepInputs[N];
 import {
   invokeFunction,
   jsonData,
@@ -39,18 +38,32 @@ import {
   startLocalAzure,
   type LocalAzure,
 } from '../support/local-azure.js';
+import { startHttpsServer } from '../support/https-server.js';
 import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
 import { jsonResults, runStemcellMirrorDirect } from '../support/cli-process.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 const OUTAGE_SERIES = 'bosh-azure-hyperv-ubuntu-noble';
+const BIONIC = 'bosh-azure-hyperv-ubuntu-bionic-go_agent';
+/** A series no setting names: every step refuses it. */
+const FOREIGN_SERIES = 'bosh-aws-xen-hvm-ubuntu-jammy-go_agent';
+/** The series whose lock the Functions app holds in the series-lock tests. */
+const LOCKED_SERIES = 'bosh-azure-hyperv-ubuntu-locked-go_agent';
+/** The series of a version at Azure's 50 tags. */
+const FULL_SERIES = 'bosh-azure-hyperv-ubuntu-full-go_agent';
+/** The stemcell most tests work on: steps name it, and re-read everything else. */
+const REF = { series: SERIES, version: '1.100' };
+/** Its gallery version, the one name the steps give it. */
+const GALLERY_VERSION = '1.100.0';
 
 let local: LocalAzure;
 let fixture: StemcellFixture;
 
 before(async () => {
   local = await startLocalAzure({ notify: false });
-  Object.assign(process.env, local.env);
+  Object.assign(process.env, local.env, {
+    BASM_STEMCELL_SERIES: `${SERIES},${OUTAGE_SERIES},${BIONIC},${LOCKED_SERIES},${FULL_SERIES}`,
+  });
   fixture = await buildStemcellFixture({ series: SERIES, version: '1.100', seed: 3 });
   local.boshio.publish(SERIES, { version: '1.100', tarball: fixture.tarball });
   await loadFunctionsApp();
@@ -142,13 +155,13 @@ function prepared(): Promise<Prepared> {
     const release = plan.mirror.find((m) => m.release.version === '1.100')?.release;
     if (!release) assert.fail('1.100 is not planned');
     const stemcell = valueOf<StepOutputs['downloadAndExtract']>(
-      (await activity('downloadAndExtract', { release })).outcome,
+      (await activity('downloadAndExtract', REF)).outcome,
     );
     const { blobUrl } = valueOf<StepOutputs['uploadVhd']>(
-      (await activity('uploadVhd', { release, stemcell })).outcome,
+      (await activity('uploadVhd', { ...REF, imageSha256: stemcell.imageSha256 })).outcome,
     );
     const { definitionName } = valueOf<StepOutputs['ensureImageDefinition']>(
-      (await activity('ensureImageDefinition', { series: SERIES, manifest: stemcell.manifest })).outcome,
+      (await activity('ensureImageDefinition', REF)).outcome,
     );
     const gallery = computeGalleryFor(loadConfig(process.env), createAzureCredential(), {
       pollIntervalMs: 10,
@@ -209,14 +222,20 @@ function versionRequests(p: Prepared, versionName: string, from: number): string
     .map((r) => r.method);
 }
 
-function createInput(p: Prepared, galleryVersion: string): StepInputsOf<'createImageVersion'> {
-  return {
-    definitionName: p.definitionName,
-    galleryVersion,
-    blobUrl: p.blobUrl,
-    release: p.release,
-    stemcell: p.stemcell,
-  };
+/** The stemcell's gallery version as `tags` (and `failWith`) make it, after removing any earlier one. */
+async function withoutVersion(p: Prepared): Promise<void> {
+  if (await p.gallery.getImageVersion(p.definitionName, GALLERY_VERSION)) {
+    await p.gallery.deleteImageVersion(p.definitionName, GALLERY_VERSION);
+  }
+}
+
+async function freshVersion(
+  p: Prepared,
+  tags: Record<string, string>,
+  failWith?: { code: string; message: string },
+): Promise<void> {
+  await withoutVersion(p);
+  await existingVersion(p, GALLERY_VERSION, tags, failWith);
 }
 
 describe('resolveVersions', () => {
@@ -234,7 +253,7 @@ describe('resolveVersions', () => {
     );
   });
 
-  test('throws on a bosh.io outage, so the orchestrator’s retry policy applies', async () => {
+  test('fault: resolveVersions throws on a bosh.io outage, so the orchestrator’s retry policy applies', async () => {
     local.boshio.setSeriesResponse(OUTAGE_SERIES, { status: 503, body: 'Service Unavailable' });
 
     await assert.rejects(activity('resolveVersions', { series: OUTAGE_SERIES }), /503/);
@@ -242,16 +261,12 @@ describe('resolveVersions', () => {
 });
 
 describe('downloadAndExtract, then uploadVhd', () => {
-  let release: StepOutputs['resolveVersions']['newest'];
   let stemcell: StepOutputs['downloadAndExtract'];
   let uploaded: StepOutputs['uploadVhd'];
 
   before(async () => {
-    release = valueOf<StepOutputs['resolveVersions']>(
-      (await activity('resolveVersions', { series: SERIES })).outcome,
-    ).newest;
-    stemcell = valueOf((await activity('downloadAndExtract', { release })).outcome);
-    uploaded = valueOf((await activity('uploadVhd', { release, stemcell })).outcome);
+    stemcell = valueOf((await activity('downloadAndExtract', REF)).outcome);
+    uploaded = valueOf((await activity('uploadVhd', { ...REF, imageSha256: stemcell.imageSha256 })).outcome);
   });
 
   test('downloadAndExtract returns the verified stemcell’s digests and sizes as small JSON', () => {
@@ -280,14 +295,34 @@ describe('downloadAndExtract, then uploadVhd', () => {
 
   test('uploadVhd run again finds the complete blob and uploads nothing', async () => {
     const again = valueOf<StepOutputs['uploadVhd']>(
-      (await activity('uploadVhd', { release, stemcell })).outcome,
+      (await activity('uploadVhd', { ...REF, imageSha256: stemcell.imageSha256 })).outcome,
     );
 
     assert.deepEqual(again, { ...uploaded, bytesUploaded: 0, alreadyComplete: true });
   });
 });
 
-test('a stemcell whose checksum does not match fails downloadAndExtract permanently, as a value', async () => {
+test('uploadVhd records the manifest on a complete blob uploaded before blobs kept it, sending no page', async () => {
+  const p = await prepared();
+  const blob = sharedKeyBlob(p.blobUrl);
+  const { stemcell_manifest: manifest, ...older } = (await blob.getProperties()).metadata ?? {};
+  assert.ok(manifest, 'the upload records the manifest');
+  await blob.setMetadata(older);
+
+  const { outcome } = await activity('uploadVhd', { ...REF, imageSha256: p.stemcell.imageSha256 });
+
+  const uploaded = valueOf<StepOutputs['uploadVhd']>(outcome);
+  assert.equal(uploaded.bytesUploaded, 0);
+  assert.equal(uploaded.alreadyComplete, true);
+  const after = (await blob.getProperties()).metadata ?? {};
+  assert.deepEqual(after, { ...older, stemcell_manifest: manifest });
+  assert.deepEqual(valueOf((await activity('ensureImageDefinition', REF)).outcome), {
+    definitionName: p.definitionName,
+    created: false,
+  });
+});
+
+test('fault: a stemcell whose checksum does not match fails downloadAndExtract permanently, as a value', async () => {
   const bad = await buildStemcellFixture({ series: SERIES, version: '1.101', seed: 4 });
   local.boshio.publish(SERIES, { version: '1.101', tarball: bad.tarball, sha256: '0'.repeat(64), sha1: '' });
   const plan = valueOf<StepOutputs['resolveVersions']>(
@@ -296,7 +331,7 @@ test('a stemcell whose checksum does not match fails downloadAndExtract permanen
   const release = plan.mirror[0]?.release;
   assert.equal(release?.version, '1.101');
 
-  const { outcome } = await activity('downloadAndExtract', { release });
+  const { outcome } = await activity('downloadAndExtract', { series: SERIES, version: '1.101' });
 
   assert.equal((outcome as StepOutcome<unknown>).ok, false);
   assert.match((outcome as { error: string }).error, /sha|checksum|SHA/i);
@@ -308,35 +343,39 @@ describe('createImageVersion with a version of that name already in the gallery'
     p = await prepared();
   });
 
-  test('an existing version with another image_sha256 is refused, naming both digests, and nothing is sent', async () => {
+  test('fault: an existing version with another image_sha256 is refused, naming both digests, and nothing is sent', async () => {
     const other = 'f'.repeat(64);
-    await existingVersion(p, '1.100.1', { ...mirrorTags(p), image_sha256: other });
+    await freshVersion(p, { ...mirrorTags(p), image_sha256: other });
     const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.1'));
+    const { outcome } = await activity('createImageVersion', REF);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
     const { error } = outcome as { error: string };
     assert.ok(error.includes(other), error);
     assert.ok(error.includes(p.stemcell.imageSha256), error);
     assert.deepEqual(
-      versionRequests(p, '1.100.1', from).filter((m) => m !== 'GET'),
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
       [],
     );
   });
 
-  test('an existing Failed version is deleted and then created again', async () => {
-    await existingVersion(p, '1.100.2', mirrorTags(p), {
+  test('fault: an existing Failed version is deleted and then created again', async () => {
+    await freshVersion(p, mirrorTags(p), {
       code: 'InternalOperationError',
       message: 'replication failed',
     });
     const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.2'));
+    const { outcome } = await activity('createImageVersion', REF);
 
-    assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Creating' });
+    assert.deepEqual(valueOf(outcome), {
+      outcome: 'started',
+      provisioningState: 'Creating',
+      definitionName: p.definitionName,
+    });
     assert.deepEqual(
-      versionRequests(p, '1.100.2', from).filter((m) => m !== 'GET'),
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
       ['DELETE', 'PUT'],
     );
   });
@@ -344,23 +383,22 @@ describe('createImageVersion with a version of that name already in the gallery'
   test('fault: a Failed version a director made of another image is reported and never deleted', async () => {
     const director = `bosh-stemcell-${randomUUID()}`;
     const other = '9'.repeat(64);
-    await existingVersion(
+    await freshVersion(
       p,
-      '1.100.11',
       { ...directorTags(p, director), image_sha256: other },
       { code: 'InternalOperationError', message: 'replication failed' },
     );
     const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.11'));
+    const { outcome } = await activity('createImageVersion', REF);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
     const { error } = outcome as { error: string };
-    assert.match(error, /1\.100\.11 is Failed/);
+    assert.match(error, /1\.100\.0 is Failed/);
     assert.match(error, /not created by this mirror/);
     assert.ok(error.includes(other), error);
     assert.deepEqual(
-      versionRequests(p, '1.100.11', from).filter((m) => m !== 'GET'),
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
       [],
     );
   });
@@ -369,34 +407,38 @@ describe('createImageVersion with a version of that name already in the gallery'
     const director = `bosh-stemcell-${randomUUID()}`;
     const tags = directorTags(p, director);
     delete tags['image_sha256'];
-    await existingVersion(p, '1.100.12', tags, {
+    await freshVersion(p, tags, {
       code: 'InternalOperationError',
       message: 'replication failed',
     });
     const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.12'));
+    const { outcome } = await activity('createImageVersion', REF);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
     assert.match((outcome as { error: string }).error, /not created by this mirror.*delete it by hand/);
     assert.deepEqual(
-      versionRequests(p, '1.100.12', from).filter((m) => m !== 'GET'),
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
       [],
     );
   });
 
   test('a Failed version a director made of this very image is deleted and created again', async () => {
-    await existingVersion(p, '1.100.13', directorTags(p, `bosh-stemcell-${randomUUID()}`), {
+    await freshVersion(p, directorTags(p, `bosh-stemcell-${randomUUID()}`), {
       code: 'InternalOperationError',
       message: 'replication failed',
     });
     const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.13'));
+    const { outcome } = await activity('createImageVersion', REF);
 
-    assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Creating' });
+    assert.deepEqual(valueOf(outcome), {
+      outcome: 'started',
+      provisioningState: 'Creating',
+      definitionName: p.definitionName,
+    });
     assert.deepEqual(
-      versionRequests(p, '1.100.13', from).filter((m) => m !== 'GET'),
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
       ['DELETE', 'PUT'],
     );
   });
@@ -409,44 +451,52 @@ describe('createImageVersion with a version of that name already in the gallery'
       stemcell_name: director,
     };
     delete cpiTags['stemcell_source_url'];
-    await existingVersion(p, '1.100.3', cpiTags);
+    await freshVersion(p, cpiTags);
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.3'));
+    const { outcome } = await activity('createImageVersion', REF);
 
     // Not yet notified by the mirror: the run goes on to finish it.
-    assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Succeeded' });
-    const references = (await versionTags(p, '1.100.3'))['stemcell_references']?.split(',');
+    assert.deepEqual(valueOf(outcome), {
+      outcome: 'started',
+      provisioningState: 'Succeeded',
+      definitionName: p.definitionName,
+    });
+    const references = (await versionTags(p, GALLERY_VERSION))['stemcell_references']?.split(',');
     assert.deepEqual(references?.sort(), [director, MIRROR_STEMCELL_REFERENCE].sort());
   });
 
-  test('an existing version with neither stemcell_references nor stemcell_name is refused', async () => {
+  test('fault: an existing version with neither stemcell_references nor stemcell_name is refused', async () => {
     const foreign = { ...mirrorTags(p) };
     delete foreign['stemcell_references'];
-    await existingVersion(p, '1.100.4', foreign);
+    await freshVersion(p, foreign);
     const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.4'));
+    const { outcome } = await activity('createImageVersion', REF);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
     assert.match((outcome as { error: string }).error, /no stemcell_references or stemcell_name tag/);
     assert.deepEqual(
-      versionRequests(p, '1.100.4', from).filter((m) => m !== 'GET'),
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
       [],
     );
   });
 
   test('a Succeeded version of the mirror’s that it already notified about exists: nothing to do', async () => {
-    await existingVersion(p, '1.100.5', {
+    await freshVersion(p, {
       ...mirrorTags(p),
       [MIRROR_NOTIFIED_TAG]: new Date().toISOString(),
     });
     const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.5'));
+    const { outcome } = await activity('createImageVersion', REF);
 
-    assert.deepEqual(valueOf(outcome), { outcome: 'exists', provisioningState: 'Succeeded' });
+    assert.deepEqual(valueOf(outcome), {
+      outcome: 'exists',
+      provisioningState: 'Succeeded',
+      definitionName: p.definitionName,
+    });
     assert.deepEqual(
-      versionRequests(p, '1.100.5', from).filter((m) => m !== 'GET'),
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
       [],
     );
   });
@@ -459,10 +509,10 @@ describe('notify with notifications on (a worker with the BASM_NOTIFY_GITHUB_* s
 
   before(async () => {
     p = await prepared();
-    await existingVersion(p, '1.100.6', mirrorTags(p));
+    await existingVersion(p, '1.106.0', mirrorTags(p));
     dispatchesBefore = local.github.dispatches.length;
     run = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
-      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.6' }],
+      ['notify', { series: SERIES, version: '1.106', definitionName: p.definitionName }],
     ]);
   });
 
@@ -477,7 +527,7 @@ describe('notify with notifications on (a worker with the BASM_NOTIFY_GITHUB_* s
         inputs: {
           gallery_name: TEST_GALLERY,
           gallery_image_name: p.definitionName,
-          gallery_image_version: '1.100.6',
+          gallery_image_version: '1.106.0',
           gallery_subscription_id: TEST_SUBSCRIPTION,
           gallery_resource_group: TEST_RESOURCE_GROUP,
         },
@@ -490,7 +540,7 @@ describe('notify with notifications on (a worker with the BASM_NOTIFY_GITHUB_* s
   });
 
   test('notify tags the version mirror_notified with the time of the dispatch', async () => {
-    const notified = (await versionTags(p, '1.100.6'))[MIRROR_NOTIFIED_TAG] ?? '';
+    const notified = (await versionTags(p, '1.106.0'))[MIRROR_NOTIFIED_TAG] ?? '';
     assert.match(notified, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     assert.equal(new Date(notified).toISOString(), notified);
   });
@@ -510,14 +560,18 @@ describe('notify with notifications off', () => {
 
   before(async () => {
     p = await prepared();
-    await existingVersion(p, '1.100.7', mirrorTags(p));
+    await existingVersion(p, '1.107.0', mirrorTags(p));
     dispatchesBefore = local.github.dispatches.length;
-    ({ outcome } = await activity('notify', { definitionName: p.definitionName, galleryVersion: '1.100.7' }));
+    ({ outcome } = await activity('notify', {
+      series: SERIES,
+      version: '1.107',
+      definitionName: p.definitionName,
+    }));
   });
 
   test('notify tags the version mirror_notified: off', async () => {
     assert.deepEqual(valueOf(outcome), { notified: false });
-    assert.equal((await versionTags(p, '1.100.7'))[MIRROR_NOTIFIED_TAG], 'off');
+    assert.equal((await versionTags(p, '1.107.0'))[MIRROR_NOTIFIED_TAG], 'off');
   });
 
   test('notify sends no dispatch', () => {
@@ -552,18 +606,19 @@ describe('notify on versions it did not create', () => {
 
   test('on a director’s Succeeded version: one tags-only update adds the mirror’s reference after the director’s and sets mirror_notified', async () => {
     const director = `bosh-stemcell-${randomUUID()}`;
-    await existingVersion(p, '1.100.8', directorTags(p, director));
-    const before = await versionTags(p, '1.100.8');
+    await existingVersion(p, '1.108.0', directorTags(p, director));
+    const before = await versionTags(p, '1.108.0');
     const dispatchesBefore = local.github.dispatches.length;
     const from = local.arm.requests.length;
 
     const { outcome } = await activity('notify', {
+      series: SERIES,
+      version: '1.108',
       definitionName: p.definitionName,
-      galleryVersion: '1.100.8',
     });
 
     assert.deepEqual(valueOf(outcome), { notified: false });
-    const after = await versionTags(p, '1.100.8');
+    const after = await versionTags(p, '1.108.0');
     assert.equal(after['stemcell_references'], `${director},${MIRROR_STEMCELL_REFERENCE}`);
     assert.equal(after[MIRROR_NOTIFIED_TAG], 'off');
     assert.deepEqual(after, {
@@ -571,7 +626,7 @@ describe('notify on versions it did not create', () => {
       stemcell_references: `${director},${MIRROR_STEMCELL_REFERENCE}`,
       [MIRROR_NOTIFIED_TAG]: 'off',
     });
-    const writes = versionWrites(p, '1.100.8', from);
+    const writes = versionWrites(p, '1.108.0', from);
     assert.deepEqual(
       writes.map((w) => w.method),
       ['PATCH'],
@@ -584,22 +639,22 @@ describe('notify on versions it did not create', () => {
     const foreign = { ...mirrorTags(p) };
     delete foreign['stemcell_references'];
     delete foreign['stemcell_name'];
-    await existingVersion(p, '1.100.9', foreign);
-    const before = await versionTags(p, '1.100.9');
+    await existingVersion(p, '1.109.0', foreign);
+    const before = await versionTags(p, '1.109.0');
     const dispatchesBefore = local.github.dispatches.length;
     const from = local.arm.requests.length;
 
     // Notifications on, so that a dispatch would be seen if one were sent.
     const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
-      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.9' }],
+      ['notify', { series: SERIES, version: '1.109', definitionName: p.definitionName }],
     ]);
 
     const outcome = results[0]?.outcome as StepOutcome<unknown>;
     assert.equal(outcome.ok, false);
     assert.match((outcome as { error: string }).error, /no stemcell_references\s+or stemcell_name tag/);
     assert.equal(local.github.dispatches.length, dispatchesBefore);
-    assert.deepEqual(versionWrites(p, '1.100.9', from), []);
-    const after = await versionTags(p, '1.100.9');
+    assert.deepEqual(versionWrites(p, '1.109.0', from), []);
+    const after = await versionTags(p, '1.109.0');
     assert.deepEqual(after, before);
     assert.equal(after[MIRROR_NOTIFIED_TAG], undefined);
   });
@@ -629,8 +684,8 @@ describe('tag limits', () => {
     const dispatchesBefore = local.github.dispatches.length;
 
     const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
-      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.20' }],
-      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.20' }],
+      ['notify', { series: SERIES, version: '1.100.20', definitionName: p.definitionName }],
+      ['notify', { series: SERIES, version: '1.100.20', definitionName: p.definitionName }],
     ]);
 
     assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
@@ -647,13 +702,17 @@ describe('tag limits', () => {
 
   test('fault: createImageVersion adopts a director’s version whose references are full without failing', async () => {
     const references = fiveReferences();
-    await existingVersion(p, '1.100.21', { ...directorTags(p, 'x'), stemcell_references: references });
+    await freshVersion(p, { ...directorTags(p, 'x'), stemcell_references: references });
     const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', createInput(p, '1.100.21'));
+    const { outcome } = await activity('createImageVersion', REF);
 
-    assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Succeeded' });
-    assert.deepEqual(versionWrites(p, '1.100.21', from), []);
+    assert.deepEqual(valueOf(outcome), {
+      outcome: 'started',
+      provisioningState: 'Succeeded',
+      definitionName: p.definitionName,
+    });
+    assert.deepEqual(versionWrites(p, GALLERY_VERSION, from), []);
   });
 
   test('fault: a version at Azure’s 50 tags: the notification is recorded in the mirror’s storage, and never sent twice', async () => {
@@ -661,8 +720,8 @@ describe('tag limits', () => {
     const dispatchesBefore = local.github.dispatches.length;
 
     const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
-      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.22' }],
-      ['notify', { definitionName: p.definitionName, galleryVersion: '1.100.22' }],
+      ['notify', { series: SERIES, version: '1.100.22', definitionName: p.definitionName }],
+      ['notify', { series: SERIES, version: '1.100.22', definitionName: p.definitionName }],
     ]);
 
     assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
@@ -677,7 +736,7 @@ describe('tag limits', () => {
   });
 
   test('fault: resolveVersions takes a version whose notification is recorded in the mirror’s storage as finished', async () => {
-    const series = 'bosh-azure-hyperv-ubuntu-full-go_agent';
+    const series = FULL_SERIES;
     const config = loadConfig(process.env);
     const manifest = {
       ...p.stemcell.manifest,
@@ -694,9 +753,10 @@ describe('tag limits', () => {
       unfinished.mirror.map((m) => m.reason),
       ['finish'],
     );
-    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
-      ['notify', { definitionName: spec.name, galleryVersion: '4.1.0' }],
-    ]);
+    const { results } = await activitiesInWorker(
+      { ...local.env, ...notifySettings(), BASM_STEMCELL_SERIES: process.env.BASM_STEMCELL_SERIES ?? '' },
+      [['notify', { series, version: '4.1', definitionName: spec.name }]],
+    );
     assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
 
     const plan = valueOf<StepOutputs['resolveVersions']>(
@@ -711,20 +771,27 @@ test('createImageVersion on a director’s version still Creating returns starte
   const p = await prepared();
   const director = `bosh-stemcell-${randomUUID()}`;
   // Started but not read until settled: the fake ARM answers Creating for the next reads.
+  if (await p.gallery.getImageVersion(p.definitionName, GALLERY_VERSION)) {
+    await p.gallery.deleteImageVersion(p.definitionName, GALLERY_VERSION);
+  }
   await p.gallery.startImageVersion({
     definitionName: p.definitionName,
-    versionName: '1.100.10',
+    versionName: GALLERY_VERSION,
     blobUrl: p.blobUrl,
     tags: directorTags(p, director),
   });
   const from = local.arm.requests.length;
 
-  const { outcome } = await activity('createImageVersion', createInput(p, '1.100.10'));
+  const { outcome } = await activity('createImageVersion', REF);
 
-  assert.deepEqual(valueOf(outcome), { outcome: 'started', provisioningState: 'Creating' });
-  assert.deepEqual(versionWrites(p, '1.100.10', from), []);
-  assert.ok(versionRequests(p, '1.100.10', from).includes('GET'));
-  assert.equal((await versionTags(p, '1.100.10'))['stemcell_references'], director);
+  assert.deepEqual(valueOf(outcome), {
+    outcome: 'started',
+    provisioningState: 'Creating',
+    definitionName: p.definitionName,
+  });
+  assert.deepEqual(versionWrites(p, GALLERY_VERSION, from), []);
+  assert.ok(versionRequests(p, GALLERY_VERSION, from).includes('GET'));
+  assert.equal((await versionTags(p, GALLERY_VERSION))['stemcell_references'], director);
 });
 
 test('resolveVersions finishes a director’s unnotified version in bosh.io’s list and backfills nothing above it', async () => {
@@ -760,7 +827,7 @@ test('resolveVersions finishes a director’s unnotified version in bosh.io’s 
   assert.deepEqual(plan.deferred, []);
 });
 
-test('a bad setting makes an activity return { ok: false } with the configuration error', async () => {
+test('fault: a bad setting makes an activity return { ok: false } with the configuration error', async () => {
   const env = { ...local.env, AZURE_SUBSCRIPTION_ID: 'not-a-subscription' };
   let expected = '';
   try {
@@ -776,14 +843,22 @@ test('a bad setting makes an activity return { ok: false } with the configuratio
 });
 
 describe('the series lock, as the Functions app holds it', () => {
-  const series = 'bosh-azure-hyperv-ubuntu-locked-go_agent';
+  const series = LOCKED_SERIES;
   const claim = { series, leaseId: randomUUID() };
   const holder = `orchestration mirror-${series} (pid ${process.pid} on ${hostname()})`;
+  /** How long to wait for a held series and how often to look: the settings, never an input. */
+  const settingsWait = () => {
+    const config = loadConfig(process.env);
+    return {
+      waitSeconds: config.seriesLockWaitSeconds,
+      pollIntervalSeconds: config.versionPollIntervalSeconds,
+    };
+  };
 
   before(async () => {
     local.boshio.publish(series, { version: '7.1', tarball: fixture.tarball });
     const { outcome } = await activity('acquireSeriesLock', { claim, run: `orchestration mirror-${series}` });
-    assert.deepEqual(valueOf(outcome), { acquired: true });
+    assert.deepEqual(valueOf(outcome), { acquired: true, wait: settingsWait() });
   });
 
   test('acquireSeriesLock names the orchestration, the process and the host; another claim is told so', async () => {
@@ -796,6 +871,45 @@ describe('the series lock, as the Functions app holds it', () => {
     assert.equal(refused.acquired, false);
     assert.ok(!refused.acquired);
     assert.equal(refused.holder, holder);
+    assert.deepEqual(refused.wait, settingsWait());
+  });
+
+  test("acquireSeriesLock answers with the settings' wait, whatever wait or poll interval its input names", async () => {
+    const { outcome } = await activity('acquireSeriesLock', {
+      claim: { series, leaseId: randomUUID() },
+      run: 'orchestration mirror-forged',
+      wait: { waitSeconds: 86_400, pollIntervalSeconds: 0.001 },
+      monitor: { pollIntervalSeconds: 0.001, deadlineMinutes: 100_000, seriesLockWaitSeconds: 86_400 },
+    });
+
+    assert.deepEqual(valueOf<StepOutputs['acquireSeriesLock']>(outcome).wait, settingsWait());
+  });
+
+  test("fault: a forged claim (another series' real lease, no lease id, a lease id that is no GUID, none held) makes a step fail before it acts", async () => {
+    const boshioBefore = local.boshio.requests.length;
+    const forgedClaims: unknown[] = [
+      claim,
+      { series: SERIES },
+      { series: SERIES, leaseId: '' },
+      { series: SERIES, leaseId: 'not-a-guid' },
+      { series: SERIES, leaseId: randomUUID() },
+      'mirror-x',
+    ];
+
+    for (const lock of forgedClaims) {
+      const { outcome } = await activity('downloadAndExtract', { ...REF, lock });
+      assert.equal((outcome as StepOutcome<unknown>).ok, false, JSON.stringify(lock));
+      assert.match(
+        (outcome as { error: string }).error,
+        /claim|no longer holds series/,
+        JSON.stringify(lock),
+      );
+    }
+    assert.deepEqual(
+      local.boshio.requests.slice(boshioBefore),
+      [],
+      'a step with a forged claim asked bosh.io',
+    );
   });
 
   test('fault: the command line started next to the Functions app leaves the series to it, naming it', async () => {
@@ -836,7 +950,229 @@ describe('the series lock, as the Functions app holds it', () => {
     const next = { series, leaseId: randomUUID() };
     assert.deepEqual(valueOf((await activity('acquireSeriesLock', { claim: next, run: 'next' })).outcome), {
       acquired: true,
+      wait: settingsWait(),
     });
     await activity('releaseSeriesLock', { claim: next });
   });
+});
+
+describe('steps given forged input (an orchestration started by hand with the system key)', () => {
+  let p: Prepared;
+  before(async () => {
+    p = await prepared();
+  });
+
+  /** An HTTPS server standing for the attacker's: it must never be asked for anything. */
+  async function attacker() {
+    const requests: string[] = [];
+    const server = await startHttpsServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      res.writeHead(200).end('not a stemcell');
+    });
+    return { url: server.url, requests, stop: () => server.stop() };
+  }
+
+  test('fault: downloadAndExtract given a foreign tarball URL downloads only what the configured bosh.io lists', async () => {
+    const evil = await attacker();
+    try {
+      const forged = {
+        ...REF,
+        release: { ...p.release, url: `${evil.url}/evil.tgz`, sha256: '0'.repeat(64), sha1: '' },
+      };
+      const { outcome } = await activity('downloadAndExtract', forged);
+
+      const stemcell = valueOf<StepOutputs['downloadAndExtract']>(outcome);
+      assert.equal(stemcell.tarballSha256, fixture.sha256);
+      assert.equal(stemcell.imageSha256, fixture.imageSha256);
+      assert.deepEqual(evil.requests, []);
+    } finally {
+      await evil.stop();
+    }
+  });
+
+  test('fault: a series no setting names is refused by every step, before bosh.io, the gallery or storage is asked', async () => {
+    const boshioFrom = local.boshio.requests.length;
+    const armFrom = local.arm.requests.length;
+    const input = {
+      series: FOREIGN_SERIES,
+      version: '1.100',
+      imageSha256: p.stemcell.imageSha256,
+      definitionName: p.definitionName,
+    };
+
+    for (const name of Object.keys(STEP_RETRY) as StepName[]) {
+      const { outcome } = await activity(name, input);
+      assert.equal((outcome as StepOutcome<unknown>).ok, false, name);
+      assert.match((outcome as { error: string }).error, /not one this mirror is configured for/, name);
+    }
+    assert.deepEqual(local.boshio.requests.slice(boshioFrom), []);
+    assert.deepEqual(local.arm.requests.slice(armFrom), []);
+  });
+
+  test('fault: ensureImageDefinition given another stemcell’s manifest makes the definition of the mirror’s own upload', async () => {
+    const manifest = { ...p.stemcell.manifest, name: 'attacker-stemcell' };
+    const armFrom = local.arm.requests.length;
+
+    const { outcome } = await activity('ensureImageDefinition', { ...REF, manifest });
+
+    assert.deepEqual(valueOf(outcome), { definitionName: p.definitionName, created: false });
+    assert.ok(!local.arm.requests.slice(armFrom).some((r) => r.path.includes('attacker')));
+  });
+
+  test('fault: createImageVersion given another definition, version name, blob and digest creates only the stemcell’s own version from the mirror’s upload', async () => {
+    const evil = await attacker();
+    try {
+      if (await p.gallery.getImageVersion(p.definitionName, GALLERY_VERSION)) {
+        await p.gallery.deleteImageVersion(p.definitionName, GALLERY_VERSION);
+      }
+      const armFrom = local.arm.requests.length;
+      const forged = {
+        ...REF,
+        definitionName: 'another-definition',
+        galleryVersion: '9.9.9',
+        blobUrl: `${evil.url}/evil.vhd`,
+        release: { ...p.release, url: `${evil.url}/evil.tgz` },
+        stemcell: { ...p.stemcell, imageSha256: 'f'.repeat(64) },
+      };
+
+      const { outcome } = await activity('createImageVersion', forged);
+
+      assert.deepEqual(valueOf(outcome), {
+        outcome: 'started',
+        provisioningState: 'Creating',
+        definitionName: p.definitionName,
+      });
+      const writes = local.arm.requests.slice(armFrom).filter((r) => r.method !== 'GET');
+      assert.deepEqual(
+        writes.map((w) =>
+          w.path
+            .toLowerCase()
+            .endsWith(`/images/${p.definitionName}/versions/${GALLERY_VERSION}`.toLowerCase()),
+        ),
+        [true],
+      );
+      const body = JSON.stringify(writes[0]?.body);
+      assert.ok(body.includes(p.blobUrl), body);
+      assert.ok(body.includes(p.stemcell.imageSha256), body);
+      assert.doesNotMatch(
+        JSON.stringify(local.arm.requests.slice(armFrom)),
+        /another-definition|9\.9\.9|evil|ffffffff/,
+      );
+      assert.deepEqual(evil.requests, []);
+    } finally {
+      await evil.stop();
+    }
+  });
+
+  test('fault: createImageVersion for a version the mirror has not uploaded is refused and creates nothing', async () => {
+    const armFrom = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', {
+      series: SERIES,
+      version: '1.199',
+      blobUrl: p.blobUrl,
+    });
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match((outcome as { error: string }).error, /does not exist; the uploadVhd step makes it/);
+    assert.deepEqual(
+      local.arm.requests.slice(armFrom).filter((r) => r.method !== 'GET'),
+      [],
+    );
+  });
+
+  test('fault: uploadVhd given a digest of another image uploads nothing and refuses to mix them', async () => {
+    const before = await sharedKeyBlob(p.blobUrl).getProperties();
+
+    const { outcome } = await activity('uploadVhd', { ...REF, imageSha256: 'f'.repeat(64) });
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match((outcome as { error: string }).error, /different image .*refusing to mix them/);
+    const after = await sharedKeyBlob(p.blobUrl).getProperties();
+    assert.equal(after.etag, before.etag, 'the blob is untouched');
+  });
+
+  test('fault: getImageVersionState and notify refuse a definition that is not one of the series’, with no request and no dispatch', async () => {
+    const armFrom = local.arm.requests.length;
+    const dispatchesBefore = local.github.dispatches.length;
+
+    for (const name of ['getImageVersionState', 'notify'] as const) {
+      const { outcome } = await activity(name, { ...REF, definitionName: 'another-stemcell' });
+      assert.equal((outcome as StepOutcome<unknown>).ok, false, name);
+      assert.match(
+        (outcome as { error: string }).error,
+        /not one of this series’ definitions|not one of this series' definitions/,
+        name,
+      );
+    }
+    assert.deepEqual(local.arm.requests.slice(armFrom), []);
+    assert.equal(local.github.dispatches.length, dispatchesBefore);
+  });
+
+  test('fault: getImageVersionState answers the configured poll interval and deadline, whatever the input says', async () => {
+    const config = loadConfig(process.env);
+    if (!(await p.gallery.getImageVersion(p.definitionName, GALLERY_VERSION))) {
+      await existingVersion(p, GALLERY_VERSION, mirrorTags(p));
+    }
+
+    const { outcome } = await activity('getImageVersionState', {
+      ...REF,
+      definitionName: p.definitionName,
+      monitor: { pollIntervalSeconds: 0.001, deadlineMinutes: 100_000 },
+    });
+
+    assert.deepEqual(valueOf<StepOutputs['getImageVersionState']>(outcome).monitor, {
+      pollIntervalSeconds: config.versionPollIntervalSeconds,
+      deadlineMinutes: config.versionReadyTimeoutMinutes,
+    });
+  });
+});
+
+test('fault: a director creates the version between the mirror’s look and its PUT: never overwritten, adopted instead', async () => {
+  const p = await prepared();
+  await withoutVersion(p);
+  const director = `bosh-stemcell-${randomUUID()}`;
+  const cpiTags: Record<string, string> = {
+    ...mirrorTags(p),
+    stemcell_references: director,
+    stemcell_name: director,
+  };
+  delete cpiTags['stemcell_source_url'];
+  local.arm.beforeNext('PUT', `/images/${p.definitionName}/versions/${GALLERY_VERSION}`, () =>
+    existingVersion(p, GALLERY_VERSION, cpiTags),
+  );
+
+  const { outcome } = await activity('createImageVersion', REF);
+
+  assert.deepEqual(valueOf(outcome), {
+    outcome: 'started',
+    provisioningState: 'Succeeded',
+    definitionName: p.definitionName,
+  });
+  const tags = await versionTags(p, GALLERY_VERSION);
+  assert.equal(tags['stemcell_name'], director);
+  assert.equal(tags['stemcell_source_url'], undefined);
+  assert.deepEqual(
+    tags['stemcell_references']?.split(',').sort(),
+    [director, MIRROR_STEMCELL_REFERENCE].sort(),
+  );
+});
+
+test('fault: the version is created by someone else before each of the mirror’s two PUTs: a transient error, retried later', async () => {
+  const p = await prepared();
+  await withoutVersion(p);
+  const versionPath = `/images/${p.definitionName}/versions/${GALLERY_VERSION}`;
+  const director = `bosh-stemcell-${randomUUID()}`;
+  const cpiTags: Record<string, string> = { ...mirrorTags(p), stemcell_references: director };
+  // Created before the first PUT, deleted before the second look, created again before the second PUT.
+  local.arm.beforeNext('PUT', versionPath, async () => {
+    await existingVersion(p, GALLERY_VERSION, cpiTags);
+    local.arm.beforeNext('GET', versionPath, async () => {
+      await p.gallery.deleteImageVersion(p.definitionName, GALLERY_VERSION);
+      local.arm.beforeNext('PUT', versionPath, () => existingVersion(p, GALLERY_VERSION, cpiTags));
+    });
+  });
+
+  await assert.rejects(activity('createImageVersion', REF), /keeps being created by someone else/);
+  assert.equal((await versionTags(p, GALLERY_VERSION))['stemcell_references'], director);
 });

@@ -17,7 +17,7 @@ import {
   type HttpResult,
   type WorkerLogLine,
 } from '../support/functions-core/host.js';
-import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from '../support/app-settings.js';
+import { JAMMY, NOBLE, starterSettings } from '../support/app-settings.js';
 import { failingStarts } from '../support/failing-starts.js';
 
 const URL_BASE = 'https://stemcell-mirror.azurewebsites.net/api/mirror?code=functionkey';
@@ -58,23 +58,21 @@ function json(result: HttpResult): Record<string, unknown> {
 }
 
 describe('accepted requests', () => {
-  test('a series and version start that series’ orchestration and answer 202 with its status URLs', async () => {
+  test('a series and version start that series’ orchestration and answer 202 with the app’s own status URL', async () => {
     const result = await post(JSON.stringify({ series: JAMMY, version: '1.1364' }));
 
     assert.equal(result.status, 202);
-    const body = json(result);
-    assert.equal(body.id, `mirror-${JAMMY}`);
-    assert.equal(
-      body.statusQueryGetUri,
-      `https://stemcell-mirror.azurewebsites.net/runtime/webhooks/durabletask/instances/mirror-${JAMMY}` +
-        '?taskHub=StemcellMirror&connection=Storage&code=systemkey',
-    );
-    assert.equal(result.headers.location, body.statusQueryGetUri);
+    assert.deepEqual(json(result), {
+      id: `mirror-${JAMMY}`,
+      series: JAMMY,
+      statusUri: `https://stemcell-mirror.azurewebsites.net/api/mirror/${JAMMY}`,
+    });
+    assert.equal(result.headers.location, `https://stemcell-mirror.azurewebsites.net/api/mirror/${JAMMY}`);
     assert.deepEqual(extension.starts, [
       {
         name: 'mirrorSeries',
         instanceId: `mirror-${JAMMY}`,
-        input: { request: { series: JAMMY, version: '1.1364' }, monitor: STARTER_MONITOR },
+        input: { request: { series: JAMMY, version: '1.1364' } },
         accepted: true,
       },
     ]);
@@ -86,10 +84,7 @@ describe('accepted requests', () => {
     assert.equal(result.status, 202);
     assert.deepEqual(
       extension.starts.map((s) => s.input),
-      [
-        { request: { series: JAMMY }, monitor: STARTER_MONITOR },
-        { request: { series: NOBLE }, monitor: STARTER_MONITOR },
-      ],
+      [{ request: { series: JAMMY } }, { request: { series: NOBLE } }],
     );
     const instances = json(result).instances as Array<Record<string, unknown>>;
     assert.deepEqual(
@@ -112,7 +107,7 @@ describe('accepted requests', () => {
 });
 
 describe('a series already being mirrored', () => {
-  test('answers 409 with the running instance’s status URLs and starts nothing', async () => {
+  test('answers 409 with the running instance’s status URL and starts nothing', async () => {
     extension.putInstance(`mirror-${JAMMY}`, 'Running');
 
     const result = await post(JSON.stringify({ series: JAMMY }));
@@ -121,7 +116,7 @@ describe('a series already being mirrored', () => {
     const body = json(result);
     assert.match(String(body.error), /already being mirrored.*Running/);
     assert.equal(body.id, `mirror-${JAMMY}`);
-    assert.match(String(body.statusQueryGetUri), new RegExp(`/instances/mirror-${JAMMY}\\?`));
+    assert.equal(body.statusUri, `https://stemcell-mirror.azurewebsites.net/api/mirror/${JAMMY}`);
     assert.equal(extension.starts.length, 0);
   });
 
@@ -276,12 +271,8 @@ describe('a series whose orchestration cannot be started', () => {
         ],
       );
       assert.match(String(instances[0]!.error), /could not start .*function log/);
-      assert.equal(
-        instances[0]!.statusQueryGetUri,
-        undefined,
-        'no status URL for an instance that does not exist',
-      );
-      assert.match(String(instances[1]!.statusQueryGetUri), new RegExp(`/instances/mirror-${NOBLE}\\?`));
+      assert.equal(instances[0]!.statusUri, undefined, 'no status URL for an instance that does not exist');
+      assert.equal(instances[1]!.statusUri, `https://stemcell-mirror.azurewebsites.net/api/mirror/${NOBLE}`);
       assert.doesNotMatch(result.body, /task hub storage account/, 'the cause stays in the log');
       assert.deepEqual(proxy.refused, [`mirror-${JAMMY}`]);
       assert.deepEqual(
@@ -325,7 +316,7 @@ describe('a series whose orchestration cannot be started', () => {
     }
   });
 
-  test('one named series that cannot be started answers 500 without the cause', async () => {
+  test('fault: one named series that cannot be started answers 500 without the cause', async () => {
     const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
     try {
       const result = await post(JSON.stringify({ series: JAMMY }), proxy.binding);
@@ -359,5 +350,33 @@ describe('a series whose orchestration cannot be started', () => {
       ],
     );
     assert.equal(extension.starts.length, 0);
+  });
+});
+
+describe('what the answers carry', () => {
+  test('fault: no answer of the starter carries the task hub’s system key or a Durable management URL', async () => {
+    const answers: HttpResult[] = [];
+    answers.push(await post(JSON.stringify({ series: JAMMY }))); // 202, one series
+    answers.push(await post(JSON.stringify({ series: JAMMY }))); // 409, it is running now
+    extension.instances.clear();
+    answers.push(await post()); // 202, every series
+    answers.push(await post()); // 409, every series running
+    extension.instances.clear();
+    const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
+    try {
+      answers.push(await post(undefined, proxy.binding)); // 202 with a failed series
+      answers.push(await post(JSON.stringify({ series: JAMMY }), proxy.binding)); // 500
+    } finally {
+      await proxy.stop();
+    }
+
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [202, 409, 202, 409, 202, 500],
+    );
+    for (const answer of answers) {
+      const seen = `${JSON.stringify(answer.headers)} ${answer.body}`;
+      assert.doesNotMatch(seen, /systemkey|code=|webhooks|durabletask|taskHub|purge|terminate|rewind/i, seen);
+    }
   });
 });

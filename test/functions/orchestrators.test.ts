@@ -51,11 +51,8 @@ const stemcell: ExtractedStemcellSummary = {
 };
 const blobUrl = `https://account.blob.core.windows.net/stemcell/${SERIES}-1.100.vhd`;
 const definitionName = SERIES;
-const versionInput: MirrorVersionInput & { monitor: MonitorSettings } = {
-  release,
-  galleryVersion: '1.100.0',
-  monitor: MONITOR,
-};
+const versionInput: MirrorVersionInput = { series: SERIES, version: '1.100' };
+const REF = { series: SERIES, version: '1.100' };
 
 interface Action {
   actionType: number;
@@ -107,7 +104,10 @@ function versionHistoryUntilCreation(): OrchestrationHistory {
       ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
     )
     .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
-    .activityCompleted('createImageVersion', ok({ outcome: 'started', provisioningState: 'Creating' }));
+    .activityCompleted(
+      'createImageVersion',
+      ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
+    );
 }
 
 function expectedRetryOptions(name: StepName): Record<string, unknown> {
@@ -125,12 +125,15 @@ before(async () => {
 });
 
 describe('mirrorSeries', () => {
-  const seriesInput = { request: { series: SERIES }, monitor: MONITOR };
+  const seriesInput = { request: { series: SERIES } };
+  /** How long a run waits for its series and how often it looks: the settings, in acquireSeriesLock's output. */
+  const WAIT = { waitSeconds: 0, pollIntervalSeconds: 30 };
   /** The run's first episode, before it holds its series. */
   const startedHistory = () =>
     new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, seriesInput, START);
   /** The run holding its series. */
-  const seriesHistory = () => startedHistory().activityCompleted('acquireSeriesLock', ok({ acquired: true }));
+  const seriesHistory = () =>
+    startedHistory().activityCompleted('acquireSeriesLock', ok({ acquired: true, wait: WAIT }));
   const holder = {
     holder: 'command line (pid 4242 on build-7)',
     since: '2026-05-04T05:50:00.000Z',
@@ -181,15 +184,11 @@ describe('mirrorSeries', () => {
   });
 
   test('fault: a series another run holds is looked at again after a durable timer of the poll interval', async () => {
-    const history = new OrchestrationHistory(
-      'mirrorSeries',
-      `mirror-${SERIES}`,
-      {
-        ...seriesInput,
-        monitor: { ...MONITOR, seriesLockWaitSeconds: 600 },
-      },
-      START,
-    ).activityCompleted('acquireSeriesLock', ok({ acquired: false, ...holder }));
+    const wait = { waitSeconds: 600, pollIntervalSeconds: 20 };
+    const history = startedHistory().activityCompleted(
+      'acquireSeriesLock',
+      ok({ acquired: false, ...holder, wait }),
+    );
 
     const waiting = await replay(history);
 
@@ -197,7 +196,7 @@ describe('mirrorSeries', () => {
     assert.equal(waiting.last.actionType, 5, 'a durable timer');
     assert.equal(
       new Date(waiting.last.fireAt ?? '').getTime(),
-      history.currentTime.getTime() + MONITOR.pollIntervalSeconds * 1000,
+      history.currentTime.getTime() + wait.pollIntervalSeconds * 1000,
     );
     assert.deepEqual(waiting.customStatus, {
       series: SERIES,
@@ -211,7 +210,7 @@ describe('mirrorSeries', () => {
 
   test('fault: a series held past the wait ends the run with one failed result naming the holder, and nothing else', async () => {
     const state = await replay(
-      startedHistory().activityCompleted('acquireSeriesLock', ok({ acquired: false, ...holder })),
+      startedHistory().activityCompleted('acquireSeriesLock', ok({ acquired: false, ...holder, wait: WAIT })),
     );
 
     assert.equal(state.isDone, true);
@@ -270,18 +269,18 @@ describe('mirrorSeries', () => {
     });
   });
 
-  test('starts mirrorVersion for each planned version with a deterministic instance id and the monitor settings', async () => {
+  test('starts mirrorVersion for each planned version with a deterministic instance id, naming only the stemcell', async () => {
     const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(plan)));
 
     assert.deepEqual(state.last, {
       actionType: 2,
       functionName: 'mirrorVersion',
       instanceId: versionInstanceId(SERIES, '1.100', START),
-      input: { release, galleryVersion: '1.100.0', monitor: MONITOR, lock: claim },
+      input: { series: SERIES, version: '1.100', lock: claim },
     });
   });
 
-  test('a transient failure of resolveVersions waits for the retry timer instead of failing the series', async () => {
+  test('fault: a transient failure of resolveVersions waits for the retry timer instead of failing the series', async () => {
     const state = await replay(seriesHistory().activityFailed('resolveVersions', 'bosh.io answered 503'));
 
     assert.equal(state.isDone, false);
@@ -329,7 +328,7 @@ describe('mirrorSeries', () => {
     assert.deepEqual(state.output, { series: SERIES, results: [versionResult] });
   });
 
-  test('resolveVersions failing permanently ends the series with one failed result naming that step', async () => {
+  test('fault: resolveVersions failing permanently ends the series with one failed result naming that step', async () => {
     const message = 'bosh.io has no version 9.9 of ' + SERIES;
     const failed = seriesHistory().activityCompleted('resolveVersions', { ok: false, error: message });
     assert.equal((await replay(failed)).last.functionName, 'releaseSeriesLock', 'the series is given back');
@@ -353,7 +352,7 @@ describe('mirrorSeries', () => {
   });
 
   test('a dry run starts no mirrorVersion and reports every planned version as planned', async () => {
-    const dryRunInput = { request: { series: SERIES, dryRun: true }, monitor: MONITOR };
+    const dryRunInput = { request: { series: SERIES, dryRun: true } };
     const history = new OrchestrationHistory(
       'mirrorSeries',
       `mirror-${SERIES}`,
@@ -377,7 +376,7 @@ describe('mirrorSeries', () => {
     });
   });
 
-  test('a failed mirrorVersion does not stop the next planned version, and both results are returned in order', async () => {
+  test('fault: a failed mirrorVersion does not stop the next planned version, and both results are returned in order', async () => {
     const afterFailure = seriesHistory()
       .activityCompleted('resolveVersions', ok(twoVersionPlan))
       .subOrchestrationFailed(
@@ -393,7 +392,7 @@ describe('mirrorSeries', () => {
       actionType: 2,
       functionName: 'mirrorVersion',
       instanceId: versionInstanceId(SERIES, '1.101', START),
-      input: { release: release101, galleryVersion: '1.101.0', monitor: MONITOR, lock: claim },
+      input: { series: SERIES, version: '1.101', lock: claim },
     });
 
     const created: VersionResult = {
@@ -435,10 +434,9 @@ describe('mirrorSeries', () => {
 
     assert.equal(state.last.functionName, 'mirrorVersion');
     assert.deepEqual(state.last.input, {
-      release,
-      galleryVersion: '1.100.0',
-      monitor: MONITOR,
-      finish,
+      series: SERIES,
+      version: '1.100',
+      finish: { definitionName },
       lock: claim,
     });
   });
@@ -487,14 +485,14 @@ describe('mirrorVersion', () => {
       {
         actionType: 1,
         functionName: 'downloadAndExtract',
-        input: { release },
+        input: { series: SERIES, version: '1.100' },
         retryOptions: expectedRetryOptions('downloadAndExtract'),
       },
     ]);
     assert.equal(state.customStatus?.step, 'downloadAndExtract');
   });
 
-  test('after a restart it resumes with ensureImageDefinition once download and upload are in the history', async () => {
+  test('fault: after a restart it resumes with ensureImageDefinition once download and upload are in the history', async () => {
     const history = versionHistory()
       .activityCompleted('downloadAndExtract', ok(stemcell))
       .activityCompleted(
@@ -509,7 +507,7 @@ describe('mirrorVersion', () => {
       ['downloadAndExtract', 'uploadVhd', 'ensureImageDefinition'],
       'the completed steps are replayed from the history, not scheduled again',
     );
-    assert.deepEqual(state.last.input, { series: SERIES, manifest });
+    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100' });
     assert.deepEqual(state.customStatus, {
       series: SERIES,
       version: '1.100',
@@ -519,7 +517,7 @@ describe('mirrorVersion', () => {
     });
   });
 
-  test('a permanent failure ends the version with that message and schedules cleanup', async () => {
+  test('fault: a permanent failure ends the version with that message and schedules cleanup', async () => {
     const message = 'stemcell.MF: `sha1` does not match the image';
     const history = versionHistory().activityCompleted('downloadAndExtract', { ok: false, error: message });
 
@@ -544,7 +542,7 @@ describe('mirrorVersion', () => {
   test('waits with a durable timer of the poll interval while the image version is Creating', async () => {
     const history = versionHistoryUntilCreation().activityCompleted(
       'getImageVersionState',
-      ok({ provisioningState: 'Creating' }),
+      ok({ provisioningState: 'Creating', monitor: MONITOR }),
     );
 
     const state = await replay(history);
@@ -560,11 +558,11 @@ describe('mirrorVersion', () => {
   test('polls again after the timer and notifies once the image version is Succeeded', async () => {
     const creating = versionHistoryUntilCreation().activityCompleted(
       'getImageVersionState',
-      ok({ provisioningState: 'Creating' }),
+      ok({ provisioningState: 'Creating', monitor: MONITOR }),
     );
     const history = creating
       .timerFired(new Date(creating.currentTime.getTime() + MONITOR.pollIntervalSeconds * 1000))
-      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }));
+      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded', monitor: MONITOR }));
 
     const state = await replay(history);
 
@@ -581,13 +579,13 @@ describe('mirrorVersion', () => {
         'notify',
       ],
     );
-    assert.deepEqual(state.last.input, { definitionName, galleryVersion: '1.100.0' });
+    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100', definitionName });
   });
 
-  test('an image version Azure reports Failed ends the version as failed and schedules cleanup', async () => {
+  test('fault: an image version Azure reports Failed ends the version as failed and schedules cleanup', async () => {
     const history = versionHistoryUntilCreation().activityCompleted(
       'getImageVersionState',
-      ok({ provisioningState: 'Failed', errorMessage: 'The VHD footer is invalid.' }),
+      ok({ provisioningState: 'Failed', errorMessage: 'The VHD footer is invalid.', monitor: MONITOR }),
     );
 
     const state = await replay(history);
@@ -625,7 +623,7 @@ describe('mirrorVersion', () => {
     });
   });
 
-  test('an image version still Creating past the deadline ends the version as failed and schedules cleanup', async () => {
+  test('fault: an image version still Creating past the deadline ends the version as failed and schedules cleanup', async () => {
     const monitor: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 2 };
     // Years before any wall clock running this test: a deadline taken from the wall clock instead of the
     // orchestration time would never be reached by these timers (or, on a clock set earlier, at once).
@@ -633,7 +631,7 @@ describe('mirrorVersion', () => {
     const history = new OrchestrationHistory(
       'mirrorVersion',
       versionInstanceId(SERIES, '1.100', longAgo),
-      { ...versionInput, monitor },
+      versionInput,
       longAgo,
       'mirror-x',
     )
@@ -643,20 +641,23 @@ describe('mirrorVersion', () => {
         ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
       )
       .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
-      .activityCompleted('createImageVersion', ok({ outcome: 'started', provisioningState: 'Creating' }));
+      .activityCompleted(
+        'createImageVersion',
+        ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
+      );
     // The deadline counts from the episode in which the creation was seen started.
     const waitingSince = history.currentTime.getTime();
 
     // Azure keeps answering Creating: poll, wait the poll interval, poll again, until the workflow gives up.
     let state = await replay(
-      history.activityCompleted('getImageVersionState', ok({ provisioningState: 'Creating' })),
+      history.activityCompleted('getImageVersionState', ok({ provisioningState: 'Creating', monitor })),
     );
     let polls = 1;
     while (state.last.actionType === 5) {
       assert.ok(polls < 20, 'the deadline never ended the wait');
       history
         .timerFired(new Date(state.last.fireAt ?? ''))
-        .activityCompleted('getImageVersionState', ok({ provisioningState: 'Creating' }));
+        .activityCompleted('getImageVersionState', ok({ provisioningState: 'Creating', monitor }));
       polls++;
       state = await replay(history);
     }
@@ -690,7 +691,7 @@ describe('mirrorVersion', () => {
 
   test('replaying a complete history schedules nothing new and returns the created version', async () => {
     const history = versionHistoryUntilCreation()
-      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }))
+      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded', monitor: MONITOR }))
       .activityCompleted('notify', ok({ notified: true }))
       .activityCompleted('cleanup', ok({ removed: true }));
 
@@ -716,7 +717,10 @@ describe('mirrorVersion', () => {
         ok({ blobUrl, bytesUploaded: 0, dataBytes: 1_048_576, alreadyComplete: true }),
       )
       .activityCompleted('ensureImageDefinition', ok({ definitionName, created: false }))
-      .activityCompleted('createImageVersion', ok({ outcome: 'exists', provisioningState: 'Succeeded' }));
+      .activityCompleted(
+        'createImageVersion',
+        ok({ outcome: 'exists', provisioningState: 'Succeeded', definitionName }),
+      );
 
     const state = await replay(history);
 
@@ -740,9 +744,9 @@ describe('mirrorVersion', () => {
     });
   });
 
-  test('finishing a version an earlier run created only waits for it and notifies, with the blob URL from the input', async () => {
+  test('finishing a version an earlier run created only waits for it and notifies, with the blob URL the gallery reports', async () => {
     const finishBlobUrl = `https://account.blob.core.windows.net/stemcell/${SERIES}-1.100-earlier.vhd`;
-    const finishInput = { ...versionInput, finish: { definitionName, blobUrl: finishBlobUrl } };
+    const finishInput = { ...versionInput, finish: { definitionName } };
     const finishHistory = () =>
       new OrchestrationHistory(
         'mirrorVersion',
@@ -757,14 +761,17 @@ describe('mirrorVersion', () => {
       {
         actionType: 1,
         functionName: 'getImageVersionState',
-        input: { definitionName, galleryVersion: '1.100.0' },
+        input: { series: SERIES, version: '1.100', definitionName },
         retryOptions: expectedRetryOptions('getImageVersionState'),
       },
     ]);
     assert.equal(first.customStatus?.step, 'waitForImageVersion');
 
     const history = finishHistory()
-      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }))
+      .activityCompleted(
+        'getImageVersionState',
+        ok({ provisioningState: 'Succeeded', blobUrl: finishBlobUrl, monitor: MONITOR }),
+      )
       .activityCompleted('notify', ok({ notified: true }))
       .activityCompleted('cleanup', ok({ removed: false }));
     const done = await replay(history);
@@ -774,7 +781,7 @@ describe('mirrorVersion', () => {
       ['getImageVersionState', 'notify', 'cleanup'],
       'nothing is downloaded, uploaded, defined or created again',
     );
-    assert.deepEqual(done.all[1]?.input, { definitionName, galleryVersion: '1.100.0' });
+    assert.deepEqual(done.all[1]?.input, { series: SERIES, version: '1.100', definitionName });
     assert.equal(done.isDone, true);
     assert.deepEqual(done.output, {
       series: SERIES,
@@ -783,5 +790,235 @@ describe('mirrorVersion', () => {
       action: 'created',
       blobUrl: finishBlobUrl,
     });
+  });
+});
+
+describe('orchestrations started by hand with forged input (the system key starts any orchestration)', () => {
+  const forged = {
+    series: SERIES,
+    version: '1.100',
+    release: { ...release, url: 'https://attacker.example/evil.tgz', sha256: '00'.repeat(32) },
+    galleryVersion: '9.9.9',
+    monitor: { pollIntervalSeconds: 0.001, deadlineMinutes: 100_000 },
+    blobUrl: 'https://attacker.blob.core.windows.net/x/evil.vhd',
+    definitionName: 'another-definition',
+  };
+  const forgedHistory = () =>
+    new OrchestrationHistory(
+      'mirrorVersion',
+      versionInstanceId(SERIES, '1.100', START),
+      forged,
+      START,
+      'mirror-x',
+    );
+
+  test('fault: mirrorVersion with a foreign tarball URL, gallery version, blob and definition passes none of them to a step', async () => {
+    const history = forgedHistory()
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted(
+        'uploadVhd',
+        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
+      )
+      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
+      .activityCompleted(
+        'createImageVersion',
+        ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
+      )
+      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded', monitor: MONITOR }))
+      .activityCompleted('notify', ok({ notified: true }))
+      .activityCompleted('cleanup', ok({ removed: true }));
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => [a.functionName, a.input]),
+      [
+        ['downloadAndExtract', REF],
+        ['uploadVhd', { ...REF, imageSha256: stemcell.imageSha256 }],
+        ['ensureImageDefinition', REF],
+        ['createImageVersion', REF],
+        ['getImageVersionState', { ...REF, definitionName }],
+        ['notify', { ...REF, definitionName }],
+        ['cleanup', REF],
+      ],
+    );
+    assert.doesNotMatch(JSON.stringify(state.all), /attacker|9\.9\.9|another-definition/);
+    assert.equal((state.output as VersionResult).galleryVersion, '1.100.0');
+  });
+
+  test('fault: a tiny poll interval in the input does not make the wait poll faster than the settings', async () => {
+    const history = forgedHistory()
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted(
+        'uploadVhd',
+        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
+      )
+      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
+      .activityCompleted(
+        'createImageVersion',
+        ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
+      )
+      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Creating', monitor: MONITOR }));
+
+    const state = await replay(history);
+
+    assert.equal(state.last.actionType, 5, 'a durable timer');
+    assert.equal(
+      new Date(state.last.fireAt ?? '').getTime() - history.currentTime.getTime(),
+      MONITOR.pollIntervalSeconds * 1000,
+    );
+  });
+
+  test('fault: mirrorVersion named with a version that is not a stemcell version schedules no step', async () => {
+    const history = new OrchestrationHistory(
+      'mirrorVersion',
+      versionInstanceId(SERIES, '1.100', START),
+      { series: SERIES, version: '../../1.100' },
+      START,
+      'mirror-x',
+    );
+
+    // The worker reports a failed orchestrator as an error carrying its state.
+    await assert.rejects(
+      invokeFunction(history.name, { orchestrationTrigger: history.trigger() }),
+      (error: Error) => {
+        const state = JSON.parse(error.message.slice(error.message.indexOf('{'))) as OrchestratorState;
+        assert.deepEqual(state.actions.flat(), [], 'no step was scheduled');
+        assert.match(String(state.error), /is not a stemcell version/);
+        return true;
+      },
+    );
+  });
+
+  const forgedSeriesInput = {
+    request: { series: SERIES },
+    monitor: { ...forged.monitor, seriesLockWaitSeconds: 86_400 },
+  };
+  const holder = {
+    holder: 'command line (pid 4242 on build-7)',
+    since: '2026-05-04T05:50:00.000Z',
+    heartbeatAt: '2026-05-04T05:59:30.000Z',
+  };
+
+  test('fault: mirrorSeries with forged monitor settings passes nothing but the stemcell (and its claim) to mirrorVersion', async () => {
+    const history = new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, forgedSeriesInput, START)
+      .activityCompleted(
+        'acquireSeriesLock',
+        ok({ acquired: true, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
+      )
+      .activityCompleted(
+        'resolveVersions',
+        ok({
+          series: SERIES,
+          mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' }],
+          newest: release,
+          deferred: [],
+        }),
+      );
+
+    const state = await replay(history);
+
+    const claim = (state.all[0]?.input as { claim: { series: string; leaseId: string } }).claim;
+    assert.deepEqual(state.last.input, { ...REF, lock: claim });
+    assert.doesNotMatch(JSON.stringify(state.all), /86400|0\.001|100000/);
+  });
+
+  test("fault: a forged lock wait in mirrorSeries' input neither makes it wait for a held series nor look sooner", async () => {
+    const started = () =>
+      new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, forgedSeriesInput, START);
+
+    const gaveUp = await replay(
+      started().activityCompleted(
+        'acquireSeriesLock',
+        ok({ acquired: false, ...holder, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
+      ),
+    );
+    assert.equal(gaveUp.isDone, true, 'the settings say not to wait: the input cannot make it');
+    assert.equal((gaveUp.output as { results: VersionResult[] }).results[0]?.step, 'acquireSeriesLock');
+
+    const history = started().activityCompleted(
+      'acquireSeriesLock',
+      ok({ acquired: false, ...holder, wait: { waitSeconds: 600, pollIntervalSeconds: 30 } }),
+    );
+    const waiting = await replay(history);
+    assert.equal(waiting.last.actionType, 5, 'a durable timer');
+    assert.equal(new Date(waiting.last.fireAt ?? '').getTime() - history.currentTime.getTime(), 30_000);
+  });
+});
+
+describe('custom status', () => {
+  const MANY = 60;
+  const releases: StemcellRelease[] = Array.from({ length: MANY }, (_, i) => ({
+    ...release,
+    version: `1.${200 + i}`,
+    url: `https://bosh.io/d/stemcells/${SERIES}?v=1.${200 + i}`,
+  }));
+  const manyPlan = {
+    series: SERIES,
+    mirror: releases.map((r) => ({ release: r, galleryVersion: `${r.version}.0`, reason: 'catch-up' })),
+    newest: releases.at(-1),
+    deferred: [],
+  };
+  const longError = `ARM said: ${'the gallery image version could not be created because '.repeat(60)}`;
+  const LIMIT = 16 * 1024;
+
+  test('fault: a run over 60 versions, each failing with a long message, keeps its custom status under 16 KB with counts', async () => {
+    const history = new OrchestrationHistory(
+      'mirrorSeries',
+      `mirror-${SERIES}`,
+      { request: { series: SERIES } },
+      START,
+    )
+      .activityCompleted(
+        'acquireSeriesLock',
+        ok({ acquired: true, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
+      )
+      .activityCompleted('resolveVersions', ok(manyPlan));
+    let largest = 0;
+    for (const r of releases) {
+      const state = await replay(history);
+      largest = Math.max(largest, Buffer.byteLength(JSON.stringify(state.customStatus)));
+      history.subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, r.version, START), {
+        series: SERIES,
+        version: r.version,
+        galleryVersion: `${r.version}.0`,
+        action: 'failed',
+        step: 'createImageVersion',
+        error: longError,
+      });
+    }
+    assert.equal((await replay(history)).last.functionName, 'releaseSeriesLock');
+    history.activityCompleted('releaseSeriesLock', ok({ released: true }));
+
+    const done = await replay(history);
+
+    assert.equal(done.isDone, true);
+    const status = done.customStatus as Record<string, unknown>;
+    const size = Buffer.byteLength(JSON.stringify(status));
+    assert.ok(size < LIMIT, `the final custom status is ${size} bytes`);
+    assert.ok(largest < LIMIT, `a custom status during the run was ${largest} bytes`);
+    assert.deepEqual(status.counts, { done: MANY, created: 0, exists: 0, failed: MANY });
+    assert.equal(status.planned, MANY);
+    assert.equal((status.results as unknown[]).length, 10);
+    assert.equal(status.earlierResults, MANY - 10);
+    assert.equal(
+      (done.output as { results: unknown[] }).results.length,
+      MANY,
+      'the output keeps every result',
+    );
+    // The orchestration output keeps the full message; the status a shortened one.
+    assert.ok(JSON.stringify(done.output).includes(longError));
+  });
+
+  test('fault: a version failing with a very long message keeps its own custom status short', async () => {
+    const history = versionHistory().activityCompleted('downloadAndExtract', {
+      ok: false,
+      error: longError.repeat(10),
+    });
+
+    const state = await replay(history);
+
+    assert.ok(Buffer.byteLength(JSON.stringify(state.customStatus)) < 1024);
+    assert.match(String(state.customStatus?.error), /^ARM said: the gallery image version/);
   });
 });

@@ -47,12 +47,19 @@ function withoutNames(binding: Record<string, unknown>): Record<string, unknown>
   return rest;
 }
 
-test('registers the timer, the HTTP starter, both orchestrators and one activity per step, and nothing else', () => {
+test('registers the timer, the HTTP starter, the status endpoint, both orchestrators and one activity per step, and nothing else', () => {
   assert.deepEqual(
     registeredFunctions()
       .map((f) => f.metadata.name)
       .sort(),
-    ['mirrorHttpStart', 'mirrorSeries', 'mirrorTimer', 'mirrorVersion', ...Object.keys(STEP_RETRY)].sort(),
+    [
+      'mirrorHttpStart',
+      'mirrorSeries',
+      'mirrorStatus',
+      'mirrorTimer',
+      'mirrorVersion',
+      ...Object.keys(STEP_RETRY),
+    ].sort(),
   );
 });
 
@@ -82,7 +89,7 @@ describe('mirrorTimer', () => {
     assert.equal(trigger?.schedule, '0 0 6 * * *');
   });
 
-  test('refuses to load with a BASM_TIMER_SCHEDULE that is not a six-field NCRONTAB expression', () => {
+  test('fault: refuses to load with a BASM_TIMER_SCHEDULE that is not a six-field NCRONTAB expression', () => {
     const loaded = registrationsWith({ ...starterSettings(JAMMY), BASM_TIMER_SCHEDULE: '0 6 * * *' });
 
     assert.notEqual(loaded.status, 0);
@@ -109,6 +116,18 @@ describe('mirrorHttpStart', () => {
     assert.deepEqual(withoutNames(bindingOf('mirrorHttpStart', 'durableClient')), {
       type: 'durableClient',
       direction: 'in',
+    });
+  });
+});
+
+describe('mirrorStatus', () => {
+  test('answers GET /api/mirror and GET /api/mirror/{series} with a function key, read-only', () => {
+    assert.deepEqual(withoutNames(bindingOf('mirrorStatus', 'httpTrigger')), {
+      type: 'httpTrigger',
+      direction: 'in',
+      route: 'mirror/{series?}',
+      methods: ['GET'],
+      authLevel: 'function',
     });
   });
 });

@@ -15,7 +15,7 @@ import {
   loadFunctionsApp,
   type Invocation,
 } from '../support/functions-core/host.js';
-import { JAMMY, NOBLE, STARTER_MONITOR, starterSettings } from '../support/app-settings.js';
+import { JAMMY, NOBLE, starterSettings } from '../support/app-settings.js';
 import { failingStarts } from '../support/failing-starts.js';
 
 let extension: FakeDurableExtension;
@@ -48,13 +48,13 @@ test('starts one mirrorSeries orchestration per configured series', async () => 
     {
       name: 'mirrorSeries',
       instanceId: `mirror-${JAMMY}`,
-      input: { request: { series: JAMMY }, monitor: STARTER_MONITOR },
+      input: { request: { series: JAMMY } },
       accepted: true,
     },
     {
       name: 'mirrorSeries',
       instanceId: `mirror-${NOBLE}`,
-      input: { request: { series: NOBLE }, monitor: STARTER_MONITOR },
+      input: { request: { series: NOBLE } },
       accepted: true,
     },
   ]);
@@ -86,7 +86,7 @@ test('restarts a series whose previous orchestration completed', async () => {
   );
 });
 
-test('a start that loses a race with another start counts as running, not as a failure', async () => {
+test('fault: a start that loses a race with another start counts as running, not as a failure', async () => {
   extension.competingStart(`mirror-${NOBLE}`);
 
   await fire();
@@ -100,7 +100,7 @@ test('a start that loses a race with another start counts as running, not as a f
   );
 });
 
-test('fails the invocation, after starting the others, when a series cannot be started', async () => {
+test('fault: fails the invocation, after starting the others, when a series cannot be started', async () => {
   const proxy = await failingStarts(extension, [`mirror-${JAMMY}`]);
   try {
     await assert.rejects(
@@ -121,7 +121,7 @@ test('fails the invocation, after starting the others, when a series cannot be s
       {
         name: 'mirrorSeries',
         instanceId: `mirror-${NOBLE}`,
-        input: { request: { series: NOBLE }, monitor: STARTER_MONITOR },
+        input: { request: { series: NOBLE } },
         accepted: true,
       },
     ]);

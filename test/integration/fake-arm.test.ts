@@ -9,8 +9,11 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import type { ContainerClient } from '@azure/storage-blob';
 import { startAzurite } from '../support/azurite.js';
 import type { AzuriteBlob } from '../support/azurite.js';
+import { Authorization, OWNER, roleById } from '../support/fake-arm/authorization.js';
+import type { RoleAssignment } from '../support/fake-arm/authorization.js';
+import { infraRoleAssignments } from '../support/fake-arm/infra-roles.js';
 import { startFakeArm } from '../support/fake-arm/index.js';
-import type { FakeArm } from '../support/fake-arm/index.js';
+import type { FakeArm, FakeArmOptions } from '../support/fake-arm/index.js';
 import { startIdentityEndpoint } from '../support/identity.js';
 import type { IdentityEndpoint } from '../support/identity.js';
 import { ensureTestCertificate } from '../support/tls.js';
@@ -44,7 +47,11 @@ before(async () => {
     pollsUntilDone: 2,
     listPageSize: 2,
     tenantId: identity.tenantId,
+    appPrincipalId: identity.principalId,
   });
+  // These tests drive ARM's contracts through the SDK's own pollers, which read operation status: ARM allows that
+  // only with a role at the resource group, which the app's identity never holds (see 'authorization' below).
+  arm.roleAssignments.push(resourceGroupPublisher());
   client = new ComputeManagementClient(new ManagedIdentityCredential(), subscriptionId, {
     endpoint: arm.url,
     credentials: { scopes: [`${arm.url}/.default`] },
@@ -63,6 +70,28 @@ after(async () => {
 });
 
 // ---- fixtures ----
+
+const COMPUTE_GALLERY_ARTIFACTS_PUBLISHER = '85a2d0d9-2eba-4c9c-b355-11c2cc0788ab';
+const resourceGroupId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}`;
+
+function resourceGroupPublisher(): RoleAssignment {
+  return {
+    principalId: identity.principalId,
+    role: roleById(COMPUTE_GALLERY_ARTIFACTS_PUBLISHER),
+    scope: resourceGroupId,
+  };
+}
+
+/** Runs `body` with only the roles infra grants the app's identity, then restores this file's grant. */
+async function withInfraRolesOnly(body: () => Promise<void>): Promise<void> {
+  const extra = arm.roleAssignments.findIndex((assignment) => assignment.scope === resourceGroupId);
+  const [removed] = arm.roleAssignments.splice(extra, 1);
+  try {
+    await body();
+  } finally {
+    if (removed !== undefined) arm.roleAssignments.push(removed);
+  }
+}
 
 interface VhdShape {
   virtualSize: number;
@@ -132,6 +161,12 @@ function versionBody(uri: string, tags: Record<string, string> = {}): GalleryIma
   };
 }
 
+/** The ARM JSON of a definition, for requests sent without the SDK. */
+function definitionJson(name: string): Record<string, unknown> {
+  const { location: region, ...properties } = definitionBody(name);
+  return { location: region, properties };
+}
+
 async function createDefinition(name: string, overrides: Partial<GalleryImage> = {}): Promise<GalleryImage> {
   return client.galleryImages.createOrUpdate(
     resourceGroup,
@@ -179,6 +214,7 @@ function armToken(overrides: Record<string, unknown> = {}): string {
   const claims: Record<string, unknown> = {
     aud: arm.url,
     iss: `https://sts.windows.net/${identity.tenantId}/`,
+    oid: identity.principalId,
     nbf: now - 300,
     exp: now + 600,
     ...overrides,
@@ -196,19 +232,22 @@ let certificate: TestCertificate | undefined;
 async function rawRequest(
   path: string,
   headers: Record<string, string>,
-  { method = 'GET', body }: { method?: string; body?: unknown } = {},
-): Promise<{ status: number; body: unknown }> {
+  { method = 'GET', body, at = arm }: { method?: string; body?: unknown; at?: FakeArm } = {},
+): Promise<{ status: number; body: unknown; headers: Record<string, string | string[] | undefined> }> {
   const { ca } = (certificate ??= ensureTestCertificate());
+  const target = path.startsWith('https://') ? path : `${at.url}${path}`;
   return new Promise((resolve, reject) => {
-    const request = https.request(`${arm.url}${path}`, { method, headers, ca }, (response) => {
+    const request = https.request(target, { method, headers, ca }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () =>
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
         resolve({
           status: response.statusCode ?? 0,
-          body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
-        }),
-      );
+          body: text === '' ? undefined : JSON.parse(text),
+          headers: response.headers,
+        });
+      });
     });
     request.on('error', reject);
     request.end(body === undefined ? undefined : JSON.stringify(body));
@@ -835,5 +874,333 @@ describe('authentication and api-version', () => {
 
   test('the SDK authenticates with a managed identity token for the configured scope', () => {
     assert.ok(identity.requests.some((request) => request.resource === arm.url));
+  });
+});
+
+// ---- authorization ----
+
+describe('authorization as ARM evaluates role assignments', () => {
+  const definitionPath = (name: string) => `${galleryUrlPath}/images/${name}?api-version=2025-12-03`;
+
+  test('the app identity with infra roles alone reads and writes the gallery', async () => {
+    await withInfraRolesOnly(async () => {
+      const name = uniqueName('infra-only');
+      const token = armToken();
+
+      const created = await rawRequest(
+        definitionPath(name),
+        { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        { method: 'PUT', body: definitionJson(name) },
+      );
+      const gallery = await rawRequest(`${galleryUrlPath}?api-version=2025-12-03`, {
+        authorization: `Bearer ${token}`,
+      });
+
+      assert.deepEqual([created.status, gallery.status], [201, 200]);
+    });
+  });
+
+  test('fault: polling the operation status URL of a gallery write is 403 for the app identity with infra roles', async () => {
+    await withInfraRolesOnly(async () => {
+      const name = uniqueName('no-status');
+
+      const error = await createDefinition(name).then(
+        () => undefined,
+        (caught: unknown) => caught as { statusCode?: number; code?: string; message?: string },
+      );
+
+      assert.equal(error?.statusCode, 403);
+      assert.equal(error?.code, 'AuthorizationFailed');
+      assert.match(
+        error?.message ?? '',
+        new RegExp(
+          `The client '${identity.principalId}' with object id '${identity.principalId}' does not have authorization to perform action 'Microsoft\\.Compute/locations/capsOperations/read' over scope '/subscriptions/${subscriptionId}/providers/Microsoft\\.Compute/locations/westeurope/capsOperations/[0-9a-f-]+' or the scope is invalid\\.`,
+        ),
+      );
+      // The write itself was accepted: only tracking it needs more than the gallery.
+      const definition = await client.galleryImages.get(resourceGroup, galleryName, name);
+      assert.equal(definition.name, name);
+    });
+  });
+
+  test('fault: the Location monitor of a gallery write is 403 for the app identity with infra roles', async () => {
+    await withInfraRolesOnly(async () => {
+      const name = uniqueName('no-monitor');
+      const token = armToken();
+      const created = await rawRequest(
+        definitionPath(name),
+        { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        { method: 'PUT', body: definitionJson(name) },
+      );
+
+      const monitor = await rawRequest(String(created.headers['location']), {
+        authorization: `Bearer ${token}`,
+      });
+
+      assert.match(String(created.headers['location']), /\/capsOperations\/[0-9a-f-]+\?monitor=true/);
+      assert.deepEqual([monitor.status, errorCode(monitor.body)], [403, 'AuthorizationFailed']);
+    });
+  });
+
+  test('a request outside the gallery is 403 AuthorizationFailed for the app identity, not 404', async () => {
+    await withInfraRolesOnly(async () => {
+      const path = `${resourceGroupId}/providers/Microsoft.Compute/galleries/other_gallery?api-version=2025-12-03`;
+
+      const response = await rawRequest(path, { authorization: `Bearer ${armToken()}` });
+
+      assert.deepEqual([response.status, errorCode(response.body)], [403, 'AuthorizationFailed']);
+      assert.match(
+        (response.body as { error: { message: string } }).error.message,
+        /perform action 'Microsoft\.Compute\/galleries\/read' over scope '.*\/galleries\/other_gallery'/,
+      );
+    });
+  });
+
+  test('a caller holding no role at all is refused even inside the gallery', async () => {
+    const stranger = randomUUID();
+
+    const response = await rawRequest(`${galleryUrlPath}?api-version=2025-12-03`, {
+      authorization: `Bearer ${armToken({ oid: stranger })}`,
+    });
+
+    assert.deepEqual([response.status, errorCode(response.body)], [403, 'AuthorizationFailed']);
+    assert.match((response.body as { error: { message: string } }).error.message, new RegExp(stranger));
+  });
+
+  test('fault: creating a version without listKeys and write on the VHD account is 403 LinkedAuthorizationFailed', async () => {
+    const definition = uniqueName('linked');
+    await createDefinition(definition);
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    const source = arm.roleAssignments.findIndex(
+      (assignment) => assignment.role.id === 'vhdSourceRole' && assignment.scope === arm.storageAccountId,
+    );
+    const [vhdSource] = arm.roleAssignments.splice(source, 1);
+    try {
+      await assert.rejects(
+        createVersion(definition, '1.0.0', versionBody(uri)),
+        armError(
+          403,
+          'LinkedAuthorizationFailed',
+          /does not have permission to perform action\(s\) 'Microsoft\.Storage\/storageAccounts\/listKeys\/action','Microsoft\.Storage\/storageAccounts\/write' on the linked scope\(s\) '.*\/storageAccounts\/devstoreaccount1'/,
+        ),
+      );
+      assert.equal(arm.imageVersions.has(`${definition}/1.0.0`), false);
+    } finally {
+      if (vhdSource !== undefined) arm.roleAssignments.push(vhdSource);
+    }
+  });
+
+  test("by default the app's identity holds exactly infra's assignments to it, at the fake's resources", async () => {
+    const fresh = await startFakeArm({
+      subscriptionId,
+      resourceGroup,
+      galleryName,
+      location,
+      storage: azurite,
+      appPrincipalId: identity.principalId,
+    });
+    try {
+      const held = fresh.roleAssignments.map(({ principalId, role, scope }) => [
+        principalId,
+        role.roleName,
+        scope,
+      ]);
+      const gallery = (scope: string) => scope === fresh.galleryId;
+      const vhdAccount = (scope: string) => scope === fresh.storageAccountId;
+
+      assert.equal(
+        held.length,
+        infraRoleAssignments.filter((assignment) => assignment.principal === 'identityPrincipalId').length,
+      );
+      assert.ok(held.every(([principal]) => principal === identity.principalId));
+      assert.deepEqual(
+        held.filter(([, , scope]) => gallery(scope as string)).map(([, role]) => role),
+        ['Compute Gallery Artifacts Publisher'],
+      );
+      assert.deepEqual(
+        held
+          .filter(([, , scope]) => vhdAccount(scope as string))
+          .map(([, role]) => role)
+          .sort(),
+        ['Stemcell mirror VHD image source', 'Storage Blob Data Contributor'],
+      );
+      assert.ok(held.every(([, , scope]) => (scope as string).startsWith(`${resourceGroupId}/providers/`)));
+    } finally {
+      await fresh.stop();
+    }
+  });
+
+  test('wildcards match any run of characters, notActions take away, scopes cover what lies below them', () => {
+    const principal = randomUUID();
+    const authorization = new Authorization(() => [
+      {
+        principalId: principal,
+        role: roleById(COMPUTE_GALLERY_ARTIFACTS_PUBLISHER),
+        scope: `${galleryUrlPath.toUpperCase()}`,
+      },
+    ]);
+    const version = `${galleryUrlPath}/images/a/versions/1.0.0`;
+
+    assert.equal(
+      authorization.isGranted(principal, 'Microsoft.Compute/galleries/images/versions/write', version),
+      true,
+    );
+    assert.equal(
+      authorization.isGranted(principal, 'Microsoft.Compute/galleries/share/action', galleryUrlPath),
+      false,
+    );
+    assert.equal(
+      authorization.isGranted(principal, 'Microsoft.Compute/galleries/read', `${galleryUrlPath}2`),
+      false,
+    );
+    assert.equal(
+      authorization.isGranted(randomUUID(), 'Microsoft.Compute/galleries/read', galleryUrlPath),
+      false,
+    );
+    assert.equal(
+      new Authorization(() => [{ principalId: principal, role: OWNER, scope: '/' }]).isGranted(
+        principal,
+        'Microsoft.Compute/locations/capsOperations/read',
+        `/subscriptions/${subscriptionId}/providers/Microsoft.Compute/locations/westeurope/capsOperations/x`,
+      ),
+      true,
+    );
+  });
+});
+
+// ---- long-running operations as the spec declares them ----
+
+describe('long-running operation headers per GalleryRP operation', () => {
+  const variants: Array<NonNullable<FakeArmOptions['statusLinks']>> = [
+    'both',
+    'location',
+    'azure-async-operation',
+  ];
+
+  for (const statusLinks of variants) {
+    test(`status links '${statusLinks}': PUT 201, PATCH 200 and DELETE 202 carry them with Retry-After`, async () => {
+      const variant = await startFakeArm({
+        subscriptionId,
+        resourceGroup,
+        galleryName,
+        location,
+        storage: azurite,
+        tenantId: identity.tenantId,
+        appPrincipalId: identity.principalId,
+        statusLinks,
+        retryAfterSeconds: 7,
+        pollsUntilDone: 0,
+      });
+      try {
+        const name = uniqueName('links');
+        const path = `${galleryUrlPath}/images/${name}?api-version=2025-12-03`;
+        const headers = {
+          authorization: `Bearer ${armToken({ aud: variant.url })}`,
+          'content-type': 'application/json',
+        };
+        const put = await rawRequest(path, headers, {
+          method: 'PUT',
+          body: definitionJson(name),
+          at: variant,
+        });
+        // Reading the resource lets its operation end, so the next write is not refused as concurrent.
+        await rawRequest(path, headers, { at: variant });
+        const patch = await rawRequest(path, headers, {
+          method: 'PATCH',
+          body: { tags: { a: 'b' } },
+          at: variant,
+        });
+        await rawRequest(path, headers, { at: variant });
+        const removal = await rawRequest(path, headers, { method: 'DELETE', at: variant });
+
+        const links = (response: { headers: Record<string, unknown> }) => [
+          response.headers['azure-asyncoperation'] !== undefined,
+          response.headers['location'] !== undefined,
+          response.headers['retry-after'],
+        ];
+        const expected = [statusLinks !== 'location', statusLinks !== 'azure-async-operation', '7'];
+        assert.deepEqual([put.status, patch.status, removal.status], [201, 200, 202]);
+        assert.deepEqual([links(put), links(patch), links(removal)], [expected, expected, expected]);
+      } finally {
+        await variant.stop();
+      }
+    });
+  }
+
+  test('the Location monitor answers 202 while the operation runs, then the resource', async () => {
+    const variant = await startFakeArm({
+      subscriptionId,
+      resourceGroup,
+      galleryName,
+      location,
+      storage: azurite,
+      tenantId: identity.tenantId,
+      appPrincipalId: identity.principalId,
+      statusLinks: 'location',
+      pollsUntilDone: 1,
+    });
+    variant.roleAssignments.push(resourceGroupPublisher());
+    try {
+      const name = uniqueName('monitor');
+      const headers = {
+        authorization: `Bearer ${armToken({ aud: variant.url })}`,
+        'content-type': 'application/json',
+      };
+      const put = await rawRequest(`${galleryUrlPath}/images/${name}?api-version=2025-12-03`, headers, {
+        method: 'PUT',
+        body: definitionJson(name),
+        at: variant,
+      });
+      const monitor = String(put.headers['location']);
+
+      const first = await rawRequest(monitor, headers);
+      const second = await rawRequest(monitor, headers);
+
+      assert.deepEqual([first.status, first.body], [202, undefined]);
+      assert.equal(second.status, 200);
+      assert.equal((second.body as { name: string }).name, name);
+    } finally {
+      await variant.stop();
+    }
+  });
+});
+
+describe('If-None-Match: * on PUT', () => {
+  test('fault: a PUT with If-None-Match: * of a version that exists is 412 PreconditionFailed and changes nothing', async () => {
+    const definition = uniqueName('conditional');
+    await createDefinition(definition);
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+    await createVersion(definition, '1.0.0', versionBody(uri, { owner: 'director' }));
+
+    await assert.rejects(
+      client.galleryImageVersions.createOrUpdate(
+        resourceGroup,
+        galleryName,
+        definition,
+        '1.0.0',
+        versionBody(uri, { owner: 'mirror' }),
+        { ...fast, requestOptions: { headers: { 'if-none-match': '*' } } },
+      ),
+      armError(412, 'PreconditionFailed', /already exists/),
+    );
+    const version = await client.galleryImageVersions.get(resourceGroup, galleryName, definition, '1.0.0');
+    assert.deepEqual(version.tags, { owner: 'director' });
+  });
+
+  test('a PUT with If-None-Match: * of a new version creates it', async () => {
+    const definition = uniqueName('conditional');
+    await createDefinition(definition);
+    const uri = await uploadVhdPageBlob({ virtualSize: mebibyte });
+
+    const version = await client.galleryImageVersions.createOrUpdate(
+      resourceGroup,
+      galleryName,
+      definition,
+      '1.0.0',
+      versionBody(uri),
+      { ...fast, requestOptions: { headers: { 'if-none-match': '*' } } },
+    );
+
+    assert.equal(version.provisioningState, 'Succeeded');
   });
 });

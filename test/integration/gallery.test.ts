@@ -59,6 +59,7 @@ before(async () => {
       accountName: azurite.accountName,
       sharedKeyCredential: azurite.sharedKeyCredential,
     },
+    appPrincipalId: identity.principalId,
   });
   storageAccountId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Storage/storageAccounts/${azurite.accountName}`;
   gallery = new ComputeGallery({
@@ -250,7 +251,7 @@ test('the version request carries the CPI-shaped source and a single-region publ
   );
 });
 
-test("a failed provisioning is reported with Azure's message", async () => {
+test("fault: a failed provisioning is reported with Azure's message", async () => {
   const spec = await existingDefinition('ver-fail');
   const blobUrl = await vhdPageBlob('ver-fail.vhd');
   arm.failNextVersion(spec.name, '1.1364.0', {
@@ -269,7 +270,7 @@ test("a failed provisioning is reported with Azure's message", async () => {
   assert.match(state.errorMessage ?? '', /Replication to westeurope failed: disk copy timed out\./);
 });
 
-test("a failed version's reason reaches a ComputeGallery that did not start it (another worker)", async () => {
+test("fault: a failed version's reason reaches a ComputeGallery that did not start it (another worker)", async () => {
   const spec = await existingDefinition('ver-fail-elsewhere');
   const blobUrl = await vhdPageBlob('ver-fail-elsewhere.vhd');
   arm.failNextVersion(spec.name, '1.1364.0', {
@@ -294,7 +295,7 @@ test("a failed version's reason reaches a ComputeGallery that did not start it (
   assert.equal(state?.errorMessage, 'Replication to westeurope failed: the source blob could not be read.');
 });
 
-test("a block blob source fails with Azure's page-blob validation message", async () => {
+test("fault: a block blob source fails with Azure's page-blob validation message", async () => {
   const spec = await existingDefinition('ver-blockblob');
   const blob = container.getBlockBlobClient('ver-blockblob.vhd');
   const content = Buffer.concat([Buffer.alloc(MIB), fixedVhdFooter(MIB)]);
@@ -310,7 +311,7 @@ test("a block blob source fails with Azure's page-blob validation message", asyn
   assert.match(state.errorMessage ?? '', /only a page blob can be the VHD source/);
 });
 
-test('a request Azure refuses outright is a permanent GalleryError with its status and code', async () => {
+test('fault: a request Azure refuses outright is a permanent GalleryError with its status and code', async () => {
   const spec = await existingDefinition('ver-refused');
   const blobUrl = await vhdPageBlob('ver-refused.vhd');
   await assert.rejects(
@@ -446,7 +447,7 @@ async function rejectsWithin(
 }
 
 test(
-  'every ARM call to an endpoint that never answers fails in time as a transient GalleryError',
+  'fault: every ARM call to an endpoint that never answers fails in time as a transient GalleryError',
   { timeout: 20_000 },
   async () => {
     const silent = await startHttpsServer(() => new Promise<void>(() => {}));
@@ -489,7 +490,7 @@ test(
 );
 
 test(
-  'a long-running operation that does not end in time is a transient GalleryError saying it still runs',
+  'fault: a long-running operation that does not end in time is a transient GalleryError saying it still runs',
   { timeout: 20_000 },
   async () => {
     const slowArm = await startFakeArm({
@@ -503,6 +504,7 @@ test(
         sharedKeyCredential: azurite.sharedKeyCredential,
       },
       pollsUntilDone: 1_000_000,
+      appPrincipalId: identity.principalId,
     });
     try {
       const slow = galleryAt(slowArm.url, { operationTimeoutMs: 300 });
@@ -585,7 +587,7 @@ test('tagImageVersion refuses a merge beyond 50 tags or a value beyond 256 chara
   assert.equal(patchesOf(spec.name, '1.0.0').length, 0);
 });
 
-test('tagImageVersion of a version Azure is still creating is transient; of a missing one permanent 404', async () => {
+test('fault: tagImageVersion of a version Azure is still creating is transient; of a missing one permanent 404', async () => {
   const spec = await existingDefinition('tag-busy');
   const blobUrl = await vhdPageBlob('tag-busy.vhd');
   await gallery.startImageVersion({
@@ -620,4 +622,178 @@ test('getImageVersion and listSeriesVersions report Deleting and Migrating as Az
     );
   }
   properties['provisioningState'] = 'Succeeded';
+});
+
+// ---- waiting with the roles infra grants, whatever status links ARM sends ----
+
+test('fault: with the gallery role only, creating, re-tagging and deleting never read an operation status URL', async () => {
+  const before = arm.requests.length;
+  const { spec } = await succeededVersion('least-privilege', '1.0.0');
+  await gallery.tagImageVersion(spec.name, '1.0.0', { mirror_notified: 'now' });
+  await gallery.deleteImageVersion(spec.name, '1.0.0');
+
+  const requests = arm.requests.slice(before);
+  assert.deepEqual(
+    requests.filter((request) => request.path.toLowerCase().includes('/capsoperations/')),
+    [],
+  );
+  assert.ok(
+    requests.some((request) => request.method === 'PUT' && request.path.endsWith(`/images/${spec.name}`)),
+  );
+  assert.equal(await gallery.getImageVersion(spec.name, '1.0.0'), undefined);
+});
+
+for (const statusLinks of ['both', 'location', 'azure-async-operation'] as const) {
+  test(`status links '${statusLinks}': each wait reads the resource every Retry-After, and ends`, async () => {
+    const variant = await startFakeArm({
+      subscriptionId,
+      resourceGroup,
+      galleryName,
+      location: region,
+      storage: {
+        blobEndpoint: azurite.blobEndpoint,
+        accountName: azurite.accountName,
+        sharedKeyCredential: azurite.sharedKeyCredential,
+      },
+      appPrincipalId: identity.principalId,
+      statusLinks,
+      retryAfterSeconds: 3,
+    });
+    const waits: number[] = [];
+    try {
+      const client = galleryAt(variant.url, {
+        sleep: (ms) => {
+          waits.push(ms);
+          return Promise.resolve();
+        },
+      });
+      const spec = imageDefinitionFor(manifest(`links-${statusLinks}`), naming);
+      assert.equal(await client.ensureImageDefinition(spec), 'created');
+      const blobUrl = await vhdPageBlob(`links-${statusLinks}.vhd`);
+      await client.startImageVersion({ definitionName: spec.name, versionName: '1.0.0', blobUrl, tags: {} });
+      for (let read = 0; read < 10; read++) {
+        if ((await client.getImageVersion(spec.name, '1.0.0'))?.provisioningState === 'Succeeded') break;
+      }
+      await client.tagImageVersion(spec.name, '1.0.0', { mirror_notified: 'now' });
+      await client.deleteImageVersion(spec.name, '1.0.0');
+
+      assert.equal(await client.getImageVersion(spec.name, '1.0.0'), undefined);
+      assert.ok(waits.length >= 3, `expected waits, got ${waits.length}`);
+      assert.deepEqual(new Set(waits), new Set([3000]));
+    } finally {
+      await variant.stop();
+    }
+  });
+}
+
+test('without Retry-After (or with 0) a wait reads the resource every pollIntervalMs', async () => {
+  const waits: number[] = [];
+  const client = galleryAt(arm.url, {
+    pollIntervalMs: 40,
+    sleep: (ms) => {
+      waits.push(ms);
+      return Promise.resolve();
+    },
+  });
+
+  await client.ensureImageDefinition(imageDefinitionFor(manifest('no-retry-after'), naming));
+
+  assert.ok(waits.length > 0);
+  assert.deepEqual(new Set(waits), new Set([40]));
+});
+
+test('fault: a version created by someone else between the look and the PUT is never overwritten (412, VersionExists)', async () => {
+  const spec = await existingDefinition('if-none-match');
+  const blobUrl = await vhdPageBlob('if-none-match.vhd');
+  const director = { ...tagsFor('if-none-match', spec.name), stemcell_references: 'bosh-director-1' };
+  await gallery.startImageVersion({
+    definitionName: spec.name,
+    versionName: '1.0.0',
+    blobUrl,
+    tags: director,
+  });
+
+  await rejectsWithin(
+    gallery.startImageVersion({
+      definitionName: spec.name,
+      versionName: '1.0.0',
+      blobUrl,
+      tags: tagsFor('if-none-match', spec.name),
+    }),
+    5_000,
+    (error) => {
+      assert.deepEqual([error.code, error.statusCode, error.transient], ['VersionExists', 412, false]);
+    },
+  );
+  assert.deepEqual(arm.imageVersions.get(`${spec.name}/1.0.0`)?.['tags'], director);
+});
+
+test('fault: ARM answers 429 and then 503 to the first try of every call: each call is retried and the whole cycle succeeds', async () => {
+  const series = 'throttled';
+  const spec = imageDefinitionFor(manifest(series), naming);
+  const version = `/images/${spec.name}/versions/1.0.0`;
+  const calls: Array<[string, string]> = [
+    ['GET', '/images'],
+    ['GET', `/images/${spec.name}`],
+    ['PUT', `/images/${spec.name}`],
+    ['PUT', version],
+    ['GET', version],
+    ['PATCH', version],
+    ['DELETE', version],
+    ['GET', `/images/${spec.name}/versions`],
+  ];
+  for (const [method, path] of calls) {
+    arm.answerNext(method, path, { status: 429, code: 'TooManyRequests' });
+    arm.answerNext(method, path, { status: 503, code: 'ServiceUnavailable' });
+  }
+
+  await gallery.listSeriesVersions(series, naming);
+  assert.equal(await gallery.ensureImageDefinition(spec), 'created');
+  const blobUrl = await vhdPageBlob('throttled.vhd');
+  await gallery.startImageVersion({ definitionName: spec.name, versionName: '1.0.0', blobUrl, tags: {} });
+  await waitForState(spec.name, '1.0.0', ['Succeeded']);
+  await gallery.listSeriesVersions(series, naming);
+  await gallery.tagImageVersion(spec.name, '1.0.0', { mirror_notified: 'now' });
+  await gallery.deleteImageVersion(spec.name, '1.0.0');
+
+  assert.equal(arm.pendingAnswers(), 0);
+  assert.equal(await gallery.getImageVersion(spec.name, '1.0.0'), undefined);
+});
+
+test('fault: ARM keeps answering 503 to a call: a transient GalleryError once the retries are spent', async () => {
+  const spec = imageDefinitionFor(manifest('unavailable'), naming);
+  arm.answerNext('GET', `/images/${spec.name}`, { status: 503, code: 'ServiceUnavailable', times: 10 });
+  try {
+    await rejectsWithin(gallery.ensureImageDefinition(spec), 10_000, (error) => {
+      assert.equal(error.transient, true);
+      assert.equal(error.statusCode, 503);
+      assert.match(error.message, /ServiceUnavailable/);
+    });
+  } finally {
+    arm.clearAnswers();
+  }
+});
+
+test('fault: without listKeys and write on the VHD account, starting a version is a permanent 403 naming the role to check', async () => {
+  const spec = await existingDefinition('no-vhd-source');
+  const blobUrl = await vhdPageBlob('no-vhd-source.vhd');
+  const index = arm.roleAssignments.findIndex((assignment) => assignment.role.id === 'vhdSourceRole');
+  const [vhdSource] = arm.roleAssignments.splice(index, 1);
+  try {
+    await rejectsWithin(
+      gallery.startImageVersion({ definitionName: spec.name, versionName: '1.0.0', blobUrl, tags: {} }),
+      5_000,
+      (error) => {
+        assert.deepEqual(
+          [error.statusCode, error.code, error.transient],
+          [403, 'LinkedAuthorizationFailed', false],
+        );
+        assert.match(error.message, /listKeys\/action/);
+        assert.match(error.message, /role assignments of the managed identity/);
+      },
+    );
+    assert.equal(arm.imageVersions.has(`${spec.name}/1.0.0`), false);
+  } finally {
+    if (vhdSource !== undefined) arm.roleAssignments.push(vhdSource);
+  }
 });

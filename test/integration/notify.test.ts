@@ -103,7 +103,7 @@ test('a notification dispatches on the configured ref when the repository has it
   );
 });
 
-test("a ref the repository lacks is a permanent NotifyError with status 422 and GitHub's message", async () => {
+test("fault: a ref the repository lacks is a permanent NotifyError with status 422 and GitHub's message", async () => {
   const before = github.dispatches.length;
   const error = await rejection(notifyStemcellPublished(settings({ ref: 'no-such-branch' }), published));
   assert.deepEqual([error.status, error.transient], [422, false]);
@@ -117,14 +117,14 @@ test('the token travels only in the Authorization header', async () => {
   assert.deepEqual(github.authorizations.slice(before), [`token ${token}`]);
 });
 
-test('an unknown workflow is a permanent NotifyError with status 404 that names the workflow', async () => {
+test('fault: an unknown workflow is a permanent NotifyError with status 404 that names the workflow', async () => {
   const error = await rejection(notifyStemcellPublished(settings({ workflow: 'missing.yml' }), published));
   assert.deepEqual([error.status, error.transient], [404, false]);
   assert.match(error.message, /missing\.yml of acme\/platform/);
   assert.match(error.message, /Not Found/);
 });
 
-test("a rejected token is a permanent NotifyError with status 401 and GitHub's message", async () => {
+test("fault: a rejected token is a permanent NotifyError with status 401 and GitHub's message", async () => {
   const error = await rejection(
     notifyStemcellPublished(settings({ token: 'ghp_wrongtoken000000000000000000000000' }), published),
   );
@@ -132,7 +132,7 @@ test("a rejected token is a permanent NotifyError with status 401 and GitHub's m
   assert.match(error.message, /Bad credentials/);
 });
 
-test('a failed notification never shows the token', async () => {
+test('fault: a failed notification never shows the token', async () => {
   const secret = 'ghp_wrongtoken111111111111111111111111';
   const error = await rejection(notifyStemcellPublished(settings({ token: secret }), published));
   const everything = [
@@ -144,7 +144,7 @@ test('a failed notification never shows the token', async () => {
   assert.equal(everything.includes(secret), false);
 });
 
-test('an unreachable GitHub is a transient NotifyError', async () => {
+test('fault: an unreachable GitHub is a transient NotifyError', async () => {
   const error = await rejection(
     notifyStemcellPublished(settings({ apiUrl: 'https://127.0.0.1:1' }), published),
   );
@@ -152,7 +152,7 @@ test('an unreachable GitHub is a transient NotifyError', async () => {
 });
 
 test(
-  'a GitHub that never answers is a transient NotifyError after the timeout',
+  'fault: a GitHub that never answers is a transient NotifyError after the timeout',
   { timeout: 20_000 },
   async () => {
     const silent = await startHttpsServer(() => new Promise<void>(() => {}));
@@ -199,7 +199,7 @@ const rateLimits: Array<[string, Record<string, string>, string]> = [
 ];
 
 for (const [kind, headers, message] of rateLimits) {
-  test(`a 403 from GitHub's ${kind} rate limit is transient`, async () => {
+  test(`fault: a 403 from GitHub's ${kind} rate limit is transient`, async () => {
     const limited = await forbidden(headers, message);
     try {
       const error = await rejection(notifyStemcellPublished(settings({ apiUrl: limited.url }), published));
@@ -211,7 +211,7 @@ for (const [kind, headers, message] of rateLimits) {
   });
 }
 
-test('a 403 without rate-limit signs is a permanent NotifyError about permissions', async () => {
+test('fault: a 403 without rate-limit signs is a permanent NotifyError about permissions', async () => {
   const denied = await forbidden(
     { 'x-ratelimit-remaining': '4999' },
     'Resource not accessible by personal access token',

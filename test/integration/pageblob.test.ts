@@ -7,12 +7,15 @@ import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { ContainerClient } from '@azure/storage-blob';
 import type { TokenCredential } from '@azure/identity';
 import { createAzureCredential } from '../../src/credentials.js';
 import { findCompletedVhdBlob, planPageWrites, uploadSparseVhd } from '../../src/pageblob.js';
 import type { UploadSparseVhdRequest, UploadSparseVhdResult } from '../../src/pageblob.js';
+import { SparseFileWriter } from '../../src/vhd.js';
 import type { Extent } from '../../src/vhd.js';
 import { startAzurite } from '../support/azurite.js';
 import type { AzuriteBlob } from '../support/azurite.js';
@@ -108,10 +111,20 @@ describe('a first upload', () => {
     assert.equal(result.blobUrl, assertions(containerName).getPageBlobClient(blobName).url);
   });
 
-  test('is found as a completed VHD blob afterwards', async () => {
+  test('is found as a completed VHD blob afterwards, with its metadata', async () => {
     const found = await findCompletedVhdBlob(container(containerName), blobName, imageSha256);
 
-    assert.deepEqual(found, { blobUrl: result.blobUrl, size: vhd.size });
+    assert.deepEqual(found, {
+      blobUrl: result.blobUrl,
+      size: vhd.size,
+      metadata: {
+        image_sha256: imageSha256,
+        stemcell_series: 'bosh-azure-hyperv-ubuntu-jammy-go_agent',
+        stemcell_version: '1.1364',
+        vhd_size: String(vhd.size),
+        upload_complete: 'true',
+      },
+    });
   });
 
   test('a second upload of the same content sends nothing and leaves the blob untouched', async () => {
@@ -131,8 +144,34 @@ describe('a first upload', () => {
   });
 });
 
+describe('a pathological VHD', () => {
+  test('fault: alternating 512-byte data and zero sectors upload byte for byte, in extents that take in small zero gaps', async () => {
+    const size = 2 * MiB;
+    const data = Buffer.alloc(size);
+    for (let at = 0; at < size; at += 1024) data.fill(0x5a, at, at + 512);
+    const path = join(workDir, 'alternating.vhd');
+    const writer = new SparseFileWriter(path, { maxExtents: 16 });
+    await pipeline(Readable.from([data]), writer);
+    assert.ok(writer.extents.length <= 16, `${writer.extents.length} extents`);
+    const containerName = newContainerName();
+
+    const result = await uploadSparseVhd({
+      ...request(containerName),
+      vhdPath: path,
+      extents: writer.extents,
+      size,
+    });
+
+    const stored = await assertions(containerName).getPageBlobClient(blobName).downloadToBuffer();
+    assert.ok(stored.equals(data), 'the blob differs from the VHD');
+    assert.deepEqual(await pageRanges(containerName), writer.extents);
+    assert.equal(result.bytesUploaded, sum(writer.extents));
+    assert.ok(planPageWrites(writer.extents).length <= 16, 'one Put Page per extent, not one per sector');
+  });
+});
+
 describe('resuming', () => {
-  test('an incomplete upload of the same content sends only the missing pages', async () => {
+  test('fault: an incomplete upload of the same content sends only the missing pages', async () => {
     const containerName = newContainerName();
     const blob = assertions(containerName).getPageBlobClient(blobName);
     await assertions(containerName).create();
@@ -187,7 +226,7 @@ describe('resuming', () => {
     assert.equal((failure as Error).name, 'AbortError');
   });
 
-  test('the upload after an abort sends only what the aborted one did not', async () => {
+  test('fault: the upload after an abort sends only what the aborted one did not', async () => {
     const containerName = newContainerName();
     await abortAfterFirstWrite(containerName);
     const alreadyWritten = sum(await pageRanges(containerName));
@@ -206,7 +245,7 @@ describe('resuming', () => {
 });
 
 describe('replacing', () => {
-  test('a blob holding another image is replaced, its stale pages gone', async () => {
+  test('fault: a blob holding another image is replaced, its stale pages gone', async () => {
     const containerName = newContainerName();
     const blob = assertions(containerName).getPageBlobClient(blobName);
     await assertions(containerName).create();
@@ -225,7 +264,7 @@ describe('replacing', () => {
     );
   });
 
-  test('a blob of another size is replaced by one of the VHD size', async () => {
+  test('fault: a blob of another size is replaced by one of the VHD size', async () => {
     const containerName = newContainerName();
     const blob = assertions(containerName).getPageBlobClient(blobName);
     await assertions(containerName).create();
@@ -236,7 +275,7 @@ describe('replacing', () => {
     assert.equal((await blob.getProperties()).contentLength, vhd.size);
   });
 
-  test('a block blob of that name is replaced by a page blob holding the VHD', async () => {
+  test('fault: a block blob of that name is replaced by a page blob holding the VHD', async () => {
     const containerName = newContainerName();
     await assertions(containerName).create();
     await assertions(containerName).getBlockBlobClient(blobName).upload('not a vhd', 9);
@@ -297,7 +336,7 @@ describe('findCompletedVhdBlob', () => {
 });
 
 describe('racing another upload', () => {
-  test('a blob that another upload created after the inspection is not wiped: the upload fails as transient', async () => {
+  test('fault: a blob that another upload created after the inspection is not wiped: the upload fails as transient', async () => {
     const containerName = newContainerName();
     const theirs = assertions(containerName).getPageBlobClient(blobName);
     const racing = withPageBlobHook(container(containerName), 'create', async () => {
@@ -319,7 +358,7 @@ describe('racing another upload', () => {
     assert.deepEqual(await pageRanges(containerName), [{ offset: 0, length: 512 }]);
   });
 
-  test('a blob that changed after the inspection is not deleted: the upload fails as transient', async () => {
+  test('fault: a blob that changed after the inspection is not deleted: the upload fails as transient', async () => {
     const containerName = newContainerName();
     const theirs = assertions(containerName).getPageBlobClient(blobName);
     await assertions(containerName).create();
@@ -466,7 +505,7 @@ describe('deadlines', () => {
     ['setMetadata', (req, q) => req.method === 'PUT' && q.get('comp') === 'metadata', false],
   ];
   for (const [call, matches, needsOtherBlob] of calls) {
-    test(`a ${call} call that gets no answer fails the upload as transient after the deadline`, async () => {
+    test(`fault: a ${call} call that gets no answer fails the upload as transient after the deadline`, async () => {
       const containerName = newContainerName();
       if (needsOtherBlob) {
         await assertions(containerName).create();
@@ -497,7 +536,7 @@ describe('deadlines', () => {
     });
   }
 
-  test('findCompletedVhdBlob gives up on a getProperties without answer, as transient', async () => {
+  test('fault: findCompletedVhdBlob gives up on a getProperties without answer, as transient', async () => {
     proxy.hang = (req) => req.method === 'HEAD';
     try {
       await assert.rejects(

@@ -90,7 +90,7 @@ async function run(series: string, githubUrl: string): Promise<Captured> {
       onStatus: (status) => record(JSON.stringify(status)),
       retryIntervalScale: 0,
     });
-    captured.result = await runner.runSeries({ series }, { pollIntervalSeconds: 1, deadlineMinutes: 5 });
+    captured.result = await runner.runSeries({ series });
     record(JSON.stringify(captured.result));
   } catch (error) {
     record(error instanceof Error ? `${error.message}\n${error.stack ?? ''}` : String(error));

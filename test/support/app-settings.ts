@@ -1,4 +1,4 @@
-/** App settings valid enough for the starters (which read the series and the monitor settings). */
+/** App settings valid enough for the starters (which read the series). */
 export const JAMMY = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 export const NOBLE = 'bosh-azure-hyperv-ubuntu-noble';
 
@@ -15,5 +15,3 @@ export function starterSettings(series: string): Record<string, string> {
     BASM_SERIES_LOCK_WAIT_SECONDS: '300',
   };
 }
-
-export const STARTER_MONITOR = { pollIntervalSeconds: 45, deadlineMinutes: 90, seriesLockWaitSeconds: 300 };

@@ -63,6 +63,8 @@ export async function startLocalAzure(
         sharedKeyCredential: azurite.sharedKeyCredential,
       },
       pollsUntilDone: options.pollsUntilDone ?? 2,
+      // The CLI and the app get their tokens from this endpoint: the app's identity, with infra's roles only.
+      appPrincipalId: identity.principalId,
     });
     stops.push(() => arm.stop());
     const github = await startFakeGitHub({

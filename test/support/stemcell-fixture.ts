@@ -16,10 +16,15 @@ import { Header } from 'tar';
 import { stringify } from 'yaml';
 import type { Extent } from '../../src/vhd.js';
 
+/** Tar entry types that point at another file instead of holding data. */
+type LinkType = 'SymbolicLink' | 'Link';
+
 export interface FixtureEntry {
   name: string;
-  type?: 'File' | 'SymbolicLink';
+  type?: 'File' | LinkType;
   body?: string;
+  /** A body of this many zero bytes instead (streamed, never held in memory by writeLargeStemcellFixture). */
+  zeroBytes?: number;
   linkpath?: string;
   /** Which archive gets the entry: the stemcell tarball (default) or the inner `image` tar. */
   archive?: 'stemcell' | 'image';
@@ -270,12 +275,7 @@ function* vhdChunks(layout: Layout): Generator<Buffer> {
   yield layout.footer;
 }
 
-function tarHeader(
-  name: string,
-  size: number,
-  type: 'File' | 'SymbolicLink' = 'File',
-  linkpath?: string,
-): Buffer {
+function tarHeader(name: string, size: number, type: 'File' | LinkType = 'File', linkpath?: string): Buffer {
   const header = new Header({
     path: name,
     mode: type === 'File' ? 0o644 : 0o777,
@@ -302,7 +302,7 @@ const END_OF_ARCHIVE = Buffer.alloc(1024);
 /** An entry of a tar written in order: a small body in memory or a stream of known size. */
 interface TarPart {
   name: string;
-  type?: 'File' | 'SymbolicLink';
+  type?: 'File' | LinkType;
   linkpath?: string;
   size: number;
   body: Buffer | (() => Iterable<Buffer> | AsyncIterable<Buffer>);
@@ -311,7 +311,7 @@ interface TarPart {
 async function* tarStream(parts: TarPart[]): AsyncGenerator<Buffer> {
   for (const part of parts) {
     yield tarHeader(part.name, part.size, part.type, part.linkpath);
-    if (part.type === 'SymbolicLink') continue;
+    if (part.type !== undefined && part.type !== 'File') continue;
     if (Buffer.isBuffer(part.body)) yield part.body;
     else yield* part.body();
     yield padding(part.size);
@@ -328,20 +328,33 @@ function extraParts(
     .filter((e) => (e.archive ?? 'stemcell') === archive && !!e.first === first)
     .map((e) => {
       const body = Buffer.from(e.body ?? '');
-      const part: TarPart = { name: e.name, type: e.type ?? 'File', size: body.length, body };
+      const part: TarPart =
+        e.zeroBytes === undefined
+          ? { name: e.name, type: e.type ?? 'File', size: body.length, body }
+          : { name: e.name, size: e.zeroBytes, body: () => zeroChunks(e.zeroBytes ?? 0) };
       if (e.linkpath !== undefined) part.linkpath = e.linkpath;
       return part;
     });
+}
+
+function* zeroChunks(size: number): Generator<Buffer> {
+  const zeros = Buffer.alloc(GENERATION_CHUNK);
+  for (let left = size; left > 0; left -= zeros.length) yield zeros.subarray(0, Math.min(left, zeros.length));
 }
 
 function withoutNulls(record: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== null && v !== undefined));
 }
 
+/**
+ * stemcell.MF as the stemcell builder writes it; `disk` is the raw image size in MiB, which the builder
+ * converts to the fixed root.vhd (that size plus the footer).
+ */
 function manifestText(
   series: string,
   version: string,
   imageSha1: string,
+  layout: Layout,
   options: StemcellFixtureOptions,
 ): string {
   const operatingSystem = /ubuntu-[a-z]+/.exec(series)?.[0] ?? 'ubuntu-jammy';
@@ -350,7 +363,7 @@ function manifestText(
     version,
     infrastructure: 'azure',
     hypervisor: 'hyperv',
-    disk: 5120,
+    disk: Math.ceil(layout.diskSize / MIB),
     disk_format: 'vhd',
     container_format: 'bare',
     os_type: 'linux',
@@ -434,7 +447,7 @@ export async function buildStemcellFixture(options: StemcellFixtureOptions = {})
   const imageTar = await collect(tarStream(imageParts(options, vhd.length, vhd)));
   const image = gzipSync(imageTar, { level: 1 });
   const imageSha1 = sha('sha1', image);
-  const text = manifestText(series, version, imageSha1, options);
+  const text = manifestText(series, version, imageSha1, layout, options);
   const tar = await collect(
     tarStream(stemcellParts(options, text, { size: image.length, body: image }, series)),
   );
@@ -492,7 +505,7 @@ export async function writeLargeStemcellFixture(
       createWriteStream(imagePath),
     );
     const imageSha1 = imageDigest.sha1.digest('hex');
-    const text = manifestText(series, version, imageSha1, options);
+    const text = manifestText(series, version, imageSha1, layout, options);
     const image = { size: imageDigest.size, body: () => createReadStream(imagePath, { highWaterMark: MIB }) };
     const tarballDigest = new Digest();
     await pipeline(

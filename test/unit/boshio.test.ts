@@ -35,7 +35,7 @@ test('an entry with only sha1 is accepted; an empty sha256 is treated as absent'
   assert.equal(release?.sha1, '1'.repeat(40));
 });
 
-test('invalid listings are refused with the entry named', () => {
+test('fault: invalid listings are refused with the entry named', () => {
   const cases: Array<[unknown, RegExp]> = [
     [{ not: 'an array' }, /not a JSON array/],
     [[entry('1.1', { url: undefined })], /#0 .*1\.1.* no regular\.url/],

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
 import { inspect } from 'node:util';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, storageAccountId, type MirrorConfig } from '../../src/config.js';
 
 const BASE = {
   AZURE_SUBSCRIPTION_ID: '11111111-2222-4333-8444-555555555555',
@@ -9,6 +10,14 @@ const BASE = {
   AZURE_REGION: 'westeurope',
   AZURE_STORAGE_ACCOUNT_NAME: 'stemcellvhds',
   AZURE_GALLERY_NAME: 'bosh_stemcells',
+};
+
+const NOTIFY = {
+  BASM_NOTIFY_GITHUB_TOKEN: 'ghp_x',
+  BASM_NOTIFY_GITHUB_OWNER: 'org',
+  BASM_NOTIFY_GITHUB_REPO: 'repo',
+  BASM_NOTIFY_GITHUB_WORKFLOW: 'stemcell.yml',
+  BASM_NOTIFY_GITHUB_REF: 'main',
 };
 
 function problems(env: Record<string, string>): string[] {
@@ -21,7 +30,7 @@ function problems(env: Record<string, string>): string[] {
   assert.fail('expected a ConfigError');
 }
 
-test('the minimal settings give the documented defaults', () => {
+test('the minimal settings give every documented default', () => {
   const config = loadConfig(BASE);
   assert.deepEqual(config.series, ['bosh-azure-hyperv-ubuntu-jammy-go_agent']);
   assert.equal(config.storageBlobEndpoint, 'https://stemcellvhds.blob.core.windows.net');
@@ -32,9 +41,22 @@ test('the minimal settings give the documented defaults', () => {
   assert.equal(config.storageContainer, 'stemcell');
   assert.equal(config.notify, undefined);
   assert.equal(config.managedIdentityClientId, undefined);
+  assert.equal(config.uploadConcurrency, 8);
+  assert.equal(config.httpTimeoutMs, 60_000);
+  assert.equal(config.versionPollIntervalSeconds, 30);
+  assert.equal(config.versionReadyTimeoutMinutes, 120);
+  assert.equal(config.workDir, tmpdir());
+  assert.deepEqual(config.gallery, { publisher: 'bosh' });
+  assert.deepEqual(config.warnings, []);
+  const notifying = loadConfig({ ...BASE, ...NOTIFY });
+  assert.equal(notifying.notify?.apiUrl, 'https://api.github.com');
+  assert.equal(notifying.notify?.owner, 'org');
+  assert.equal(notifying.notify?.repo, 'repo');
+  assert.equal(notifying.notify?.workflow, 'stemcell.yml');
+  assert.equal(notifying.notify?.ref, 'main');
 });
 
-test('one error lists every offending variable and what it expects', () => {
+test('fault: bad and missing settings stop the run with one error that lists every offending variable', () => {
   let error: unknown;
   try {
     loadConfig({
@@ -239,5 +261,344 @@ test('a lock wait that would make the orchestration history huge is refused', ()
   assert.deepEqual(
     problems({ ...BASE, BASM_VERSION_POLL_INTERVAL_SECONDS: '1', BASM_SERIES_LOCK_WAIT_SECONDS: '20000' }),
     ['BASM_SERIES_LOCK_WAIT_SECONDS'],
+  );
+});
+
+test('a gallery name with a character Azure does not allow is refused, naming what it expects', () => {
+  for (const valid of ['g', 'bosh_stemcells', 'bosh.stemcells', 'Gallery01', 'a'.repeat(80)]) {
+    assert.equal(loadConfig({ ...BASE, AZURE_GALLERY_NAME: valid }).galleryName, valid);
+  }
+  for (const invalid of ['bosh-stemcells', '_gallery', 'gallery.', 'my gallery', 'a'.repeat(81)]) {
+    assert.throws(
+      () => loadConfig({ ...BASE, AZURE_GALLERY_NAME: invalid }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.includes(
+          `AZURE_GALLERY_NAME: "${invalid}" is not valid; expected a Compute Gallery name`,
+        ),
+      invalid,
+    );
+  }
+});
+
+test('a resource group name is checked against the pattern Azure applies', () => {
+  const valid = [
+    'rg',
+    'r',
+    'rg-stemcells',
+    'RG_Stemcells.prod',
+    '(rg)',
+    'rg-stemcells-münchen',
+    'a'.repeat(90),
+  ];
+  for (const name of valid)
+    assert.equal(loadConfig({ ...BASE, AZURE_RESOURCE_GROUP: name }).resourceGroup, name);
+  for (const name of ['rg.', 'rg stemcells', 'rg/stemcells', 'rg#1', 'rg*', 'a'.repeat(91)]) {
+    assert.deepEqual(problems({ ...BASE, AZURE_RESOURCE_GROUP: name }), ['AZURE_RESOURCE_GROUP'], name);
+  }
+});
+
+test('a region is an Azure region name, not its display name', () => {
+  for (const name of ['westeurope', 'eastus2', 'germanywestcentral', 'usgovvirginia', 'eastus2euap']) {
+    assert.equal(loadConfig({ ...BASE, AZURE_REGION: name }).region, name);
+  }
+  for (const name of ['West Europe', 'west-europe', 'WestEurope', '2westus', 'w', 'a'.repeat(41)]) {
+    assert.deepEqual(problems({ ...BASE, AZURE_REGION: name }), ['AZURE_REGION'], name);
+  }
+});
+
+const INTEGER_SETTINGS: Array<[name: string, min: number, max: number, read: (c: MirrorConfig) => number]> = [
+  ['BASM_MAX_VERSIONS_PER_RUN', 1, 50, (c) => c.maxVersionsPerRun],
+  ['BASM_UPLOAD_CONCURRENCY', 1, 64, (c) => c.uploadConcurrency],
+  ['BASM_HTTP_TIMEOUT_SECONDS', 1, 3600, (c) => c.httpTimeoutMs / 1000],
+  ['BASM_VERSION_POLL_INTERVAL_SECONDS', 1, 3600, (c) => c.versionPollIntervalSeconds],
+  ['BASM_VERSION_READY_TIMEOUT_MINUTES', 1, 1440, (c) => c.versionReadyTimeoutMinutes],
+  ['BASM_SERIES_LOCK_STALE_SECONDS', 1, 86400, (c) => c.seriesLockStaleSeconds],
+  ['BASM_SERIES_LOCK_WAIT_SECONDS', 0, 86400, (c) => c.seriesLockWaitSeconds],
+];
+
+for (const [name, min, max, read] of INTEGER_SETTINGS) {
+  test(`${name} takes a whole number from ${min} to ${max} and refuses one just outside`, () => {
+    assert.equal(read(loadConfig({ ...BASE, [name]: String(min) })), min);
+    assert.equal(read(loadConfig({ ...BASE, [name]: String(max) })), max);
+    for (const value of [String(min - 1), String(max + 1), '-1', '2.5', '1e2', 'ten']) {
+      assert.throws(
+        () => loadConfig({ ...BASE, [name]: value }),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.problems.length === 1 &&
+          error.message.includes(
+            `${name}: "${value}" is not valid; expected a whole number from ${min} to ${max}`,
+          ),
+        `${name}=${value}`,
+      );
+    }
+  });
+}
+
+test('the poll interval may make up to 10000 polls per version, not one more', () => {
+  const at = { BASM_VERSION_POLL_INTERVAL_SECONDS: '3', BASM_VERSION_READY_TIMEOUT_MINUTES: '500' };
+  assert.equal(loadConfig({ ...BASE, ...at }).versionPollIntervalSeconds, 3);
+  assert.throws(
+    () => loadConfig({ ...BASE, ...at, BASM_VERSION_READY_TIMEOUT_MINUTES: '501' }),
+    /BASM_VERSION_POLL_INTERVAL_SECONDS: 3 s with BASM_VERSION_READY_TIMEOUT_MINUTES 501 means up to 10020 polls; expected at most 10000/,
+  );
+});
+
+test('the configuration error counts the offending settings and shows one line for each', () => {
+  assert.throws(
+    () => loadConfig({ ...BASE, AZURE_REGION: '' }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.name === 'ConfigError' &&
+      error.message ===
+        'Invalid configuration (1 setting):\n  AZURE_REGION: missing; expected an Azure region name such as westeurope',
+  );
+  assert.throws(
+    () => loadConfig({ ...BASE, AZURE_REGION: 'West Europe', AZURE_STORAGE_ACCOUNT_NAME: 'a' }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message ===
+        'Invalid configuration (2 settings):\n' +
+          '  AZURE_REGION: "West Europe" is not valid; expected an Azure region name such as westeurope\n' +
+          '  AZURE_STORAGE_ACCOUNT_NAME: "a" is not valid; expected a storage account name (3-24 lowercase letters and digits)',
+  );
+});
+
+test('each refused setting names what it expects', () => {
+  const expectations: Array<[Record<string, string>, string]> = [
+    [
+      { AZURE_RESOURCE_GROUP: 'rg.' },
+      'AZURE_RESOURCE_GROUP: "rg." is not valid; expected a resource group name (1-90 letters, digits, "_", "-", ".", "(", ")"; not ending in ".")',
+    ],
+    [
+      { AZURE_MANAGED_IDENTITY_ID: 'mi' },
+      'AZURE_MANAGED_IDENTITY_ID: "mi" is not valid; expected the client id (a GUID) of a user-assigned managed identity',
+    ],
+    [
+      { BASM_GALLERY_PUBLISHER: '-bosh' },
+      'BASM_GALLERY_PUBLISHER: "-bosh" is not valid; expected letters, digits, ".", "_" and "-" (1-80 characters)',
+    ],
+    [
+      { BASM_GALLERY_OFFER: 'of fer' },
+      'BASM_GALLERY_OFFER: "of fer" is not valid; expected letters, digits, ".", "_" and "-" (1-80 characters)',
+    ],
+    [
+      { BASM_GALLERY_SKU: 'gen1!' },
+      'BASM_GALLERY_SKU: "gen1!" is not valid; expected letters, digits, ".", "_" and "-" (1-80 characters)',
+    ],
+    [
+      { BASM_GALLERY_IMAGE_NAME: 'img/x' },
+      'BASM_GALLERY_IMAGE_NAME: "img/x" is not valid; expected letters, digits, ".", "_" and "-" (1-80 characters)',
+    ],
+    [{ BASM_STEMCELL_SERIES: 'a-1,a-1' }, 'BASM_STEMCELL_SERIES: "a-1,a-1" names a series twice'],
+    [
+      { BASM_STEMCELL_SERIES: 'Bad,a-1' },
+      'BASM_STEMCELL_SERIES: "Bad" is not a stemcell series name; expected a comma-separated list of names like ' +
+        'bosh-azure-hyperv-ubuntu-jammy-go_agent (lowercase letters, digits, ".", "_", "-"; at most 80 characters)',
+    ],
+    [
+      { BASM_STEMCELL_SERIES: 'Bad,Worse' },
+      'BASM_STEMCELL_SERIES: "Bad", "Worse" are not stemcell series names; expected a comma-separated list of names like ' +
+        'bosh-azure-hyperv-ubuntu-jammy-go_agent (lowercase letters, digits, ".", "_", "-"; at most 80 characters)',
+    ],
+    [
+      { BASM_MOUNTED_DIRECTORY: 'tmp/work' },
+      'BASM_MOUNTED_DIRECTORY: "tmp/work" is not an absolute path; expected a directory path',
+    ],
+    [{ BASM_BOSHIO_URL: 'bosh.io' }, 'BASM_BOSHIO_URL: is not a URL; expected an https:// URL'],
+    [
+      { BASM_BOSHIO_URL: 'https://bosh.example/api#top' },
+      'BASM_BOSHIO_URL: "https://bosh.example/api" must not carry a query, fragment or credentials',
+    ],
+    [
+      { BASM_STEMCELL_SERIES: 'a-1,b-2', BASM_GALLERY_IMAGE_NAME: 'img' },
+      'BASM_GALLERY_IMAGE_NAME: names one image definition, so it cannot be combined with several series',
+    ],
+    [
+      { BASM_NOTIFY_GITHUB_TOKEN: 'ghp_x', BASM_NOTIFY_GITHUB_OWNER: 'org/x' },
+      'BASM_NOTIFY_GITHUB_OWNER: "org/x" is not valid; expected a GitHub user or organisation name',
+    ],
+    [
+      { ...NOTIFY, BASM_NOTIFY_GITHUB_REPO: 'x/repo' },
+      'BASM_NOTIFY_GITHUB_REPO: "x/repo" is not valid; expected a GitHub repository name',
+    ],
+    [
+      { ...NOTIFY, BASM_NOTIFY_GITHUB_WORKFLOW: 'stemcell' },
+      'BASM_NOTIFY_GITHUB_WORKFLOW: "stemcell" is not valid; expected a workflow file name such as mirror.yml, or a numeric workflow id',
+    ],
+    [
+      { ...NOTIFY, BASM_NOTIFY_GITHUB_REF: 'my branch' },
+      'BASM_NOTIFY_GITHUB_REF: "my branch" is not valid; expected a branch or tag name such as main',
+    ],
+    [
+      { BASM_NOTIFY_GITHUB_TOKEN: 'ghp_x' },
+      'BASM_NOTIFY_GITHUB_OWNER: missing; required when BASM_NOTIFY_GITHUB_TOKEN is set',
+    ],
+  ];
+  for (const [env, line] of expectations) {
+    assert.throws(
+      () => loadConfig({ ...BASE, ...env }),
+      (error: unknown) => error instanceof ConfigError && error.message.split('\n').includes(`  ${line}`),
+      line,
+    );
+  }
+});
+
+test('a missing storage account is one problem, not also a broken default endpoint', () => {
+  const { AZURE_STORAGE_ACCOUNT_NAME: _, ...withoutAccount } = BASE;
+  assert.deepEqual(problems(withoutAccount), ['AZURE_STORAGE_ACCOUNT_NAME']);
+});
+
+test('an empty setting counts as unset; surrounding spaces are not part of a value', () => {
+  assert.deepEqual(problems({ ...BASE, AZURE_REGION: '' }), ['AZURE_REGION']);
+  const config = loadConfig({
+    ...BASE,
+    AZURE_REGION: '  westeurope ',
+    AZURE_MANAGED_IDENTITY_ID: '',
+    BASM_UPLOAD_CONCURRENCY: ' 16 ',
+  });
+  assert.equal(config.region, 'westeurope');
+  assert.equal(config.managedIdentityClientId, undefined);
+  assert.equal(config.uploadConcurrency, 16);
+});
+
+test('a value that only mentions a Key Vault reference is a value, not an unresolved reference', () => {
+  const config = loadConfig({ ...BASE, ...NOTIFY, BASM_NOTIFY_GITHUB_TOKEN: 'ghp@Microsoft.KeyVault(x)' });
+  assert.equal(config.notify?.token.reveal(), 'ghp@Microsoft.KeyVault(x)');
+  assert.deepEqual(config.warnings, []);
+});
+
+test('two unresolved Key Vault references give one warning each', () => {
+  const reference = '@microsoft.keyvault(SecretUri=https://kv.vault.azure.net/secrets/x)';
+  const config = loadConfig({ ...BASE, AZURE_MANAGED_IDENTITY_ID: reference, BASM_GALLERY_OFFER: reference });
+  assert.deepEqual(
+    config.warnings.map((w) => w.split(':')[0]),
+    ['AZURE_MANAGED_IDENTITY_ID', 'BASM_GALLERY_OFFER'],
+  );
+  assert.equal(config.managedIdentityClientId, undefined);
+  assert.deepEqual(config.gallery, { publisher: 'bosh' });
+});
+
+test('the GitHub token shows as [redacted] in JSON, util.inspect and string conversion', () => {
+  const token = loadConfig({ ...BASE, ...NOTIFY }).notify?.token;
+  assert.equal(String(token), '[redacted]');
+  assert.equal(JSON.stringify({ token }), '{"token":"[redacted]"}');
+  assert.equal(inspect(token), '[redacted]');
+});
+
+test('the gallery naming overrides and a managed identity are taken as given', () => {
+  const config = loadConfig({
+    ...BASE,
+    AZURE_MANAGED_IDENTITY_ID: 'AAAAAAAA-bbbb-4ccc-8ddd-eeeeeeeeeeee',
+    BASM_GALLERY_PUBLISHER: 'Canonical-bosh',
+    BASM_GALLERY_OFFER: 'ubuntu.jammy',
+    BASM_GALLERY_SKU: 'g',
+    BASM_GALLERY_IMAGE_NAME: 'jammy-gen1_x',
+  });
+  assert.equal(config.managedIdentityClientId, 'AAAAAAAA-bbbb-4ccc-8ddd-eeeeeeeeeeee');
+  assert.deepEqual(config.gallery, {
+    publisher: 'Canonical-bosh',
+    offer: 'ubuntu.jammy',
+    sku: 'g',
+    imageName: 'jammy-gen1_x',
+  });
+});
+
+test('names and ids are matched whole, never by a valid part', () => {
+  const refused: Array<[string, string]> = [
+    ['AZURE_SUBSCRIPTION_ID', 'x11111111-2222-4333-8444-555555555555'],
+    ['AZURE_SUBSCRIPTION_ID', '11111111-2222-4333-8444-555555555555x'],
+    ['AZURE_STORAGE_ACCOUNT_NAME', 'a'.repeat(25)],
+    ['AZURE_STORAGE_ACCOUNT_NAME', 'stemcell-vhds'],
+    ['BASM_STEMCELL_SERIES', 'jammy-'],
+    ['BASM_STEMCELL_SERIES', '-jammy'],
+    ['BASM_GALLERY_PUBLISHER', 'bosh_'],
+    ['BASM_GALLERY_PUBLISHER', '_bosh'],
+    ['BASM_GALLERY_PUBLISHER', 'b'.repeat(81)],
+  ];
+  for (const [name, value] of refused) assert.deepEqual(problems({ ...BASE, [name]: value }), [name], value);
+  const notifyRefused: Array<[string, string]> = [
+    ['BASM_NOTIFY_GITHUB_OWNER', 'org/x'],
+    ['BASM_NOTIFY_GITHUB_OWNER', 'x/org'],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', 'x/stemcell.yml'],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', 'stemcell.yml.bak'],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', '12a'],
+    ['BASM_NOTIFY_GITHUB_REF', 'feature branch'],
+    ['BASM_NOTIFY_GITHUB_REF', 'main~1'],
+  ];
+  for (const [name, value] of notifyRefused) {
+    assert.deepEqual(problems({ ...BASE, ...NOTIFY, [name]: value }), [name], value);
+  }
+  const accepted: Array<[string, string]> = [
+    ['BASM_STEMCELL_SERIES', 'a'],
+    ['BASM_STEMCELL_SERIES', 'b'.repeat(80)],
+    ['BASM_GALLERY_PUBLISHER', 'b'],
+    ['BASM_GALLERY_PUBLISHER', 'b'.repeat(80)],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', '161335'],
+    ['BASM_NOTIFY_GITHUB_WORKFLOW', 'stemcell.yaml'],
+    ['BASM_NOTIFY_GITHUB_REF', 'release/v1.2'],
+  ];
+  for (const [name, value] of accepted)
+    assert.doesNotThrow(() => loadConfig({ ...BASE, ...NOTIFY, [name]: value }), value);
+});
+
+test('a trailing slash of an endpoint is dropped; a query, fragment or user info is refused', () => {
+  const config = loadConfig({ ...BASE, BASM_BOSHIO_URL: 'https://bosh.example/mirror//' });
+  assert.equal(config.boshioUrl, 'https://bosh.example/mirror');
+  for (const url of [
+    'https://bosh.example/?q=1',
+    'https://bosh.example/#x',
+    'https://user@bosh.example/',
+    'https://:pw@bosh.example/',
+  ]) {
+    assert.throws(
+      () => loadConfig({ ...BASE, BASM_BOSHIO_URL: url }),
+      /BASM_BOSHIO_URL: "https:\/\/bosh\.example" must not carry a query, fragment or credentials/,
+      url,
+    );
+  }
+});
+
+test('notifications are on only with a token and all four GitHub settings', () => {
+  assert.ok(loadConfig({ ...BASE, ...NOTIFY }).notify);
+  for (const name of [
+    'BASM_NOTIFY_GITHUB_OWNER',
+    'BASM_NOTIFY_GITHUB_REPO',
+    'BASM_NOTIFY_GITHUB_WORKFLOW',
+    'BASM_NOTIFY_GITHUB_REF',
+  ]) {
+    assert.deepEqual(problems({ ...BASE, ...NOTIFY, [name]: '' }), [name]);
+  }
+  for (const name of [
+    'BASM_NOTIFY_GITHUB_OWNER',
+    'BASM_NOTIFY_GITHUB_REPO',
+    'BASM_NOTIFY_GITHUB_WORKFLOW',
+    'BASM_NOTIFY_GITHUB_REF',
+  ]) {
+    const config = loadConfig({ ...BASE, [name]: NOTIFY[name as keyof typeof NOTIFY] });
+    assert.equal(config.notify, undefined);
+    assert.deepEqual(config.warnings, [
+      'BASM_NOTIFY_GITHUB_* are set but BASM_NOTIFY_GITHUB_TOKEN is not: notifications are off',
+    ]);
+  }
+});
+
+test('the image definition name may be set for a single series', () => {
+  assert.equal(loadConfig({ ...BASE, BASM_GALLERY_IMAGE_NAME: 'img' }).gallery.imageName, 'img');
+});
+
+test('the storage account id names the subscription, resource group and account', () => {
+  assert.equal(
+    storageAccountId(loadConfig(BASE)),
+    '/subscriptions/11111111-2222-4333-8444-555555555555/resourceGroups/rg-stemcells' +
+      '/providers/Microsoft.Storage/storageAccounts/stemcellvhds',
+  );
+});
+
+test('a refused endpoint is shown without its trailing slashes', () => {
+  assert.throws(
+    () => loadConfig({ ...BASE, BASM_BOSHIO_URL: 'https://bosh.example/api//?q=1' }),
+    /BASM_BOSHIO_URL: "https:\/\/bosh\.example\/api" must not carry/,
   );
 });

@@ -8,7 +8,9 @@ import {
   imageDefinitionName,
   imageVersionTags,
   isAdoptableByCpi,
+  isCreatedByMirror,
   stemcellReferencesWith,
+  tagProblems,
 } from '../../src/cpi.js';
 import { GalleryError } from '../../src/gallery-error.js';
 import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
@@ -229,6 +231,26 @@ test('image tag is the CPI identifier JSON with the padded version', () => {
   );
 });
 
+test('image tag of a gen2 stemcell names the gen2 definition as offer and gen2 as sku', () => {
+  const m = gen2();
+  const definitionName = imageDefinitionFor(m, defaults).name;
+  assert.equal(definitionName, `${jammy}-gen2`);
+  assert.equal(
+    tagsFor(m, { definitionName }).image,
+    `{"publisher":"bosh","offer":"${jammy}-gen2","sku":"gen2","version":"1.1364.0"}`,
+  );
+});
+
+for (const written of ['Gen1', 'GEN1', 'gEn1']) {
+  test(`generation ${JSON.stringify(written)} is generation 1 whatever its case`, () => {
+    const spec = imageDefinitionFor(manifest({ generation: written, acceleratedNetworking: true }), defaults);
+    assert.equal(spec.name, jammy);
+    assert.equal(spec.hyperVGeneration, 'V1');
+    assert.equal('features' in spec, false);
+    assert.equal(imageDefinitionName(jammy, written, defaults), jammy);
+  });
+}
+
 test('stemcell reference is never a director stemcell id, so delete-stemcell keeps the version', () => {
   const references = (tagsFor(manifest()).stemcell_references ?? '').split(',');
   assert.ok(
@@ -374,5 +396,145 @@ test('isAdoptableByCpi with a checksum refuses other content, and passes a missi
       isAdoptableByCpi({ stemcell_references: 'x' }, sha256),
     ],
     [true, false, true],
+  );
+});
+
+test('the mirror created a version when its reference comes first in stemcell_references', () => {
+  assert.equal(isCreatedByMirror({ stemcell_references: MIRROR_STEMCELL_REFERENCE }), true);
+  assert.equal(
+    isCreatedByMirror({ stemcell_references: ` ${MIRROR_STEMCELL_REFERENCE} ,bosh-stemcell-1` }),
+    true,
+  );
+  assert.equal(
+    isCreatedByMirror({ stemcell_references: `bosh-stemcell-1,${MIRROR_STEMCELL_REFERENCE}` }),
+    false,
+  );
+  assert.equal(isCreatedByMirror({ stemcell_name: MIRROR_STEMCELL_REFERENCE }), false);
+  assert.equal(isCreatedByMirror({}), false);
+});
+
+test('stemcellReferencesWith does not add an empty stemcell_name', () => {
+  assert.equal(stemcellReferencesWith({ stemcell_name: '' }), MIRROR_STEMCELL_REFERENCE);
+});
+
+test('isAdoptableByCpi without a checksum to compare passes a version that has one', () => {
+  assert.equal(isAdoptableByCpi({ stemcell_name: 'bosh-stemcell-1', image_sha256: sha256 }), true);
+});
+
+test('candidate names treat the dots of a series as dots', () => {
+  const belongs = candidateDefinitionNames('my.series', defaults);
+  assert.equal(belongs('my.series'), true);
+  assert.equal(belongs('my.series-gen2'), true);
+  assert.equal(belongs('myXseries'), false);
+});
+
+test('os_type is linux or windows in any case; anything else is refused', () => {
+  assert.equal(imageDefinitionFor(manifest({ osType: 'LINUX' }), defaults).osType, 'Linux');
+  assert.equal(imageDefinitionFor(manifest({ osType: 'windows' }), defaults).osType, 'Windows');
+  assert.throws(() => imageDefinitionFor(manifest({ osType: 'solaris' }), defaults), {
+    name: 'GalleryError',
+    message: `Stemcell ${jammy} 1.1364 has cloud_properties.os_type "solaris"; the gallery accepts linux or windows. Use an Azure stemcell.`,
+  });
+});
+
+test('a generation is gen1 or gen2 from its start: "2gen" is refused', () => {
+  assert.throws(() => imageDefinitionFor(manifest({ generation: '2gen' }), defaults), {
+    name: 'GalleryError',
+    message: /cloud_properties\.generation "2gen"; Azure knows gen1 \(V1\) and gen2 \(V2\) only/,
+  });
+});
+
+test('every architecture spelling the CPI knows maps to x64 or Arm64', () => {
+  const expected: Array<[string, string]> = [
+    ['x86_64', 'x64'],
+    ['amd64', 'x64'],
+    ['X64', 'x64'],
+    ['arm64', 'Arm64'],
+    ['aarch64', 'Arm64'],
+  ];
+  for (const [architecture, azure] of expected) {
+    assert.equal(imageDefinitionFor(manifest({ architecture }), defaults).architecture, azure, architecture);
+  }
+});
+
+test('gen2 features: other disk controllers pass unchanged, false and true are written as Azure spells them', () => {
+  const spec = imageDefinitionFor(
+    manifest({
+      generation: 'gen2',
+      diskControllerTypes: ['ide'],
+      acceleratedNetworking: false,
+      hibernation: true,
+    }),
+    defaults,
+  );
+  assert.deepEqual(spec.features, [
+    { name: 'DiskControllerTypes', value: 'ide' },
+    { name: 'IsAcceleratedNetworkSupported', value: 'False' },
+    { name: 'IsHibernateSupported', value: 'True' },
+  ]);
+});
+
+test('an empty list of disk controllers gives no DiskControllerTypes feature', () => {
+  const spec = imageDefinitionFor(manifest({ generation: 'gen2', diskControllerTypes: [] }), defaults);
+  assert.equal(spec.features, undefined);
+});
+
+test('the name and version tags are taken from the cloud properties when raw lacks them, and kept as written', () => {
+  const bare = manifest();
+  delete bare.cloudProperties.raw.name;
+  delete bare.cloudProperties.raw.version;
+  const tags = tagsFor(bare);
+  assert.equal(tags.name, jammy);
+  assert.equal(tags.version, '1.1364');
+  const written = manifest();
+  written.cloudProperties.raw.version = '1.1364.0';
+  assert.equal(tagsFor(written).version, '1.1364.0');
+});
+
+test('required tags may be exactly 256 characters; beyond that the error lists each with its length', () => {
+  const imageOf = (offer: string) =>
+    JSON.stringify({ publisher: 'bosh', offer, sku: 'gen1', version: '1.1364.0' }).length;
+  const fits = 'd'.repeat(256 - imageOf(''));
+  assert.equal(tagsFor(manifest(), { definitionName: fits }).image?.length, 256);
+  const long = 'd'.repeat(257);
+  assert.throws(() => tagsFor(manifest(), { definitionName: long }), {
+    name: 'GalleryError',
+    message:
+      `Tags of stemcell ${jammy} 1.1364 exceed Azure's 256 characters: image (${imageOf(long)}), ` +
+      'compute_gallery_image_definition (257). Use a shorter gallery or image definition name.',
+  });
+});
+
+test('other tags are kept up to a 512-character name and a 256-character value', () => {
+  const m = manifest();
+  m.cloudProperties.raw['n'.repeat(512)] = 'fits';
+  m.cloudProperties.raw['o'.repeat(513)] = 'too long a name';
+  m.cloudProperties.raw.value_fits = 'v'.repeat(256);
+  m.cloudProperties.raw.value_too_long = 'v'.repeat(257);
+  const tags = tagsFor(m);
+  assert.equal(tags['n'.repeat(512)], 'fits');
+  assert.equal('o'.repeat(513) in tags, false);
+  assert.equal(tags.value_fits?.length, 256);
+  assert.equal('value_too_long' in tags, false);
+});
+
+test('tagProblems names every tag Azure would refuse, and nothing for tags it accepts', () => {
+  assert.deepEqual(tagProblems({ ['n'.repeat(512)]: 'v'.repeat(256), name: 'ok' }), []);
+  const long = 'n'.repeat(513);
+  assert.deepEqual(
+    tagProblems({
+      ' ': 'x',
+      [long]: 'x',
+      'a/b': 'x',
+      value: 'v'.repeat(257),
+      nothing: undefined as unknown as string,
+    }),
+    [
+      'a tag has an empty name',
+      `name ${'n'.repeat(40)}... is 513 characters (at most 512)`,
+      'name a/b contains one of < > % & \\ ? /',
+      'value has a value of 257 characters (at most 256)',
+      'nothing has no text value',
+    ],
   );
 });

@@ -103,7 +103,7 @@ test('a complete response is passed on byte for byte', async () => {
   }
 });
 
-test('a dropped connection is resumed with Range and If-Range and yields identical bytes', async () => {
+test('fault: a dropped connection is resumed with Range and If-Range and yields identical bytes', async () => {
   const server = await serve({ dropAfter: [1_000_000, 700_000] });
   try {
     const bytes = await buffer(downloadStream(server.url, { timeoutMs: 5000 }));
@@ -117,7 +117,7 @@ test('a dropped connection is resumed with Range and If-Range and yields identic
   }
 });
 
-test('a stalled response is cut by the inactivity timeout and resumed with Range, yielding identical bytes', async () => {
+test('fault: a stalled response is cut by the inactivity timeout and resumed with Range, yielding identical bytes', async () => {
   // The first response sends 500,000 bytes and then nothing, for as long as the client keeps it open:
   // only the client's inactivity timeout can end it, however slow or fast the machine is.
   let stalledClosed!: () => void;
@@ -190,7 +190,7 @@ test('redirects are followed', async () => {
   }
 });
 
-test('a dropped connection without an ETag cannot be resumed and fails clearly', async () => {
+test('fault: a dropped connection without an ETag cannot be resumed and fails clearly', async () => {
   const server = await serve({ etag: false, dropAfter: [1_000_000] });
   try {
     await assert.rejects(buffer(downloadStream(server.url, { timeoutMs: 5000 })), {
@@ -203,7 +203,7 @@ test('a dropped connection without an ETag cannot be resumed and fails clearly',
   }
 });
 
-test('a resume answered with the whole file (it changed) fails instead of mixing two files', async () => {
+test('fault: a resume answered with the whole file (it changed) fails instead of mixing two files', async () => {
   const server = await serve({ dropAfter: [1_000_000], ignoreRange: 'changed-file' });
   try {
     await assert.rejects(buffer(downloadStream(server.url, { timeoutMs: 5000 })), {
@@ -215,7 +215,7 @@ test('a resume answered with the whole file (it changed) fails instead of mixing
   }
 });
 
-test('a connection that keeps dropping fails after the allowed resumes', async () => {
+test('fault: a connection that keeps dropping fails after the allowed resumes', async () => {
   const server = await serve({ dropAfter: [100_000, 100_000, 100_000, 100_000] });
   try {
     await assert.rejects(buffer(downloadStream(server.url, { timeoutMs: 5000, maxResumes: 2 })), {
@@ -267,7 +267,7 @@ async function assertTransient(
   });
 }
 
-test('a download that stalls on every attempt fails as transient', async () => {
+test('fault: a download that stalls on every attempt fails as transient', async () => {
   const server = await serve({ stallAfter: [100_000, 100_000, 100_000] });
   try {
     await assertTransient(
@@ -315,7 +315,7 @@ test('a resume answered with 200 instead of 206 fails as transient', async () =>
   }
 });
 
-test('a resume answered with another Content-Range fails as transient', async () => {
+test('fault: a resume answered with another Content-Range fails as transient', async () => {
   let requests = 0;
   const server = await serve({ dropAfter: [1_000_000] }, (req, res) => {
     if (requests++ === 0 || !req.headers.range) return false;
@@ -333,7 +333,7 @@ test('a resume answered with another Content-Range fails as transient', async ()
   }
 });
 
-test('a server that refuses connections fails as transient', async () => {
+test('fault: a server that refuses connections fails as transient', async () => {
   const server = await serve({});
   await server.close();
   await assertTransient(
@@ -351,7 +351,7 @@ for (const [status, transient] of [
   [403, false],
   [404, false],
 ] as const) {
-  test(`HTTP ${status} fails as ${transient ? 'transient' : 'permanent'}`, async () => {
+  test(`fault: HTTP ${status} fails as ${transient ? 'transient' : 'permanent'}`, async () => {
     const server = await serve({}, (_req, res) => {
       res.writeHead(status).end();
       return true;

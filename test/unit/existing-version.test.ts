@@ -31,7 +31,7 @@ function version(
 const cases: Array<[string, ImageVersionState | undefined, ExistingVersionDecision]> = [
   ['no version: create it', undefined, { action: 'create' }],
   [
-    'a Failed version: delete and create again, saying why Azure failed it',
+    'fault: a Failed version: delete and create again, saying why Azure failed it',
     version('Failed', MIRRORS, 'the VHD is not a fixed VHD'),
     { action: 'recreate', reason: 'is Failed (the VHD is not a fixed VHD); deleting it to create it again' },
   ],
@@ -93,7 +93,7 @@ const cases: Array<[string, ImageVersionState | undefined, ExistingVersionDecisi
     { action: 'refuse', reason: NEITHER_MIRROR_NOR_CPI },
   ],
   [
-    'a director’s version of another image: refuse it',
+    'fault: a director’s version of another image: refuse it',
     version('Succeeded', { ...DIRECTORS, image_sha256: OTHER_IMAGE }),
     {
       action: 'refuse',

@@ -5,8 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseMirrorHttpBody, startAnswer } from '../../src/http-start.js';
-import type { OrchestrationClient, SeriesStartOutcome } from '../../src/starts.js';
+import { parseMirrorHttpBody, seriesStatusUrl, startAnswer } from '../../src/http-start.js';
+import type { SeriesStartOutcome } from '../../src/starts.js';
 
 const JAMMY = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 const NOBLE = 'bosh-azure-hyperv-ubuntu-noble';
@@ -78,7 +78,7 @@ describe('parseMirrorHttpBody', () => {
     });
   }
 
-  test('never repeats what the caller sent', () => {
+  test('fault: never repeats what the caller sent', () => {
     for (const text of [
       JSON.stringify({ series: '<script>alert(1)</script>' }),
       JSON.stringify({ series: JAMMY, version: '<img src=x onerror=alert(1)>' }),
@@ -93,14 +93,6 @@ describe('parseMirrorHttpBody', () => {
 });
 
 describe('startAnswer', () => {
-  const client: OrchestrationClient = {
-    getStatus: () => Promise.reject(new Error('not used')),
-    startNew: () => Promise.reject(new Error('not used')),
-    createHttpManagementPayload: (instanceId) => ({
-      id: instanceId,
-      statusQueryGetUri: `http://localhost:7071/runtime/webhooks/durabletask/instances/${instanceId}?code=systemkey`,
-    }),
-  };
   const REQUEST = 'https://mirror.example.net/api/mirror?code=functionkey';
   const started = (series: string): SeriesStartOutcome => ({
     started: true,
@@ -132,28 +124,45 @@ describe('startAnswer', () => {
   ];
   for (const [what, outcomes, status] of statuses) {
     test(`${what}: ${status}`, () => {
-      assert.equal(startAnswer(outcomes, client, REQUEST).status, status);
+      const answer = startAnswer(outcomes, REQUEST);
+      assert.equal(answer.status, status);
+      assert.doesNotMatch(JSON.stringify(answer), /code=|webhooks|durabletask/);
     });
   }
 
-  test('one started series answers with its status URLs on the origin the caller reached', () => {
-    const answer = startAnswer([started(JAMMY)], client, REQUEST);
-    const uri = `https://mirror.example.net/runtime/webhooks/durabletask/instances/mirror-${JAMMY}?code=systemkey`;
-    assert.deepEqual(answer.jsonBody, { id: `mirror-${JAMMY}`, statusQueryGetUri: uri });
+  test('one started series answers its instance id and the app’s own status URL, without any key', () => {
+    const answer = startAnswer([started(JAMMY)], REQUEST);
+    const uri = `https://mirror.example.net/api/mirror/${JAMMY}`;
+    assert.deepEqual(answer.jsonBody, { id: `mirror-${JAMMY}`, series: JAMMY, statusUri: uri });
     assert.equal(answer.headers?.Location, uri);
   });
 
+  test('the status URL follows the route the caller reached, whatever its prefix', () => {
+    assert.equal(
+      seriesStatusUrl('https://mirror.example.net/stemcells/mirror/?code=k#x', NOBLE),
+      `https://mirror.example.net/stemcells/mirror/${NOBLE}`,
+    );
+  });
+
   test('a failed start says where the cause is, and nothing of the cause', () => {
-    const answer = startAnswer([failed(JAMMY), started(NOBLE)], client, REQUEST);
+    const answer = startAnswer([failed(JAMMY), started(NOBLE)], REQUEST);
     const body = answer.jsonBody as { error: string; instances: Array<Record<string, unknown>> };
     assert.match(body.error, /1 of 2 series could not be started/);
-    assert.deepEqual(body.instances[0], {
-      series: JAMMY,
-      outcome: 'failed',
-      started: false,
-      id: `mirror-${JAMMY}`,
-      error: 'could not start the mirror orchestration; the function log has the cause',
-    });
-    assert.equal(body.instances[1]?.outcome, 'started');
+    assert.deepEqual(body.instances, [
+      {
+        series: JAMMY,
+        outcome: 'failed',
+        started: false,
+        id: `mirror-${JAMMY}`,
+        error: 'could not start the mirror orchestration; the function log has the cause',
+      },
+      {
+        series: NOBLE,
+        outcome: 'started',
+        started: true,
+        id: `mirror-${NOBLE}`,
+        statusUri: `https://mirror.example.net/api/mirror/${NOBLE}`,
+      },
+    ]);
   });
 });

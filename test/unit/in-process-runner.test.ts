@@ -24,9 +24,11 @@ import {
 } from '../../src/workflow.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
-// MonitorSettings is a plain object here: the config's 1 s minimum poll interval does not apply, and a
-// 10 ms interval keeps the monitor loop's real timers short.
+// getImageVersionState hands the settings to the workflow: here a plain object, so the config's 1 s minimum
+// poll interval does not apply, and a 10 ms interval keeps the monitor loop's real timers short.
 const MONITOR: MonitorSettings = { pollIntervalSeconds: 0.01, deadlineMinutes: 5 };
+// acquireSeriesLock hands the lock wait to the workflow the same way: 0 s, the settings' "report at once".
+const NO_WAIT = { waitSeconds: 0, pollIntervalSeconds: 0.01 };
 
 const release: StemcellRelease = {
   series: SERIES,
@@ -63,7 +65,7 @@ type StepBehaviour = {
 function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: MirrorSteps; calls: StepName[] } {
   const calls: StepName[] = [];
   const happy: StepBehaviour = {
-    acquireSeriesLock: () => ok({ acquired: true }),
+    acquireSeriesLock: () => ok({ acquired: true, wait: NO_WAIT }),
     releaseSeriesLock: () => ok({ released: true }),
     resolveVersions: () =>
       ok({
@@ -75,8 +77,9 @@ function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: Mirror
     downloadAndExtract: () => ok(stemcell),
     uploadVhd: () => ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
     ensureImageDefinition: () => ok({ definitionName, created: true }),
-    createImageVersion: () => ok({ outcome: 'started' as const, provisioningState: 'Creating' }),
-    getImageVersionState: () => ok({ provisioningState: 'Succeeded' }),
+    createImageVersion: () =>
+      ok({ outcome: 'started' as const, provisioningState: 'Creating', definitionName }),
+    getImageVersionState: () => ok({ provisioningState: 'Succeeded', monitor: MONITOR }),
     notify: () => ok({ notified: true }),
     cleanup: () => ok({ removed: true }),
   };
@@ -109,7 +112,7 @@ async function mirrorOne(
     retryIntervalScale: 0,
     ...(onStatus ? { onStatus } : {}),
   });
-  const output = await runner.runSeries({ series: SERIES }, MONITOR);
+  const output = await runner.runSeries({ series: SERIES });
   assert.equal(output.series, SERIES);
   assert.equal(output.results.length, 1);
   const [result] = output.results;
@@ -147,7 +150,7 @@ test('the happy path runs the steps in the order of the design and ends with the
 test('the monitor loop polls the image version until Azure reports it Succeeded, then notifies', async () => {
   const states = ['Creating', 'Creating', 'Succeeded'];
   const { steps, calls } = recordingSteps({
-    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded' }),
+    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded', monitor: MONITOR }),
   });
 
   const { result } = await mirrorOne(steps);
@@ -159,7 +162,7 @@ test('the monitor loop polls the image version until Azure reports it Succeeded,
   assert.equal(result.action, 'created');
 });
 
-test('a step that keeps throwing is tried STEP_RETRY maxAttempts times, then fails the version with its message', async () => {
+test('fault: a step that keeps throwing is tried STEP_RETRY maxAttempts times, then fails the version with its message', async () => {
   const { steps, calls } = recordingSteps({
     uploadVhd: () => {
       throw new Error('storage answered 503 Server Busy');
@@ -195,7 +198,7 @@ test('a step that throws once and then succeeds lets the version continue', asyn
   assert.equal(result.action, 'created');
 });
 
-test('a permanent failure (an { ok: false } outcome) is not retried and fails the version at that step', async () => {
+test('fault: a permanent failure (an { ok: false } outcome) is not retried and fails the version at that step', async () => {
   const message = 'image definition exists with hyperVGeneration V2, the stemcell is gen1';
   const { steps, calls } = recordingSteps({
     ensureImageDefinition: () => ({ ok: false, error: message }),
@@ -227,7 +230,7 @@ test('cleanup runs after a failed version too', async () => {
   assert.equal(result.action, 'failed');
 });
 
-test('a failing cleanup does not turn a created version into a failed one', async () => {
+test('fault: a failing cleanup does not turn a created version into a failed one', async () => {
   const { steps, calls } = recordingSteps({
     cleanup: () => {
       throw new Error('EBUSY: resource busy or locked');
@@ -241,7 +244,7 @@ test('a failing cleanup does not turn a created version into a failed one', asyn
   assert.equal(result.error, undefined);
 });
 
-test('a series whose versions cannot be resolved ends with one failed result naming resolveVersions', async () => {
+test('fault: a series whose versions cannot be resolved ends with one failed result naming resolveVersions', async () => {
   const message = `bosh.io lists no versions of ${SERIES}`;
   const { steps, calls } = recordingSteps({
     resolveVersions: () => ({ ok: false, error: message }),
@@ -263,7 +266,7 @@ test('a series whose versions cannot be resolved ends with one failed result nam
 test('status callbacks report each step of the version as it is entered', async () => {
   const states = ['Creating', 'Succeeded'];
   const { steps } = recordingSteps({
-    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded' }),
+    getImageVersionState: () => ok({ provisioningState: states.shift() ?? 'Succeeded', monitor: MONITOR }),
   });
   const statuses: unknown[] = [];
 
@@ -333,14 +336,20 @@ test('the run takes its series first, every step carries that claim, and the ser
     assert.deepEqual(input['lock'], claim, `${name} carries no claim`);
 });
 
+/** The settings' wait of a minute, looked at every 10 ms (a plain object: no 1 s minimum). */
+const WAIT_A_MINUTE = { waitSeconds: 60, pollIntervalSeconds: 0.01 };
+
 test('fault: a series another run holds is waited for, one poll interval at a time, and then mirrored', async () => {
   let looks = 0;
   const { steps, calls } = recordingSteps({
-    acquireSeriesLock: () => (++looks < 3 ? ok({ acquired: false, ...HOLDER }) : ok({ acquired: true })),
+    acquireSeriesLock: () =>
+      ++looks < 3
+        ? ok({ acquired: false, ...HOLDER, wait: WAIT_A_MINUTE })
+        : ok({ acquired: true, wait: WAIT_A_MINUTE }),
   });
   const runner = new InProcessRunner({ steps, log: quietLog(), retryIntervalScale: 0 });
 
-  const output = await runner.runSeries({ series: SERIES }, { ...MONITOR, seriesLockWaitSeconds: 60 });
+  const output = await runner.runSeries({ series: SERIES });
 
   assert.equal(output.results[0]?.action, 'created');
   assert.deepEqual(calls.slice(0, 4), [
@@ -352,10 +361,12 @@ test('fault: a series another run holds is waited for, one poll interval at a ti
 });
 
 test('fault: a series held beyond the wait ends with one failed result naming the holder; nothing runs, nothing is released', async () => {
-  const { steps, calls } = recordingSteps({ acquireSeriesLock: () => ok({ acquired: false, ...HOLDER }) });
+  const { steps, calls } = recordingSteps({
+    acquireSeriesLock: () => ok({ acquired: false, ...HOLDER, wait: NO_WAIT }),
+  });
   const runner = new InProcessRunner({ steps, log: quietLog(), retryIntervalScale: 0 });
 
-  const output = await runner.runSeries({ series: SERIES }, { ...MONITOR, seriesLockWaitSeconds: 0 });
+  const output = await runner.runSeries({ series: SERIES });
 
   assert.deepEqual(calls, ['acquireSeriesLock']);
   assert.equal(output.results.length, 1);
@@ -386,7 +397,7 @@ test('a dry run takes no lock', async () => {
   const { steps, calls } = recordingSteps();
   const runner = new InProcessRunner({ steps, log: quietLog(), retryIntervalScale: 0 });
 
-  const output = await runner.runSeries({ series: SERIES, dryRun: true }, MONITOR);
+  const output = await runner.runSeries({ series: SERIES, dryRun: true });
 
   assert.equal(output.results[0]?.action, 'planned');
   assert.deepEqual(calls, ['resolveVersions']);

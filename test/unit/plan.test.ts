@@ -162,3 +162,41 @@ test("a Failed version of the mirror's below its oldest present one is created a
     '1.12:newest',
   ]);
 });
+
+test('a series bosh.io lists no version of is an error naming the series', () => {
+  assert.throws(() => planSeries(SERIES, [], gallery(), 3), {
+    message: `bosh.io lists no versions of ${SERIES}`,
+  });
+});
+
+test("a director's Failed version is never planned again by the mirror", () => {
+  const inGallery = [...gallery('1.12.0'), { ...director('1.11.0'), provisioningState: 'Failed' }];
+  assert.deepEqual(planned(releases('1.10', '1.11', '1.12'), inGallery), []);
+  const belowAnchor = [...gallery('1.12.0'), { ...director('1.10.0'), provisioningState: 'Failed' }];
+  assert.deepEqual(planned(releases('1.10', '1.11', '1.12'), belowAnchor), []);
+});
+
+test('an explicit version bosh.io does not have names the five newest it has, newest first', () => {
+  assert.throws(
+    () =>
+      planRequestedVersion(
+        SERIES,
+        releases('1.8', '1.12', '1.9', '1.100', '1.10', '1.11', '1.7'),
+        gallery(),
+        '1.5',
+      ),
+    { message: `bosh.io has no version 1.5 of ${SERIES}; newest there: 1.100, 1.12, 1.11, 1.10, 1.9` },
+  );
+});
+
+test('an explicit version is requested, not finished, when another version of the gallery is unfinished', () => {
+  const inGallery: GalleryVersionSummary[] = [
+    { name: '1.11.0', provisioningState: 'Creating', unfinished: { definitionName: SERIES } },
+  ];
+  const plan = planRequestedVersion(SERIES, releases('1.10', '1.11'), inGallery, '1.10');
+  assert.deepEqual(
+    plan.mirror.map((p) => [p.release.version, p.reason, p.finish]),
+    [['1.10', 'requested', undefined]],
+  );
+  assert.deepEqual(plan.deferred, []);
+});

@@ -43,7 +43,6 @@ function taskHub(statuses: Record<string, string>, unreachable: readonly string[
       statuses[instanceId] = 'Pending';
       return Promise.resolve(instanceId);
     },
-    createHttpManagementPayload: (instanceId) => ({ id: instanceId }),
   };
   return { client, starts };
 }
@@ -58,25 +57,17 @@ function recordingLog(): StartLogger & { lines: string[] } {
   };
 }
 
-test('each series gets its instance, with the requested version and the configured monitor settings', async () => {
+test('each series gets its instance, with the requested version and nothing else', async () => {
   const hub = taskHub({});
 
-  const outcomes = await startSeriesMirrors(
-    hub.client,
-    config,
-    { series: [JAMMY], version: '1.1' },
-    recordingLog(),
-  );
+  const outcomes = await startSeriesMirrors(hub.client, { series: [JAMMY], version: '1.1' }, recordingLog());
 
   assert.deepEqual(outcomes, [{ started: true, series: JAMMY, instanceId: `mirror-${JAMMY}` }]);
   assert.deepEqual(hub.starts, [
     {
       name: 'mirrorSeries',
       instanceId: `mirror-${JAMMY}`,
-      input: {
-        request: { series: JAMMY, version: '1.1' },
-        monitor: { pollIntervalSeconds: 45, deadlineMinutes: 90, seriesLockWaitSeconds: 300 },
-      },
+      input: { request: { series: JAMMY, version: '1.1' } },
     },
   ]);
 });
@@ -85,7 +76,7 @@ test('a running series is left alone, a finished one started again', async () =>
   const hub = taskHub({ [`mirror-${JAMMY}`]: 'Suspended', [`mirror-${NOBLE}`]: 'Completed' });
   const log = recordingLog();
 
-  const outcomes = await startSeriesMirrors(hub.client, config, { series: [JAMMY, NOBLE] }, log);
+  const outcomes = await startSeriesMirrors(hub.client, { series: [JAMMY, NOBLE] }, log);
 
   assert.deepEqual(
     outcomes.map((o) => ('started' in o ? o.started : 'failed')),
@@ -97,11 +88,11 @@ test('a running series is left alone, a finished one started again', async () =>
   ]);
 });
 
-test('a series that cannot start does not stop the next one; its cause goes to the log only', async () => {
+test('fault: a series that cannot start does not stop the next one; its cause goes to the log only', async () => {
   const hub = taskHub({}, [`mirror-${JAMMY}`]);
   const log = recordingLog();
 
-  const outcomes = await startSeriesMirrors(hub.client, config, { series: [JAMMY, NOBLE] }, log);
+  const outcomes = await startSeriesMirrors(hub.client, { series: [JAMMY, NOBLE] }, log);
 
   assert.deepEqual(outcomes, [
     { failed: true, series: JAMMY, instanceId: `mirror-${JAMMY}` },

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { createReadStream } from 'node:fs';
@@ -21,6 +21,7 @@ import {
   stemcellWorkPaths,
 } from '../../src/stemcell.js';
 import { readExtents } from '../../src/vhd.js';
+import { THIS_HOST, partialFileSuffix } from '../../src/workdir.js';
 import type { StemcellFixture, StemcellFixtureOptions } from '../support/stemcell-fixture.js';
 import { buildStemcellFixture, writeLargeStemcellFixture } from '../support/stemcell-fixture.js';
 import { ensureTestCertificate } from '../support/tls.js';
@@ -137,7 +138,7 @@ test('the work paths are the same for the same series and version', () => {
   assert.notEqual(first.vhdPath, stemcellWorkPaths('/work', 'bosh-azure-hyperv-ubuntu-noble', '1.6').vhdPath);
 });
 
-test('a series name that could leave the work directory is refused', () => {
+test('fault: a series name that could leave the work directory is refused', () => {
   assert.throws(() => stemcellWorkPaths('/work', '../etc', '1.5'), StemcellError);
   assert.throws(() => stemcellWorkPaths('/work', 'ok', '1/../../x'), StemcellError);
 });
@@ -146,7 +147,7 @@ test('a complete extraction is found again, and not after its files are removed'
   const dir = await workDir();
   const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   assert.deepEqual(
-    await findExtractedStemcell(dir, fixture.series, fixture.version, fixture.imageSha256),
+    await findExtractedStemcell(dir, fixture.series, fixture.version, { imageSha256: fixture.imageSha256 }),
     result,
   );
   await removeStemcellWorkFiles(dir, fixture.series, fixture.version);
@@ -154,13 +155,29 @@ test('a complete extraction is found again, and not after its files are removed'
   assert.deepEqual(await filesIn(dir), []);
 });
 
-test('an extraction of another image is not reused', async () => {
+test('fault: an extraction of another image is not reused', async () => {
   const dir = await workDir();
   await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
-  assert.equal(await findExtractedStemcell(dir, fixture.series, fixture.version, '0'.repeat(64)), undefined);
+  assert.equal(
+    await findExtractedStemcell(dir, fixture.series, fixture.version, { imageSha256: '0'.repeat(64) }),
+    undefined,
+  );
 });
 
-test('an extraction whose VHD went missing is not reused', async () => {
+test('an extraction of a tarball other than the one bosh.io lists now is not reused', async () => {
+  const dir = await workDir();
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  const find = (listedTarball: { sha256?: string; sha1?: string }) =>
+    findExtractedStemcell(dir, fixture.series, fixture.version, { listedTarball });
+  assert.ok(await find({ sha256: fixture.sha256.toUpperCase() }));
+  assert.ok(await find({ sha1: fixture.sha1 }));
+  assert.equal(await find({ sha256: 'e'.repeat(64) }), undefined);
+  assert.equal(await find({ sha256: 'e'.repeat(64), sha1: fixture.sha1 }), undefined);
+  assert.equal(await find({ sha1: 'e'.repeat(40) }), undefined);
+  assert.equal(await find({}), undefined);
+});
+
+test('fault: an extraction whose VHD went missing is not reused', async () => {
   const dir = await workDir();
   const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   await rm(result.vhdPath);
@@ -173,7 +190,7 @@ test('the tarball SHA-1 is checked when bosh.io gives no SHA-256', async () => {
   await assertRefused(fixture.tarball, release, /tarball SHA-1 is [0-9a-f]{40}, expected f{40}/);
 });
 
-test('a tarball whose SHA-256 differs from bosh.io is refused', async () => {
+test('fault: a tarball whose SHA-256 differs from bosh.io is refused', async () => {
   await assertRefused(
     fixture.tarball,
     releaseOf(fixture, { sha256: 'a'.repeat(64) }),
@@ -181,7 +198,7 @@ test('a tarball whose SHA-256 differs from bosh.io is refused', async () => {
   );
 });
 
-test('an image whose SHA-1 differs from stemcell.MF is refused', async () => {
+test('fault: an image whose SHA-1 differs from stemcell.MF is refused', async () => {
   await refusedFixture(
     { manifest: { sha1: 'b'.repeat(40) } },
     /SHA-1 of image is [0-9a-f]{40}, expected b{40}/,
@@ -189,13 +206,13 @@ test('an image whose SHA-1 differs from stemcell.MF is refused', async () => {
 });
 
 for (const fraction of [0.001, 0.3, 0.7, 0.999]) {
-  test(`a tarball cut at ${fraction * 100}% of its length is refused`, async () => {
+  test(`fault: a tarball cut at ${fraction * 100}% of its length is refused`, async () => {
     const cut = fixture.tarball.subarray(0, Math.floor(fixture.tarball.length * fraction));
     await assertRefused(cut, releaseOf(fixture), /corrupt or truncated/);
   });
 }
 
-test('a tarball without an image entry is refused', async () => {
+test('fault: a tarball without an image entry is refused', async () => {
   await refusedFixture({ omitImage: true }, /stemcell tarball has no `image` entry/);
 });
 
@@ -203,69 +220,167 @@ test('an image entry under another name does not count as the image', async () =
   await refusedFixture({ imageEntryName: 'image.tgz' }, /stemcell tarball has no `image` entry/);
 });
 
-test('an image without root.vhd is refused', async () => {
+test('fault: an image without root.vhd is refused', async () => {
   await refusedFixture({ omitRootVhd: true }, /image has no root\.vhd/);
 });
 
-test('an image whose only root.vhd is a symlink is refused: the link is not followed', async () => {
+/** Extracting `tarball` into a directory deep below a fresh one must fail and leave nothing anywhere below it. */
+async function assertRefusedLeavingNothing(bad: StemcellFixture, message: RegExp): Promise<void> {
+  // Deep enough that each `..` of the entry names would still land inside `top`, where it shows.
+  const top = await workDir();
+  const dir = join(top, 'a', 'b', 'c');
+  await mkdir(dir, { recursive: true });
+  await assert.rejects(
+    extractStemcellFrom(sourceOf(bad.tarball), releaseOf(bad), { workDir: dir }),
+    (error) => {
+      assert.ok(error instanceof StemcellError, `expected a StemcellError, got ${String(error)}`);
+      assert.match(error.message, message);
+      return true;
+    },
+  );
+  assert.deepEqual(await pathsUnder(top), []);
+}
+
+for (const [what, entry] of [
+  [
+    'root.vhd as a symlink',
+    { name: 'root.vhd', type: 'SymbolicLink', linkpath: '/etc/passwd', archive: 'image' },
+  ],
+  ['root.vhd as a hard link', { name: 'root.vhd', type: 'Link', linkpath: 'etc/shadow', archive: 'image' }],
+  ['image as a symlink', { name: 'image', type: 'SymbolicLink', linkpath: '/dev/zero', archive: 'stemcell' }],
+  ['stemcell.MF as a hard link', { name: 'stemcell.MF', type: 'Link', linkpath: 'x', first: true }],
+] as const) {
+  test(`fault: a tarball with ${what} is refused, the link is never followed and nothing is written`, async () => {
+    const linked = await buildStemcellFixture({ extraEntries: [{ ...entry, first: true }] });
+    const name = entry.name.replace('.', '\\.');
+    await assertRefusedLeavingNothing(
+      linked,
+      new RegExp(`has ${name} as a ${entry.type} entry to "${entry.linkpath}", expected a regular file`),
+    );
+  });
+}
+
+test('fault: an image whose only root.vhd is a symlink is refused: the link is not followed', async () => {
   await refusedFixture(
     {
       omitRootVhd: true,
       extraEntries: [{ name: 'root.vhd', type: 'SymbolicLink', linkpath: '/etc/passwd', archive: 'image' }],
     },
-    /image has no root\.vhd/,
+    /image has root\.vhd as a SymbolicLink entry to "\/etc\/passwd", expected a regular file/,
   );
 });
 
-test('a symlink named root.vhd before the real file is skipped', async () => {
-  const linked = await buildStemcellFixture({
-    extraEntries: [
-      { name: 'root.vhd', type: 'SymbolicLink', linkpath: '/etc/passwd', archive: 'image', first: true },
-    ],
+for (const [name, archive] of [
+  ['../../escaped.txt', 'stemcell'],
+  ['../root.vhd', 'stemcell'],
+  ['sbom/../../x.json', 'stemcell'],
+  ['/etc/cron.d/evil', 'stemcell'],
+  ['../root.vhd', 'image'],
+  ['../../../escaped-image.txt', 'image'],
+  ['/root.vhd', 'image'],
+] as const) {
+  test(`fault: an entry named ${name} in the ${archive === 'image' ? 'image' : 'tarball'} is refused and nothing is written anywhere`, async () => {
+    const sneaky = await buildStemcellFixture({ extraEntries: [{ name, body: 'outside', archive }] });
+    const where = archive === 'image' ? 'image' : 'tarball';
+    const quoted = JSON.stringify(name).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    await assertRefusedLeavingNothing(
+      sneaky,
+      new RegExp(`${where} has an entry named ${quoted}: absolute names and '\\.\\.' are refused`),
+    );
   });
-  const result = await extractStemcellFrom(sourceOf(linked.tarball), releaseOf(linked), {
+}
+
+test('fault: an image with two root.vhd entries is refused', async () => {
+  await refusedFixture(
+    { extraEntries: [{ name: 'root.vhd', body: 'a second disk', archive: 'image' }] },
+    /the image holds root\.vhd twice/,
+  );
+});
+
+test('the fixture is as the builder makes it: root.vhd is cloud_properties.disk MiB plus the footer', async () => {
+  const result = await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), {
     workDir: await workDir(),
   });
-  assert.ok((await readFile(result.vhdPath)).equals(linked.vhd));
+  assert.equal(result.manifest.cloudProperties.disk, 16);
+  assert.equal(result.vhdSize, 16 * 1024 * 1024 + 512);
 });
 
-test('entry names are never used as paths', async () => {
-  // Deep enough that each `..` of the entry names would still land inside the temp root, where it shows.
-  const top = await workDir();
-  const dir = join(top, 'a', 'b', 'c');
-  await mkdir(dir, { recursive: true });
-  const sneaky = await buildStemcellFixture({
-    extraEntries: [
-      { name: '../../escaped.txt', body: 'outside', archive: 'stemcell' },
-      { name: '../root.vhd', body: 'not the disk', archive: 'stemcell' },
-      { name: '../root.vhd', body: 'not the disk', archive: 'image' },
-      { name: '../../../escaped-image.txt', body: 'outside', archive: 'image' },
-    ],
+test('fault: a root.vhd larger than cloud_properties.disk allows is refused before a byte is written', async () => {
+  await refusedFixture(
+    { virtualSizeMiB: 16, cloudProperties: { disk: 8 } },
+    /root\.vhd is 16777728 bytes, larger than the 8389120 expected \(cloud_properties\.disk is 8 MiB, so root\.vhd is at most 8389120 bytes with its 512-byte footer\)/,
+  );
+});
+
+for (const disk of [null, 0, 1.5, -16]) {
+  test(`fault: a stemcell.MF whose cloud_properties.disk is ${String(disk)} is refused: nothing bounds root.vhd`, async () => {
+    await refusedFixture(
+      { cloudProperties: { disk } },
+      new RegExp(
+        `cloud_properties\\.disk ${disk === null ? 'null' : String(disk).replace('.', '\\.')}, expected a whole number of MiB`,
+      ),
+    );
   });
+}
 
-  const result = await extractStemcellFrom(sourceOf(sneaky.tarball), releaseOf(sneaky), { workDir: dir });
+/** The inflated byte count in a "refused after N bytes" message, checked against its limit. */
+function assertStoppedWithin(error: unknown, label: RegExp): void {
+  assert.ok(error instanceof StemcellError, `expected a StemcellError, got ${String(error)}`);
+  const match =
+    /inflates to more than (\d+) bytes \(cloud_properties\.disk is \d+ MiB.*\): refused after (\d+) bytes/.exec(
+      error.message,
+    );
+  assert.ok(match, error.message);
+  assert.match(error.message, label);
+  const [limit, read] = [Number(match[1]), Number(match[2])];
+  // At most one more inflated chunk (1 MiB) than the limit was looked at.
+  assert.ok(read > limit && read <= limit + 1024 * 1024, `read ${read} bytes for a limit of ${limit}`);
+}
 
-  assert.ok((await readFile(result.vhdPath)).equals(sneaky.vhd));
-  const versionDir = join('a', 'b', 'c', `${sneaky.series}_${sneaky.version}`);
-  assert.deepEqual(await pathsUnder(top), [
-    join(versionDir, 'root.vhd'),
-    join(versionDir, 'root.vhd.extents.json'),
-    join(versionDir, 'stemcell.json'),
-  ]);
+test('fault: an image that inflates beyond cloud_properties.disk is stopped after at most that many bytes', async () => {
+  const bomb = await buildStemcellFixture({
+    extraEntries: [{ name: 'filler.bin', zeroBytes: 48 * 1024 * 1024, archive: 'image', first: true }],
+  });
+  assert.ok(bomb.tarball.length < 4 * 1024 * 1024, 'a small archive');
+  const dir = await workDir();
+  await assert.rejects(
+    extractStemcellFrom(sourceOf(bomb.tarball), releaseOf(bomb), { workDir: dir }),
+    (error) => {
+      assertStoppedWithin(error, /image inflates/);
+      return true;
+    },
+  );
+  assert.deepEqual(await filesIn(dir), []);
 });
 
-test('a VHD whose virtual size is not whole MiB is refused', async () => {
+test('fault: a tarball that inflates beyond its image and side files is stopped after at most that many bytes', async () => {
+  const path = join(await workDir(), 'bomb.tgz');
+  const bomb = await writeLargeStemcellFixture(path, {
+    virtualSizeMiB: 16,
+    extraEntries: [{ name: 'filler.bin', zeroBytes: 200 * 1024 * 1024 }],
+  });
+  assert.ok(bomb.size < 2 * 1024 * 1024, 'a small archive');
+  const dir = await workDir();
+  const release = { ...releaseOf(fixture), sha256: bomb.sha256 };
+  await assert.rejects(extractStemcellFrom(createReadStream(path), release, { workDir: dir }), (error) => {
+    assertStoppedWithin(error, /tarball inflates/);
+    return true;
+  });
+  assert.deepEqual(await filesIn(dir), []);
+});
+
+test('fault: a VHD whose virtual size is not whole MiB is refused', async () => {
   await refusedFixture(
     { vhdSizeBytes: 4 * 1024 * 1024 + 1024 },
     /virtual size is 4194816 bytes, expected a whole number of MiB/,
   );
 });
 
-test('a VHD with a damaged footer is refused', async () => {
+test('fault: a VHD with a damaged footer is refused', async () => {
   await refusedFixture({ corruptFooter: true }, /footer checksum/);
 });
 
-test('a stemcell.MF naming another series is refused', async () => {
+test('fault: a stemcell.MF naming another series is refused', async () => {
   const other = await buildStemcellFixture({ manifest: { name: 'bosh-azure-hyperv-ubuntu-noble' } });
   await assertRefused(
     other.tarball,
@@ -274,19 +389,19 @@ test('a stemcell.MF naming another series is refused', async () => {
   );
 });
 
-test('a stemcell.MF naming another version is refused', async () => {
+test('fault: a stemcell.MF naming another version is refused', async () => {
   const other = await buildStemcellFixture({ manifest: { version: '1.99' } });
   await assertRefused(other.tarball, releaseOf(other), /describes .*\/1\.99, expected .*\/1\.100/);
 });
 
-test('a stemcell.MF with a missing field is refused, naming the field', async () => {
+test('fault: a stemcell.MF with a missing field is refused, naming the field', async () => {
   await refusedFixture(
     { manifest: { operating_system: null } },
     /`operating_system` must be a non-empty string/,
   );
 });
 
-test('a tarball whose first entry is not stemcell.MF is refused', async () => {
+test('fault: a tarball whose first entry is not stemcell.MF is refused', async () => {
   await refusedFixture(
     { extraEntries: [{ name: 'README', body: 'hello', first: true }] },
     /first entry of the tarball is "README", expected stemcell\.MF/,
@@ -301,7 +416,7 @@ test('a stemcell.MF larger than 1 MiB is refused', async () => {
 });
 
 test(
-  'a stemcell.MF larger than 1 MiB is refused before it is read: only its tar header is delivered',
+  'fault: a stemcell.MF larger than 1 MiB is refused before it is read: only its tar header is delivered',
   { timeout: 30_000 },
   async () => {
     const dir = await workDir();
@@ -346,7 +461,7 @@ test(
   },
 );
 
-test('bytes that are not gzip are refused as corrupt', async () => {
+test('fault: bytes that are not gzip are refused as corrupt', async () => {
   await assertRefused(
     Buffer.from('this is not a stemcell'.repeat(100)),
     releaseOf(fixture),
@@ -370,7 +485,7 @@ test('an error of the source stream is passed on as it is', async () => {
   assert.deepEqual(await filesIn(dir), []);
 });
 
-test('an aborted extraction stops and leaves no file', async () => {
+test('fault: an aborted extraction stops and leaves no file', async () => {
   const dir = await workDir();
   const controller = new AbortController();
   controller.abort();
@@ -416,14 +531,14 @@ test('a stemcell streamed to disk by the large fixture writer extracts to the ex
   assert.deepEqual(await readExtents(result.extentsPath), large.extents);
 });
 
-test('a stemcell.MF whose cloud_properties.name differs from its name is refused', async () => {
+test('fault: a stemcell.MF whose cloud_properties.name differs from its name is refused', async () => {
   await refusedFixture(
     { cloudProperties: { name: 'bosh-azure-hyperv-ubuntu-noble' } },
     /cloud_properties\.name "bosh-azure-hyperv-ubuntu-noble", expected "bosh-azure-hyperv-ubuntu-jammy-go_agent"/,
   );
 });
 
-test('a stemcell.MF whose cloud_properties.version differs from its version is refused', async () => {
+test('fault: a stemcell.MF whose cloud_properties.version differs from its version is refused', async () => {
   await refusedFixture(
     { cloudProperties: { version: '1.99' } },
     /cloud_properties\.version "1\.99", expected "1\.100"/,
@@ -433,14 +548,14 @@ test('a stemcell.MF whose cloud_properties.version differs from its version is r
 /** A pid that no process has (above Linux's pid_max). */
 const DEAD_PID = 2_147_483_646;
 
-test('partial files of an interrupted earlier attempt are removed when a new extraction starts', async () => {
+test('fault: partial files of an interrupted earlier attempt are removed when a new extraction starts', async () => {
   const dir = await workDir();
   const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
   await mkdir(paths.dir, { recursive: true });
   const stale = [
-    `${paths.vhdPath}.partial-${DEAD_PID}-0badc0de`,
-    `${paths.extentsPath}.partial-${DEAD_PID}-0badc0de`,
-    `${paths.vhdPath}.partial-${process.pid}-0000beef`,
+    paths.vhdPath + partialFileSuffix({ host: THIS_HOST, pid: DEAD_PID }, '0badc0de'),
+    paths.extentsPath + partialFileSuffix({ host: THIS_HOST, pid: DEAD_PID }, '0badc0de'),
+    paths.vhdPath + partialFileSuffix({ host: THIS_HOST, pid: process.pid }, '0000beef'),
   ];
   for (const path of stale) await writeFile(path, 'left by a killed process');
   let seenAtStart: string[] | undefined;
@@ -463,7 +578,10 @@ test('stale partial files go while a complete extraction beside them is kept', a
   const dir = await workDir();
   await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
-  await writeFile(`${paths.vhdPath}.partial-${DEAD_PID}-0badc0de`, 'left by a killed process');
+  await writeFile(
+    paths.vhdPath + partialFileSuffix({ host: THIS_HOST, pid: DEAD_PID }, '0badc0de'),
+    'left by a killed process',
+  );
   await assert.rejects(
     extractStemcellFrom(sourceOf(Buffer.from('not a stemcell'.repeat(100))), releaseOf(fixture), {
       workDir: dir,
@@ -471,17 +589,57 @@ test('stale partial files go while a complete extraction beside them is kept', a
     StemcellError,
   );
   assert.deepEqual((await filesIn(dir)).sort(), ['root.vhd', 'root.vhd.extents.json', 'stemcell.json']);
-  assert.ok(await findExtractedStemcell(dir, fixture.series, fixture.version, fixture.imageSha256));
+  assert.ok(
+    await findExtractedStemcell(dir, fixture.series, fixture.version, { imageSha256: fixture.imageSha256 }),
+  );
 });
 
 test('a recent partial file of a live process is not touched', async () => {
   const dir = await workDir();
   const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
   await mkdir(paths.dir, { recursive: true });
-  const running = `${paths.vhdPath}.partial-${process.ppid}-0000cafe`;
+  const running = paths.vhdPath + partialFileSuffix({ host: THIS_HOST, pid: process.ppid }, '0000cafe');
   await writeFile(running, 'being written by another extraction');
   await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
   assert.equal(await readFile(running, 'utf8'), 'being written by another extraction');
+});
+
+const OTHER_HOST = `not-${THIS_HOST}`.slice(0, 64);
+
+test("fault: another machine's partial file on a shared work directory is kept although its pid is free here", async () => {
+  const dir = await workDir();
+  const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
+  await mkdir(paths.dir, { recursive: true });
+  const elsewhere = [
+    paths.vhdPath + partialFileSuffix({ host: OTHER_HOST, pid: DEAD_PID }, '0badc0de'),
+    // Written before partial names carried the host: its machine is unknown.
+    `${paths.vhdPath}.partial-${DEAD_PID}-00c0ffee`,
+  ];
+  const anHourAndMoreAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+  for (const path of elsewhere) {
+    await writeFile(path, 'being written by another machine');
+    await utimes(path, anHourAndMoreAgo, anHourAndMoreAgo);
+  }
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  for (const path of elsewhere)
+    assert.equal(await readFile(path, 'utf8'), 'being written by another machine');
+});
+
+test("another machine's partial file untouched for more than a day is removed", async () => {
+  const dir = await workDir();
+  const paths = stemcellWorkPaths(dir, fixture.series, fixture.version);
+  await mkdir(paths.dir, { recursive: true });
+  const abandoned = [
+    paths.vhdPath + partialFileSuffix({ host: OTHER_HOST, pid: process.pid }, '0badc0de'),
+    `${paths.vhdPath}.partial-${process.pid}-00c0ffee`,
+  ];
+  const twoDaysAgo = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
+  for (const path of abandoned) {
+    await writeFile(path, 'left by a machine that went away');
+    await utimes(path, twoDaysAgo, twoDaysAgo);
+  }
+  await extractStemcellFrom(sourceOf(fixture.tarball), releaseOf(fixture), { workDir: dir });
+  assert.deepEqual((await filesIn(dir)).sort(), ['root.vhd', 'root.vhd.extents.json', 'stemcell.json']);
 });
 
 test('two extractions of the same version at once in one process both succeed', async () => {
@@ -513,7 +671,7 @@ async function serveStemcell(
   };
 }
 
-test('a download that stalls reaches the caller as a transient DownloadError, not a StemcellError', async () => {
+test('fault: a download that stalls reaches the caller as a transient DownloadError, not a StemcellError', async () => {
   const served = await serveStemcell((_request, response) => {
     response.writeHead(200, { 'content-length': fixture.tarball.length });
     response.write(fixture.tarball.subarray(0, 200_000)); // then nothing more: a stalled server
@@ -535,7 +693,7 @@ test('a download that stalls reaches the caller as a transient DownloadError, no
   }
 });
 
-test('a download answered 503 reaches the caller as a transient DownloadError', async () => {
+test('fault: a download answered 503 reaches the caller as a transient DownloadError', async () => {
   const served = await serveStemcell((_request, response) => response.writeHead(503).end());
   try {
     await assert.rejects(

@@ -25,3 +25,16 @@ test('only plain numeric versions whose parts fit 32-bit integers are accepted',
   }
   assert.throws(() => galleryVersionName('1.x'), /not a stemcell version/);
 });
+
+test('a part of exactly 2^31-1 still fits the gallery; 2^31 does not', () => {
+  assert.equal(galleryVersionName('2147483647.1'), '2147483647.1.0');
+  assert.equal(isStemcellVersion('1.2147483648'), false);
+});
+
+test('comparison looks at the major, then the minor, then the patch part', () => {
+  assert.ok(compareStemcellVersions('2.0', '1.9') > 0);
+  assert.ok(compareStemcellVersions('1.9', '2.0') < 0);
+  assert.ok(compareStemcellVersions('1.2.3', '1.2.4') < 0);
+  assert.ok(compareStemcellVersions('1.3.0', '1.2.9') > 0);
+  assert.equal(compareStemcellVersions('1.2.3', '1.2.3'), 0);
+});

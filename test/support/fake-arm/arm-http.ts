@@ -1,11 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Json } from './json.js';
 
 /** ARM's error envelope, api-version and method checks, shared by every route of the fake. */
 export interface ArmErrorBody {
   code: string;
   message: string;
+}
+
+/** One authenticated request, as the routes see it. */
+export interface ArmRequest {
+  method: string;
+  url: URL;
+  apiVersion: string;
+  body: unknown;
+  headers: IncomingHttpHeaders;
+  /** The caller's object id (the `oid` of its token). */
+  principalId: string;
 }
 
 export class ArmError extends Error {
@@ -83,6 +94,23 @@ export function allowMethods(method: string, allowed: string[]): void {
       405,
       'MethodNotAllowed',
       `The HTTP method '${method}' is not supported here. Supported: ${allowed.join(', ')}.`,
+    );
+  }
+}
+
+/**
+ * `If-None-Match: *` on a PUT: create only. ARM answers 412 when the resource exists, so a client that looked and
+ * found nothing never overwrites what someone else created since.
+ */
+export function refuseIfExists(request: ArmRequest, exists: boolean, what: string): void {
+  if (request.method !== 'PUT' || !exists) return;
+  const condition = request.headers['if-none-match'];
+  if (condition === undefined) return;
+  if (condition.trim() === '*') {
+    throw new ArmError(
+      412,
+      'PreconditionFailed',
+      `The condition specified using HTTP conditional header(s) is not met: ${what} already exists (If-None-Match: *).`,
     );
   }
 }

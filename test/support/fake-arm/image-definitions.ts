@@ -5,9 +5,11 @@ import {
   invalidContent,
   invalidParameter,
   missingParameter,
+  refuseIfExists,
   resourceNotFound,
   sendJson,
 } from './arm-http.js';
+import type { ArmRequest } from './arm-http.js';
 import {
   armResource,
   enumValue,
@@ -76,13 +78,8 @@ export class ImageDefinitions {
     return name;
   }
 
-  async endpoint(
-    method: string,
-    requestedName: string,
-    body: unknown,
-    apiVersion: string,
-    res: ServerResponse,
-  ): Promise<void> {
+  async endpoint(request: ArmRequest, requestedName: string, res: ServerResponse): Promise<void> {
+    const { method, body, apiVersion } = request;
     allowMethods(method, ['GET', 'PUT', 'PATCH', 'DELETE']);
     const name = findKey(this.items, requestedName);
     const pendingKey = `definition:${requestedName.toLowerCase()}`;
@@ -115,9 +112,10 @@ export class ImageDefinitions {
         this.items.delete(name);
         return Promise.resolve<OperationOutcome>({ status: 'Succeeded' });
       });
-      this.operations.sendAccepted(res, 202, existing, operation, apiVersion);
+      this.operations.sendAccepted(res, 'delete', existing, operation, apiVersion);
       return;
     }
+    refuseIfExists(request, existing !== undefined, `image definition '${requestedName}'`);
     this.operations.rejectIfPending(pendingKey, `image definition '${requestedName}'`);
     const requested =
       method === 'PATCH' ? mergePatch(this.gallery, existing, requestedName, body) : asObject(body);
@@ -137,11 +135,16 @@ export class ImageDefinitions {
     const storedName = name ?? requestedName;
     setProvisioningState(resource, existing === undefined ? 'Creating' : 'Updating');
     this.items.set(storedName, resource);
-    const operation = this.operations.start(pendingKey, () => {
-      setProvisioningState(resource, 'Succeeded');
-      return Promise.resolve<OperationOutcome>({ status: 'Succeeded' });
-    });
-    this.operations.sendAccepted(res, existing === undefined ? 201 : 200, resource, operation, apiVersion);
+    const operation = this.operations.start(
+      pendingKey,
+      () => {
+        setProvisioningState(resource, 'Succeeded');
+        return Promise.resolve<OperationOutcome>({ status: 'Succeeded' });
+      },
+      resource,
+    );
+    const kind = existing === undefined ? 'create' : method === 'PATCH' ? 'patch' : 'replace';
+    this.operations.sendAccepted(res, kind, resource, operation, apiVersion);
   }
 
   private refuseDuplicateIdentifier(resource: Json): void {

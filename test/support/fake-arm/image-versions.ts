@@ -5,10 +5,11 @@ import {
   invalidContent,
   invalidParameter,
   missingParameter,
+  refuseIfExists,
   resourceNotFound,
   sendJson,
 } from './arm-http.js';
-import type { ArmErrorBody } from './arm-http.js';
+import type { ArmErrorBody, ArmRequest } from './arm-http.js';
 import {
   armResource,
   enumValue,
@@ -24,6 +25,12 @@ import { asObject, findKey, sameRegion, text } from './json.js';
 import type { Json } from './json.js';
 import type { LongRunningOperations } from './operations.js';
 import type { VhdSources } from './vhd-source.js';
+
+/** The check of actions a request needs on a resource it names (see Authorization.authorizeLinked). */
+export type LinkedAccessCheck = (
+  principalId: string,
+  check: { granted: { action: string; scope: string }; linked: { actions: string[]; scope: string } },
+) => void;
 
 const storageAccountTypes = ['Standard_LRS', 'Standard_ZRS', 'Premium_LRS', 'PremiumV2_LRS'];
 const int32Max = 2147483647;
@@ -47,6 +54,7 @@ export class ImageVersions {
     private readonly operations: LongRunningOperations,
     private readonly definitions: ImageDefinitions,
     private readonly sources: VhdSources,
+    private readonly linkedAccess: LinkedAccessCheck,
   ) {}
 
   /** The next accepted PUT of that version ends with provisioningState Failed and this error. */
@@ -64,14 +72,13 @@ export class ImageVersions {
   }
 
   async endpoint(
-    method: string,
+    request: ArmRequest,
     definitionRequested: string,
     versionName: string,
-    body: unknown,
-    apiVersion: string,
-    expand: string | null,
     res: ServerResponse,
   ): Promise<void> {
+    const { method, body, apiVersion } = request;
+    const expand = request.url.searchParams.get('$expand');
     allowMethods(method, ['GET', 'PUT', 'PATCH', 'DELETE']);
     const definition = this.definitions.requireParent(definitionRequested);
     const requestedKey = `${definition}/${versionName}`;
@@ -114,15 +121,17 @@ export class ImageVersions {
         this.failureReasons.delete(key.toLowerCase());
         return Promise.resolve({ status: 'Succeeded' as const });
       });
-      this.operations.sendAccepted(res, 202, existing, operation, apiVersion);
+      this.operations.sendAccepted(res, 'delete', existing, operation, apiVersion);
       return;
     }
+    refuseIfExists(request, existing !== undefined, `image version '${requestedKey}'`);
     this.operations.rejectIfPending(pendingKey, `image version '${requestedKey}'`);
     const requested =
       method === 'PATCH' ? mergePatch(this.gallery, existing, requestedKey, body) : asObject(body);
     if (requested === undefined) throw invalidContent('the body is not a JSON object');
     validateTags(requested['tags']);
     const resource = this.versionResource(definition, versionName, requested);
+    if (method === 'PUT') this.authorizeSource(request, resource);
     let validateSource = true;
     if (existing !== undefined) {
       refuseSourceChange(existing, resource);
@@ -136,23 +145,46 @@ export class ImageVersions {
     this.failureReasons.delete(key.toLowerCase());
     const injected = this.injectedFailures.get(key.toLowerCase());
     this.injectedFailures.delete(key.toLowerCase());
-    const operation = this.operations.start(pendingKey, async () => {
-      const inspection =
-        injected !== undefined
-          ? { error: injected }
-          : validateSource
-            ? await this.sources.inspect(sourceOf(resource).uri)
-            : {};
-      if (inspection.error !== undefined) {
-        setProvisioningState(resource, 'Failed');
-        this.failureReasons.set(key.toLowerCase(), inspection.error);
-        return { status: 'Failed', error: inspection.error };
-      }
-      if (inspection.virtualSize !== undefined) recordDiskSize(resource, inspection.virtualSize);
-      setProvisioningState(resource, 'Succeeded');
-      return { status: 'Succeeded' };
+    const operation = this.operations.start(
+      pendingKey,
+      async () => {
+        const inspection =
+          injected !== undefined
+            ? { error: injected }
+            : validateSource
+              ? await this.sources.inspect(sourceOf(resource).uri)
+              : {};
+        if (inspection.error !== undefined) {
+          setProvisioningState(resource, 'Failed');
+          this.failureReasons.set(key.toLowerCase(), inspection.error);
+          return { status: 'Failed', error: inspection.error };
+        }
+        if (inspection.virtualSize !== undefined) recordDiskSize(resource, inspection.virtualSize);
+        setProvisioningState(resource, 'Succeeded');
+        return { status: 'Succeeded' };
+      },
+      resource,
+    );
+    const kind = existing === undefined ? 'create' : method === 'PATCH' ? 'patch' : 'replace';
+    this.operations.sendAccepted(res, kind, resource, operation, apiVersion);
+  }
+
+  /**
+   * Creating an image version from a VHD needs, besides write on the version, `listKeys` and `write` on the source
+   * storage account (the gallery reads the blob with the account's keys on the caller's behalf): ARM's linked
+   * access check refuses the PUT before GalleryRP sees it.
+   */
+  private authorizeSource(request: ArmRequest, version: Json): void {
+    this.linkedAccess(request.principalId, {
+      granted: { action: 'Microsoft.Compute/galleries/images/versions/write', scope: request.url.pathname },
+      linked: {
+        actions: [
+          'Microsoft.Storage/storageAccounts/listKeys/action',
+          'Microsoft.Storage/storageAccounts/write',
+        ],
+        scope: sourceOf(version).storageAccountId,
+      },
     });
-    this.operations.sendAccepted(res, existing === undefined ? 201 : 200, resource, operation, apiVersion);
   }
 
   private versionResource(definition: string, name: string, body: Json): Json {

@@ -11,12 +11,16 @@ import {
   sendArmError,
   sendJson,
 } from './arm-http.js';
-import { galleryResource } from './gallery.js';
+import type { ArmRequest } from './arm-http.js';
+import { actionOf, Authorization, infraAssignmentsOf } from './authorization.js';
+import type { RoleAssignment } from './authorization.js';
+import { galleryPath, galleryResource } from './gallery.js';
 import { ImageDefinitions } from './image-definitions.js';
 import { ImageVersions } from './image-versions.js';
 import { sameName } from './json.js';
 import type { Json } from './json.js';
 import { LongRunningOperations } from './operations.js';
+import type { StatusLinks } from './operations.js';
 import { TokenValidator } from './tokens.js';
 import { VhdSources } from './vhd-source.js';
 import type { VhdStorage } from './vhd-source.js';
@@ -44,6 +48,15 @@ export interface FakeArmOptions {
    * issues for (it picks a random tenant per endpoint, and a process gets its tokens from one endpoint).
    */
   tenantId?: string;
+  /**
+   * The object id of the app's managed identity: it holds the roles infra/modules/role-assignments.bicep grants it
+   * (infra-roles.ts), at the scopes the Bicep names, and nothing else. Every request is authorized against them.
+   */
+  appPrincipalId: string;
+  /** Status links of accepted writes (default `both`, as Azure sends them; see StatusLinks). */
+  statusLinks?: StatusLinks;
+  /** `Retry-After` seconds on accepted writes and polls (default 0). */
+  retryAfterSeconds?: number;
 }
 
 export interface FakeArm {
@@ -56,6 +69,31 @@ export interface FakeArm {
   requests: Array<{ method: string; path: string; apiVersion: string | null; body?: unknown }>;
   /** The next accepted PUT of that version ends with provisioningState Failed and this error. */
   failNextVersion(definition: string, version: string, error: { code: string; message: string }): void;
+  /**
+   * Who holds which role where: infra's assignments to the app's identity to begin with. A test that needs more
+   * (or less) changes this list and says why.
+   */
+  roleAssignments: RoleAssignment[];
+  /** ARM resource ids of the gallery and of the VHD storage account, the scopes of infra's assignments. */
+  galleryId: string;
+  storageAccountId: string;
+  /**
+   * Runs `action` once, just before the fake handles the next `method` request whose path ends with `pathEnd`:
+   * a test's way to let someone else (a director) act between a client's look and its write.
+   */
+  beforeNext(method: string, pathEnd: string, action: () => Promise<void>): void;
+  /**
+   * Answers the next `times` `method` requests whose path ends with `pathEnd` with this ARM error (429
+   * TooManyRequests, 503 ServiceUnavailable, ...) and its `Retry-After`, as ARM does when throttling or
+   * unavailable; `pendingAnswers()` says how many such answers are still to be given.
+   */
+  answerNext(
+    method: string,
+    pathEnd: string,
+    error: { status: number; code: string; retryAfterSeconds?: number; times?: number },
+  ): void;
+  pendingAnswers(): number;
+  clearAnswers(): void;
   /** The tenant tokens must come from (undefined until the first token when not configured). */
   readonly tenantId: string | undefined;
   stop(): Promise<void>;
@@ -64,6 +102,15 @@ export interface FakeArm {
 export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
   const pageSize = options.listPageSize ?? 100;
   const requests: FakeArm['requests'] = [];
+  const cannedAnswers: Array<{
+    method: string;
+    pathEnd: string;
+    status: number;
+    code: string;
+    retryAfterSeconds: number;
+    times: number;
+  }> = [];
+  const interludes: Array<{ method: string; pathEnd: string; action: () => Promise<void> }> = [];
   let url = '';
   const tokens = new TokenValidator(options.tenantId, () => url);
   const operations = new LongRunningOperations({
@@ -71,40 +118,86 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     subscriptionId: options.subscriptionId,
     location: options.location,
     pollsUntilDone: options.pollsUntilDone ?? 2,
+    statusLinks: options.statusLinks ?? 'both',
+    retryAfterSeconds: options.retryAfterSeconds ?? 0,
   });
+  const galleryId = galleryPath(options);
+  const storageAccountId = `/subscriptions/${options.subscriptionId}/resourceGroups/${options.resourceGroup}/providers/Microsoft.Storage/storageAccounts/${options.storage.accountName}`;
+  const roleAssignments = infraAssignmentsOf(options.appPrincipalId, {
+    subscriptionId: options.subscriptionId,
+    resourceGroup: options.resourceGroup,
+    names: { gallery: options.galleryName, vhdStorage: options.storage.accountName },
+  });
+  const authorization = new Authorization(() => roleAssignments);
   const definitions: ImageDefinitions = new ImageDefinitions(
     options,
     operations,
     (definition) => versions.of(definition).length > 0,
   );
-  const versions = new ImageVersions(options, operations, definitions, new VhdSources(options.storage));
+  const versions = new ImageVersions(
+    options,
+    operations,
+    definitions,
+    new VhdSources(options.storage),
+    (principalId, { granted, linked }) => authorization.authorizeLinked(principalId, granted, linked),
+  );
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestUrl = new URL(req.url ?? '/', url);
     const method = req.method ?? 'GET';
     const apiVersion = requestUrl.searchParams.get('api-version');
     const rawBody = await readBody(req);
+    const interlude = interludes.findIndex(
+      (candidate) =>
+        candidate.method === method &&
+        requestUrl.pathname.toLowerCase().endsWith(candidate.pathEnd.toLowerCase()),
+    );
+    if (interlude >= 0) await interludes.splice(interlude, 1)[0]?.action();
+    const canned = cannedAnswers.find(
+      (candidate) =>
+        candidate.times > 0 &&
+        candidate.method === method &&
+        requestUrl.pathname.toLowerCase().endsWith(candidate.pathEnd.toLowerCase()),
+    );
+    if (canned !== undefined) {
+      canned.times -= 1;
+      sendJson(
+        res,
+        canned.status,
+        {
+          error: {
+            code: canned.code,
+            message: `The fake ARM answers ${canned.status} ${canned.code} as asked.`,
+          },
+        },
+        { 'retry-after': String(canned.retryAfterSeconds) },
+      );
+      return;
+    }
     const record: FakeArm['requests'][number] = { method, path: requestUrl.pathname, apiVersion };
     requests.push(record);
     try {
       const body = parseBody(rawBody);
       if (body !== undefined) record.body = body;
-      tokens.authenticate(req.headers.authorization);
+      const principalId = tokens.authenticate(req.headers.authorization);
       requireApiVersion(apiVersion);
-      await route(method, requestUrl, apiVersion ?? '', body, res);
+      const request: ArmRequest = {
+        method,
+        url: requestUrl,
+        apiVersion: apiVersion ?? '',
+        body,
+        headers: req.headers,
+        principalId,
+      };
+      await route(request, res);
     } catch (error) {
       if (!(error instanceof ArmError)) throw error;
       sendArmError(res, error);
     }
   }
 
-  async function route(
-    method: string,
-    requestUrl: URL,
-    apiVersion: string,
-    body: unknown,
-    res: ServerResponse,
-  ): Promise<void> {
+  async function route(request: ArmRequest, res: ServerResponse): Promise<void> {
+    const { method, url: requestUrl, apiVersion } = request;
     const segments = requestUrl.pathname
       .split('/')
       .filter((segment) => segment !== '')
@@ -125,10 +218,26 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
       at(6) === 'capsoperations'
     ) {
       if (segments.length !== 8 || method !== 'GET') throw notFound(requestUrl.pathname);
-      await operations.answer(segments[7] ?? '', res);
+      /*
+       * The status of an operation lives under the subscription, outside the resource, and ARM lets only a caller
+       * with read on the operation at the resource group level (or above) poll it: a role held on the gallery alone
+       * starts the operation but cannot track it ("Track asynchronous Azure operations", section on permissions,
+       * learn.microsoft.com/azure/azure-resource-manager/management/async-operations). The fake's operations all
+       * belong to its one resource group.
+       */
+      authorization.authorize(
+        request.principalId,
+        actionOf(method, requestUrl.pathname),
+        requestUrl.pathname,
+        `/subscriptions/${options.subscriptionId}/resourceGroups/${options.resourceGroup}`,
+      );
+      const monitor = requestUrl.searchParams.get('monitor') === 'true';
+      await operations.answer(segments[7] ?? '', monitor, apiVersion, res);
       return;
     }
     if (at(2) !== 'resourcegroups' || segments[3] === undefined) throw notFound(requestUrl.pathname);
+    // ARM authorizes before the resource provider looks for the resource: no role there is 403, not 404.
+    authorization.authorize(request.principalId, actionOf(method, requestUrl.pathname), requestUrl.pathname);
     if (!sameName(segments[3], options.resourceGroup)) {
       throw new ArmError(404, 'ResourceGroupNotFound', `Resource group '${segments[3]}' could not be found.`);
     }
@@ -154,14 +263,13 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
       allowMethods(method, ['GET']);
       sendJson(res, 200, page([...definitions.items.values()], requestUrl.pathname, query));
     } else if (depth === 10 && at(8) === 'images' && definitionName !== undefined) {
-      await definitions.endpoint(method, definitionName, body, apiVersion, res);
+      await definitions.endpoint(request, definitionName, res);
     } else if (depth === 11 && at(8) === 'images' && at(10) === 'versions' && definitionName !== undefined) {
       allowMethods(method, ['GET']);
       const definition = definitions.requireParent(definitionName);
       sendJson(res, 200, page(versions.of(definition), requestUrl.pathname, query));
     } else if (depth === 12 && at(8) === 'images' && at(10) === 'versions' && definitionName && versionName) {
-      const expand = requestUrl.searchParams.get('$expand');
-      await versions.endpoint(method, definitionName, versionName, body, apiVersion, expand, res);
+      await versions.endpoint(request, definitionName, versionName, res);
     } else {
       throw notFound(requestUrl.pathname);
     }
@@ -184,6 +292,21 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     imageDefinitions: definitions.items,
     imageVersions: versions.items,
     requests,
+    roleAssignments,
+    galleryId,
+    storageAccountId,
+    answerNext: (method, pathEnd, error) =>
+      cannedAnswers.push({
+        method,
+        pathEnd,
+        status: error.status,
+        code: error.code,
+        retryAfterSeconds: error.retryAfterSeconds ?? 0,
+        times: error.times ?? 1,
+      }),
+    pendingAnswers: () => cannedAnswers.reduce((sum, answer) => sum + answer.times, 0),
+    clearAnswers: () => void cannedAnswers.splice(0),
+    beforeNext: (method, pathEnd, action) => interludes.push({ method, pathEnd, action }),
     failNextVersion: (definition, version, error) => versions.failNext(definition, version, error),
     get tenantId() {
       return tokens.tenantId;

@@ -21,7 +21,8 @@ export class TokenValidator {
     return this.tenant;
   }
 
-  authenticate(authorization: string | undefined): void {
+  /** The caller's object id (`oid`) once its token passes ARM's checks. */
+  authenticate(authorization: string | undefined): string {
     if (authorization === undefined) {
       throw new ArmError(
         401,
@@ -51,6 +52,15 @@ export class TokenValidator {
     }
     checkTokenLifetime(claims);
     this.checkIssuer(claims);
+    const oid = claims['oid'];
+    if (typeof oid !== 'string' || oid === '') {
+      throw new ArmError(
+        401,
+        'InvalidAuthenticationToken',
+        "The access token is invalid: it has no 'oid' claim.",
+      );
+    }
+    return oid;
   }
 
   /**

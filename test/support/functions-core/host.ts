@@ -107,6 +107,8 @@ export interface HttpRequestInit {
   url: string;
   headers?: Record<string, string>;
   body?: string;
+  /** Route parameters, as the host extracts them from the function's route template. */
+  params?: Record<string, string>;
 }
 
 /** An HTTP trigger's input as the host sends it (RpcHttp). */
@@ -117,7 +119,7 @@ export function httpData(init: HttpRequestInit): RpcTypedData {
       url: init.url,
       headers: init.headers ?? {},
       body: init.body === undefined ? {} : { string: init.body },
-      params: {},
+      params: init.params ?? {},
       query: Object.fromEntries(new URL(init.url).searchParams),
     },
   };
