@@ -36,6 +36,8 @@ export function durableWorkflowContext(context: OrchestrationContext): WorkflowC
     createTimer: (fireAt) => orchestration.createTimer(fireAt),
     currentTime: () => orchestration.currentUtcDateTime,
     setStatus: (status) => orchestration.setCustomStatus(status),
+    newGuid: (name) => orchestration.newGuid(name),
+    runName: () => `orchestration ${orchestration.instanceId}`,
   };
 }
 

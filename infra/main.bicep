@@ -83,6 +83,16 @@ param versionPollIntervalSeconds int = 30
 @description('BASM_VERSION_READY_TIMEOUT_MINUTES: give up waiting for an image version after this long.')
 param versionReadyTimeoutMinutes int = 120
 
+@minValue(1)
+@maxValue(86400)
+@description('BASM_SERIES_LOCK_STALE_SECONDS: a run holding a series that shows no sign of life this long is taken over.')
+param seriesLockStaleSeconds int = 900
+
+@minValue(0)
+@maxValue(86400)
+@description('BASM_SERIES_LOCK_WAIT_SECONDS: how long a run waits for a series another run holds.')
+param seriesLockWaitSeconds int = 1200
+
 @description('BASM_NOTIFY_GITHUB_API_URL: GitHub API base URL (GitHub Enterprise Server: https://<host>/api/v3).')
 param notifyGithubApiUrl string = 'https://api.github.com'
 
@@ -146,6 +156,8 @@ module resources 'modules/resources.bicep' = {
       BASM_HTTP_TIMEOUT_SECONDS: string(httpTimeoutSeconds)
       BASM_VERSION_POLL_INTERVAL_SECONDS: string(versionPollIntervalSeconds)
       BASM_VERSION_READY_TIMEOUT_MINUTES: string(versionReadyTimeoutMinutes)
+      BASM_SERIES_LOCK_STALE_SECONDS: string(seriesLockStaleSeconds)
+      BASM_SERIES_LOCK_WAIT_SECONDS: string(seriesLockWaitSeconds)
       BASM_NOTIFY_GITHUB_API_URL: notifyGithubApiUrl
       BASM_NOTIFY_GITHUB_OWNER: notifyGithubOwner
       BASM_NOTIFY_GITHUB_REPO: notifyGithubRepo

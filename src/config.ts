@@ -80,6 +80,10 @@ export interface MirrorConfig {
   versionPollIntervalSeconds: number;
   /** Give up waiting for an image version after this many minutes. */
   versionReadyTimeoutMinutes: number;
+  /** A series lock whose holder sent no heartbeat for this long is taken over (seconds). */
+  seriesLockStaleSeconds: number;
+  /** How long a run waits for a series another run holds before it reports that run (seconds). */
+  seriesLockWaitSeconds: number;
 }
 
 export const DEFAULT_SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
@@ -334,6 +338,8 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     versionPollIntervalSeconds: r.integer('BASM_VERSION_POLL_INTERVAL_SECONDS', 30, 1, 3600),
     versionReadyTimeoutMinutes: r.integer('BASM_VERSION_READY_TIMEOUT_MINUTES', 120, 1, 24 * 60),
     adoptUntagged: r.boolean('BASM_ADOPT_UNTAGGED', false),
+    seriesLockStaleSeconds: r.integer('BASM_SERIES_LOCK_STALE_SECONDS', 900, 1, 24 * 3600),
+    seriesLockWaitSeconds: r.integer('BASM_SERIES_LOCK_WAIT_SECONDS', 1200, 0, 24 * 3600),
     warnings: r.warnings,
   };
 
@@ -369,6 +375,15 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
       'BASM_VERSION_POLL_INTERVAL_SECONDS',
       `${config.versionPollIntervalSeconds} s with BASM_VERSION_READY_TIMEOUT_MINUTES ${config.versionReadyTimeoutMinutes} ` +
         `means up to ${Math.ceil(polls)} polls; expected at most ${MAX_VERSION_POLLS} (poll less often or wait less)`,
+    );
+  }
+  // Waiting for a series looks at its lock once per poll interval: the same bound on the history.
+  const lockChecks = config.seriesLockWaitSeconds / config.versionPollIntervalSeconds;
+  if (lockChecks > MAX_VERSION_POLLS) {
+    r.problem(
+      'BASM_SERIES_LOCK_WAIT_SECONDS',
+      `${config.seriesLockWaitSeconds} s with BASM_VERSION_POLL_INTERVAL_SECONDS ${config.versionPollIntervalSeconds} ` +
+        `means up to ${Math.ceil(lockChecks)} looks at the series lock; expected at most ${MAX_VERSION_POLLS}`,
     );
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems);

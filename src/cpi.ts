@@ -83,7 +83,7 @@ const CPI_PUBLISHER = 'bosh';
 // Azure resource tag limits (Azure Resource Manager, "Tag resources"): names and values beyond these are refused.
 export const MAX_TAGS = 50;
 const MAX_TAG_NAME = 512;
-const MAX_TAG_VALUE = 256;
+export const MAX_TAG_VALUE = 256;
 // ARM refuses these characters, and control characters, in tag names.
 // eslint-disable-next-line no-control-regex
 const FORBIDDEN_TAG_NAME_CHARS = /[<>%&\\?/\u0000-\u001f\u007f]/;
@@ -241,6 +241,17 @@ function rubyArrayText(items: readonly string[]): string {
  * tag that is too long is left out rather than cut (a cut value would look real), and beyond 50 tags the
  * last cloud properties are left out.
  */
+/** Tags only the mirror writes (lowercase), whatever a stemcell's cloud_properties say. */
+const MIRROR_OWN_TAGS: readonly string[] = [
+  'image',
+  'compute_gallery_name',
+  'compute_gallery_image_definition',
+  'image_sha256',
+  'stemcell_references',
+  'stemcell_source_url',
+  MIRROR_NOTIFIED_TAG,
+];
+
 export function imageVersionTags(input: {
   manifest: StemcellManifest;
   imageSha256: string;
@@ -251,7 +262,14 @@ export function imageVersionTags(input: {
   const { manifest, imageSha256, galleryName, definitionName, sourceUrl } = input;
   const cloudProperties = manifest.cloudProperties;
   const all = new Map<string, string>();
-  for (const [name, value] of Object.entries(cloudProperties.raw)) all.set(name, String(value));
+  // Azure compares tag names without case: a property spelled like one of the mirror's own tags, in any case,
+  // would replace it (or mark the run finished), so it is left out; of two spellings of one name, the first.
+  const taken = new Set(MIRROR_OWN_TAGS);
+  for (const [name, value] of Object.entries(cloudProperties.raw)) {
+    if (taken.has(name.toLowerCase())) continue;
+    taken.add(name.toLowerCase());
+    all.set(name, String(value));
+  }
   if (!all.has('name')) all.set('name', cloudProperties.name);
   if (!all.has('version')) all.set('version', cloudProperties.version);
   if (cloudProperties.diskControllerTypes !== undefined && !all.has('disk_controller_types')) {

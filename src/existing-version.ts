@@ -3,7 +3,13 @@
  * place, as a pure function, so the step that acts on it stays a sequence of calls.
  */
 
-import { MIRROR_NOTIFIED_TAG, isAdoptableByCpi, stemcellReferencesWith } from './cpi.js';
+import {
+  MAX_TAG_VALUE,
+  MIRROR_NOTIFIED_TAG,
+  isAdoptableByCpi,
+  isCreatedByMirror,
+  stemcellReferencesWith,
+} from './cpi.js';
 import type { ImageVersionState } from './gallery.js';
 
 export type ExistingVersionDecision =
@@ -17,9 +23,17 @@ export type ExistingVersionDecision =
   | { action: 'refuse'; reason: string }
   /**
    * The same image, by the mirror or a director: use it. `references` is the `stemcell_references` value to
-   * write (a director's version, once it is Succeeded); `finished` when the mirror already announced it.
+   * write (a director's version, once it is Succeeded); `referencesFull` when the mirror's entry would not fit
+   * in Azure's 256 characters, so the references stay as the directors wrote them; `finished` when the mirror
+   * already announced it.
    */
-  | { action: 'use'; references?: string; finished: boolean; provisioningState: string }
+  | {
+      action: 'use';
+      references?: string;
+      referencesFull?: true;
+      finished: boolean;
+      provisioningState: string;
+    }
   /**
    * Untagged, made by another tool (the original mirror), and BASM_ADOPT_UNTAGGED is on: compare its source
    * blob (when `sourceUri` still exists) with the verified VHD, then tag it as the mirror would have.
@@ -57,6 +71,16 @@ export function decideExistingVersion(
   const { provisioningState, tags } = existing;
   if (provisioningState === 'Failed') {
     const cause = existing.errorMessage ? ` (${existing.errorMessage})` : '';
+    // Deleting is only safe for what the mirror made, or for the very image it would put back.
+    if (!isCreatedByMirror(tags) && tags['image_sha256'] !== imageSha256) {
+      return {
+        action: 'refuse',
+        reason:
+          `is Failed${cause} and was not created by this mirror, nor does it hold this stemcell's image ` +
+          `(image_sha256 ${tags['image_sha256'] ?? 'none'}, this stemcell has ${imageSha256}); the mirror ` +
+          'never deletes it: delete it by hand if it should be created again',
+      };
+    }
     return { action: 'recreate', reason: `is Failed${cause}; deleting it to create it again` };
   }
   if (provisioningState === 'Deleting') {
@@ -84,10 +108,12 @@ export function decideExistingVersion(
       : { action: 'adopt' };
   }
   // One still being created cannot be tagged yet; the notify step adopts it once it is Succeeded.
-  const references = provisioningState === 'Succeeded' ? stemcellReferencesWith(tags) : undefined;
+  const wanted = provisioningState === 'Succeeded' ? stemcellReferencesWith(tags) : undefined;
+  const references = wanted !== undefined && wanted.length <= MAX_TAG_VALUE ? wanted : undefined;
   return {
     action: 'use',
     ...(references !== undefined ? { references } : {}),
+    ...(wanted !== undefined && references === undefined ? { referencesFull: true as const } : {}),
     finished: provisioningState === 'Succeeded' && tags[MIRROR_NOTIFIED_TAG] !== undefined,
     provisioningState,
   };

@@ -4,6 +4,7 @@
  * so an interrupted run starts over (and the activities' idempotence makes that cheap).
  */
 
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from './failures.js';
 import type { Logger } from './services.js';
@@ -56,6 +57,9 @@ export class InProcessRunner {
       createTimer: (fireAt): Task => ({ kind: 'timer', fireAt }),
       currentTime: () => new Date(),
       setStatus: (status) => this.options.onStatus?.(status),
+      // Nothing is replayed here: a fresh GUID per call is what determinism asks of it.
+      newGuid: () => randomUUID(),
+      runName: () => 'command line',
     };
   }
 

@@ -4,7 +4,8 @@
  * Only the VHD's non-zero extents are written (the service counts a written zero page as data),
  * neighbouring data is coalesced into writes of up to 4 MiB (a page blob takes ~500 requests/s),
  * and the blob's metadata says whose content it holds and whether every write landed, so a later
- * run either finds it complete, resumes it, or replaces it.
+ * run either finds it complete, resumes it, or replaces it. An upload holds a lease on its blob while it
+ * writes: a second writer can neither replace the blob meanwhile nor leave its pages in one it lost.
  */
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -186,8 +187,10 @@ export async function uploadSparseVhd(request: UploadSparseVhdRequest): Promise<
 
   let writes = planned;
   let replacedBecause: string | undefined;
+  let etag: string | undefined;
   if (found.state === 'partial') {
     writes = remainingWrites(planned, found.written);
+    etag = found.etag;
   } else {
     if (found.state === 'other') {
       replacedBecause = found.reason;
@@ -204,18 +207,32 @@ export async function uploadSparseVhd(request: UploadSparseVhdRequest): Promise<
     }
     // Created without the complete mark: until that is set, a later run resumes this upload. Never
     // over a blob that another upload created meanwhile: that would wipe the pages it wrote.
-    await replaceGuard(where, 'created', () =>
+    const created = await replaceGuard(where, 'created', () =>
       calls.run('create', (abortSignal) =>
         blob.create(size, { metadata, conditions: { ifNoneMatch: '*' }, abortSignal }),
       ),
     );
+    etag = created.etag;
   }
 
-  const bytesUploaded = await writePages(blob, request, writes, where, calls);
-  await verifyDataBytes(blob, dataBytes, where, calls);
-  await calls.run('setMetadata', (abortSignal) =>
-    blob.setMetadata({ ...metadata, upload_complete: 'true' }, { abortSignal }),
-  );
+  // Every write and the complete mark carry this lease: a writer that replaced the blob meanwhile makes them
+  // fail, so no blob ever holds pages of two uploads and the mark of one.
+  const lease = await holdUploadLease(blob, etag, where, calls, request.requestTimeoutMs);
+  let bytesUploaded: number;
+  try {
+    bytesUploaded = await writePages(blob, request, writes, where, calls, lease);
+    await verifyDataBytes(blob, dataBytes, where, calls, lease.id);
+    await leaseGuard(where, lease, () =>
+      calls.run('setMetadata', (abortSignal) =>
+        blob.setMetadata(
+          { ...metadata, upload_complete: 'true' },
+          { conditions: { leaseId: lease.id }, abortSignal },
+        ),
+      ),
+    );
+  } finally {
+    await lease.release();
+  }
   return {
     ...result,
     bytesUploaded,
@@ -243,7 +260,7 @@ export async function findCompletedVhdBlob(
 type FoundBlob =
   | { state: 'absent' }
   | { state: 'complete' }
-  | { state: 'partial'; written: Extent[] }
+  | { state: 'partial'; written: Extent[]; etag: string | undefined }
   | { state: 'other'; reason: string; etag: string | undefined };
 
 async function inspectBlob(
@@ -272,7 +289,7 @@ async function inspectBlob(
   if (remainingWrites(written, planned).length > 0) {
     return other("it holds pages outside the VHD's data extents");
   }
-  return { state: 'partial', written };
+  return { state: 'partial', written, etag: properties.etag };
 }
 
 function isCompleteUpload(properties: BlobGetPropertiesResponse, imageSha256: string, size: number): boolean {
@@ -302,14 +319,18 @@ async function propertiesIfExists(
  * Every written range of the blob, following continuation tokens (large blobs answer in pages);
  * each page is one call with its own deadline.
  */
-async function listWrittenRanges(blob: PageBlobClient, calls: StorageCalls): Promise<Extent[]> {
+async function listWrittenRanges(
+  blob: PageBlobClient,
+  calls: StorageCalls,
+  leaseId?: string,
+): Promise<Extent[]> {
   const ranges: Extent[] = [];
   let continuationToken: string | undefined;
   do {
     const token = continuationToken;
     const page = await calls.run('listPageRanges', async (abortSignal) => {
       const pages = blob
-        .listPageRanges(0, undefined, { abortSignal })
+        .listPageRanges(0, undefined, { abortSignal, ...(leaseId ? { conditions: { leaseId } } : {}) })
         .byPage(token === undefined ? {} : { continuationToken: token });
       const next: IteratorResult<PageBlobGetPageRangesResponseModel, unknown> = await pages.next();
       await pages.return?.(undefined);
@@ -330,6 +351,7 @@ async function writePages(
   writes: readonly Extent[],
   where: string,
   calls: StorageCalls,
+  lease: UploadLease,
 ): Promise<number> {
   const { vhdPath, size, concurrency, onProgress, signal } = request;
   const totalBytes = totalLength(writes);
@@ -338,8 +360,9 @@ async function writePages(
 
   const file = await open(vhdPath, 'r');
   const stopWorkers = new AbortController();
-  const abortSignal =
-    signal === undefined ? stopWorkers.signal : AbortSignal.any([signal, stopWorkers.signal]);
+  const abortSignal = AbortSignal.any(
+    signal === undefined ? [stopWorkers.signal, lease.lost] : [signal, stopWorkers.signal, lease.lost],
+  );
   let next = 0;
   let uploaded = 0;
   let failure: { error: unknown; write: Extent | undefined } | undefined;
@@ -350,10 +373,16 @@ async function writePages(
       while (!abortSignal.aborted && (write = writes[next++]) !== undefined) {
         const body = await readRange(file, buffer, write, vhdPath);
         const { offset, length } = write;
-        await calls.run(
-          `uploadPages (bytes ${offset}-${offset + length - 1})`,
-          (callSignal) => blob.uploadPages(body, offset, length, { abortSignal: callSignal }),
-          abortSignal,
+        await leaseGuard(where, lease, () =>
+          calls.run(
+            `uploadPages (bytes ${offset}-${offset + length - 1})`,
+            (callSignal) =>
+              blob.uploadPages(body, offset, length, {
+                conditions: { leaseId: lease.id },
+                abortSignal: callSignal,
+              }),
+            abortSignal,
+          ),
         );
         uploaded += write.length;
         onProgress?.(uploaded, totalBytes);
@@ -382,6 +411,9 @@ async function writePages(
   if (failure !== undefined) {
     // An abort by the caller surfaces as the SDK's AbortError, so callers can tell it apart.
     if (signal?.aborted) throw failure.error;
+    // A worker stopped by the lost lease reports an abort; the loss is the cause.
+    const cause = lease.lost.aborted ? (lease.lost.reason as unknown) : failure.error;
+    failure = { error: cause, write: failure.write };
     const bytes = failure.write ? ` bytes ${failure.write.offset}-${endOf(failure.write) - 1}` : '';
     const message = `Uploading${bytes} of ${vhdPath} to ${where} failed: ${errorMessage(failure.error).replace(/\.$/, '')}. The blob is left incomplete; run the upload again to resume it.`;
     const transient = (failure.error as { transient?: unknown } | undefined)?.transient;
@@ -416,8 +448,9 @@ async function verifyDataBytes(
   dataBytes: number,
   where: string,
   calls: StorageCalls,
+  leaseId: string,
 ): Promise<void> {
-  const writtenBytes = totalLength(await listWrittenRanges(blob, calls));
+  const writtenBytes = totalLength(await listWrittenRanges(blob, calls, leaseId));
   if (writtenBytes !== dataBytes) {
     throw new Error(
       `After the upload, ${where} reports ${writtenBytes} bytes of written pages, but the VHD has ${dataBytes} bytes of data. It is left incomplete; run the upload again to repair or replace it.`,
@@ -518,12 +551,119 @@ async function replaceGuard<T>(
     return await call();
   } catch (error) {
     const status = (error as { statusCode?: unknown }).statusCode;
+    if (storageCodeOf(error) === 'LeaseIdMissing') {
+      throw new PageBlobError(
+        `Another upload is writing ${where} (it holds the blob's lease, at most ${UPLOAD_LEASE_SECONDS} s after it stops); retried later.`,
+        { transient: true, cause: error },
+      );
+    }
     if (status === 409 || status === 412) {
       throw new PageBlobError(
         `Another upload ${what} ${where} meanwhile; retry resumes it (or replaces it when it holds other content).`,
         { transient: true, cause: error },
       );
     }
+    throw error;
+  }
+}
+
+/**
+ * How long an upload's lease on its blob lasts without renewal (seconds, the longest finite lease): a writer
+ * that dies blocks the blob for at most this long.
+ */
+export const UPLOAD_LEASE_SECONDS = 60;
+const UPLOAD_LEASE_RENEWAL_MS = 15_000;
+
+/** An upload's lease on its page blob, renewed in the background until released. */
+interface UploadLease {
+  id: string;
+  /** Fires when a renewal finds the lease gone: another writer has the blob now. */
+  lost: AbortSignal;
+  release(): Promise<void>;
+}
+
+// Lease errors that say the blob is someone else's now (Storage error codes, 409 and 412).
+const LEASE_LOST_CODES = new Set([
+  'LeaseIdMismatchWithBlobOperation',
+  'LeaseIdMismatchWithLeaseOperation',
+  'LeaseLost',
+  'LeaseNotPresentWithBlobOperation',
+  'LeaseNotPresentWithLeaseOperation',
+  'LeaseIsBrokenAndCannotBeRenewed',
+]);
+
+function storageCodeOf(error: unknown): string | undefined {
+  const details = (error as { details?: { errorCode?: unknown } } | undefined)?.details;
+  const code = details?.errorCode ?? (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function leaseLostError(where: string, cause: unknown): PageBlobError {
+  return new PageBlobError(
+    `The upload lost its lease on ${where}: another upload has taken the blob over; a retry resumes or replaces it.`,
+    { transient: true, cause },
+  );
+}
+
+/** Takes the blob's lease, only while it is still the blob this upload created or inspected (`etag`). */
+async function holdUploadLease(
+  blob: PageBlobClient,
+  etag: string | undefined,
+  where: string,
+  calls: StorageCalls,
+  requestTimeoutMs: number | undefined,
+): Promise<UploadLease> {
+  const client = blob.getBlobLeaseClient();
+  try {
+    await calls.run('acquireLease', (abortSignal) =>
+      client.acquireLease(UPLOAD_LEASE_SECONDS, {
+        ...(etag === undefined ? {} : { conditions: { ifMatch: etag } }),
+        abortSignal,
+      }),
+    );
+  } catch (error) {
+    const status = (error as { statusCode?: unknown }).statusCode;
+    if (status === 409) {
+      throw new PageBlobError(
+        `Another upload is writing ${where} (it holds the blob's lease, at most ${UPLOAD_LEASE_SECONDS} s after it stops); retried later.`,
+        { transient: true, cause: error },
+      );
+    }
+    if (status === 412 || status === 404) {
+      throw new PageBlobError(
+        `Another upload changed ${where} meanwhile; retry resumes it (or replaces it when it holds other content).`,
+        { transient: true, cause: error },
+      );
+    }
+    throw error;
+  }
+  const lost = new AbortController();
+  const timeoutMs = requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const renewal = setInterval(() => {
+    client.renewLease({ abortSignal: AbortSignal.timeout(timeoutMs) }).catch((error: unknown) => {
+      // A renewal without answer is tried again; the lease outlives a few of them.
+      if (LEASE_LOST_CODES.has(storageCodeOf(error) ?? '')) lost.abort(leaseLostError(where, error));
+    });
+  }, UPLOAD_LEASE_RENEWAL_MS);
+  renewal.unref();
+  return {
+    id: client.leaseId,
+    lost: lost.signal,
+    async release() {
+      clearInterval(renewal);
+      // Not under the caller's signal: an aborted upload still frees the blob for the next one at once.
+      await client.releaseLease({ abortSignal: AbortSignal.timeout(timeoutMs) }).catch(() => undefined);
+    },
+  };
+}
+
+/** A call under the upload's lease that finds the lease gone is a lost race, retried later. */
+async function leaseGuard<T>(where: string, lease: UploadLease, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (LEASE_LOST_CODES.has(storageCodeOf(error) ?? '')) throw leaseLostError(where, error);
+    if (lease.lost.aborted) throw lease.lost.reason as Error;
     throw error;
   }
 }

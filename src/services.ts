@@ -9,7 +9,9 @@ import type { MirrorConfig } from './config.js';
 import { storageAccountId } from './config.js';
 import { createAzureCredential } from './credentials.js';
 import { ComputeGallery, type ComputeGalleryOptions } from './gallery.js';
-import type { MonitorSettings } from './workflow.js';
+import { NotificationRecords } from './notification-record.js';
+import { SeriesLocks } from './series-lock.js';
+import type { MonitorSettings, SeriesLockWait } from './workflow.js';
 
 export interface Logger {
   info(message: string): void;
@@ -30,6 +32,10 @@ export interface MirrorServices {
   config: MirrorConfig;
   gallery: ComputeGallery;
   vhdContainer: ContainerClient;
+  /** One run per series, whichever runner: leases in the VHD container. */
+  seriesLocks: SeriesLocks;
+  /** Notifications whose tag Azure refused, recorded in the VHD container. */
+  notificationRecords: NotificationRecords;
   log: Logger;
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -65,7 +71,17 @@ export function createMirrorServices(
     `${config.storageBlobEndpoint}/${config.storageContainer}`,
     credential,
   );
-  const services: MirrorServices = { config, gallery, vhdContainer, log };
+  const services: MirrorServices = {
+    config,
+    gallery,
+    vhdContainer,
+    seriesLocks: new SeriesLocks({
+      container: vhdContainer,
+      staleAfterSeconds: config.seriesLockStaleSeconds,
+    }),
+    notificationRecords: new NotificationRecords(vhdContainer),
+    log,
+  };
   if (onProgress) services.onProgress = onProgress;
   return services;
 }
@@ -75,6 +91,14 @@ export function monitorSettings(config: MirrorConfig): MonitorSettings {
   return {
     pollIntervalSeconds: config.versionPollIntervalSeconds,
     deadlineMinutes: config.versionReadyTimeoutMinutes,
+  };
+}
+
+/** How long a run waits for a series another run holds, and how often it looks, as the settings say. */
+export function seriesLockWait(config: MirrorConfig): SeriesLockWait {
+  return {
+    waitSeconds: config.seriesLockWaitSeconds,
+    pollIntervalSeconds: config.versionPollIntervalSeconds,
   };
 }
 

@@ -4,14 +4,16 @@
  * back as `{ ok: false }` values; transient ones are thrown, for the caller's retry policy.
  */
 
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PageBlobClient } from '@azure/storage-blob';
 import { listStemcellReleases } from './boshio.js';
 import type { StemcellRelease } from './boshio.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type MirrorConfig } from './config.js';
 import { signInErrorOf } from './credentials.js';
 import { decideExistingVersion, isFromAnotherTool, UNTAGGED_FROM_ANOTHER_TOOL } from './existing-version.js';
 import {
+  MAX_TAG_VALUE,
   MIRROR_NOTIFIED_TAG,
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
@@ -25,6 +27,7 @@ import type { ImageVersionState } from './gallery.js';
 import { displayUrl } from './https-fetch.js';
 import type { StemcellManifest } from './manifest.js';
 import { notifyStemcellPublished } from './notify.js';
+import { NOTIFICATION_RECORD_PREFIX } from './notification-record.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
 import {
@@ -40,6 +43,7 @@ import {
   announceSettings,
   createMirrorServices,
   monitorSettings,
+  seriesLockWait,
   type Logger,
   type MirrorServices,
 } from './services.js';
@@ -49,6 +53,7 @@ import {
   removeStemcellWorkFiles,
   type ExtractedStemcell,
 } from './stemcell.js';
+import { describeHolder, requireClaim, type SeriesLockClaim } from './series-lock.js';
 import { compareSourceBlob, isBlobOfThisCloud, unreadableSourceBlob } from './source-blob.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
@@ -59,7 +64,13 @@ import type {
   StepName,
   StepOutcome,
   StepOutputs,
+  UnderSeriesLock,
 } from './workflow.js';
+
+/** Said of a director's version whose stemcell_references cannot take the mirror's entry. */
+const REFERENCES_FULL =
+  `its stemcell_references has no room for ${MIRROR_STEMCELL_REFERENCE} within Azure's ${MAX_TAG_VALUE} ` +
+  "characters; left as the directors wrote it, so the last director's delete-stemcell may delete the version";
 
 /** A transient condition: the retry policy tries the step again later. */
 class TryAgainLater extends Error {
@@ -107,7 +118,9 @@ async function withPatience<T>(attempts: number, work: () => Promise<T>): Promis
   }
 }
 
-export type MirrorSteps = { [N in StepName]: (input: StepInputs[N]) => Promise<StepOutcome<StepOutputs[N]>> };
+export type MirrorSteps = {
+  [N in StepName]: (input: StepInputs[N] & UnderSeriesLock) => Promise<StepOutcome<StepOutputs[N]>>;
+};
 
 async function outcome<T>(log: Logger, work: () => Promise<T>): Promise<StepOutcome<T>> {
   try {
@@ -178,9 +191,45 @@ async function localStemcell(
   return local;
 }
 
+/** A lock claim on a series the mirror is configured for, with a GUID lease id; refused otherwise. */
+function configuredClaim(config: MirrorConfig, claim: unknown): SeriesLockClaim {
+  requireConfiguredSeries(config, (claim as { series?: unknown } | undefined)?.series);
+  return requireClaim(claim, undefined);
+}
+
+/** First: the series for this run, or who holds it; a holder without heartbeat for the bound is taken over. */
+export async function acquireSeriesLock(
+  { config, seriesLocks, log }: MirrorServices,
+  { claim: named, run }: StepInputs['acquireSeriesLock'],
+): Promise<StepOutputs['acquireSeriesLock']> {
+  const claim = configuredClaim(config, named);
+  const taken = await seriesLocks.acquire(claim, `${String(run)} (pid ${process.pid} on ${hostname()})`);
+  if (!taken.acquired) {
+    log.info(describeHolder(claim.series, taken));
+  } else if (taken.tookOverFrom !== undefined) {
+    const dead = taken.tookOverFrom;
+    log.warn(
+      `took over series ${claim.series} from ${dead.holder} (held since ${dead.since}, no heartbeat since ` +
+        `${dead.heartbeatAt}, more than BASM_SERIES_LOCK_STALE_SECONDS ${config.seriesLockStaleSeconds} s)`,
+    );
+  }
+  return { ...taken, wait: seriesLockWait(config) };
+}
+
+/** Last: the series back, so the next run need not wait for the lock to go stale. */
+export async function releaseSeriesLock(
+  { config, seriesLocks, log }: MirrorServices,
+  { claim: named }: StepInputs['releaseSeriesLock'],
+): Promise<StepOutputs['releaseSeriesLock']> {
+  const claim = configuredClaim(config, named);
+  const released = await seriesLocks.release(claim);
+  if (!released) log.warn(`series ${claim.series}: another run had taken it over before this run ended`);
+  return { released };
+}
+
 /** Step 1: what bosh.io has that the gallery lacks, and which of it this run mirrors. */
 export async function resolveVersions(
-  { config, gallery, log }: MirrorServices,
+  { config, gallery, notificationRecords, log }: MirrorServices,
   { series, version }: StepInputs['resolveVersions'],
 ): Promise<StepOutputs['resolveVersions']> {
   requireConfiguredSeries(config, series);
@@ -189,7 +238,16 @@ export async function resolveVersions(
     all: version !== undefined,
   });
   const versions = await gallery.listSeriesVersions(series, config.gallery);
-  const inGallery = versions.map((v) => summaryOf(v, config.adoptUntagged));
+  const inGallery = await Promise.all(
+    versions.map(async (v) => {
+      const summary = summaryOf(v, config.adoptUntagged);
+      // A run whose tag Azure refused recorded its notification in the mirror's storage: finished too.
+      if (summary.unfinished && (await notificationRecords.find(v.definitionName, v.name)) !== undefined) {
+        delete summary.unfinished;
+      }
+      return summary;
+    }),
+  );
   const plan =
     version !== undefined
       ? planRequestedVersion(series, releases, inGallery, version)
@@ -400,7 +458,7 @@ async function useOrCreateVersion(
   { ref, definitionName, galleryVersion, upload }: VersionTarget,
   where: string,
 ): Promise<StepOutputs['createImageVersion'] | 'taken'> {
-  const { config, gallery, log } = services;
+  const { config, gallery, notificationRecords, log } = services;
   const subject = `${ref.series} ${ref.version}`;
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
   const decision = decideExistingVersion(existing, upload.imageSha256, {
@@ -427,6 +485,7 @@ async function useOrCreateVersion(
         });
         log.info(`${subject}: ${where} adopted (added ${MIRROR_STEMCELL_REFERENCE} to stemcell_references)`);
       }
+      if (decision.referencesFull) log.warn(`${where}: ${REFERENCES_FULL}`);
       return {
         outcome: decision.finished ? 'exists' : 'started',
         provisioningState: decision.provisioningState,
@@ -439,6 +498,8 @@ async function useOrCreateVersion(
     case 'create':
       break;
   }
+  // A new version of that name has not been announced, whatever was recorded of an earlier one.
+  await notificationRecords.forget(definitionName, galleryVersion);
   try {
     await gallery.startImageVersion({
       definitionName,
@@ -544,7 +605,7 @@ export async function getImageVersionState(
 
 /** Step 2.6: the GitHub dispatch (when configured), recorded on the version so it is sent once. */
 export async function notify(
-  { config, gallery, log }: MirrorServices,
+  { config, gallery, notificationRecords, log }: MirrorServices,
   { series, version: stemcellVersion, definitionName: named }: StepInputs['notify'],
 ): Promise<StepOutputs['notify']> {
   requireConfiguredStemcell(config, series, stemcellVersion);
@@ -555,6 +616,15 @@ export async function notify(
   const version = await gallery.getImageVersion(definitionName, galleryVersion);
   if (!version) throw new Error(`${where} disappeared before its run finished`);
   if (isFromAnotherTool(version.tags)) throw new Error(`${where} ${UNTAGGED_FROM_ANOTHER_TOOL}`);
+  // Announced already (a step run again, a run that had to record it in the mirror's storage): never twice.
+  const announced =
+    version.tags[MIRROR_NOTIFIED_TAG] ?? (await notificationRecords.find(definitionName, galleryVersion));
+  if (announced !== undefined) {
+    log.info(
+      `${prefix}${where}: already announced (${MIRROR_NOTIFIED_TAG} ${announced}); not dispatching again`,
+    );
+    return { notified: false };
+  }
   let dispatched: string | undefined;
   if (config.notify) {
     await notifyStemcellPublished(config.notify, {
@@ -570,20 +640,35 @@ export async function notify(
     );
   }
   // Recorded on the version (with the mirror's reference, for a version a director created), so a
-  // run that stops before this point is finished by the next one. After a dispatch, a failure here
-  // is only logged: failing the step would make its retry dispatch again.
-  const references = stemcellReferencesWith(version.tags);
+  // run that stops before this point is finished by the next one.
+  const wanted = stemcellReferencesWith(version.tags);
+  const references = wanted !== undefined && wanted.length <= MAX_TAG_VALUE ? wanted : undefined;
+  if (wanted !== undefined && references === undefined) log.warn(`${where}: ${REFERENCES_FULL}`);
+  const notified = dispatched ?? 'off';
   const record = {
-    [MIRROR_NOTIFIED_TAG]: dispatched ?? 'off',
+    [MIRROR_NOTIFIED_TAG]: notified,
     ...(references !== undefined ? { stemcell_references: references } : {}),
   };
   try {
     await withPatience(3, () => gallery.tagImageVersion(definitionName, galleryVersion, record));
   } catch (error) {
-    if (dispatched === undefined) throw error;
-    log.warn(
-      `${prefix}${where}: dispatched, but recording it failed (${errorMessage(error)}); the next run may dispatch again`,
-    );
+    // Nothing sent yet and Azure only busy: the step's retry writes the tag later.
+    if (dispatched === undefined && isTransientError(error)) throw error;
+    // Azure refuses the tag (50 tags already, a limit) or stays unavailable: the mirror's own record, so the
+    // next run takes the version as finished. Failing the step instead would make its retry dispatch again.
+    try {
+      await notificationRecords.record(definitionName, galleryVersion, notified, errorMessage(error));
+      log.warn(
+        `${prefix}${where}: Azure did not take the ${MIRROR_NOTIFIED_TAG} tag (${errorMessage(error)}); ` +
+          `recorded in the mirror's storage instead (${NOTIFICATION_RECORD_PREFIX}${definitionName}/${galleryVersion})`,
+      );
+    } catch (recordError) {
+      if (dispatched === undefined) throw error;
+      log.warn(
+        `${prefix}${where}: dispatched, but recording it failed on the version (${errorMessage(error)}) and in the ` +
+          `mirror's storage (${errorMessage(recordError)}); the next run may dispatch again`,
+      );
+    }
   }
   return { notified: dispatched !== undefined };
 }
@@ -598,13 +683,36 @@ export async function cleanup(
   return { removed: true };
 }
 
+/**
+ * A step of a run that holds its series runs only while the run still holds it: a heartbeat first (a run that
+ * lost the series stops here, before it uploads, creates or dispatches anything), more while it runs.
+ */
+async function underSeriesLock<I, O>(
+  services: MirrorServices,
+  input: I & UnderSeriesLock,
+  step: (services: MirrorServices, input: I) => Promise<O>,
+): Promise<O> {
+  const { lock, ...own } = input;
+  if (lock === undefined) return step(services, input);
+  // A claim is checked, never trusted: only the current lease on this step's own series' lock lets it act.
+  const claim = requireClaim(lock, (own as { series?: unknown }).series);
+  // SeriesLockLost is permanent: the step fails as a value, and the run ends without retrying it.
+  return services.seriesLocks.holdDuring(
+    claim,
+    () => step(services, own as I),
+    (message) => services.log.warn(message),
+  );
+}
+
 /** The activities, bound to one set of clients. */
 export function mirrorSteps(services: MirrorServices): MirrorSteps {
   const bind =
     <I, O>(step: (services: MirrorServices, input: I) => Promise<O>) =>
-    (input: I): Promise<StepOutcome<O>> =>
-      outcome(services.log, () => step(services, input));
+    (input: I & UnderSeriesLock): Promise<StepOutcome<O>> =>
+      outcome(services.log, () => underSeriesLock(services, input, step));
   return {
+    acquireSeriesLock: bind(acquireSeriesLock),
+    releaseSeriesLock: bind(releaseSeriesLock),
     resolveVersions: bind(resolveVersions),
     downloadAndExtract: bind(downloadAndExtract),
     uploadVhd: bind(uploadVhd),

@@ -8,6 +8,7 @@
 import { errorMessage } from './failures.js';
 import type { StemcellManifest } from './manifest.js';
 import type { SeriesPlan } from './plan.js';
+import { describeHolder, type SeriesLockAcquisition, type SeriesLockClaim } from './series-lock.js';
 import { brief, seriesStatus } from './run-status.js';
 import { galleryVersionName } from './versions.js';
 
@@ -15,6 +16,7 @@ export const ORCHESTRATORS = { mirrorSeries: 'mirrorSeries', mirrorVersion: 'mir
 
 /** Activity names, as registered with the Functions host. */
 export type StepName =
+  | 'acquireSeriesLock'
   | 'resolveVersions'
   | 'downloadAndExtract'
   | 'uploadVhd'
@@ -23,7 +25,8 @@ export type StepName =
   | 'adoptImageVersion'
   | 'getImageVersionState'
   | 'notify'
-  | 'cleanup';
+  | 'cleanup'
+  | 'releaseSeriesLock';
 
 /**
  * Retries for transient failures (network, 429, 5xx) only: a step returns permanent failures as a
@@ -43,6 +46,7 @@ const network: RetryPolicy = {
   maxRetryIntervalMs: 300_000,
 };
 export const STEP_RETRY: Record<StepName, RetryPolicy> = {
+  acquireSeriesLock: network,
   resolveVersions: network,
   // A 1.3 GB download that breaks resumes by Range inside the step; a retry here starts it over.
   downloadAndExtract: { ...network, maxAttempts: 3, firstRetryIntervalMs: 60_000 },
@@ -55,6 +59,8 @@ export const STEP_RETRY: Record<StepName, RetryPolicy> = {
   // A dispatch whose answer was lost would run the workflow twice; a missed one is sent by the next run.
   notify: { ...network, maxAttempts: 3 },
   cleanup: { ...network, maxAttempts: 2 },
+  // A lock left behind is taken over once stale; a release that keeps failing is not worth a long wait.
+  releaseSeriesLock: { ...network, maxAttempts: 3 },
 };
 
 /** What a step returns: permanent failures are values, transient ones are thrown (and retried). */
@@ -116,6 +122,8 @@ export interface StemcellRef {
 }
 
 export interface StepInputs {
+  /** `run` says who the run is (the activity adds the process and host). */
+  acquireSeriesLock: { claim: SeriesLockClaim; run: string };
   resolveVersions: { series: string; version?: string };
   downloadAndExtract: StemcellRef;
   /** `imageSha256`: what downloadAndExtract extracted; the upload refuses to mix it with another image. */
@@ -128,9 +136,21 @@ export interface StepInputs {
   getImageVersionState: StemcellRef & { definitionName: string };
   notify: StemcellRef & { definitionName: string };
   cleanup: StemcellRef;
+  releaseSeriesLock: { claim: SeriesLockClaim };
+}
+
+/**
+ * What every step of a run that holds its series carries besides its own input: the claim, so the step can
+ * prove the run still holds the series before it acts (see src/series-lock.ts). It grants nothing by itself:
+ * a step whose claim is not the current lease on its own series' lock fails before it acts.
+ */
+export interface UnderSeriesLock {
+  lock?: SeriesLockClaim;
 }
 
 export interface StepOutputs {
+  /** `wait`: from the settings, not from any input: how long and how often to look again while held. */
+  acquireSeriesLock: SeriesLockAcquisition & { wait: SeriesLockWait };
   resolveVersions: SeriesPlan & { newestBlobUrl?: string };
   downloadAndExtract: ExtractedStemcellSummary;
   uploadVhd: UploadedVhd;
@@ -140,6 +160,7 @@ export interface StepOutputs {
   getImageVersionState: ImageVersionStatus;
   notify: { notified: boolean };
   cleanup: { removed: boolean };
+  releaseSeriesLock: { released: boolean };
 }
 
 /** The step a version is in, or ended in: shown in the Durable custom status and the CLI progress. */
@@ -161,6 +182,8 @@ export interface MirrorVersionInput extends StemcellRef {
    * it, uploading nothing. Only a route: the step decides from the gallery and the settings what to adopt.
    */
   adopt?: true;
+  /** The series run's claim on its series, carried by every step of the version. */
+  lock?: SeriesLockClaim;
 }
 
 export type VersionAction = 'created' | 'exists' | 'planned' | 'failed';
@@ -174,7 +197,7 @@ export interface VersionResult {
   blobUrl?: string;
   error?: string;
   /** Where a failed version stopped. */
-  step?: VersionStep | 'resolveVersions';
+  step?: VersionStep | 'resolveVersions' | 'acquireSeriesLock';
   bytesUploaded?: number;
 }
 
@@ -199,6 +222,13 @@ export interface MonitorSettings {
   deadlineMinutes: number;
 }
 
+/** How long a run waits for its series while another run holds it, and how often it looks; from the settings. */
+export interface SeriesLockWait {
+  /** 0: it reports the holder at once. */
+  waitSeconds: number;
+  pollIntervalSeconds: number;
+}
+
 /** The input of orchestrator `mirrorSeries`. */
 export interface MirrorSeriesInput {
   request: MirrorRequest;
@@ -209,12 +239,16 @@ export interface MirrorSeriesInput {
  * task's result back (Durable Functions semantics). A failed task throws at the `yield`.
  */
 export interface WorkflowContext {
-  callStep<N extends StepName>(name: N, input: StepInputs[N]): unknown;
+  callStep<N extends StepName>(name: N, input: StepInputs[N] & UnderSeriesLock): unknown;
   callMirrorVersion(input: MirrorVersionInput, instanceId: string): unknown;
   createTimer(fireAt: Date): unknown;
   /** Deterministic "now" (the replay engine's current orchestration time). */
   currentTime(): Date;
   setStatus(status: unknown): void;
+  /** A GUID that is the same on every replay of this point of the run (Durable's `newGuid`). */
+  newGuid(name: string): string;
+  /** Who this run is, for the series lock: `command line`, `orchestration mirror-<series>`. */
+  runName(): string;
 }
 
 export type Workflow<R> = Generator<unknown, R, unknown>;
@@ -249,7 +283,7 @@ function* step<N extends StepName>(
 /** A step that failed permanently, or exhausted its retries. */
 export class StepFailure extends Error {
   constructor(
-    readonly step: VersionStep | 'resolveVersions',
+    readonly step: VersionStep | 'resolveVersions' | 'acquireSeriesLock',
     message: string,
   ) {
     super(message);
@@ -262,10 +296,86 @@ function subOrchestrationFailure(error: unknown): string {
   return (errorMessage(error).split('\n')[0] ?? '').trim();
 }
 
-/** Orchestrator `mirrorSeries`: decide, then mirror each chosen version oldest first. */
+/** The context whose steps carry the run's claim on its series, so each step proves the run still holds it. */
+function underSeriesLock(ctx: WorkflowContext, lock: SeriesLockClaim): WorkflowContext {
+  return { ...ctx, callStep: (name, input) => ctx.callStep(name, { ...input, lock }) };
+}
+
+/**
+ * Takes the series for this run, waiting (a durable timer per poll interval) while another run holds it, as
+ * long as the settings say (acquireSeriesLock's output, never the input); undefined once taken, else the
+ * failed result that names the holder.
+ */
+function* takeSeries(
+  ctx: WorkflowContext,
+  request: MirrorRequest,
+  claim: SeriesLockClaim,
+): Workflow<VersionResult | undefined> {
+  const { series } = request;
+  const waitingSince = ctx.currentTime().getTime();
+  const failed = (error: string): VersionResult => ({
+    series,
+    version: request.version ?? null,
+    galleryVersion: null,
+    action: 'failed',
+    step: 'acquireSeriesLock',
+    error,
+  });
+  for (;;) {
+    let taken: StepOutputs['acquireSeriesLock'];
+    try {
+      taken = yield* step(ctx, 'acquireSeriesLock', { claim, run: ctx.runName() });
+    } catch (error) {
+      return failed(errorMessage(error));
+    }
+    if (taken.acquired) return undefined;
+    const { waitSeconds, pollIntervalSeconds } = taken.wait;
+    const next = ctx.currentTime().getTime() + pollIntervalSeconds * 1000;
+    if (next > waitingSince + waitSeconds * 1000) {
+      return failed(
+        `${describeHolder(series, taken)}; this run waited ${waitSeconds} s and leaves the series to it ` +
+          '(BASM_SERIES_LOCK_WAIT_SECONDS)',
+      );
+    }
+    const { wait: _, ...holder } = taken;
+    ctx.setStatus({ series, waitingForSeries: holder });
+    yield ctx.createTimer(new Date(next));
+  }
+}
+
+/**
+ * Orchestrator `mirrorSeries`: take the series (one run per series, whichever runner), decide, then mirror
+ * each chosen version oldest first, and give the series back whatever happened.
+ */
 export function* mirrorSeries(ctx: WorkflowContext, request: MirrorRequest): Workflow<SeriesResult> {
   const { series } = request;
   const startedAt = ctx.currentTime();
+  // A dry run changes nothing, so it takes no lock and never waits for one.
+  if (request.dryRun) return yield* mirrorHeldSeries(ctx, request, startedAt);
+  const claim: SeriesLockClaim = { series, leaseId: ctx.newGuid(`series-lock/${series}`) };
+  const refused = yield* takeSeries(ctx, request, claim);
+  if (refused !== undefined) {
+    ctx.setStatus({ series, results: [refused] });
+    return { series, results: [refused] };
+  }
+  try {
+    return yield* mirrorHeldSeries(underSeriesLock(ctx, claim), request, startedAt, claim);
+  } finally {
+    try {
+      yield* step(ctx, 'releaseSeriesLock', { claim });
+    } catch {
+      // A lock that cannot be given back goes stale and is taken over by the next run.
+    }
+  }
+}
+
+function* mirrorHeldSeries(
+  ctx: WorkflowContext,
+  request: MirrorRequest,
+  startedAt: Date,
+  lock?: SeriesLockClaim,
+): Workflow<SeriesResult> {
+  const { series } = request;
   let plan: StepOutputs['resolveVersions'];
   try {
     const input: StepInputs['resolveVersions'] = { series };
@@ -317,7 +427,7 @@ export function* mirrorSeries(ctx: WorkflowContext, request: MirrorRequest): Wor
     if (adopt) input.adopt = true;
     let result: VersionResult;
     try {
-      result = (yield ctx.callMirrorVersion(input, instanceId)) as VersionResult;
+      result = (yield ctx.callMirrorVersion(lock ? { ...input, lock } : input, instanceId)) as VersionResult;
     } catch (error) {
       result = {
         series,
@@ -370,6 +480,8 @@ function* waitForImageVersion(
 export function* mirrorVersion(ctx: WorkflowContext, input: MirrorVersionInput): Workflow<VersionResult> {
   // Only the stemcell's name is taken from the input: every step re-reads the rest.
   const ref: StemcellRef = { series: input.series, version: input.version };
+  // The claim only proves a hold: every step checks it against the lease on its own series' lock.
+  if (input.lock) ctx = underSeriesLock(ctx, { series: input.lock.series, leaseId: input.lock.leaseId });
   const galleryVersion = galleryVersionName(ref.version);
   const status: VersionStatus = { ...ref, galleryVersion, step: 'downloadAndExtract' };
   const enter = (next: VersionStep, extra: Partial<VersionStatus> = {}): void => {

@@ -98,7 +98,9 @@ resource appRuntimeTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 }
 
 // The mirror writes the VHD page blobs (and their checksum metadata) in the `stemcell` container,
-// reads them back to resume, and deletes incomplete ones. The account holds nothing else.
+// reads them back to resume, and deletes incomplete ones. Beside them it keeps one small blob per
+// series, `locks/<series>`, whose lease is the lock every runner shares, and `notified/...` records;
+// leases and metadata are blob writes, which this role covers. The account holds nothing else.
 resource appVhdBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(vhdStorage.id, identityPrincipalId, storageBlobDataContributor)
   scope: vhdStorage

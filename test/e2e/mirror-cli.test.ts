@@ -32,6 +32,7 @@ import {
   runStemcellMirror,
   runStemcellMirrorBin,
   runStemcellMirrorDirect,
+  startStemcellMirrorDirect,
   type CliRun,
 } from '../support/cli-process.js';
 import {
@@ -137,6 +138,33 @@ async function blobBytes(url: string): Promise<Buffer> {
     .getContainerClient(container ?? '')
     .getBlobClient(decodeURIComponent(name.join('/')))
     .downloadToBuffer();
+}
+
+/** The series lock blob's properties, as an administrator sees them. */
+async function lockBlob(series: string) {
+  const service = new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential);
+  return service.getContainerClient('stemcell').getBlobClient(`locks/${series}`).getProperties();
+}
+
+/** Waits until a run holds the series (its lock blob is leased). */
+async function untilLeased(series: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const leased = await lockBlob(series).then(
+      (p) => p.leaseState === 'leased' && p.metadata?.['holder'] !== undefined,
+      () => false,
+    );
+    if (leased) return;
+    if (Date.now() > deadline) throw new Error(`no run took series ${series} within 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function versionPath(definition: string, version: string): string {
+  return (
+    `/subscriptions/${TEST_SUBSCRIPTION}/resourceGroups/${TEST_RESOURCE_GROUP}/providers/Microsoft.Compute` +
+    `/galleries/${TEST_GALLERY}/images/${definition}/versions/${version}`
+  );
 }
 
 async function workDirEntries(s: Story): Promise<string[]> {
@@ -640,6 +668,102 @@ describe('stories', { concurrency: 4 }, () => {
       );
       assert.deepEqual(armChanges(before, series), []);
       assert.deepEqual(await workDirEntries(s), []);
+    });
+  });
+
+  describe('two runs of one series at once', { concurrency: 1 }, () => {
+    test('fault: two command lines mirror one series at once: one download, one image version, one dispatch', async () => {
+      const series = 'bosh-azure-hyperv-ubuntu-twice-go_agent';
+      // Two machines: each its own temp directory; the second waits for the series rather than giving up.
+      const [a, b] = await Promise.all([story('twice-a'), story('twice-b')]);
+      for (const s of [a, b]) s.env.BASM_SERIES_LOCK_WAIT_SECONDS = '120';
+      await publish({ series, version: '6.1', seed: 31 });
+      const armBefore = local.arm.requests.length;
+      const boshioBefore = local.boshio.requests.length;
+
+      const runs = await Promise.all([mirror(a, '--series', series), mirror(b, '--series', series)]);
+
+      for (const run of runs) assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
+      assert.deepEqual(runs.map((run) => jsonResults(run)[0]?.action).sort(), ['created', 'exists']);
+      assert.deepEqual(
+        local.github.dispatches
+          .filter((d) => d.inputs.gallery_image_name === series)
+          .map((d) => d.inputs.gallery_image_version),
+        ['6.1.0'],
+      );
+      assert.deepEqual(
+        armWrites(armBefore, series).filter((w) => w.startsWith('PUT') && w.includes('/versions/')),
+        [`PUT ${versionPath(series, '6.1.0')}`],
+      );
+      assert.equal(
+        downloads(boshioBefore, series).length,
+        1,
+        'the stemcell was downloaded (and uploaded) twice',
+      );
+      assert.equal((await lockBlob(series)).leaseState, 'available', 'the series lock was not released');
+    });
+
+    test('fault: a run that finds its series held reports who holds it and since when', async () => {
+      const series = 'bosh-azure-hyperv-ubuntu-held-go_agent';
+      const [a, b] = await Promise.all([story('held-a'), story('held-b')]);
+      b.env.BASM_SERIES_LOCK_WAIT_SECONDS = '0';
+      await publish({ series, version: '6.2', seed: 32 });
+      const release = local.boshio.holdDownloads(series);
+      const holder = startStemcellMirrorDirect(['mirror', '--json', '--series', series], a.env);
+      try {
+        await untilLeased(series);
+
+        const refused = await mirror(b, '--series', series);
+
+        assert.equal(refused.status, 1, refused.stderr);
+        const [result] = jsonResults(refused);
+        assert.equal(result?.action, 'failed');
+        assert.match(
+          String(result?.error),
+          new RegExp(
+            `another run holds series ${series}: command line \\(pid ${holder.pid} on [^)]+\\), ` +
+              `since \\d{4}-\\d\\d-\\d\\dT[^,]+, last heartbeat \\d{4}-`,
+          ),
+        );
+      } finally {
+        release();
+      }
+      const held = await holder.done;
+      assert.equal(held.status, 0, held.stderr);
+      assert.equal(jsonResults(held)[0]?.action, 'created');
+      assert.equal(local.github.dispatches.filter((d) => d.inputs.gallery_image_name === series).length, 1);
+    });
+
+    test('fault: a run killed (SIGKILL) while it holds its series blocks it only until the lock is stale', async () => {
+      const series = 'bosh-azure-hyperv-ubuntu-killed-go_agent';
+      const [a, b] = await Promise.all([story('killed-a'), story('killed-b')]);
+      for (const s of [a, b]) {
+        s.env.BASM_SERIES_LOCK_STALE_SECONDS = '3';
+        s.env.BASM_SERIES_LOCK_WAIT_SECONDS = '60';
+      }
+      await publish({ series, version: '6.3', seed: 33 });
+      const release = local.boshio.holdDownloads(series);
+      const killed = startStemcellMirrorDirect(['mirror', '--json', '--series', series], a.env);
+      try {
+        await untilLeased(series);
+        killed.kill('SIGKILL');
+        assert.equal((await killed.done).signal, 'SIGKILL');
+      } finally {
+        release();
+      }
+      const killedAt = Date.now();
+
+      const next = await mirror(b, '--series', series);
+
+      assert.equal(next.status, 0, next.stderr);
+      assert.equal(jsonResults(next)[0]?.action, 'created');
+      assert.match(
+        next.stderr,
+        new RegExp(`took over series ${series} from command line \\(pid ${killed.pid} `),
+      );
+      assert.ok(Date.now() - killedAt < 45_000, 'the dead holder blocked the series far beyond the bound');
+      assert.equal(local.github.dispatches.filter((d) => d.inputs.gallery_image_name === series).length, 1);
+      assert.equal((await lockBlob(series)).leaseState, 'available');
     });
   });
 

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
@@ -39,12 +40,17 @@ import {
 } from '../support/local-azure.js';
 import { startHttpsServer } from '../support/https-server.js';
 import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
+import { jsonResults, runStemcellMirrorDirect } from '../support/cli-process.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 const OUTAGE_SERIES = 'bosh-azure-hyperv-ubuntu-noble';
 const BIONIC = 'bosh-azure-hyperv-ubuntu-bionic-go_agent';
 /** A series no setting names: every step refuses it. */
 const FOREIGN_SERIES = 'bosh-aws-xen-hvm-ubuntu-jammy-go_agent';
+/** The series whose lock the Functions app holds in the series-lock tests. */
+const LOCKED_SERIES = 'bosh-azure-hyperv-ubuntu-locked-go_agent';
+/** The series of a version at Azure's 50 tags. */
+const FULL_SERIES = 'bosh-azure-hyperv-ubuntu-full-go_agent';
 /** The stemcell most tests work on: steps name it, and re-read everything else. */
 const REF = { series: SERIES, version: '1.100' };
 /** Its gallery version, the one name the steps give it. */
@@ -55,7 +61,9 @@ let fixture: StemcellFixture;
 
 before(async () => {
   local = await startLocalAzure({ notify: false });
-  Object.assign(process.env, local.env, { BASM_STEMCELL_SERIES: `${SERIES},${OUTAGE_SERIES},${BIONIC}` });
+  Object.assign(process.env, local.env, {
+    BASM_STEMCELL_SERIES: `${SERIES},${OUTAGE_SERIES},${BIONIC},${LOCKED_SERIES},${FULL_SERIES}`,
+  });
   fixture = await buildStemcellFixture({ series: SERIES, version: '1.100', seed: 3 });
   local.boshio.publish(SERIES, { version: '1.100', tarball: fixture.tarball });
   await loadFunctionsApp();
@@ -372,6 +380,69 @@ describe('createImageVersion with a version of that name already in the gallery'
     );
   });
 
+  test('fault: a Failed version a director made of another image is reported and never deleted', async () => {
+    const director = `bosh-stemcell-${randomUUID()}`;
+    const other = '9'.repeat(64);
+    await freshVersion(
+      p,
+      { ...directorTags(p, director), image_sha256: other },
+      { code: 'InternalOperationError', message: 'replication failed' },
+    );
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', REF);
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    const { error } = outcome as { error: string };
+    assert.match(error, /1\.100\.0 is Failed/);
+    assert.match(error, /not created by this mirror/);
+    assert.ok(error.includes(other), error);
+    assert.deepEqual(
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
+      [],
+    );
+  });
+
+  test('fault: a Failed version a director made without image_sha256 is reported and never deleted', async () => {
+    const director = `bosh-stemcell-${randomUUID()}`;
+    const tags = directorTags(p, director);
+    delete tags['image_sha256'];
+    await freshVersion(p, tags, {
+      code: 'InternalOperationError',
+      message: 'replication failed',
+    });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', REF);
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match((outcome as { error: string }).error, /not created by this mirror.*delete it by hand/);
+    assert.deepEqual(
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
+      [],
+    );
+  });
+
+  test('a Failed version a director made of this very image is deleted and created again', async () => {
+    await freshVersion(p, directorTags(p, `bosh-stemcell-${randomUUID()}`), {
+      code: 'InternalOperationError',
+      message: 'replication failed',
+    });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', REF);
+
+    assert.deepEqual(valueOf(outcome), {
+      outcome: 'started',
+      provisioningState: 'Creating',
+      definitionName: p.definitionName,
+    });
+    assert.deepEqual(
+      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
+      ['DELETE', 'PUT'],
+    );
+  });
+
   test('a Succeeded version a BOSH director created is adopted: the mirror’s reference joins the director’s', async () => {
     const director = `bosh-stemcell-${randomUUID()}`;
     const cpiTags: Record<string, string> = {
@@ -595,6 +666,113 @@ describe('notify on versions it did not create', () => {
   });
 });
 
+/** Five director references: with the mirror's added, the tag would exceed Azure's 256 characters. */
+function fiveReferences(): string {
+  return Array.from({ length: 5 }, () => `bosh-stemcell-${randomUUID()}`).join(',');
+}
+
+/** A director's version whose tags fill Azure's 50. */
+function fiftyTags(p: Prepared): Record<string, string> {
+  const tags = directorTags(p, `bosh-stemcell-${randomUUID()}`);
+  for (let i = 0; Object.keys(tags).length < 50; i++) tags[`director_note_${i}`] = 'x';
+  return tags;
+}
+
+describe('tag limits', () => {
+  let p: Prepared;
+  before(async () => {
+    p = await prepared();
+  });
+
+  test('fault: a director’s version whose references leave no room for the mirror’s: one dispatch, mirror_notified set, references untouched', async () => {
+    const references = fiveReferences();
+    await existingVersion(p, '1.100.20', { ...directorTags(p, 'x'), stemcell_references: references });
+    const dispatchesBefore = local.github.dispatches.length;
+
+    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
+      ['notify', { series: SERIES, version: '1.100.20', definitionName: p.definitionName }],
+      ['notify', { series: SERIES, version: '1.100.20', definitionName: p.definitionName }],
+    ]);
+
+    assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
+    assert.deepEqual(valueOf(results[1]?.outcome), { notified: false });
+    assert.equal(local.github.dispatches.length - dispatchesBefore, 1);
+    const tags = await versionTags(p, '1.100.20');
+    assert.equal(tags['stemcell_references'], references);
+    assert.match(tags[MIRROR_NOTIFIED_TAG] ?? '', /^\d{4}-\d\d-\d\dT/);
+    assert.ok(
+      results[0]?.logs.some((l) => /stemcell_references.*256/.test(l.message)),
+      JSON.stringify(results[0]?.logs),
+    );
+  });
+
+  test('fault: createImageVersion adopts a director’s version whose references are full without failing', async () => {
+    const references = fiveReferences();
+    await freshVersion(p, { ...directorTags(p, 'x'), stemcell_references: references });
+    const from = local.arm.requests.length;
+
+    const { outcome } = await activity('createImageVersion', REF);
+
+    assert.deepEqual(valueOf(outcome), {
+      outcome: 'started',
+      provisioningState: 'Succeeded',
+      definitionName: p.definitionName,
+    });
+    assert.deepEqual(versionWrites(p, GALLERY_VERSION, from), []);
+  });
+
+  test('fault: a version at Azure’s 50 tags: the notification is recorded in the mirror’s storage, and never sent twice', async () => {
+    await existingVersion(p, '1.100.22', fiftyTags(p));
+    const dispatchesBefore = local.github.dispatches.length;
+
+    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
+      ['notify', { series: SERIES, version: '1.100.22', definitionName: p.definitionName }],
+      ['notify', { series: SERIES, version: '1.100.22', definitionName: p.definitionName }],
+    ]);
+
+    assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
+    assert.deepEqual(valueOf(results[1]?.outcome), { notified: false });
+    assert.equal(local.github.dispatches.length - dispatchesBefore, 1);
+    assert.equal((await versionTags(p, '1.100.22'))[MIRROR_NOTIFIED_TAG], undefined);
+    const record = await new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential)
+      .getContainerClient('stemcell')
+      .getBlobClient(`notified/${p.definitionName}/1.100.22`)
+      .getProperties();
+    assert.match(record.metadata?.['mirror_notified'] ?? '', /^\d{4}-\d\d-\d\dT/);
+  });
+
+  test('fault: resolveVersions takes a version whose notification is recorded in the mirror’s storage as finished', async () => {
+    const series = FULL_SERIES;
+    const config = loadConfig(process.env);
+    const manifest = {
+      ...p.stemcell.manifest,
+      cloudProperties: { ...p.stemcell.manifest.cloudProperties, name: series },
+    };
+    const spec = imageDefinitionFor(manifest, config.gallery);
+    await p.gallery.ensureImageDefinition(spec);
+    local.boshio.publish(series, { version: '4.1', tarball: fixture.tarball });
+    await existingVersion({ ...p, definitionName: spec.name }, '4.1.0', fiftyTags(p));
+    const unfinished = valueOf<StepOutputs['resolveVersions']>(
+      (await activity('resolveVersions', { series })).outcome,
+    );
+    assert.deepEqual(
+      unfinished.mirror.map((m) => m.reason),
+      ['finish'],
+    );
+    const { results } = await activitiesInWorker(
+      { ...local.env, ...notifySettings(), BASM_STEMCELL_SERIES: process.env.BASM_STEMCELL_SERIES ?? '' },
+      [['notify', { series, version: '4.1', definitionName: spec.name }]],
+    );
+    assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
+
+    const plan = valueOf<StepOutputs['resolveVersions']>(
+      (await activity('resolveVersions', { series })).outcome,
+    );
+
+    assert.deepEqual(plan.mirror, []);
+  });
+});
+
 test('createImageVersion on a director’s version still Creating returns started and sends no PATCH', async () => {
   const p = await prepared();
   const director = `bosh-stemcell-${randomUUID()}`;
@@ -668,6 +846,120 @@ test('fault: a bad setting makes an activity return { ok: false } with the confi
   const { results } = await activitiesInWorker(env, [['resolveVersions', { series: SERIES }]]);
 
   assert.deepEqual(results[0]?.outcome, { ok: false, error: expected });
+});
+
+describe('the series lock, as the Functions app holds it', () => {
+  const series = LOCKED_SERIES;
+  const claim = { series, leaseId: randomUUID() };
+  const holder = `orchestration mirror-${series} (pid ${process.pid} on ${hostname()})`;
+  /** How long to wait for a held series and how often to look: the settings, never an input. */
+  const settingsWait = () => {
+    const config = loadConfig(process.env);
+    return {
+      waitSeconds: config.seriesLockWaitSeconds,
+      pollIntervalSeconds: config.versionPollIntervalSeconds,
+    };
+  };
+
+  before(async () => {
+    local.boshio.publish(series, { version: '7.1', tarball: fixture.tarball });
+    const { outcome } = await activity('acquireSeriesLock', { claim, run: `orchestration mirror-${series}` });
+    assert.deepEqual(valueOf(outcome), { acquired: true, wait: settingsWait() });
+  });
+
+  test('acquireSeriesLock names the orchestration, the process and the host; another claim is told so', async () => {
+    const { outcome } = await activity('acquireSeriesLock', {
+      claim: { series, leaseId: randomUUID() },
+      run: 'orchestration mirror-other',
+    });
+
+    const refused = valueOf<StepOutputs['acquireSeriesLock']>(outcome);
+    assert.equal(refused.acquired, false);
+    assert.ok(!refused.acquired);
+    assert.equal(refused.holder, holder);
+    assert.deepEqual(refused.wait, settingsWait());
+  });
+
+  test("acquireSeriesLock answers with the settings' wait, whatever wait or poll interval its input names", async () => {
+    const { outcome } = await activity('acquireSeriesLock', {
+      claim: { series, leaseId: randomUUID() },
+      run: 'orchestration mirror-forged',
+      wait: { waitSeconds: 86_400, pollIntervalSeconds: 0.001 },
+      monitor: { pollIntervalSeconds: 0.001, deadlineMinutes: 100_000, seriesLockWaitSeconds: 86_400 },
+    });
+
+    assert.deepEqual(valueOf<StepOutputs['acquireSeriesLock']>(outcome).wait, settingsWait());
+  });
+
+  test("fault: a forged claim (another series' real lease, no lease id, a lease id that is no GUID, none held) makes a step fail before it acts", async () => {
+    const boshioBefore = local.boshio.requests.length;
+    const forgedClaims: unknown[] = [
+      claim,
+      { series: SERIES },
+      { series: SERIES, leaseId: '' },
+      { series: SERIES, leaseId: 'not-a-guid' },
+      { series: SERIES, leaseId: randomUUID() },
+      'mirror-x',
+    ];
+
+    for (const lock of forgedClaims) {
+      const { outcome } = await activity('downloadAndExtract', { ...REF, lock });
+      assert.equal((outcome as StepOutcome<unknown>).ok, false, JSON.stringify(lock));
+      assert.match(
+        (outcome as { error: string }).error,
+        /claim|no longer holds series/,
+        JSON.stringify(lock),
+      );
+    }
+    assert.deepEqual(
+      local.boshio.requests.slice(boshioBefore),
+      [],
+      'a step with a forged claim asked bosh.io',
+    );
+  });
+
+  test('fault: the command line started next to the Functions app leaves the series to it, naming it', async () => {
+    const boshioBefore = local.boshio.requests.length;
+
+    const run = await runStemcellMirrorDirect(['mirror', '--json', '--series', series], {
+      ...local.env,
+      BASM_SERIES_LOCK_WAIT_SECONDS: '0',
+    });
+
+    assert.equal(run.status, 1, run.stderr);
+    const [result] = jsonResults(run);
+    assert.equal(result?.action, 'failed');
+    assert.ok(String(result?.error).includes(`another run holds series ${series}: ${holder}, since `));
+    assert.deepEqual(local.boshio.requests.slice(boshioBefore), [], 'it looked at bosh.io anyway');
+  });
+
+  test('fault: a step whose run no longer holds the series fails as a value before it does anything', async () => {
+    const boshioBefore = local.boshio.requests.length;
+
+    const { outcome } = await activity('resolveVersions', {
+      series,
+      lock: { series, leaseId: randomUUID() },
+    });
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match((outcome as { error: string }).error, /no longer holds series .*: .* took it over at /);
+    assert.deepEqual(local.boshio.requests.slice(boshioBefore), []);
+  });
+
+  test('a step of the holding run runs, and releaseSeriesLock gives the series back', async () => {
+    const plan = valueOf<StepOutputs['resolveVersions']>(
+      (await activity('resolveVersions', { series, lock: claim })).outcome,
+    );
+    assert.equal(plan.newest.version, '7.1');
+
+    assert.deepEqual(valueOf((await activity('releaseSeriesLock', { claim })).outcome), { released: true });
+    const next = { series, leaseId: randomUUID() };
+    assert.deepEqual(valueOf((await activity('acquireSeriesLock', { claim: next, run: 'next' })).outcome), {
+      acquired: true,
+      wait: settingsWait(),
+    });
+    await activity('releaseSeriesLock', { claim: next });
+  });
 });
 
 describe('steps given forged input (an orchestration started by hand with the system key)', () => {

@@ -126,8 +126,114 @@ before(async () => {
 
 describe('mirrorSeries', () => {
   const seriesInput = { request: { series: SERIES } };
-  const seriesHistory = () =>
+  /** How long a run waits for its series and how often it looks: the settings, in acquireSeriesLock's output. */
+  const WAIT = { waitSeconds: 0, pollIntervalSeconds: 30 };
+  /** The run's first episode, before it holds its series. */
+  const startedHistory = () =>
     new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, seriesInput, START);
+  /** The run holding its series. */
+  const seriesHistory = () =>
+    startedHistory().activityCompleted('acquireSeriesLock', ok({ acquired: true, wait: WAIT }));
+  const holder = {
+    holder: 'command line (pid 4242 on build-7)',
+    since: '2026-05-04T05:50:00.000Z',
+    heartbeatAt: '2026-05-04T05:59:30.000Z',
+  };
+  let claim: { series: string; leaseId: string };
+
+  before(async () => {
+    const first = await replay(startedHistory());
+    claim = (first.last.input as { claim: typeof claim }).claim;
+  });
+
+  test('its first episode takes the series: acquireSeriesLock with a GUID lease id and who the run is', async () => {
+    const state = await replay(startedHistory());
+
+    assert.equal(state.isDone, false);
+    assert.deepEqual(state.all, [
+      {
+        actionType: 1,
+        functionName: 'acquireSeriesLock',
+        input: { claim, run: `orchestration mirror-${SERIES}` },
+        retryOptions: expectedRetryOptions('acquireSeriesLock'),
+      },
+    ]);
+    assert.equal(claim.series, SERIES);
+    assert.match(claim.leaseId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  });
+
+  test('the lease id is the same on every replay, so every activity of the run holds the same lease', async () => {
+    const again = await replay(startedHistory());
+    const later = await replay(seriesHistory().activityCompleted('resolveVersions', ok(plan)));
+
+    assert.deepEqual((again.last.input as { claim: unknown }).claim, claim);
+    assert.deepEqual((later.last.input as { lock: unknown }).lock, claim);
+  });
+
+  test('another run of the series gets another lease id', async () => {
+    const tomorrow = new OrchestrationHistory(
+      'mirrorSeries',
+      `mirror-${SERIES}`,
+      seriesInput,
+      new Date(START.getTime() + 86_400_000),
+    );
+
+    const state = await replay(tomorrow);
+
+    assert.notEqual((state.last.input as { claim: typeof claim }).claim.leaseId, claim.leaseId);
+  });
+
+  test('fault: a series another run holds is looked at again after a durable timer of the poll interval', async () => {
+    const wait = { waitSeconds: 600, pollIntervalSeconds: 20 };
+    const history = startedHistory().activityCompleted(
+      'acquireSeriesLock',
+      ok({ acquired: false, ...holder, wait }),
+    );
+
+    const waiting = await replay(history);
+
+    assert.equal(waiting.isDone, false);
+    assert.equal(waiting.last.actionType, 5, 'a durable timer');
+    assert.equal(
+      new Date(waiting.last.fireAt ?? '').getTime(),
+      history.currentTime.getTime() + wait.pollIntervalSeconds * 1000,
+    );
+    assert.deepEqual(waiting.customStatus, {
+      series: SERIES,
+      waitingForSeries: { acquired: false, ...holder },
+    });
+
+    const again = await replay(history.timerFired(new Date(waiting.last.fireAt ?? '')));
+    assert.equal(again.last.functionName, 'acquireSeriesLock');
+    assert.deepEqual(again.last.input, { claim, run: `orchestration mirror-${SERIES}` });
+  });
+
+  test('fault: a series held past the wait ends the run with one failed result naming the holder, and nothing else', async () => {
+    const state = await replay(
+      startedHistory().activityCompleted('acquireSeriesLock', ok({ acquired: false, ...holder, wait: WAIT })),
+    );
+
+    assert.equal(state.isDone, true);
+    assert.deepEqual(
+      state.all.map((a) => a.functionName),
+      ['acquireSeriesLock'],
+    );
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      results: [
+        {
+          series: SERIES,
+          version: null,
+          galleryVersion: null,
+          action: 'failed',
+          step: 'acquireSeriesLock',
+          error:
+            `another run holds series ${SERIES}: ${holder.holder}, since ${holder.since}, last heartbeat ` +
+            `${holder.heartbeatAt}; this run waited 0 s and leaves the series to it (BASM_SERIES_LOCK_WAIT_SECONDS)`,
+        },
+      ],
+    });
+  });
   const plan = {
     series: SERIES,
     mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' }],
@@ -151,18 +257,16 @@ describe('mirrorSeries', () => {
     deferred: [],
   };
 
-  test('its first episode schedules resolveVersions for the series with the step retry policy', async () => {
+  test('holding its series, it schedules resolveVersions with the claim and the step retry policy', async () => {
     const state = await replay(seriesHistory());
 
     assert.equal(state.isDone, false);
-    assert.deepEqual(state.all, [
-      {
-        actionType: 1,
-        functionName: 'resolveVersions',
-        input: { series: SERIES },
-        retryOptions: expectedRetryOptions('resolveVersions'),
-      },
-    ]);
+    assert.deepEqual(state.last, {
+      actionType: 1,
+      functionName: 'resolveVersions',
+      input: { series: SERIES, lock: claim },
+      retryOptions: expectedRetryOptions('resolveVersions'),
+    });
   });
 
   test('starts mirrorVersion for each planned version with a deterministic instance id, naming only the stemcell', async () => {
@@ -172,7 +276,7 @@ describe('mirrorSeries', () => {
       actionType: 2,
       functionName: 'mirrorVersion',
       instanceId: versionInstanceId(SERIES, '1.100', START),
-      input: { series: SERIES, version: '1.100' },
+      input: { series: SERIES, version: '1.100', lock: claim },
     });
   });
 
@@ -183,7 +287,7 @@ describe('mirrorSeries', () => {
     assert.equal(state.error, undefined);
     assert.equal(
       state.all.length,
-      1,
+      2,
       'the retry is the extension’s, driven by the retry options already sent',
     );
     assert.deepEqual(state.last.retryOptions, expectedRetryOptions('resolveVersions'));
@@ -208,9 +312,14 @@ describe('mirrorSeries', () => {
       action: 'created',
       blobUrl,
     };
-    const history = seriesHistory()
+    const versionsDone = seriesHistory()
       .activityCompleted('resolveVersions', ok(plan))
       .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), versionResult);
+    const releasing = await replay(versionsDone);
+    assert.equal(releasing.isDone, false);
+    assert.deepEqual(releasing.last.functionName, 'releaseSeriesLock');
+    assert.deepEqual(releasing.last.input, { claim });
+    const history = versionsDone.activityCompleted('releaseSeriesLock', ok({ released: true }));
 
     const state = await replay(history);
 
@@ -221,9 +330,9 @@ describe('mirrorSeries', () => {
 
   test('fault: resolveVersions failing permanently ends the series with one failed result naming that step', async () => {
     const message = 'bosh.io has no version 9.9 of ' + SERIES;
-    const state = await replay(
-      seriesHistory().activityCompleted('resolveVersions', { ok: false, error: message }),
-    );
+    const failed = seriesHistory().activityCompleted('resolveVersions', { ok: false, error: message });
+    assert.equal((await replay(failed)).last.functionName, 'releaseSeriesLock', 'the series is given back');
+    const state = await replay(failed.activityCompleted('releaseSeriesLock', ok({ released: true })));
 
     assert.equal(state.isDone, true);
     assert.ok(!state.all.some((a) => a.functionName === 'mirrorVersion'), 'no version is started');
@@ -283,7 +392,7 @@ describe('mirrorSeries', () => {
       actionType: 2,
       functionName: 'mirrorVersion',
       instanceId: versionInstanceId(SERIES, '1.101', START),
-      input: { series: SERIES, version: '1.101' },
+      input: { series: SERIES, version: '1.101', lock: claim },
     });
 
     const created: VersionResult = {
@@ -294,11 +403,9 @@ describe('mirrorSeries', () => {
       blobUrl: blobUrl101,
     };
     const state = await replay(
-      afterFailure.subOrchestrationCompleted(
-        'mirrorVersion',
-        versionInstanceId(SERIES, '1.101', START),
-        created,
-      ),
+      afterFailure
+        .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.101', START), created)
+        .activityCompleted('releaseSeriesLock', ok({ released: true })),
     );
 
     assert.equal(state.isDone, true);
@@ -326,7 +433,12 @@ describe('mirrorSeries', () => {
     const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(finishPlan)));
 
     assert.equal(state.last.functionName, 'mirrorVersion');
-    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100', finish: { definitionName } });
+    assert.deepEqual(state.last.input, {
+      series: SERIES,
+      version: '1.100',
+      finish: { definitionName },
+      lock: claim,
+    });
   });
 
   test('a planned adoption is passed to mirrorVersion as a route only: no definition, blob or digest', async () => {
@@ -341,11 +453,46 @@ describe('mirrorSeries', () => {
     const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(adoptPlan)));
 
     assert.equal(state.last.functionName, 'mirrorVersion');
-    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100', adopt: true });
+    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100', adopt: true, lock: claim });
   });
 });
 
 describe('mirrorVersion', () => {
+  test('every step of a version carries the series claim its input holds, and only that', async () => {
+    const lock = { series: SERIES, leaseId: '3f1c2a9e-8b7d-4c6e-9a5f-0d1e2f3a4b5c' };
+    const history = new OrchestrationHistory(
+      'mirrorVersion',
+      versionInstanceId(SERIES, '1.100', START),
+      { ...versionInput, lock },
+      START,
+      'mirror-x',
+    )
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted(
+        'uploadVhd',
+        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
+      )
+      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
+      .activityCompleted('createImageVersion', ok({ outcome: 'started', provisioningState: 'Creating' }))
+      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }))
+      .activityCompleted('notify', ok({ notified: true }));
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => [a.functionName, (a.input as { lock?: unknown }).lock]),
+      [
+        ['downloadAndExtract', lock],
+        ['uploadVhd', lock],
+        ['ensureImageDefinition', lock],
+        ['createImageVersion', lock],
+        ['getImageVersionState', lock],
+        ['notify', lock],
+        ['cleanup', lock],
+      ],
+    );
+  });
+
   test('its first episode schedules downloadAndExtract with the download retry policy', async () => {
     const state = await replay(versionHistory());
 
@@ -843,25 +990,59 @@ describe('orchestrations started by hand with forged input (the system key start
     );
   });
 
-  test('fault: mirrorSeries with forged monitor settings passes nothing but the stemcell to mirrorVersion', async () => {
-    const history = new OrchestrationHistory(
-      'mirrorSeries',
-      `mirror-${SERIES}`,
-      { request: { series: SERIES }, monitor: forged.monitor },
-      START,
-    ).activityCompleted(
-      'resolveVersions',
-      ok({
-        series: SERIES,
-        mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' }],
-        newest: release,
-        deferred: [],
-      }),
-    );
+  const forgedSeriesInput = {
+    request: { series: SERIES },
+    monitor: { ...forged.monitor, seriesLockWaitSeconds: 86_400 },
+  };
+  const holder = {
+    holder: 'command line (pid 4242 on build-7)',
+    since: '2026-05-04T05:50:00.000Z',
+    heartbeatAt: '2026-05-04T05:59:30.000Z',
+  };
+
+  test('fault: mirrorSeries with forged monitor settings passes nothing but the stemcell (and its claim) to mirrorVersion', async () => {
+    const history = new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, forgedSeriesInput, START)
+      .activityCompleted(
+        'acquireSeriesLock',
+        ok({ acquired: true, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
+      )
+      .activityCompleted(
+        'resolveVersions',
+        ok({
+          series: SERIES,
+          mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' }],
+          newest: release,
+          deferred: [],
+        }),
+      );
 
     const state = await replay(history);
 
-    assert.deepEqual(state.last.input, REF);
+    const claim = (state.all[0]?.input as { claim: { series: string; leaseId: string } }).claim;
+    assert.deepEqual(state.last.input, { ...REF, lock: claim });
+    assert.doesNotMatch(JSON.stringify(state.all), /86400|0\.001|100000/);
+  });
+
+  test("fault: a forged lock wait in mirrorSeries' input neither makes it wait for a held series nor look sooner", async () => {
+    const started = () =>
+      new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, forgedSeriesInput, START);
+
+    const gaveUp = await replay(
+      started().activityCompleted(
+        'acquireSeriesLock',
+        ok({ acquired: false, ...holder, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
+      ),
+    );
+    assert.equal(gaveUp.isDone, true, 'the settings say not to wait: the input cannot make it');
+    assert.equal((gaveUp.output as { results: VersionResult[] }).results[0]?.step, 'acquireSeriesLock');
+
+    const history = started().activityCompleted(
+      'acquireSeriesLock',
+      ok({ acquired: false, ...holder, wait: { waitSeconds: 600, pollIntervalSeconds: 30 } }),
+    );
+    const waiting = await replay(history);
+    assert.equal(waiting.last.actionType, 5, 'a durable timer');
+    assert.equal(new Date(waiting.last.fireAt ?? '').getTime() - history.currentTime.getTime(), 30_000);
   });
 });
 
@@ -887,7 +1068,12 @@ describe('custom status', () => {
       `mirror-${SERIES}`,
       { request: { series: SERIES } },
       START,
-    ).activityCompleted('resolveVersions', ok(manyPlan));
+    )
+      .activityCompleted(
+        'acquireSeriesLock',
+        ok({ acquired: true, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
+      )
+      .activityCompleted('resolveVersions', ok(manyPlan));
     let largest = 0;
     for (const r of releases) {
       const state = await replay(history);
@@ -901,6 +1087,8 @@ describe('custom status', () => {
         error: longError,
       });
     }
+    assert.equal((await replay(history)).last.functionName, 'releaseSeriesLock');
+    history.activityCompleted('releaseSeriesLock', ok({ released: true }));
 
     const done = await replay(history);
 

@@ -380,6 +380,106 @@ describe('racing another upload', () => {
   });
 });
 
+describe('fault: two writers of one blob', () => {
+  const otherSha256 = 'b'.repeat(64);
+  let otherVhd: TestVhd;
+
+  before(async () => {
+    // Same layout, other bytes: a mix of the two would pass a count of written bytes.
+    otherVhd = await writeTestVhd(join(workDir, 'other-root.vhd'));
+  });
+
+  function otherWriter(containerName: string): UploadSparseVhdRequest {
+    return {
+      ...request(containerName),
+      vhdPath: otherVhd.path,
+      metadata: { ...request(containerName).metadata, image_sha256: otherSha256 },
+    };
+  }
+
+  test('fault: a second writer cannot replace a blob while the first is writing it; the first completes it alone', async () => {
+    const containerName = newContainerName();
+    let second: Promise<unknown> = Promise.resolve();
+    const first = withPageBlobHook(
+      container(containerName),
+      'uploadPages',
+      async () => {
+        second = uploadSparseVhd(otherWriter(containerName)).then(
+          () => new Error('the second writer replaced a blob that the first was writing'),
+          (error: unknown) => error,
+        );
+        await second;
+      },
+      2,
+    );
+
+    const result = await uploadSparseVhd({ ...request(containerName), container: first, concurrency: 1 });
+
+    const refused = await second;
+    assert.equal((refused as { transient?: unknown }).transient, true, String(refused));
+    assert.match((refused as Error).message, /another upload is writing .*root\.vhd/i);
+    assert.equal(result.bytesUploaded, vhd.dataBytes);
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    assert.ok(
+      (await blob.downloadToBuffer()).equals(await readFile(vhd.path)),
+      'the blob is not the first VHD',
+    );
+    const properties = await blob.getProperties();
+    assert.equal(properties.metadata?.['image_sha256'], imageSha256);
+    assert.equal(properties.metadata?.['upload_complete'], 'true');
+    assert.equal(properties.leaseState, 'available', 'the finished upload left its lease on the blob');
+  });
+
+  test('fault: a writer whose blob was taken over never writes into it nor marks it complete', async () => {
+    const containerName = newContainerName();
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    const first = withPageBlobHook(
+      container(containerName),
+      'uploadPages',
+      async () => {
+        // The first writer stalled past its lease (as a paused process would); the second takes over.
+        await blob.getBlobLeaseClient().breakLease(0);
+        await uploadSparseVhd(otherWriter(containerName));
+      },
+      2,
+    );
+
+    await assert.rejects(
+      uploadSparseVhd({ ...request(containerName), container: first, concurrency: 1 }),
+      (error: unknown) => {
+        assert.equal((error as { transient?: unknown }).transient, true, String(error));
+        assert.match((error as Error).message, /lost its lease on .*root\.vhd/);
+        return true;
+      },
+    );
+    assert.ok(
+      (await blob.downloadToBuffer()).equals(await readFile(otherVhd.path)),
+      'the blob mixes the two writers',
+    );
+    const metadata = (await blob.getProperties()).metadata;
+    assert.equal(metadata?.['image_sha256'], otherSha256);
+    assert.equal(metadata?.['upload_complete'], 'true');
+  });
+
+  test('fault: a writer that died holding the lease blocks the blob for at most the lease, then is resumed', async () => {
+    const containerName = newContainerName();
+    const blob = assertions(containerName).getPageBlobClient(blobName);
+    await abortAfterFirstWrite(containerName);
+    // What a killed writer leaves: an incomplete blob under a lease nobody renews.
+    await blob.getBlobLeaseClient().acquireLease(15);
+
+    await assert.rejects(uploadSparseVhd(request(containerName)), (error: unknown) => {
+      assert.equal((error as { transient?: unknown }).transient, true, String(error));
+      assert.match((error as Error).message, /another upload is writing .*at most 60 s/i);
+      return true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 16_000));
+    const resumed = await uploadSparseVhd(request(containerName));
+    assert.equal(resumed.resumed, true);
+    assert.ok((await blob.downloadToBuffer()).equals(await readFile(vhd.path)));
+  });
+});
+
 describe('deadlines', () => {
   let proxy: HangingProxy;
 
@@ -537,16 +637,20 @@ function viaProxy(proxy: HangingProxy, name: string): ContainerClient {
 /** The container, with `hook` run just before the page blob client's `method` (another uploader's move). */
 function withPageBlobHook(
   client: ContainerClient,
-  method: 'create' | 'deleteIfExists',
+  method: 'create' | 'deleteIfExists' | 'uploadPages',
   hook: () => Promise<void>,
+  /** Run the hook before this call of the method only (default: before every call). */
+  onCall?: number,
 ): ContainerClient {
   const getPageBlobClient = client.getPageBlobClient.bind(client);
+  let calls = 0;
   client.getPageBlobClient = (name: string) => {
     const blob = getPageBlobClient(name);
     const original = (blob[method] as (...args: unknown[]) => Promise<unknown>).bind(blob);
     Object.assign(blob, {
       [method]: async (...args: unknown[]) => {
-        await hook();
+        calls += 1;
+        if (onCall === undefined || calls === onCall) await hook();
         return original(...args);
       },
     });

@@ -12,5 +12,6 @@ export function starterSettings(series: string): Record<string, string> {
     BASM_STEMCELL_SERIES: series,
     BASM_VERSION_POLL_INTERVAL_SECONDS: '45',
     BASM_VERSION_READY_TIMEOUT_MINUTES: '90',
+    BASM_SERIES_LOCK_WAIT_SECONDS: '300',
   };
 }

@@ -56,6 +56,24 @@ export function runStemcellMirrorDirect(
   return runChild(process.execPath, [CLI_ENTRY, ...args], env, options);
 }
 
+/** A run still going: its process id, its outcome, and a way to kill it as a crash would. */
+export interface RunningCli {
+  pid: number;
+  /** Settles when the process has exited (after a kill too: with what it printed until then). */
+  done: Promise<CliRun & { signal: NodeJS.Signals | null }>;
+  /** Sends `signal` to the whole process group. */
+  kill(signal: NodeJS.Signals): void;
+}
+
+/** Starts `node dist/src/cli.js ...args` and returns at once, for tests that act while it runs. */
+export function startStemcellMirrorDirect(
+  args: string[],
+  env: Record<string, string>,
+  options: CliRunOptions = {},
+): RunningCli {
+  return startChild(process.execPath, [CLI_ENTRY, ...args], env, options);
+}
+
 // Process groups of children still running, killed if the test process exits first.
 const running = new Set<number>();
 process.once('exit', () => {
@@ -76,8 +94,22 @@ function runChild(
   env: Record<string, string>,
   options: CliRunOptions,
 ): Promise<CliRun> {
+  return startChild(command, args, env, options).done.then(({ status, stdout, stderr }) => ({
+    status,
+    stdout,
+    stderr,
+  }));
+}
+
+function startChild(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  options: CliRunOptions,
+): RunningCli {
   const timeoutMs = options.timeoutMs ?? DEFAULT_CLI_TIMEOUT_MS;
-  return new Promise((done, fail) => {
+  let childPid = -1;
+  const done = new Promise<CliRun & { signal: NodeJS.Signals | null }>((done, fail) => {
     const child = spawn(command, args, {
       cwd: REPO_ROOT,
       env,
@@ -86,7 +118,10 @@ function runChild(
       detached: true,
     });
     const pid = child.pid;
-    if (pid !== undefined) running.add(pid);
+    if (pid !== undefined) {
+      running.add(pid);
+      childPid = pid;
+    }
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -101,7 +136,7 @@ function runChild(
       if (pid !== undefined) running.delete(pid);
       fail(error);
     });
-    child.on('close', (status) => {
+    child.on('close', (status, signal) => {
       clearTimeout(timer);
       if (pid !== undefined) running.delete(pid);
       if (timedOut) {
@@ -113,9 +148,16 @@ function runChild(
         );
         return;
       }
-      done({ status, stdout, stderr });
+      done({ status, stdout, stderr, signal });
     });
   });
+  return {
+    pid: childPid,
+    done,
+    kill: (signal) => {
+      if (childPid > 0) process.kill(-childPid, signal);
+    },
+  };
 }
 
 /** The `--json` document; fails with the run's output when stdout is not one JSON document. */

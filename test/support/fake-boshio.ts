@@ -56,6 +56,11 @@ export interface FakeBoshio {
   setSeriesResponse(series: string, response: { status: number; body: string; contentType?: string }): void;
   /** Mutable: tests set and clear faults at any time. */
   faults: FakeBoshioFaults;
+  /**
+   * Downloads of the series' stemcells get no answer until the returned function is called (a slow bucket):
+   * tests act while a run is busy downloading.
+   */
+  holdDownloads(series: string): () => void;
   /** Every request, in order; `path` includes the query string. */
   requests: Array<{ method: string; path: string; range?: string; ifRange?: string }>;
   stop(): Promise<void>;
@@ -86,6 +91,7 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
   const bucket = new Map<string, Stemcell>();
   const seriesOverrides = new Map<string, { status: number; body: string; contentType?: string }>();
   const faults: FakeBoshioFaults = {};
+  const holds = new Map<string, Promise<void>>();
   const requests: FakeBoshio['requests'] = [];
   let generation = 0;
   let baseUrl = '';
@@ -125,6 +131,7 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
 
     if (parts.length === 5 && parts[0] === 'd' && parts[1] === 'stemcells') {
       const [, , series, version, fileName] = parts;
+      await holds.get(series ?? '');
       const stemcell = seriesReleases.get(series ?? '')?.get(version ?? '');
       if (stemcell === undefined || stemcell.fileName !== fileName) {
         return sendText(res, 404, `no stemcell ${series}/${version}/${fileName}`);
@@ -163,6 +170,19 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
     faults,
     requests,
     stop: () => server.stop(),
+    holdDownloads(series) {
+      let release = (): void => undefined;
+      holds.set(
+        series,
+        new Promise<void>((resolve) => {
+          release = () => {
+            holds.delete(series);
+            resolve();
+          };
+        }),
+      );
+      return () => release();
+    },
     setSeriesResponse(series, response) {
       seriesOverrides.set(series, response);
     },

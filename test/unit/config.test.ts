@@ -234,6 +234,36 @@ test('a poll interval that would make the orchestration history huge is refused'
   );
 });
 
+test('the series lock goes stale after 15 minutes and a run waits up to 20 minutes for it, by default', () => {
+  const config = loadConfig(BASE);
+  assert.equal(config.seriesLockStaleSeconds, 900);
+  assert.equal(config.seriesLockWaitSeconds, 1200);
+});
+
+test('series lock settings are whole seconds in range; waiting 0 s reports the holder at once', () => {
+  const config = loadConfig({
+    ...BASE,
+    BASM_SERIES_LOCK_STALE_SECONDS: '3',
+    BASM_SERIES_LOCK_WAIT_SECONDS: '0',
+  });
+  assert.equal(config.seriesLockStaleSeconds, 3);
+  assert.equal(config.seriesLockWaitSeconds, 0);
+  assert.deepEqual(
+    problems({ ...BASE, BASM_SERIES_LOCK_STALE_SECONDS: '0', BASM_SERIES_LOCK_WAIT_SECONDS: '-1' }),
+    ['BASM_SERIES_LOCK_STALE_SECONDS', 'BASM_SERIES_LOCK_WAIT_SECONDS'],
+  );
+  assert.deepEqual(problems({ ...BASE, BASM_SERIES_LOCK_STALE_SECONDS: '86401' }), [
+    'BASM_SERIES_LOCK_STALE_SECONDS',
+  ]);
+});
+
+test('a lock wait that would make the orchestration history huge is refused', () => {
+  assert.deepEqual(
+    problems({ ...BASE, BASM_VERSION_POLL_INTERVAL_SECONDS: '1', BASM_SERIES_LOCK_WAIT_SECONDS: '20000' }),
+    ['BASM_SERIES_LOCK_WAIT_SECONDS'],
+  );
+});
+
 test('a gallery name with a character Azure does not allow is refused, naming what it expects', () => {
   for (const valid of ['g', 'bosh_stemcells', 'bosh.stemcells', 'Gallery01', 'a'.repeat(80)]) {
     assert.equal(loadConfig({ ...BASE, AZURE_GALLERY_NAME: valid }).galleryName, valid);
@@ -283,6 +313,8 @@ const INTEGER_SETTINGS: Array<[name: string, min: number, max: number, read: (c:
   ['BASM_HTTP_TIMEOUT_SECONDS', 1, 3600, (c) => c.httpTimeoutMs / 1000],
   ['BASM_VERSION_POLL_INTERVAL_SECONDS', 1, 3600, (c) => c.versionPollIntervalSeconds],
   ['BASM_VERSION_READY_TIMEOUT_MINUTES', 1, 1440, (c) => c.versionReadyTimeoutMinutes],
+  ['BASM_SERIES_LOCK_STALE_SECONDS', 1, 86400, (c) => c.seriesLockStaleSeconds],
+  ['BASM_SERIES_LOCK_WAIT_SECONDS', 0, 86400, (c) => c.seriesLockWaitSeconds],
 ];
 
 for (const [name, min, max, read] of INTEGER_SETTINGS) {

@@ -275,6 +275,39 @@ test('source url is kept as a tag when it fits', () => {
   assert.equal(tagsFor(manifest(), { sourceUrl: url }).stemcell_source_url, url);
 });
 
+test('fault: cloud properties spelled like the mirror’s own tags, in any case, never replace them', () => {
+  const m = manifest();
+  Object.assign(m.cloudProperties.raw, {
+    IMAGE_SHA256: 'f'.repeat(64),
+    Stemcell_References: 'bosh-stemcell-evil',
+    mirror_notified: '2026-01-01T00:00:00.000Z',
+    Compute_Gallery_Name: 'elsewhere',
+    Stemcell_Source_Url: 'https://evil.example/stemcell.tgz',
+    IMAGE: '{}',
+  });
+
+  const tags = tagsFor(m, { sourceUrl: 'https://bosh.io/d/stemcells/x' });
+
+  const names = Object.keys(tags).map((name) => name.toLowerCase());
+  assert.equal(new Set(names).size, names.length, `two spellings of one tag: ${names.join(', ')}`);
+  assert.equal(tags.image_sha256, sha256);
+  assert.equal(tags.stemcell_references, MIRROR_STEMCELL_REFERENCE);
+  assert.equal(tags.compute_gallery_name, 'stemcells');
+  assert.equal(tags.stemcell_source_url, 'https://bosh.io/d/stemcells/x');
+  assert.equal((JSON.parse(tags.image ?? '{}') as { publisher?: string }).publisher, 'bosh');
+  assert.ok(!names.includes('mirror_notified'), 'a stemcell marked its own run finished');
+});
+
+test('of two cloud properties that differ only in case, the first is kept', () => {
+  const m = manifest();
+  Object.assign(m.cloudProperties.raw, { root_device_name: '/dev/sda1', ROOT_DEVICE_NAME: '/dev/evil' });
+
+  const tags = tagsFor(m);
+
+  assert.equal(tags.root_device_name, '/dev/sda1');
+  assert.equal('ROOT_DEVICE_NAME' in tags, false);
+});
+
 test('a tag value over 256 characters is left out, not cut', () => {
   const tags = tagsFor(manifest(), { sourceUrl: `https://example.com/${'x'.repeat(300)}` });
   assert.equal('stemcell_source_url' in tags, false);

@@ -48,6 +48,43 @@ const cases: Array<[string, ImageVersionState | undefined, ExistingVersionDecisi
     { action: 'recreate', reason: 'is Failed; deleting it to create it again' },
   ],
   [
+    'a Failed version a director made of this very image: delete and create again',
+    version('Failed', DIRECTORS),
+    { action: 'recreate', reason: 'is Failed; deleting it to create it again' },
+  ],
+  [
+    'fault: a Failed version a director made of another image: refuse it, never delete it',
+    version('Failed', { ...DIRECTORS, image_sha256: OTHER_IMAGE }, 'replication failed'),
+    {
+      action: 'refuse',
+      reason:
+        "is Failed (replication failed) and was not created by this mirror, nor does it hold this stemcell's " +
+        `image (image_sha256 ${OTHER_IMAGE}, this stemcell has ${IMAGE}); the mirror never deletes it: ` +
+        'delete it by hand if it should be created again',
+    },
+  ],
+  [
+    'fault: a Failed version without tags: refuse it, never delete it',
+    version('Failed', {}),
+    {
+      action: 'refuse',
+      reason:
+        "is Failed and was not created by this mirror, nor does it hold this stemcell's image (image_sha256 " +
+        `none, this stemcell has ${IMAGE}); the mirror never deletes it: delete it by hand if it should be ` +
+        'created again',
+    },
+  ],
+  [
+    'fault: a director’s version whose references leave no room for the mirror’s: use it, references untouched',
+    version('Succeeded', {
+      ...DIRECTORS,
+      stemcell_references: Array.from({ length: 5 }, (_, i) => `bosh-stemcell-${i}`.padEnd(50, '0')).join(
+        ',',
+      ),
+    }),
+    { action: 'use', referencesFull: true, finished: false, provisioningState: 'Succeeded' },
+  ],
+  [
     'a version being deleted: wait for it',
     version('Deleting', MIRRORS),
     { action: 'wait', reason: 'is being deleted; creating it again once that is done' },

@@ -27,6 +27,8 @@ const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 // getImageVersionState hands the settings to the workflow: here a plain object, so the config's 1 s minimum
 // poll interval does not apply, and a 10 ms interval keeps the monitor loop's real timers short.
 const MONITOR: MonitorSettings = { pollIntervalSeconds: 0.01, deadlineMinutes: 5 };
+// acquireSeriesLock hands the lock wait to the workflow the same way: 0 s, the settings' "report at once".
+const NO_WAIT = { waitSeconds: 0, pollIntervalSeconds: 0.01 };
 
 const release: StemcellRelease = {
   series: SERIES,
@@ -63,6 +65,8 @@ type StepBehaviour = {
 function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: MirrorSteps; calls: StepName[] } {
   const calls: StepName[] = [];
   const happy: StepBehaviour = {
+    acquireSeriesLock: () => ok({ acquired: true, wait: NO_WAIT }),
+    releaseSeriesLock: () => ok({ released: true }),
     resolveVersions: () =>
       ok({
         series: SERIES,
@@ -123,6 +127,7 @@ test('the happy path runs the steps in the order of the design and ends with the
   const { result } = await mirrorOne(steps);
 
   assert.deepEqual(calls, [
+    'acquireSeriesLock',
     'resolveVersions',
     'downloadAndExtract',
     'uploadVhd',
@@ -131,6 +136,7 @@ test('the happy path runs the steps in the order of the design and ends with the
     'getImageVersionState',
     'notify',
     'cleanup',
+    'releaseSeriesLock',
   ]);
   assert.deepEqual(result, {
     series: SERIES,
@@ -210,7 +216,7 @@ test('an error the runner is told to give up on is not retried, though the step 
 
   const output = await runner.runSeries({ series: SERIES });
 
-  assert.deepEqual(calls, ['resolveVersions']);
+  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'releaseSeriesLock']);
   assert.deepEqual(log.warnings, []);
   assert.equal(output.results[0]?.action, 'failed');
   assert.match(String(output.results[0]?.error), /ECONNREFUSED/);
@@ -253,7 +259,13 @@ test('cleanup runs after a failed version too', async () => {
 
   const { result } = await mirrorOne(steps);
 
-  assert.deepEqual(calls, ['resolveVersions', 'downloadAndExtract', 'cleanup']);
+  assert.deepEqual(calls, [
+    'acquireSeriesLock',
+    'resolveVersions',
+    'downloadAndExtract',
+    'cleanup',
+    'releaseSeriesLock',
+  ]);
   assert.equal(result.action, 'failed');
 });
 
@@ -279,7 +291,7 @@ test('fault: a series whose versions cannot be resolved ends with one failed res
 
   const { result } = await mirrorOne(steps);
 
-  assert.deepEqual(calls, ['resolveVersions']);
+  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'releaseSeriesLock']);
   assert.deepEqual(result, {
     series: SERIES,
     version: null,
@@ -323,4 +335,109 @@ test('status callbacks report each step of the version as it is entered', async 
     ),
     'the series reports which version it is mirroring',
   );
+});
+
+/** Steps that record their inputs too. */
+function recordingInputs(overrides: Partial<StepBehaviour> = {}) {
+  const inputs: Array<[StepName, Record<string, unknown>]> = [];
+  const { steps, calls } = recordingSteps(overrides);
+  const seen = Object.fromEntries(
+    (Object.keys(steps) as StepName[]).map((name) => [
+      name,
+      (input: unknown) => {
+        inputs.push([name, input as Record<string, unknown>]);
+        return (steps[name] as (input: unknown) => Promise<unknown>)(input);
+      },
+    ]),
+  ) as unknown as MirrorSteps;
+  return { steps: seen, calls, inputs };
+}
+
+const HOLDER = {
+  holder: 'orchestration mirror-x (pid 7 on app-a)',
+  since: '2026-05-04T06:00:00.000Z',
+  heartbeatAt: '2026-05-04T06:05:00.000Z',
+};
+
+test('the run takes its series first, every step carries that claim, and the series is given back last', async () => {
+  const { steps, inputs } = recordingInputs();
+
+  await mirrorOne(steps);
+
+  const [first, ...rest] = inputs;
+  assert.equal(first?.[0], 'acquireSeriesLock');
+  const claim = first?.[1]['claim'] as { series: string; leaseId: string };
+  assert.equal(claim.series, SERIES);
+  assert.match(claim.leaseId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  assert.equal(first?.[1]['run'], 'command line');
+  assert.deepEqual(inputs.at(-1), ['releaseSeriesLock', { claim }]);
+  for (const [name, input] of rest.slice(0, -1))
+    assert.deepEqual(input['lock'], claim, `${name} carries no claim`);
+});
+
+/** The settings' wait of a minute, looked at every 10 ms (a plain object: no 1 s minimum). */
+const WAIT_A_MINUTE = { waitSeconds: 60, pollIntervalSeconds: 0.01 };
+
+test('fault: a series another run holds is waited for, one poll interval at a time, and then mirrored', async () => {
+  let looks = 0;
+  const { steps, calls } = recordingSteps({
+    acquireSeriesLock: () =>
+      ++looks < 3
+        ? ok({ acquired: false, ...HOLDER, wait: WAIT_A_MINUTE })
+        : ok({ acquired: true, wait: WAIT_A_MINUTE }),
+  });
+  const runner = new InProcessRunner({ steps, log: quietLog(), retryIntervalScale: 0 });
+
+  const output = await runner.runSeries({ series: SERIES });
+
+  assert.equal(output.results[0]?.action, 'created');
+  assert.deepEqual(calls.slice(0, 4), [
+    'acquireSeriesLock',
+    'acquireSeriesLock',
+    'acquireSeriesLock',
+    'resolveVersions',
+  ]);
+});
+
+test('fault: a series held beyond the wait ends with one failed result naming the holder; nothing runs, nothing is released', async () => {
+  const { steps, calls } = recordingSteps({
+    acquireSeriesLock: () => ok({ acquired: false, ...HOLDER, wait: NO_WAIT }),
+  });
+  const runner = new InProcessRunner({ steps, log: quietLog(), retryIntervalScale: 0 });
+
+  const output = await runner.runSeries({ series: SERIES });
+
+  assert.deepEqual(calls, ['acquireSeriesLock']);
+  assert.equal(output.results.length, 1);
+  const [result] = output.results;
+  assert.equal(result?.action, 'failed');
+  assert.equal(result?.step, 'acquireSeriesLock');
+  assert.equal(
+    result?.error,
+    `another run holds series ${SERIES}: ${HOLDER.holder}, since ${HOLDER.since}, last heartbeat ` +
+      `${HOLDER.heartbeatAt}; this run waited 0 s and leaves the series to it (BASM_SERIES_LOCK_WAIT_SECONDS)`,
+  );
+});
+
+test('fault: a step that finds the series taken over fails the version there, and the rest is not attempted', async () => {
+  const lost = 'This run no longer holds series x: run b took it over at 2026-05-04T06:30:00.000Z';
+  const { steps, calls } = recordingSteps({ uploadVhd: () => ({ ok: false, error: lost }) });
+
+  const { result } = await mirrorOne(steps);
+
+  assert.equal(result.action, 'failed');
+  assert.equal(result.step, 'uploadVhd');
+  assert.equal(result.error, lost);
+  assert.ok(!calls.includes('createImageVersion') && !calls.includes('notify'));
+  assert.equal(calls.at(-1), 'releaseSeriesLock');
+});
+
+test('a dry run takes no lock', async () => {
+  const { steps, calls } = recordingSteps();
+  const runner = new InProcessRunner({ steps, log: quietLog(), retryIntervalScale: 0 });
+
+  const output = await runner.runSeries({ series: SERIES, dryRun: true });
+
+  assert.equal(output.results[0]?.action, 'planned');
+  assert.deepEqual(calls, ['resolveVersions']);
 });

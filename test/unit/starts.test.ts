@@ -25,6 +25,7 @@ const config = loadConfig({
   BASM_STEMCELL_SERIES: `${JAMMY},${NOBLE}`,
   BASM_VERSION_POLL_INTERVAL_SECONDS: '45',
   BASM_VERSION_READY_TIMEOUT_MINUTES: '90',
+  BASM_SERIES_LOCK_WAIT_SECONDS: '300',
 });
 
 function taskHub(statuses: Record<string, string>, unreachable: readonly string[] = []) {
