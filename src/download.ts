@@ -289,6 +289,8 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
           if (parallelFrom !== undefined && offset >= parallelFrom && total !== undefined && validator) {
             const from = offset;
             parallelFrom = undefined;
+            // The first connection's part is done: close it now, or it keeps filling buffers meanwhile.
+            request.abort();
             offset = await ranged(from, total, validator);
             if (offset >= total) return;
             // The server sent a whole file to a ranged GET: on over one connection, as without ranges.

@@ -35,6 +35,7 @@ import { extractionFloor } from './floor.js';
 import type { ProbeReading, ProbeReport } from './probe.js';
 import { summariseProfile } from './profile.js';
 import type { ProfileSummary } from './profile.js';
+import { microFigures, writeSweep } from './sweep.js';
 import { pageRangeBytes, uploadFloor } from './upload.js';
 
 const MIB = 1024 * 1024;
@@ -53,6 +54,7 @@ interface Options {
   concurrency: number;
   cpuProfDir: string | undefined;
   json: boolean;
+  sweep: boolean;
 }
 
 function options(): Options {
@@ -65,6 +67,7 @@ function options(): Options {
       concurrency: { type: 'string', default: '8' },
       'cpu-prof': { type: 'string' },
       json: { type: 'boolean', default: false },
+      sweep: { type: 'boolean', default: false },
     },
   });
   const integer = (name: string, text: string, min: number): number => {
@@ -82,6 +85,7 @@ function options(): Options {
     concurrency: integer('concurrency', values.concurrency, 1),
     cpuProfDir: values['cpu-prof'],
     json: values.json,
+    sweep: values.sweep,
   };
 }
 
@@ -581,9 +585,23 @@ function printSize(result: SizeResult, opts: Options): void {
   }
 }
 
+async function sweepMain(opts: Options): Promise<void> {
+  const size = opts.sizesMiB[0]!;
+  log(`CPU per GiB on this machine (load average ${load().join(' ')}):`);
+  const micro = await microFigures();
+  log(
+    `  SHA-1 ${micro.sha1.toFixed(2)} s, SHA-256 ${micro.sha256.toFixed(2)} s, zero scan + sparse write: ` +
+      `${micro.zeroScanOfZeros.toFixed(2)} s of zeros, ${micro.zeroScanOfData.toFixed(2)} s of data`,
+  );
+  log(`page-write sweep on a ${size} MiB disk, ${opts.dataPercent} % non-zero:`);
+  const rows = await writeSweep(size, Math.round(size * -Math.log(1 - opts.dataPercent / 100)), log);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ micro, sweep: rows }, null, 2)}\n`);
+}
+
 async function main(): Promise<void> {
   const opts = options();
   jsonMode = opts.json;
+  if (opts.sweep) return sweepMain(opts);
   log(
     `bosh-azure-stemcell-mirror benchmark: Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ` +
       `sizes ${opts.sizesMiB.join(', ')} MiB, upload concurrency ${opts.concurrency}, ` +
