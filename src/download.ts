@@ -27,7 +27,7 @@ export interface DownloadOptions {
    * when the first response offers ranges with a strong validator and the file is at least two segments.
    */
   connections?: number;
-  /** Bytes per ranged GET (default 8 MiB): the memory held is at most `connections` segments. */
+  /** Bytes per ranged GET (default 4 MiB): the memory held is at most `connections` segments. */
   segmentBytes?: number;
 }
 
@@ -57,7 +57,7 @@ class RangesIgnored extends Error {}
 const DEFAULT_MAX_RESUMES = 5;
 // Object stores cap one connection (tens of MB/s): four ranged GETs at once reach about four times that.
 const DEFAULT_CONNECTIONS = 4;
-const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
+const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
 const HIGH_WATER_MARK = 4 * 1024 * 1024;
 // A download slower than this on average is not going to finish usefully: 1.3 GB takes at most ~45 min.
 const MIN_AVERAGE_BYTES_PER_SECOND = 512 * 1024;

@@ -563,6 +563,13 @@ function printSize(result: SizeResult, opts: Options): void {
       `peak RSS ${ratio(mirror.peakRssBytes, original.peakRssBytes)}, temp disk ${ratio(mirror.peakTempDiskBytes, original.peakTempDiskBytes)}, ` +
       `bytes sent ${ratio(mirror.putPageBytes, original.putPageBytes)}, Azure model ${ratio(mirror.modeledAzureSeconds, original.modeledAzureSeconds)}`,
   );
+  const toBlob = mirror.phases.slice(0, 2);
+  const toBlobWall = toBlob.reduce((t, p) => t + p.wallSeconds, 0);
+  const toBlobCpu = toBlob.reduce((t, p) => t + p.cpuSeconds, 0);
+  log(
+    `mirror / original up to the uploaded blob (the original has no gallery step): ` +
+      `wall ${ratio(toBlobWall, original.wallSeconds)}, CPU ${ratio(toBlobCpu, original.cpuSeconds)}`,
+  );
   const decompressionFloor = Math.max(
     floors.decompression.wallSeconds,
     floors.networkOneConnectionSeconds / Math.max(1, mirror.downloadConnections),
