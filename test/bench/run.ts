@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { ContainerClient } from '@azure/storage-blob';
 import { createAzureCredential } from '../../src/credentials.js';
 import { VHD_CONTAINER } from '../../src/config.js';
+import { downloadStream } from '../../src/download.js';
 import { planPageWrites, vhdBlobName } from '../../src/pageblob.js';
 import type { Extent } from '../../src/vhd.js';
 import { CLI_ENTRY, REPO_ROOT } from '../support/cli-process.js';
@@ -357,6 +358,8 @@ interface Floors {
   upload: { wallSeconds: number; cpuSeconds: number; putPages: number; putPageBytes: number };
   /** The tarball at the per-connection cap over one connection. */
   networkOneConnectionSeconds: number;
+  /** downloadStream alone (read and discard), by number of connections: wall seconds. */
+  downloadAlone: Array<{ connections: number; wallSeconds: number; cpuSeconds: number; timesTheCap: number }>;
 }
 
 async function measureFloors(
@@ -389,7 +392,34 @@ async function measureFloors(
     putPageBytes: upload.bytesUploaded,
   };
   await upload.blob.delete();
-  return { decompression, upload: uploadFigures, networkOneConnectionSeconds: subject.tarballSize / cap };
+
+  const downloadAlone: Floors['downloadAlone'] = [];
+  for (const connections of [1, 4]) {
+    wall = performance.now();
+    cpuAt = cpu();
+    let bytes = 0;
+    for await (const chunk of downloadStream(subject.url, {
+      timeoutMs: 60_000,
+      expectedSize: subject.tarballSize,
+      connections,
+    }))
+      bytes += (chunk as Buffer).length;
+    check(bytes === subject.tarballSize, `downloadStream delivered ${bytes} bytes`);
+    const wallSeconds = (performance.now() - wall) / 1000;
+    downloadAlone.push({
+      connections,
+      wallSeconds,
+      // The bosh.io fake runs in this process too: its TLS and reads are in this figure.
+      cpuSeconds: cpu() - cpuAt,
+      timesTheCap: subject.tarballSize / wallSeconds / cap,
+    });
+  }
+  return {
+    decompression,
+    upload: uploadFigures,
+    networkOneConnectionSeconds: subject.tarballSize / cap,
+    downloadAlone,
+  };
 }
 
 interface SizeResult {
@@ -550,6 +580,16 @@ function printSize(result: SizeResult, opts: Options): void {
       '',
       '',
     ],
+    ...floors.downloadAlone.map((d) => [
+      `downloadStream alone, ${d.connections} connection(s): ${d.timesTheCap.toFixed(2)}x the cap`,
+      secs(d.wallSeconds),
+      secs(d.cpuSeconds),
+      '',
+      '',
+      '',
+      '',
+      '',
+    ]),
   ]);
   const [downloadExtract, upload] = mirror.phases;
   log(
