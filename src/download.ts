@@ -58,6 +58,8 @@ const DEFAULT_MAX_RESUMES = 5;
 // Object stores cap one connection (tens of MB/s): four ranged GETs at once reach about four times that.
 const DEFAULT_CONNECTIONS = 4;
 const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
+/** Answers of a redirect target (a signed bucket URL) that the listed link may well renew. */
+const REDIRECT_TARGET_GONE = new Set([401, 403, 404, 410]);
 const HIGH_WATER_MARK = 4 * 1024 * 1024;
 // A download slower than this on average is not going to finish usefully: 1.3 GB takes at most ~45 min.
 const MIN_AVERAGE_BYTES_PER_SECOND = 512 * 1024;
@@ -140,6 +142,8 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
   const resumes = { count: 0 };
   const connections = options.connections ?? DEFAULT_CONNECTIONS;
   const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+  // Where the first GET's redirects ended: ranged GETs go there straight, one round trip fewer each.
+  let rangeUrl: string | undefined;
   const expectedSize = options.expectedSize;
   const deadlineMs =
     options.deadlineMs ?? (expectedSize === undefined ? undefined : downloadDeadlineMs(expectedSize));
@@ -213,7 +217,10 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
             headers.range = `bytes=${offset}-`;
             headers['if-range'] = validator.ifRange;
           }
-          const { response } = await fetchOverHttps(url, { signal: request.signal, headers });
+          const { response, url: answeredBy } = await fetchOverHttps(url, {
+            signal: request.signal,
+            headers,
+          });
           // Bytes of a whole-file answer to a Range request that the consumer has already.
           let skip = 0;
           if (offset === 0) {
@@ -227,6 +234,7 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
             checkListedSize(response, expectedSize, url);
             total = expectedSize ?? contentLength(response);
             validator = resumeValidator(response);
+            rangeUrl = answeredBy;
             if (
               validator !== undefined &&
               total !== undefined &&
@@ -416,7 +424,8 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
       };
       try {
         armTimer();
-        const { response } = await fetchOverHttps(url, {
+        const target = rangeUrl ?? url;
+        const { response } = await fetchOverHttps(target, {
           signal: request.signal,
           headers: {
             'accept-encoding': 'identity',
@@ -424,6 +433,12 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
             'if-range': validator.ifRange,
           },
         });
+        if (target !== url && REDIRECT_TARGET_GONE.has(response.status)) {
+          // A signed bucket URL that expired or was refused: back to the listed link and its redirect.
+          await response.body?.cancel().catch(() => undefined);
+          rangeUrl = undefined;
+          continue;
+        }
         if (response.status === 200 && sameFile(response, validator)) {
           await response.body?.cancel().catch(() => undefined);
           throw new RangesIgnored();

@@ -31,24 +31,55 @@ interface Behaviour {
   dropRequest?: { index: number; after: number };
   /** Serve this instead of BODY (ranges included). */
   body?: Buffer;
+  /** `/stemcell.tgz` redirects (302) to `/bucket/stemcell.tgz`, as bosh.io's links do. */
+  redirect?: boolean;
+  /** The first signed bucket URL is refused (403) after one request, as an expired signature would be. */
+  bucketExpiresAfterFirst?: boolean;
 }
 
 interface Server {
   url: string;
-  requests: Array<{ range?: string; ifRange?: string }>;
+  requests: Array<{ path: string; range?: string; ifRange?: string }>;
+  /** Redirects answered by the listed link. */
+  redirects: number;
   peakActive: number;
   close(): Promise<void>;
 }
 
 async function serve(behaviour: Behaviour = {}): Promise<Server> {
   const { cert, key } = ensureTestCertificate();
-  const state: Server = { url: '', requests: [], peakActive: 0, close: () => Promise.resolve() };
+  const state: Server = {
+    url: '',
+    requests: [],
+    redirects: 0,
+    peakActive: 0,
+    close: () => Promise.resolve(),
+  };
   let active = 0;
+  let bucketRequests = 0;
   const server = createServer({ cert, key }, (req, res: ServerResponse) => {
+    const path = req.url ?? '/';
+    if (behaviour.redirect && path === '/stemcell.tgz') {
+      state.redirects++;
+      // Each redirect signs the bucket URL anew, as bosh.io's links to the bucket do.
+      res.writeHead(302, { location: `/bucket/stemcell.tgz?sig=${state.redirects}`, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    const firstSignature = path.endsWith('?sig=1');
+    if (firstSignature && behaviour.bucketExpiresAfterFirst && bucketRequests++ > 0) {
+      res.writeHead(403, { 'content-length': 0 });
+      res.end();
+      return;
+    }
     const index = state.requests.length;
     const range = req.headers.range;
     const ifRange = req.headers['if-range'];
-    state.requests.push({ ...(range ? { range } : {}), ...(typeof ifRange === 'string' ? { ifRange } : {}) });
+    state.requests.push({
+      path,
+      ...(range ? { range } : {}),
+      ...(typeof ifRange === 'string' ? { ifRange } : {}),
+    });
     active++;
     state.peakActive = Math.max(state.peakActive, active);
     res.on('close', () => active--);
@@ -203,6 +234,34 @@ test('connections: 1 keeps one connection', async () => {
     const bytes = await buffer(downloadStream(server.url, { ...options, connections: 1 }));
     assert.ok(bytes.equals(BODY), 'the bytes differ');
     assert.equal(server.requests.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test('ranged GETs go straight to where the first GET was redirected, one round trip fewer each', async () => {
+  const server = await serve({ redirect: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.redirects, 1, 'only the first GET went through the redirect');
+    assert.ok(server.requests.length > 2);
+    for (const request of server.requests) assert.equal(request.path, '/bucket/stemcell.tgz?sig=1');
+  } finally {
+    await server.close();
+  }
+});
+
+test('a redirect target that refuses the ranged GETs (an expired signed URL) is left for the listed link', async () => {
+  const server = await serve({ redirect: true, bucketExpiresAfterFirst: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(
+      server.redirects,
+      1 + Math.ceil((BODY.length - SEGMENT) / SEGMENT),
+      'every ranged GET asked the link',
+    );
   } finally {
     await server.close();
   }
