@@ -169,7 +169,7 @@ test('memory stays bounded: a consumer that stops reading holds the stream buffe
   }
 });
 
-test('a ranged GET that drops resumes where it stopped and the bytes stay identical', async () => {
+test('fault: a ranged GET that drops resumes where it stopped and the bytes stay identical', async () => {
   const server = await serve({ dropRequest: { index: 2, after: 100_000 } });
   try {
     const bytes = await buffer(downloadStream(server.url, options));
@@ -193,7 +193,7 @@ test('a dropped first connection resumes with Range, then goes on with ranged GE
   }
 });
 
-test('a server without ranges or a strong validator is read as one stream', async () => {
+test('fault: a server without ranges or a strong validator is read as one stream', async () => {
   const server = await serve({ ranges: false });
   try {
     const bytes = await buffer(downloadStream(server.url, options));
@@ -204,7 +204,7 @@ test('a server without ranges or a strong validator is read as one stream', asyn
   }
 });
 
-test('a server that answers ranged GETs with the same file whole is read on as one stream', async () => {
+test('fault: a server that answers ranged GETs with the same file whole is read on as one stream', async () => {
   const server = await serve({ ignoreRangeAfterFirst: true });
   try {
     const bytes = await buffer(downloadStream(server.url, options));
@@ -214,7 +214,7 @@ test('a server that answers ranged GETs with the same file whole is read on as o
   }
 });
 
-test('a file that changes between the first GET and the ranged ones is refused, as transient', async () => {
+test('fault: a file that changes between the first GET and the ranged ones is refused, as transient', async () => {
   const server = await serve({ changedAfterFirst: true });
   try {
     await assert.rejects(buffer(downloadStream(server.url, options)), (error: unknown) => {
@@ -252,7 +252,7 @@ test('ranged GETs go straight to where the first GET was redirected, one round t
   }
 });
 
-test('a redirect target that refuses the ranged GETs (an expired signed URL) is left for the listed link', async () => {
+test('fault: a redirect target that refuses the ranged GETs (an expired signed URL) is left for the listed link', async () => {
   const server = await serve({ redirect: true, bucketExpiresAfterFirst: true });
   try {
     const bytes = await buffer(downloadStream(server.url, options));
