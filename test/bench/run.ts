@@ -1,50 +1,61 @@
 /**
- * `npm run bench`: measures extraction and upload of a full-size stemcell and compares each figure
- * with a floor or baseline measured in the same run, on the same machine, from the same file.
+ * `npm run bench`: the mirror against the original project's algorithm and against the floor of each
+ * phase, in the same run, on the same generated stemcell, the same bosh.io fake and the same Azurite.
  *
- *   node dist/test/bench/run.js [--quick] [--virtual-mib N] [--data-percent P] [--runs N] [--concurrency N]
+ *   node dist/test/bench/run.js [--quick] [--virtual-mib 512,5120] [--data-percent 35]
+ *     [--per-connection-mbps 400] [--concurrency 8] [--cpu-prof DIR] [--json]
  *
- * Extraction: `extractStemcellFrom` against the floor (read -> SHA-256 -> gunzip -> tar parse ->
- * inner gunzip -> discard). Upload: `uploadSparseVhd` against the naive upload of every 4 MiB chunk,
- * both to Azurite over HTTPS with a managed identity token. Prints its figures; exits non-zero only
- * when something failed (a wrong result), never because of a timing.
+ * - original: download the whole tarball to disk, extract it, extract `image`, upload root.vhd in 4 MiB
+ *   chunks skipping all-zero ones, 4 workers (test/bench/original.ts), as a child process;
+ * - mirror: the built CLI (`node dist/src/cli.js mirror`), as a child process, against the same services;
+ * - floors: bare decompression of the tarball (read -> SHA-256 -> gunzip -> tar -> gunzip -> discard),
+ *   bare Put Page of the same non-zero ranges at the same concurrency, and the network time of the
+ *   tarball at the per-connection cap.
+ * Both children run under probe.ts (CPU, peak RSS, requests and bytes to the Blob service, per phase);
+ * the bench samples their temp directory for the peak temp disk. Exits non-zero only when a result is
+ * wrong (a blob that differs from the fixture, a failed run), never because of a timing.
  */
 
+import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ContainerClient, newPipeline } from '@azure/storage-blob';
-import type { StemcellRelease } from '../../src/boshio.js';
+import { ContainerClient } from '@azure/storage-blob';
 import { createAzureCredential } from '../../src/credentials.js';
-import { uploadSparseVhd, vhdBlobName } from '../../src/pageblob.js';
-import { extractStemcellFrom } from '../../src/stemcell.js';
-import type { ExtractedStemcell } from '../../src/stemcell.js';
-import { readExtents } from '../../src/vhd.js';
+import { VHD_CONTAINER } from '../../src/config.js';
+import { downloadStream } from '../../src/download.js';
+import { planPageWrites, vhdBlobName } from '../../src/pageblob.js';
 import type { Extent } from '../../src/vhd.js';
-import { startAzurite } from '../support/azurite.js';
-import type { AzuriteBlob } from '../support/azurite.js';
-import { startIdentityEndpoint } from '../support/identity.js';
-import type { IdentityEndpoint } from '../support/identity.js';
+import { CLI_ENTRY, REPO_ROOT } from '../support/cli-process.js';
+import { startLocalAzure } from '../support/local-azure.js';
+import type { LocalAzure } from '../support/local-azure.js';
 import { writeLargeStemcellFixture } from '../support/stemcell-fixture.js';
 import { extractionFloor } from './floor.js';
-import { CHUNK, RequestCounter, pageRangeBytes, uploadEveryChunk } from './upload.js';
-import type { RequestCounts } from './upload.js';
+import type { ProbeReading, ProbeReport } from './probe.js';
+import { summariseProfile } from './profile.js';
+import type { ProfileSummary } from './profile.js';
+import { microFigures, writeSweep } from './sweep.js';
+import { pageRangeBytes, uploadFloor } from './upload.js';
 
 const MIB = 1024 * 1024;
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
-const VERSION = '1.100';
 const SEED = 20250102;
 /** Azure's scalability targets for one standard page blob. */
 const AZURE_BYTES_PER_SECOND = 60 * MIB;
-const AZURE_REQUESTS_PER_SECOND = 500;
+const AZURE_WRITES_PER_SECOND = 500;
+const PROBE = join(REPO_ROOT, 'dist/test/bench/probe.js');
+const ORIGINAL = join(REPO_ROOT, 'dist/test/bench/original.js');
 
 interface Options {
-  virtualMiB: number;
+  sizesMiB: number[];
   dataPercent: number;
-  runs: number;
+  perConnectionBytesPerSecond: number;
   concurrency: number;
+  cpuProfDir: string | undefined;
+  json: boolean;
+  sweep: boolean;
 }
 
 function options(): Options {
@@ -52,9 +63,12 @@ function options(): Options {
     options: {
       quick: { type: 'boolean', default: false },
       'virtual-mib': { type: 'string' },
-      'data-percent': { type: 'string', default: '20' },
-      runs: { type: 'string' },
+      'data-percent': { type: 'string', default: '35' },
+      'per-connection-mbps': { type: 'string', default: '400' },
       concurrency: { type: 'string', default: '8' },
+      'cpu-prof': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      sweep: { type: 'boolean', default: false },
     },
   });
   const integer = (name: string, text: string, min: number): number => {
@@ -63,33 +77,25 @@ function options(): Options {
       throw new Error(`--${name} must be a whole number >= ${min}, not ${text}`);
     return value;
   };
-  const virtualMiB = integer('virtual-mib', values['virtual-mib'] ?? (values.quick ? '512' : '5120'), 16);
+  const sizes = values['virtual-mib'] ?? (values.quick ? '512' : '512,5120');
   return {
-    virtualMiB,
+    sizesMiB: sizes.split(',').map((size) => integer('virtual-mib', size, 16)),
     dataPercent: integer('data-percent', values['data-percent'], 0),
-    runs: integer('runs', values.runs ?? (virtualMiB <= 1024 ? '3' : '1'), 1),
+    // Megabits per second, as link speeds are quoted.
+    perConnectionBytesPerSecond: (integer('per-connection-mbps', values['per-connection-mbps'], 1) * 1e6) / 8,
     concurrency: integer('concurrency', values.concurrency, 1),
+    cpuProfDir: values['cpu-prof'],
+    json: values.json,
+    sweep: values.sweep,
   };
 }
 
-const mib = (bytes: number): string => (bytes / MIB).toFixed(1);
-const rate = (bytes: number, seconds: number): string => (bytes / MIB / seconds).toFixed(1);
-const secs = (seconds: number): string => seconds.toFixed(2);
-const log = (line = ''): void => console.log(line);
-const load = (): string =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-
-async function timed<T>(work: () => Promise<T>): Promise<{ value: T; seconds: number }> {
-  const start = performance.now();
-  const value = await work();
-  return { value, seconds: (performance.now() - start) / 1000 };
-}
-
-function sum(extents: readonly Extent[]): number {
-  return extents.reduce((total, e) => total + e.length, 0);
-}
+let jsonMode = false;
+const mib = (bytes: number): string => (bytes / MIB).toFixed(0);
+const secs = (seconds: number): string => seconds.toFixed(1);
+const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}x` : '-');
+const log = (line = ''): void => void (jsonMode ? process.stderr : process.stdout).write(`${line}\n`);
+const load = (): number[] => loadavg().map((l) => Math.round(l * 100) / 100);
 
 function check(condition: boolean, message: string): void {
   if (!condition) throw new Error(`benchmark result is wrong: ${message}`);
@@ -106,269 +112,578 @@ function table(rows: string[][]): void {
   }
 }
 
-interface ExtractionFigures {
-  floorSeconds: number;
-  productSeconds: number;
-  extracted: ExtractedStemcell;
-  allocatedBytes: number;
+/** One phase of a run: what it took and what it used. */
+interface Phase {
+  name: string;
+  wallSeconds: number;
+  cpuSeconds: number;
+  /** The process's peak RSS at the end of the phase (it only grows). */
+  peakRssBytes: number;
+  putPageBytes?: number;
+  putPages?: number;
+  /** Network-bound time on Azure: download at the cap, upload at the page blob's targets. */
+  modeledNetworkSeconds?: number;
 }
 
-async function benchExtraction(
-  tarball: string,
-  release: StemcellRelease,
-  expectedExtents: Extent[],
+interface Run {
+  who: string;
+  phases: Phase[];
+  wallSeconds: number;
+  cpuSeconds: number;
+  peakRssBytes: number;
+  peakTempDiskBytes: number;
+  downloadedBytes: number;
+  downloadRequests: number;
+  downloadConnections: number;
+  blobRequests: number;
+  putPages: number;
+  putPageBytes: number;
+  storedBytes: number;
+  /** Sum over phases of max(network time on Azure, CPU seconds on one core). */
+  modeledAzureSeconds: number;
+}
+
+function phasesFrom(
+  readings: Array<[string, ProbeReading]>,
+  start: ProbeReading,
+): Array<Omit<Phase, 'putPageBytes' | 'putPages'>> {
+  let previous = start;
+  return readings.map(([name, reading]) => {
+    const phase = {
+      name,
+      wallSeconds: (reading.at - previous.at) / 1000,
+      cpuSeconds: reading.cpuSeconds - previous.cpuSeconds,
+      peakRssBytes: reading.maxRssBytes,
+    };
+    previous = reading;
+    return phase;
+  });
+}
+
+/** Allocated bytes under `dir`, sampled every 100 ms until stopped: the peak temp disk. */
+function sampleDisk(dir: string): { stop(): Promise<number> } {
+  let peak = 0;
+  let running = true;
+  const usage = async (path: string): Promise<number> => {
+    let total = 0;
+    for (const entry of await readdir(path, { withFileTypes: true }).catch(() => [])) {
+      const child = join(path, entry.name);
+      if (entry.isDirectory()) total += await usage(child);
+      else
+        total += await stat(child).then(
+          (s) => s.blocks * 512,
+          () => 0,
+        );
+    }
+    return total;
+  };
+  const loop = (async () => {
+    while (running) {
+      peak = Math.max(peak, await usage(dir));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return peak;
+    },
+  };
+}
+
+async function runChild(
+  args: string[],
+  env: Record<string, string>,
+  probeOut: string,
+): Promise<{ report: ProbeReport; stdout: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ['--import', PROBE, ...args], {
+      cwd: REPO_ROOT,
+      env: { ...env, BENCH_PROBE_OUT: probeOut },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', fail);
+    child.on('close', (status) => {
+      if (status !== 0) {
+        fail(
+          new Error(
+            `${args.join(' ')} exited ${status}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`,
+          ),
+        );
+        return;
+      }
+      readFile(probeOut, 'utf8').then(
+        (text) => done({ report: JSON.parse(text) as ProbeReport, stdout }),
+        fail,
+      );
+    });
+  });
+}
+
+interface Subject {
+  tarball: string;
+  tarballSize: number;
+  vhdSize: number;
+  extents: Extent[];
+  dataBytes: number;
+  version: string;
+  url: string;
+}
+
+function modelUpload(putPageBytes: number, putPages: number): number {
+  return Math.max(putPageBytes / AZURE_BYTES_PER_SECOND, putPages / AZURE_WRITES_PER_SECOND);
+}
+
+async function runOriginal(local: LocalAzure, subject: Subject, temp: string, cap: number): Promise<Run> {
+  const workDir = join(temp, 'original');
+  await mkdir(workDir);
+  local.boshio.resetServed();
+  const requestsBefore = local.boshio.requests.length;
+  const disk = sampleDisk(workDir);
+  const started = performance.timeOrigin + performance.now();
+  const blobName = vhdBlobName(SERIES, subject.version);
+  const { report } = await runChild(
+    [ORIGINAL, subject.url, workDir, `${local.azurite.blobEndpoint}/original`, blobName],
+    local.env,
+    join(temp, 'original-probe.json'),
+  );
+  const peakTempDiskBytes = await disk.stop();
+  const downloadedBytes = local.boshio.bytesServed;
+  const marks = ['download', 'extractTarball', 'extractImage', 'upload'].map(
+    (name) => [name, report.marks[name]!] as [string, ProbeReading],
+  );
+  const phases: Phase[] = phasesFrom(marks, report.start);
+  phases[0]!.modeledNetworkSeconds = downloadedBytes / cap;
+  phases[3]!.putPageBytes = report.putPageBytes;
+  phases[3]!.putPages = report.putPages;
+  phases[3]!.modeledNetworkSeconds = modelUpload(report.putPageBytes, report.putPages);
+  const blob = new ContainerClient(
+    `${local.azurite.blobEndpoint}/original`,
+    local.azurite.sharedKeyCredential,
+  ).getPageBlobClient(blobName);
+  const stored = await pageRangeBytes(blob);
+  return {
+    who: 'original',
+    phases,
+    wallSeconds: (report.end.at - started) / 1000,
+    cpuSeconds: report.end.cpuSeconds,
+    peakRssBytes: report.end.maxRssBytes,
+    peakTempDiskBytes,
+    downloadedBytes,
+    downloadRequests: local.boshio.requests.length - requestsBefore,
+    downloadConnections: local.boshio.peakConnections,
+    blobRequests: report.blobRequests,
+    putPages: report.putPages,
+    putPageBytes: report.putPageBytes,
+    storedBytes: stored.bytes,
+    // The original's phases run one after the other: network, then CPU, then upload.
+    modeledAzureSeconds: phases.reduce(
+      (total, p) => total + Math.max(p.modeledNetworkSeconds ?? 0, p.cpuSeconds),
+      0,
+    ),
+  };
+}
+
+async function runMirror(
+  local: LocalAzure,
+  subject: Subject,
   temp: string,
-  runs: number,
-): Promise<ExtractionFigures> {
-  let floorSeconds = Infinity;
-  let productSeconds = Infinity;
-  let extracted: ExtractedStemcell | undefined;
-  for (let run = 1; run <= runs; run++) {
-    const floor = await timed(() => extractionFloor(createReadStream(tarball)));
-    check(
-      floor.value.sha256 === release.sha256,
-      `floor SHA-256 ${floor.value.sha256}, expected ${release.sha256}`,
-    );
-    floorSeconds = Math.min(floorSeconds, floor.seconds);
-
-    const workDir = join(temp, 'work');
-    await rm(workDir, { recursive: true, force: true });
-    await mkdir(workDir);
-    const product = await timed(() => extractStemcellFrom(createReadStream(tarball), release, { workDir }));
-    productSeconds = Math.min(productSeconds, product.seconds);
-    extracted = product.value;
-    log(
-      `  run ${run}/${runs}: floor ${secs(floor.seconds)} s, extractStemcellFrom ${secs(product.seconds)} s ` +
-        `(inner tar ${mib(floor.value.innerBytes)} MiB)`,
-    );
-  }
-  if (!extracted) throw new Error('no extraction ran');
-  const extents = await readExtents(extracted.extentsPath);
-  check(
-    JSON.stringify(extents) === JSON.stringify(expectedExtents),
-    `the extracted extents (${extents.length}, ${sum(extents)} bytes) differ from the fixture's (${expectedExtents.length}, ${sum(expectedExtents)} bytes)`,
-  );
-  check(
-    extracted.dataBytes === sum(expectedExtents),
-    `dataBytes ${extracted.dataBytes}, expected ${sum(expectedExtents)}`,
-  );
-  const info = await stat(extracted.vhdPath);
-  check(
-    info.size === extracted.vhdSize,
-    `root.vhd is ${info.size} bytes, the result says ${extracted.vhdSize}`,
-  );
-  return { floorSeconds, productSeconds, extracted, allocatedBytes: info.blocks * 512 };
-}
-
-interface UploadFigures {
-  seconds: number;
-  bytesUploaded: number;
-  counts: RequestCounts;
-  rangeBytes: number;
-  ranges: number;
-}
-
-async function benchUpload(
-  extracted: ExtractedStemcell,
+  cap: number,
   concurrency: number,
-): Promise<{ sparse: UploadFigures; naive: UploadFigures }> {
-  let identity: IdentityEndpoint | undefined;
-  let azurite: AzuriteBlob | undefined;
+  cpuProfDir: string | undefined,
+): Promise<Run> {
+  local.boshio.resetServed();
+  const requestsBefore = local.boshio.requests.length;
+  const disk = sampleDisk(local.workDir);
+  const started = performance.timeOrigin + performance.now();
+  const profile = cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir];
+  const { report, stdout } = await runChild(
+    [...profile, CLI_ENTRY, 'mirror', '--json', '--series', SERIES],
+    { ...local.env, BASM_UPLOAD_CONCURRENCY: String(concurrency) },
+    join(temp, `mirror-probe-${subject.version}.json`),
+  );
+  const peakTempDiskBytes = await disk.stop();
+  const downloadedBytes = local.boshio.bytesServed;
+  const downloadConnections = local.boshio.peakConnections;
+  check(
+    report.firstPageWrite !== undefined && report.lastPageWrite !== undefined,
+    `the mirror wrote no page: ${stdout}`,
+  );
+  const phases: Phase[] = phasesFrom(
+    [
+      ['download + extract', report.firstPageWrite!],
+      ['upload', report.lastPageWrite!],
+      ['gallery + notify', report.end],
+    ],
+    report.start,
+  );
+  phases[0]!.modeledNetworkSeconds = downloadedBytes / (cap * downloadConnections);
+  phases[1]!.putPageBytes = report.putPageBytes;
+  phases[1]!.putPages = report.putPages;
+  phases[1]!.modeledNetworkSeconds = modelUpload(report.putPageBytes, report.putPages);
+  const blob = new ContainerClient(
+    `${local.azurite.blobEndpoint}/${VHD_CONTAINER}`,
+    local.azurite.sharedKeyCredential,
+  ).getPageBlobClient(vhdBlobName(SERIES, subject.version));
+  const stored = await pageRangeBytes(blob);
+  return {
+    who: 'mirror',
+    phases,
+    wallSeconds: (report.end.at - started) / 1000,
+    cpuSeconds: report.end.cpuSeconds,
+    peakRssBytes: report.end.maxRssBytes,
+    peakTempDiskBytes,
+    downloadedBytes,
+    downloadRequests: local.boshio.requests.length - requestsBefore,
+    downloadConnections,
+    blobRequests: report.blobRequests,
+    putPages: report.putPages,
+    putPageBytes: report.putPageBytes,
+    storedBytes: stored.bytes,
+    // Download and extraction stream together (the slower one sets the pace), then the upload; the
+    // gallery's replication is Azure's time, not the mirror's, and is left out.
+    modeledAzureSeconds: phases
+      .slice(0, 2)
+      .reduce((total, p) => total + Math.max(p.modeledNetworkSeconds ?? 0, p.cpuSeconds), 0),
+  };
+}
+
+interface Floors {
+  decompression: { wallSeconds: number; cpuSeconds: number };
+  upload: { wallSeconds: number; cpuSeconds: number; putPages: number; putPageBytes: number };
+  /** The tarball at the per-connection cap over one connection. */
+  networkOneConnectionSeconds: number;
+  /** downloadStream alone (read and discard), by number of connections: wall seconds. */
+  downloadAlone: Array<{ connections: number; wallSeconds: number; cpuSeconds: number; timesTheCap: number }>;
+}
+
+async function measureFloors(
+  local: LocalAzure,
+  subject: Subject,
+  vhdPath: string,
+  concurrency: number,
+  cap: number,
+): Promise<Floors> {
+  const cpu = (): number => {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1e6;
+  };
+  let wall = performance.now();
+  let cpuAt = cpu();
+  const floor = await extractionFloor(createReadStream(subject.tarball));
+  const decompression = { wallSeconds: (performance.now() - wall) / 1000, cpuSeconds: cpu() - cpuAt };
+  check(floor.innerBytes >= subject.vhdSize, `the floor inflated ${floor.innerBytes} bytes of image`);
+
+  const container = new ContainerClient(`${local.azurite.blobEndpoint}/floor`, createAzureCredential());
+  await container.createIfNotExists(); // outside the timing, with the first token
+  const writes = planPageWrites(subject.extents);
+  wall = performance.now();
+  cpuAt = cpu();
+  const upload = await uploadFloor(container, 'floor.vhd', vhdPath, subject.vhdSize, writes, concurrency);
+  const uploadFigures = {
+    wallSeconds: (performance.now() - wall) / 1000,
+    cpuSeconds: cpu() - cpuAt,
+    putPages: writes.length,
+    putPageBytes: upload.bytesUploaded,
+  };
+  await upload.blob.delete();
+
+  const downloadAlone: Floors['downloadAlone'] = [];
+  for (const connections of [1, 4]) {
+    wall = performance.now();
+    cpuAt = cpu();
+    let bytes = 0;
+    for await (const chunk of downloadStream(subject.url, {
+      timeoutMs: 60_000,
+      expectedSize: subject.tarballSize,
+      connections,
+    }))
+      bytes += (chunk as Buffer).length;
+    check(bytes === subject.tarballSize, `downloadStream delivered ${bytes} bytes`);
+    const wallSeconds = (performance.now() - wall) / 1000;
+    downloadAlone.push({
+      connections,
+      wallSeconds,
+      // The bosh.io fake runs in this process too: its TLS and reads are in this figure.
+      cpuSeconds: cpu() - cpuAt,
+      timesTheCap: subject.tarballSize / wallSeconds / cap,
+    });
+  }
+  return {
+    decompression,
+    upload: uploadFigures,
+    networkOneConnectionSeconds: subject.tarballSize / cap,
+    downloadAlone,
+  };
+}
+
+interface SizeResult {
+  virtualMiB: number;
+  tarballBytes: number;
+  vhdBytes: number;
+  nonZeroBytes: number;
+  extents: number;
+  loadBefore: number[];
+  loadAfter: number[];
+  original: Run;
+  mirror: Run;
+  floors: Floors;
+  profile?: ProfileSummary;
+}
+
+async function benchSize(virtualMiB: number, opts: Options, temp: string): Promise<SizeResult> {
+  const loadBefore = load();
+  const version = `1.${virtualMiB}`;
+  const tarball = join(temp, `stemcell-${virtualMiB}.tgz`);
+  log(
+    `\n== ${virtualMiB} MiB virtual disk, ${opts.dataPercent} % non-zero (load average ${loadBefore.join(' ')})`,
+  );
+  const fixture = await writeLargeStemcellFixture(tarball, {
+    virtualSizeMiB: virtualMiB,
+    // Blocks land at random and overlap: asking for -ln(1 - p) of the disk covers about p of it.
+    dataMiB: Math.round(virtualMiB * -Math.log(1 - Math.min(opts.dataPercent, 95) / 100)),
+    seed: SEED,
+    series: SERIES,
+    version,
+  });
+  const vhdSize = virtualMiB * MIB + 512;
+  const dataBytes = fixture.extents.reduce((total, e) => total + e.length, 0);
+  log(
+    `fixture: tarball ${mib(fixture.size)} MiB, root.vhd ${mib(vhdSize)} MiB, ${mib(dataBytes)} MiB non-zero ` +
+      `(${((100 * dataBytes) / vhdSize).toFixed(1)} %) in ${fixture.extents.length} extents`,
+  );
+  const local = await startLocalAzure({ pollsUntilDone: 1 });
   try {
-    identity = await startIdentityEndpoint();
-    Object.assign(process.env, identity.env());
-    azurite = await startAzurite();
-    const credential = createAzureCredential();
-    const counter = new RequestCounter();
-    const pipeline = newPipeline(credential);
-    pipeline.factories.push(counter);
-    const sparseContainer = new ContainerClient(`${azurite.blobEndpoint}/bench-sparse`, pipeline);
-    const naiveContainer = new ContainerClient(`${azurite.blobEndpoint}/bench-naive`, pipeline);
-    // Outside the timings: the first token and the containers.
-    await sparseContainer.createIfNotExists();
-    await naiveContainer.createIfNotExists();
-    const blobName = vhdBlobName(extracted.series, extracted.version);
-    const extents = await readExtents(extracted.extentsPath);
-
-    counter.reset();
-    const sparse = await timed(() =>
-      uploadSparseVhd({
-        container: sparseContainer,
-        blobName,
-        vhdPath: extracted.vhdPath,
-        extents,
-        size: extracted.vhdSize,
-        metadata: {
-          image_sha256: extracted.imageSha256,
-          stemcell_series: extracted.series,
-          stemcell_version: extracted.version,
-        },
-        concurrency,
-      }),
-    );
-    const sparseCounts = counter.reset();
-    const sparseRanges = await pageRangeBytes(sparseContainer.getPageBlobClient(blobName));
+    // The upload floor runs here, with a token from the same managed-identity endpoint as the CLI.
+    Object.assign(process.env, local.identity.env());
+    local.boshio.faults.perConnectionBytesPerSecond = opts.perConnectionBytesPerSecond;
+    local.boshio.publish(SERIES, { version, tarball: { path: tarball, size: fixture.size } });
+    const fileName = `bosh-stemcell-${version}-${SERIES.replace(/^bosh-/, '')}.tgz`;
+    const subject: Subject = {
+      tarball,
+      tarballSize: fixture.size,
+      vhdSize,
+      extents: fixture.extents,
+      dataBytes,
+      version,
+      url: `${local.boshio.url}/d/stemcells/${SERIES}/${version}/${fileName}`,
+    };
+    const cap = opts.perConnectionBytesPerSecond;
+    log('original ...');
+    const original = await runOriginal(local, subject, temp, cap);
+    check(original.storedBytes >= dataBytes, `the original stored ${original.storedBytes} bytes`);
+    log(`mirror ... (load average ${load().join(' ')})`);
+    const profileDir = opts.cpuProfDir === undefined ? undefined : join(opts.cpuProfDir, String(virtualMiB));
+    const mirror = await runMirror(local, subject, temp, cap, opts.concurrency, profileDir);
     check(
-      sparse.value.bytesUploaded === sparseCounts.putPageBytes,
-      'uploadSparseVhd reports other bytes than it sent',
+      mirror.storedBytes === dataBytes,
+      `the mirror stored ${mirror.storedBytes} bytes, expected ${dataBytes}`,
     );
-    check(
-      sparseRanges.bytes === extracted.dataBytes,
-      `sparse blob holds ${sparseRanges.bytes} written bytes, expected ${extracted.dataBytes}`,
+    check(local.arm.imageVersions.size === 1, 'the mirror created no image version');
+    log(`floors ... (load average ${load().join(' ')})`);
+    const floors = await measureFloors(
+      local,
+      subject,
+      join(temp, 'original', 'image', 'root.vhd'),
+      opts.concurrency,
+      cap,
     );
-    log(`  uploadSparseVhd: ${secs(sparse.seconds)} s, ${sparseCounts.putPages} Put Page`);
-
-    counter.reset();
-    const naive = await timed(() =>
-      uploadEveryChunk(naiveContainer, blobName, extracted.vhdPath, extracted.vhdSize, concurrency),
-    );
-    const naiveCounts = counter.reset();
-    const naiveRanges = await pageRangeBytes(naive.value.blob);
-    check(
-      naive.value.bytesUploaded === naiveCounts.putPageBytes,
-      'the naive upload reports other bytes than it sent',
-    );
-    log(`  every 4 MiB chunk: ${secs(naive.seconds)} s, ${naiveCounts.putPages} Put Page`);
-    await naive.value.blob.delete();
-
+    let profile: ProfileSummary | undefined;
+    if (profileDir !== undefined) {
+      const file = (await readdir(profileDir)).find((name) => name.endsWith('.cpuprofile'));
+      if (file) profile = await summariseProfile(join(profileDir, file));
+    }
     return {
-      sparse: {
-        seconds: sparse.seconds,
-        bytesUploaded: sparse.value.bytesUploaded,
-        counts: sparseCounts,
-        rangeBytes: sparseRanges.bytes,
-        ranges: sparseRanges.ranges,
-      },
-      naive: {
-        seconds: naive.seconds,
-        bytesUploaded: naive.value.bytesUploaded,
-        counts: naiveCounts,
-        rangeBytes: naiveRanges.bytes,
-        ranges: naiveRanges.ranges,
-      },
+      virtualMiB,
+      tarballBytes: fixture.size,
+      vhdBytes: vhdSize,
+      nonZeroBytes: dataBytes,
+      extents: fixture.extents.length,
+      loadBefore,
+      loadAfter: load(),
+      original,
+      mirror,
+      floors,
+      ...(profile ? { profile } : {}),
     };
   } finally {
-    await azurite?.stop();
-    await identity?.stop();
+    await local.stop();
+    await rm(join(temp, 'original'), { recursive: true, force: true });
+    await rm(tarball, { force: true });
   }
 }
 
-function azureLowerBound(figures: UploadFigures): number {
-  return Math.max(
-    figures.counts.putPageBytes / AZURE_BYTES_PER_SECOND,
-    figures.counts.putPages / AZURE_REQUESTS_PER_SECOND,
+function printSize(result: SizeResult, opts: Options): void {
+  const { original, mirror, floors } = result;
+  log(
+    `\n${result.virtualMiB} MiB: tarball ${mib(result.tarballBytes)} MiB, ${mib(result.nonZeroBytes)} MiB non-zero; ` +
+      `load average ${result.loadBefore.join(' ')} before, ${result.loadAfter.join(' ')} after`,
   );
+  const phaseRow = (who: string, p: Phase): string[] => [
+    `${who}: ${p.name}`,
+    secs(p.wallSeconds),
+    secs(p.cpuSeconds),
+    mib(p.peakRssBytes),
+    '',
+    p.putPageBytes === undefined ? '' : mib(p.putPageBytes),
+    p.putPages === undefined ? '' : String(p.putPages),
+    p.modeledNetworkSeconds === undefined ? '' : secs(Math.max(p.modeledNetworkSeconds, p.cpuSeconds)),
+  ];
+  const totalRow = (run: Run): string[] => [
+    `${run.who}: total`,
+    secs(run.wallSeconds),
+    secs(run.cpuSeconds),
+    mib(run.peakRssBytes),
+    mib(run.peakTempDiskBytes),
+    mib(run.putPageBytes),
+    `${run.putPages} (${run.blobRequests})`,
+    secs(run.modeledAzureSeconds),
+  ];
+  table([
+    ['', 'wall s', 'CPU s', 'peak RSS MiB', 'peak temp MiB', 'MiB sent', 'Put Page (all)', 'Azure model s'],
+    ...original.phases.map((p) => phaseRow('original', p)),
+    totalRow(original),
+    ...mirror.phases.map((p) => phaseRow('mirror', p)),
+    totalRow(mirror),
+    [
+      'floor: decompression',
+      secs(floors.decompression.wallSeconds),
+      secs(floors.decompression.cpuSeconds),
+      '',
+      '',
+      '',
+      '',
+      '',
+    ],
+    [
+      `floor: upload (concurrency ${opts.concurrency})`,
+      secs(floors.upload.wallSeconds),
+      secs(floors.upload.cpuSeconds),
+      '',
+      '',
+      mib(floors.upload.putPageBytes),
+      String(floors.upload.putPages),
+      secs(modelUpload(floors.upload.putPageBytes, floors.upload.putPages)),
+    ],
+    [
+      'floor: download, one connection at the cap',
+      secs(floors.networkOneConnectionSeconds),
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+    ],
+    ...floors.downloadAlone.map((d) => [
+      `downloadStream alone, ${d.connections} connection(s): ${d.timesTheCap.toFixed(2)}x the cap`,
+      secs(d.wallSeconds),
+      secs(d.cpuSeconds),
+      '',
+      '',
+      '',
+      '',
+      '',
+    ]),
+  ]);
+  const [downloadExtract, upload] = mirror.phases;
+  log(
+    `download: original ${mib(original.downloadedBytes)} MiB in ${original.downloadRequests} request(s) on ` +
+      `${original.downloadConnections} connection(s); mirror ${mib(mirror.downloadedBytes)} MiB in ` +
+      `${mirror.downloadRequests} request(s), up to ${mirror.downloadConnections} at once ` +
+      `(cap ${(opts.perConnectionBytesPerSecond / MIB).toFixed(1)} MiB/s per connection)`,
+  );
+  log(
+    `mirror / original: wall ${ratio(mirror.wallSeconds, original.wallSeconds)}, CPU ${ratio(mirror.cpuSeconds, original.cpuSeconds)}, ` +
+      `peak RSS ${ratio(mirror.peakRssBytes, original.peakRssBytes)}, temp disk ${ratio(mirror.peakTempDiskBytes, original.peakTempDiskBytes)}, ` +
+      `bytes sent ${ratio(mirror.putPageBytes, original.putPageBytes)}, Azure model ${ratio(mirror.modeledAzureSeconds, original.modeledAzureSeconds)}`,
+  );
+  const toBlob = mirror.phases.slice(0, 2);
+  const toBlobWall = toBlob.reduce((t, p) => t + p.wallSeconds, 0);
+  const toBlobCpu = toBlob.reduce((t, p) => t + p.cpuSeconds, 0);
+  log(
+    `mirror / original up to the uploaded blob (the original has no gallery step): ` +
+      `wall ${ratio(toBlobWall, original.wallSeconds)}, CPU ${ratio(toBlobCpu, original.cpuSeconds)}`,
+  );
+  const decompressionFloor = Math.max(
+    floors.decompression.wallSeconds,
+    floors.networkOneConnectionSeconds / Math.max(1, mirror.downloadConnections),
+  );
+  log(
+    `mirror / floor: download + extract ${ratio(downloadExtract!.wallSeconds, decompressionFloor)} of max(decompression, ` +
+      `network at ${mirror.downloadConnections} connection(s)) = ${secs(decompressionFloor)} s; ` +
+      `upload ${ratio(upload!.wallSeconds, floors.upload.wallSeconds)} of the bare upload`,
+  );
+  log(
+    `mirror / non-zero bytes: temp disk ${ratio(mirror.peakTempDiskBytes, result.nonZeroBytes)}, ` +
+      `bytes sent ${ratio(mirror.putPageBytes, result.nonZeroBytes)}, stored ${ratio(mirror.storedBytes, result.nonZeroBytes)}; ` +
+      `original sends ${ratio(original.putPageBytes, result.nonZeroBytes)}`,
+  );
+  if (result.profile) {
+    log(`CPU profile of the mirror (main thread, ${secs(result.profile.totalMs / 1000)} s sampled):`);
+    for (const c of result.profile.categories) log(`  ${secs(c.ms / 1000).padStart(6)} s  ${c.category}`);
+    log('  top self time:');
+    for (const f of result.profile.functions) log(`  ${secs(f.ms / 1000).padStart(6)} s  ${f.name}`);
+  }
+}
+
+async function sweepMain(opts: Options): Promise<void> {
+  const size = opts.sizesMiB[0]!;
+  log(`CPU per GiB on this machine (load average ${load().join(' ')}):`);
+  const micro = await microFigures();
+  log(
+    `  SHA-1 ${micro.sha1.toFixed(2)} s, SHA-256 ${micro.sha256.toFixed(2)} s, zero scan + sparse write: ` +
+      `${micro.zeroScanOfZeros.toFixed(2)} s of zeros, ${micro.zeroScanOfData.toFixed(2)} s of data`,
+  );
+  log(`page-write sweep on a ${size} MiB disk, ${opts.dataPercent} % non-zero:`);
+  const rows = await writeSweep(size, Math.round(size * -Math.log(1 - opts.dataPercent / 100)), log);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ micro, sweep: rows }, null, 2)}\n`);
 }
 
 async function main(): Promise<void> {
   const opts = options();
-  const dataMiB = Math.round((opts.virtualMiB * opts.dataPercent) / 100);
+  jsonMode = opts.json;
+  if (opts.sweep) return sweepMain(opts);
   log(
     `bosh-azure-stemcell-mirror benchmark: Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ` +
-      `extraction best of ${opts.runs}, upload concurrency ${opts.concurrency}, load average ${load()}`,
+      `sizes ${opts.sizesMiB.join(', ')} MiB, upload concurrency ${opts.concurrency}, ` +
+      `per-connection cap ${opts.perConnectionBytesPerSecond / 125_000} Mbit/s`,
   );
   const temp = await mkdtemp(join(tmpdir(), 'basm-bench-'));
+  const results: SizeResult[] = [];
   try {
-    const tarball = join(temp, 'stemcell.tgz');
+    for (const size of opts.sizesMiB) {
+      const result = await benchSize(size, opts, temp);
+      results.push(result);
+      printSize(result, opts);
+    }
+    if (results.length > 1) {
+      log(
+        '\npeak RSS by size (MiB): ' +
+          results
+            .map(
+              (r) =>
+                `${r.virtualMiB} MiB disk: mirror ${mib(r.mirror.peakRssBytes)}, original ${mib(r.original.peakRssBytes)}`,
+            )
+            .join('; '),
+      );
+    }
     log(
-      `\n1. fixture: ${opts.virtualMiB} MiB virtual disk, about ${dataMiB} MiB of scattered data blocks requested`,
+      '\n"Azure model s" = per phase max(network, CPU on one core): download at the per-connection cap times the ' +
+        "connections used, upload at max(bytes / 60 MiB/s, Put Page / 500 per s); the original's phases add up, " +
+        "the mirror's download and extraction stream together. Azurite on loopback is not Azure: its upload " +
+        'times show the client only.',
     );
-    const generated = await timed(() =>
-      writeLargeStemcellFixture(tarball, {
-        virtualSizeMiB: opts.virtualMiB,
-        dataMiB,
-        seed: SEED,
-        series: SERIES,
-        version: VERSION,
-      }),
-    );
-    const fixture = generated.value;
-    const vhdSize = opts.virtualMiB * MIB + 512;
-    const dataBytes = sum(fixture.extents);
-    log(
-      `  generated in ${secs(generated.seconds)} s: tarball ${mib(fixture.size)} MiB, root.vhd ${mib(vhdSize)} MiB ` +
-        `with ${mib(dataBytes)} MiB non-zero (${((100 * dataBytes) / vhdSize).toFixed(1)}%) in ${fixture.extents.length} extents`,
-    );
-    const release: StemcellRelease = {
-      series: SERIES,
-      version: VERSION,
-      url: `https://bosh.io/d/stemcells/${SERIES}?v=${VERSION}`,
-      size: fixture.size,
-      sha256: fixture.sha256,
-    };
-
-    log('\n2. extraction (same tarball, page cache warm for both)');
-    const extraction = await benchExtraction(tarball, release, fixture.extents, temp, opts.runs);
-    await rm(tarball);
-    const { extracted } = extraction;
-
-    log(
-      `\n3. upload to Azurite over HTTPS on loopback, managed identity token, concurrency ${opts.concurrency}`,
-    );
-    const upload = await benchUpload(extracted, opts.concurrency);
-
-    const floorRate = vhdSize / MIB / extraction.floorSeconds;
-    const productRate = vhdSize / MIB / extraction.productSeconds;
-    log('\nExtraction of root.vhd (MiB/s of VHD bytes, best run)');
-    table([
-      ['', 'seconds', 'MiB/s'],
-      [
-        'floor: read, SHA-256, gunzip, tar, inner gunzip, discard',
-        secs(extraction.floorSeconds),
-        floorRate.toFixed(1),
-      ],
-      [
-        'extractStemcellFrom (to a sparse file + extent map)',
-        secs(extraction.productSeconds),
-        productRate.toFixed(1),
-      ],
-    ]);
-    log(`extractStemcellFrom / floor throughput: ${(productRate / floorRate).toFixed(2)}`);
-    log(
-      `root.vhd on disk: ${mib(extraction.allocatedBytes)} MiB allocated (stat.blocks*512) of ${mib(extracted.vhdSize)} MiB logical; ` +
-        `${mib(extracted.dataBytes)} MiB in extents`,
-    );
-
-    log(
-      `\nUpload of root.vhd (${mib(extracted.vhdSize)} MiB) as a page blob, concurrency ${opts.concurrency}`,
-    );
-    const row = (name: string, f: UploadFigures): string[] => [
-      name,
-      secs(f.seconds),
-      mib(f.counts.putPageBytes),
-      String(f.counts.putPages),
-      rate(f.counts.putPageBytes, f.seconds),
-      mib(f.rangeBytes),
-      secs(azureLowerBound(f)),
-    ];
-    table([
-      ['', 'Azurite s', 'MiB sent', 'Put Page', 'MiB/s', 'page ranges MiB', 'Azure >= s'],
-      row('uploadSparseVhd (non-zero extents)', upload.sparse),
-      row(`every ${CHUNK / MIB} MiB chunk (JS SDK, no helper)`, upload.naive),
-    ]);
-    log(
-      `sparse / naive: ${(upload.sparse.seconds / upload.naive.seconds).toFixed(2)} of the Azurite time, ` +
-        `${(upload.sparse.counts.putPageBytes / upload.naive.counts.putPageBytes).toFixed(3)} of the bytes, ` +
-        `${(upload.sparse.counts.putPages / upload.naive.counts.putPages).toFixed(3)} of the requests, ` +
-        `${(upload.sparse.rangeBytes / upload.naive.rangeBytes).toFixed(3)} of the stored pages`,
-    );
-    log(
-      `Azurite on loopback is not Azure: its times show the client's overhead only. What transfers is the bytes ` +
-        `sent and the Put Page count; "Azure >= s" = max(bytes / 60 MiB/s, requests / 500 per s), the scalability ` +
-        `targets of one standard page blob.`,
-    );
-    log(
-      `Exact: VHD ${extracted.vhdSize} bytes, ${extracted.dataBytes} in extents; sent sparse ${upload.sparse.counts.putPageBytes}, ` +
-        `naive ${upload.naive.counts.putPageBytes}; page ranges sparse ${upload.sparse.rangeBytes}, naive ${upload.naive.rangeBytes}`,
-    );
-    log(
-      `Other requests (create, properties, page range listing, metadata): sparse ${upload.sparse.counts.requests - upload.sparse.counts.putPages}, ` +
-        `naive ${upload.naive.counts.requests - upload.naive.counts.putPages}; listPageRanges returns ${upload.sparse.ranges} ranges ` +
-        `for the sparse blob (Azurite lists each write, it does not join neighbours)`,
-    );
-    log(
-      `Load average at the end: ${load()} (other processes on the machine slow both sides of each comparison)`,
-    );
+    if (opts.json) {
+      process.stdout.write(
+        `${JSON.stringify({ node: process.version, cpus: cpus().length, options: opts, results }, null, 2)}\n`,
+      );
+    }
   } finally {
     await rm(temp, { recursive: true, force: true });
   }

@@ -1,9 +1,10 @@
 /**
- * Upload helpers for the benchmark: a request counter in the SDK pipeline, the naive baseline
- * (every 4 MiB chunk written, zeros included) and the sum of the page ranges the service reports.
+ * Upload helpers for the benchmark: a request counter in the SDK pipeline, the upload floor (bare Put
+ * Page of the non-zero ranges) and the sum of the page ranges the service reports.
  */
 
 import { open } from 'node:fs/promises';
+import type { Extent } from '../../src/vhd.js';
 import type {
   ContainerClient,
   PageBlobClient,
@@ -11,8 +12,6 @@ import type {
   RequestPolicyFactory,
   WebResource,
 } from '@azure/storage-blob';
-
-export const CHUNK = 4 * 1024 * 1024;
 
 export interface RequestCounts {
   /** Every request sent to the Blob service. */
@@ -61,39 +60,35 @@ function rangeLength(header: string | undefined): number {
 }
 
 /**
- * What the JS SDK gives without a sparse helper: create the page blob, then write every 4 MiB
- * chunk of the file, zeros included, `concurrency` at a time.
+ * The upload floor: create the page blob, then Put Page each planned write (the same non-zero ranges the
+ * product writes), read from the file into a pooled buffer, `concurrency` at a time. No resume, no
+ * listing, no metadata, no checks.
  */
-export async function uploadEveryChunk(
+export async function uploadFloor(
   container: ContainerClient,
   blobName: string,
   path: string,
   size: number,
+  writes: readonly Extent[],
   concurrency: number,
 ): Promise<{ blob: PageBlobClient; bytesUploaded: number }> {
-  await container.createIfNotExists();
   const blob = container.getPageBlobClient(blobName);
   await blob.create(size);
   const file = await open(path, 'r');
   let next = 0;
   let bytesUploaded = 0;
   const worker = async (): Promise<void> => {
-    const buffer = Buffer.allocUnsafe(CHUNK);
-    for (let offset = next; offset < size; offset = next) {
-      next += CHUNK;
-      const length = Math.min(CHUNK, size - offset);
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await file.read(buffer, filled, length - filled, offset + filled);
-        if (bytesRead === 0) throw new Error(`${path} ends at ${offset + filled}, expected ${size} bytes`);
-        filled += bytesRead;
-      }
+    const buffer = Buffer.allocUnsafe(Math.max(...writes.map((w) => w.length)));
+    for (let index = next++; index < writes.length; index = next++) {
+      const { offset, length } = writes[index]!;
+      const { bytesRead } = await file.read(buffer, 0, length, offset);
+      if (bytesRead !== length) throw new Error(`${path} is short at ${offset}`);
       await blob.uploadPages(buffer.subarray(0, length), offset, length);
       bytesUploaded += length;
     }
   };
   try {
-    await Promise.all(Array.from({ length: concurrency }, () => worker()));
+    await Promise.all(Array.from({ length: Math.min(concurrency, writes.length) }, () => worker()));
   } finally {
     await file.close();
   }

@@ -46,6 +46,8 @@ export interface FakeBoshioFaults {
   redirectDownloadTo?: string;
   /** The series listing answers 302 to this URL instead of the JSON. */
   redirectListingTo?: string;
+  /** Each bucket response sends at most this many bytes per second, as object stores cap one connection. */
+  perConnectionBytesPerSecond?: number;
 }
 
 export interface FakeBoshio {
@@ -63,6 +65,12 @@ export interface FakeBoshio {
   holdDownloads(series: string): () => void;
   /** Every request, in order; `path` includes the query string. */
   requests: Array<{ method: string; path: string; range?: string; ifRange?: string }>;
+  /** Tarball bytes the bucket has written to its connections so far. */
+  readonly bytesServed: number;
+  /** The most bucket responses that were sending at once. */
+  readonly peakConnections: number;
+  /** Starts bytesServed and peakConnections again from zero. */
+  resetServed(): void;
   stop(): Promise<void>;
 }
 
@@ -82,6 +90,13 @@ interface Stemcell {
   realDigests?: Promise<{ sha1: string; sha256: string }>;
 }
 
+/** What the bucket has sent: bytes, and responses sending now and at most at once. */
+interface Served {
+  bytes: number;
+  active: number;
+  peak: number;
+}
+
 const listingLimit = 40;
 const chunkSize = 1 << 20;
 
@@ -95,6 +110,7 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
   const requests: FakeBoshio['requests'] = [];
   let generation = 0;
   let baseUrl = '';
+  const served = { bytes: 0, active: 0, peak: 0 };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const range = req.headers.range;
@@ -156,7 +172,7 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
           `fake bucket fails downloads of ${stemcell.fileName}`,
         );
       }
-      return serveTarball(req, res, stemcell, faults);
+      return serveTarball(req, res, stemcell, faults, served);
     }
 
     sendText(res, 404, `fake bosh.io has no route for ${url.pathname}`);
@@ -169,6 +185,16 @@ export async function startFakeBoshio(): Promise<FakeBoshio> {
     url: server.url,
     faults,
     requests,
+    get bytesServed() {
+      return served.bytes;
+    },
+    get peakConnections() {
+      return served.peak;
+    },
+    resetServed() {
+      served.bytes = 0;
+      served.peak = served.active;
+    },
     stop: () => server.stop(),
     holdDownloads(series) {
       let release = (): void => undefined;
@@ -273,6 +299,7 @@ async function serveTarball(
   res: ServerResponse,
   stemcell: Stemcell,
   faults: FakeBoshioFaults,
+  served: Served,
 ): Promise<void> {
   const size = stemcell.servedSize;
   const validators = faults.validators ?? 'strong-etag';
@@ -330,7 +357,9 @@ async function serveTarball(
   let body = readTarball(stemcell.tarball, start, cutAt ?? last);
   if (cutAt === undefined && extra > 0) body = followedByZeros(body, extra);
   if (faults.dribbleAfter !== undefined) body = dribbled(body, faults.dribbleAfter);
-  await sendBody(res, body, cutAt !== undefined);
+  if (faults.perConnectionBytesPerSecond !== undefined)
+    body = throttled(body, faults.perConnectionBytesPerSecond);
+  await sendBody(res, body, cutAt !== undefined, served);
 }
 
 async function* followedByZeros(chunks: AsyncIterable<Buffer>, count: number): AsyncGenerator<Buffer> {
@@ -357,6 +386,23 @@ async function* dribbled(
         sent += 1;
         at += 1;
       }
+    }
+  }
+}
+
+/** At most `bytesPerSecond` on average since the first byte, in slices small enough to keep the pace even. */
+async function* throttled(chunks: AsyncIterable<Buffer>, bytesPerSecond: number): AsyncGenerator<Buffer> {
+  const slice = Math.max(16 * 1024, Math.floor(bytesPerSecond / 50));
+  const start = performance.now();
+  let sent = 0;
+  for await (const chunk of chunks) {
+    for (let at = 0; at < chunk.length; at += slice) {
+      const part = chunk.subarray(at, at + slice);
+      const due = start + ((sent + part.length) / bytesPerSecond) * 1000;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      yield part;
+      sent += part.length;
     }
   }
 }
@@ -402,11 +448,19 @@ async function sendBody(
   res: ServerResponse,
   chunks: AsyncIterable<Buffer>,
   thenDrop: boolean,
+  served: Served,
 ): Promise<void> {
   res.flushHeaders();
-  for await (const chunk of chunks) {
-    if (res.destroyed) return;
-    if (!res.write(chunk)) await drainedOrClosed(res);
+  served.active++;
+  served.peak = Math.max(served.peak, served.active);
+  try {
+    for await (const chunk of chunks) {
+      if (res.destroyed) return;
+      served.bytes += chunk.length;
+      if (!res.write(chunk)) await drainedOrClosed(res);
+    }
+  } finally {
+    served.active--;
   }
   if (thenDrop) {
     // destroySoon flushes what was written, then closes: the client gets exactly the bytes before the cut.

@@ -1,0 +1,84 @@
+/**
+ * Loaded into a measured child process with `node --import`: counts what it sends to the Blob service
+ * (through Node's `http.client.*` diagnostics channels, which the Azure SDK's Node HTTP client goes
+ * through), takes CPU and peak-RSS readings at named marks and at the first and last page write, and
+ * writes them as JSON to BENCH_PROBE_OUT when the process exits.
+ */
+
+import { subscribe } from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
+import { writeFileSync } from 'node:fs';
+
+export interface ProbeReading {
+  /** Milliseconds since the Unix epoch. */
+  at: number;
+  /** User + system CPU seconds of the process so far. */
+  cpuSeconds: number;
+  /** Peak resident set size of the process so far, bytes. */
+  maxRssBytes: number;
+}
+
+export interface ProbeReport {
+  start: ProbeReading;
+  marks: Record<string, ProbeReading>;
+  firstPageWrite?: ProbeReading;
+  lastPageWrite?: ProbeReading;
+  end: ProbeReading;
+  /** Requests to the Blob service (every request whose path has a container). */
+  blobRequests: number;
+  putPages: number;
+  putPageBytes: number;
+}
+
+export function reading(): ProbeReading {
+  const usage = process.resourceUsage();
+  return {
+    at: performance.timeOrigin + performance.now(),
+    cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6,
+    maxRssBytes: usage.maxRSS * 1024,
+  };
+}
+
+const report: Omit<ProbeReport, 'end'> = {
+  start: { at: performance.timeOrigin, cpuSeconds: 0, maxRssBytes: 0 },
+  marks: {},
+  blobRequests: 0,
+  putPages: 0,
+  putPageBytes: 0,
+};
+
+/** Records a reading under `name` (the original's phases call this). */
+export function mark(name: string): void {
+  report.marks[name] = reading();
+}
+
+const pageWrites = new WeakSet<ClientRequest>();
+
+function isPageWrite(request: ClientRequest): boolean {
+  return (
+    request.method === 'PUT' &&
+    request.path.includes('comp=page') &&
+    String(request.getHeader('x-ms-page-write') ?? '').toLowerCase() === 'update'
+  );
+}
+
+subscribe('http.client.request.start', (message) => {
+  const { request } = message as { request: ClientRequest };
+  // The SDK talks to Azurite through Node's https; the download goes through fetch (undici), not here.
+  report.blobRequests++;
+  if (!isPageWrite(request)) return;
+  pageWrites.add(request);
+  report.putPages++;
+  report.putPageBytes += Number(request.getHeader('content-length') ?? 0);
+  report.firstPageWrite ??= reading();
+});
+
+subscribe('http.client.response.finish', (message) => {
+  const { request } = message as { request: ClientRequest };
+  if (pageWrites.has(request)) report.lastPageWrite = reading();
+});
+
+process.once('exit', () => {
+  const out = process.env.BENCH_PROBE_OUT;
+  if (out) writeFileSync(out, JSON.stringify({ ...report, end: reading() }));
+});

@@ -1,0 +1,268 @@
+/**
+ * The parallel ranged download: after the first segment, ranged GETs fetch the rest a few at a time
+ * into the one in-order stream; drops resume per segment; a server without ranges (or one that ignores
+ * them) is read as one stream; a file that changes between requests is refused.
+ */
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { buffer } from 'node:stream/consumers';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DownloadError, downloadStream } from '../../src/download.js';
+import { ensureTestCertificate } from '../support/tls.js';
+
+const SEGMENT = 256 * 1024;
+const BODY = randomBytes(3 * 1024 * 1024 + 4321);
+const OTHER_BODY = randomBytes(BODY.length);
+const ETAG = '"v1"';
+
+interface Behaviour {
+  /** Send Accept-Ranges and a strong ETag (default true). */
+  ranges?: boolean;
+  /** Ranged GETs get the whole file (200) with the same ETag: the server ignores Range after the first answer. */
+  ignoreRangeAfterFirst?: boolean;
+  /** Ranged GETs get another file (200, another ETag): it changed on the server. */
+  changedAfterFirst?: boolean;
+  /** Cut the connection of the request with this index after this many body bytes. */
+  dropRequest?: { index: number; after: number };
+  /** Serve this instead of BODY (ranges included). */
+  body?: Buffer;
+  /** `/stemcell.tgz` redirects (302) to `/bucket/stemcell.tgz`, as bosh.io's links do. */
+  redirect?: boolean;
+  /** The first signed bucket URL is refused (403) after one request, as an expired signature would be. */
+  bucketExpiresAfterFirst?: boolean;
+}
+
+interface Server {
+  url: string;
+  requests: Array<{ path: string; range?: string; ifRange?: string }>;
+  /** Redirects answered by the listed link. */
+  redirects: number;
+  peakActive: number;
+  close(): Promise<void>;
+}
+
+async function serve(behaviour: Behaviour = {}): Promise<Server> {
+  const { cert, key } = ensureTestCertificate();
+  const state: Server = {
+    url: '',
+    requests: [],
+    redirects: 0,
+    peakActive: 0,
+    close: () => Promise.resolve(),
+  };
+  let active = 0;
+  let bucketRequests = 0;
+  const server = createServer({ cert, key }, (req, res: ServerResponse) => {
+    const path = req.url ?? '/';
+    if (behaviour.redirect && path === '/stemcell.tgz') {
+      state.redirects++;
+      // Each redirect signs the bucket URL anew, as bosh.io's links to the bucket do.
+      res.writeHead(302, { location: `/bucket/stemcell.tgz?sig=${state.redirects}`, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    const firstSignature = path.endsWith('?sig=1');
+    if (firstSignature && behaviour.bucketExpiresAfterFirst && bucketRequests++ > 0) {
+      res.writeHead(403, { 'content-length': 0 });
+      res.end();
+      return;
+    }
+    const index = state.requests.length;
+    const range = req.headers.range;
+    const ifRange = req.headers['if-range'];
+    state.requests.push({
+      path,
+      ...(range ? { range } : {}),
+      ...(typeof ifRange === 'string' ? { ifRange } : {}),
+    });
+    active++;
+    state.peakActive = Math.max(state.peakActive, active);
+    res.on('close', () => active--);
+    const headers: Record<string, string | number> = {};
+    if (behaviour.ranges !== false) Object.assign(headers, { etag: ETAG, 'accept-ranges': 'bytes' });
+    const match = /^bytes=(\d+)-(\d*)$/.exec(range ?? '');
+    const file = behaviour.body ?? BODY;
+    let body = file;
+    if (index > 0 && behaviour.changedAfterFirst) {
+      body = OTHER_BODY;
+      headers.etag = '"v2"';
+      res.writeHead(200, { ...headers, 'content-length': body.length });
+    } else if (match && ifRange === ETAG && behaviour.ranges !== false && !behaviour.ignoreRangeAfterFirst) {
+      const start = Number(match[1]);
+      const end = match[2] === '' ? file.length : Math.min(file.length, Number(match[2]) + 1);
+      body = file.subarray(start, end);
+      headers['content-range'] = `bytes ${start}-${end - 1}/${file.length}`;
+      res.writeHead(206, { ...headers, 'content-length': body.length });
+    } else {
+      res.writeHead(200, { ...headers, 'content-length': body.length });
+    }
+    const drop = behaviour.dropRequest?.index === index ? behaviour.dropRequest.after : undefined;
+    if (drop !== undefined) res.write(body.subarray(0, drop), () => res.socket?.destroy());
+    else res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/stemcell.tgz`;
+  state.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return state;
+}
+
+const options = { timeoutMs: 5000, expectedSize: BODY.length, segmentBytes: SEGMENT, connections: 4 };
+
+/** The ranges asked for after the first request, as [start, end] pairs in order of start. */
+function rangesAsked(server: Server): Array<[number, number]> {
+  return server.requests
+    .slice(1)
+    .map((r) => /^bytes=(\d+)-(\d+)$/.exec(r.range ?? ''))
+    .filter((m) => m !== null)
+    .map((m): [number, number] => [Number(m[1]), Number(m[2])])
+    .sort((a, b) => a[0] - b[0]);
+}
+
+test('after the first segment the rest comes as ranged GETs with If-Range, in order, byte for byte', async () => {
+  const server = await serve();
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.requests[0]?.range, undefined, 'the first GET asks for the whole file');
+    const segments = Math.ceil((BODY.length - SEGMENT) / SEGMENT);
+    assert.equal(server.requests.length, 1 + segments);
+    let next = SEGMENT;
+    for (const [start, end] of rangesAsked(server)) {
+      assert.equal(start, next, 'the ranges tile the file after the first segment');
+      next = end + 1;
+    }
+    assert.equal(next, BODY.length);
+    for (const request of server.requests.slice(1)) assert.equal(request.ifRange, ETAG);
+    assert.ok(server.peakActive > 1, 'ranges were fetched in parallel');
+  } finally {
+    await server.close();
+  }
+});
+
+test('memory stays bounded: a consumer that stops reading holds the stream buffer and `connections` segments', async () => {
+  const big = randomBytes(24 * 1024 * 1024);
+  const server = await serve({ body: big });
+  try {
+    const stream = downloadStream(server.url, { ...options, expectedSize: big.length });
+    const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const chunks: Buffer[] = [];
+    const first = await iterator.next();
+    if (!first.done) chunks.push(first.value);
+    await sleep(1000);
+    // The Readable's own buffer (highWaterMark) fills first, then at most `connections` segments wait.
+    const bound = 1 + Math.ceil(stream.readableHighWaterMark / SEGMENT) + options.connections + 1;
+    assert.ok(server.requests.length <= bound, `${server.requests.length} requests, at most ${bound}`);
+    assert.ok(server.requests.length < big.length / SEGMENT, 'the download paused');
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) chunks.push(r.value);
+    assert.ok(Buffer.concat(chunks).equals(big), 'the bytes differ');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a ranged GET that drops resumes where it stopped and the bytes stay identical', async () => {
+  const server = await serve({ dropRequest: { index: 2, after: 100_000 } });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    const resumed = rangesAsked(server).filter(([start]) => (start - SEGMENT) % SEGMENT !== 0);
+    assert.equal(resumed.length, 1, 'one range resumed inside a segment');
+    assert.equal((resumed[0]![0] - SEGMENT) % SEGMENT, 100_000 % SEGMENT);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a dropped first connection resumes with Range, then goes on with ranged GETs', async () => {
+  const server = await serve({ dropRequest: { index: 0, after: 50_000 } });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.requests[1]?.range, 'bytes=50000-');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a server without ranges or a strong validator is read as one stream', async () => {
+  const server = await serve({ ranges: false });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.requests.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a server that answers ranged GETs with the same file whole is read on as one stream', async () => {
+  const server = await serve({ ignoreRangeAfterFirst: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a file that changes between the first GET and the ranged ones is refused, as transient', async () => {
+  const server = await serve({ changedAfterFirst: true });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, options)), (error: unknown) => {
+      assert.ok(error instanceof DownloadError, String(error));
+      assert.equal(error.transient, true);
+      assert.match(error.message, /expected 206/);
+      return true;
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+test('connections: 1 keeps one connection', async () => {
+  const server = await serve();
+  try {
+    const bytes = await buffer(downloadStream(server.url, { ...options, connections: 1 }));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.requests.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test('ranged GETs go straight to where the first GET was redirected, one round trip fewer each', async () => {
+  const server = await serve({ redirect: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.redirects, 1, 'only the first GET went through the redirect');
+    assert.ok(server.requests.length > 2);
+    for (const request of server.requests) assert.equal(request.path, '/bucket/stemcell.tgz?sig=1');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a redirect target that refuses the ranged GETs (an expired signed URL) is left for the listed link', async () => {
+  const server = await serve({ redirect: true, bucketExpiresAfterFirst: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(
+      server.redirects,
+      1 + Math.ceil((BODY.length - SEGMENT) / SEGMENT),
+      'every ranged GET asked the link',
+    );
+  } finally {
+    await server.close();
+  }
+});
