@@ -53,6 +53,13 @@ param mountedDirectory string = ''
 @description('BASM_MAX_VERSIONS_PER_RUN: most versions of one series mirrored in one run.')
 param maxVersionsPerRun int = 3
 
+@description('BASM_ADOPT_UNTAGGED: verify and adopt the untagged image versions another tool (the original mirror) made, instead of reporting them.')
+@allowed([
+  'true'
+  'false'
+])
+param adoptUntagged string = 'false'
+
 @description('BASM_BOSHIO_URL: bosh.io base URL.')
 param boshioUrl string = 'https://bosh.io'
 
@@ -143,6 +150,7 @@ module resources 'modules/resources.bicep' = {
       BASM_GALLERY_IMAGE_NAME: galleryImageName
       BASM_MOUNTED_DIRECTORY: mountedDirectory
       BASM_MAX_VERSIONS_PER_RUN: string(maxVersionsPerRun)
+      BASM_ADOPT_UNTAGGED: adoptUntagged
       BASM_BOSHIO_URL: boshioUrl
       BASM_UPLOAD_CONCURRENCY: string(uploadConcurrency)
       BASM_HTTP_TIMEOUT_SECONDS: string(httpTimeoutSeconds)

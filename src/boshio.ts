@@ -24,8 +24,9 @@ export class BoshioError extends Error {
     message: string,
     /** Worth retrying later: network trouble, 408, 429, 5xx (see failures.ts). */
     readonly transient: boolean,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'BoshioError';
   }
 }
@@ -66,7 +67,9 @@ export async function listStemcellReleases(
         : error instanceof HttpsRequiredError
           ? error.message
           : String((error as Error).cause ?? error);
-    throw new BoshioError(`bosh.io request ${url} failed: ${reason}`, isTransientError(error));
+    throw new BoshioError(`bosh.io request ${url} failed: ${reason}`, isTransientError(error), {
+      cause: error,
+    });
   }
   if (response.status !== 200) {
     const transient = isTransientStatus(response.status);

@@ -1,5 +1,7 @@
+#!/usr/bin/env node
 /**
- * `npm run --silent stemcell-mirror -- mirror [--series S[,S]] [--version V] [--dry-run] [--json]`
+ * `stemcell-mirror mirror [--series S[,S]] [--version V] [--dry-run] [--json] [--verbose]`, the package's
+ * bin (also `npm run --silent stemcell-mirror -- mirror ...`).
  *
  * Runs the mirror workflow once, in this process, against whatever the environment configures.
  * Results go to stdout (a table, or one JSON document with --json); progress and logs go to stderr.
@@ -7,10 +9,11 @@
  * usage or settings.
  */
 
+import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
-import { errorMessage } from './failures.js';
+import { errorMessage, isUnreachableError } from './failures.js';
 import { InProcessRunner } from './in-process-runner.js';
 import { createProgressReporter } from './progress.js';
 import { announceSettings, createMirrorServices, type Logger } from './services.js';
@@ -18,16 +21,27 @@ import { mirrorSteps } from './steps.js';
 import { isStemcellVersion } from './versions.js';
 import type { VersionResult, VersionStatus } from './workflow.js';
 
-export const USAGE = `Usage: npm run --silent stemcell-mirror -- mirror [options]
+/** The one usage line a usage error prints. */
+export const USAGE_LINE =
+  'Usage: stemcell-mirror mirror [--series S[,S]] [--version V] [--dry-run] [--json] [--verbose]';
 
-Mirrors the BOSH stemcells the Azure Compute Gallery lacks from bosh.io, once, in this process.
+export const USAGE = `${USAGE_LINE}
+   or: npm run --silent stemcell-mirror -- mirror [options]
+
+Mirrors the BOSH stemcells the Azure Compute Gallery lacks from bosh.io, once, in this process,
+signed in as your \`az login\` (or the managed identity of AZURE_MANAGED_IDENTITY_ID in Azure).
 
 Options:
   --series S[,S]  series to mirror (default: BASM_STEMCELL_SERIES)
   --version V     mirror exactly this version (one series only)
   --dry-run       decide and print what would be mirrored; change nothing
   --json          print one JSON document with the results on stdout
+  --verbose       also print diagnostic details (what each Azure credential said)
   -h, --help      show this help
+
+Required settings (environment variables): AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_REGION,
+AZURE_STORAGE_ACCOUNT_NAME, AZURE_GALLERY_NAME. Every setting, with defaults and allowed values:
+docs/configuration.md.
 
 Exit status: 0 when every series succeeded (or had nothing to do), 1 when any failed, 2 for bad usage or settings.
 `;
@@ -45,35 +59,55 @@ interface MirrorCommand {
   version?: string;
   dryRun: boolean;
   json: boolean;
+  verbose: boolean;
+}
+
+const OPTIONS = {
+  series: { type: 'string' },
+  version: { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  verbose: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** The tool's own words for what Node's parser would explain in its terms. */
+function checkOptions(tokens: ReturnType<typeof parseArgs>['tokens'] & object): void {
+  for (const token of tokens) {
+    if (token.kind !== 'option') continue;
+    const known = (OPTIONS as Record<string, { type: 'string' | 'boolean' }>)[token.name];
+    if (known === undefined) throw new UsageError(`unknown option ${token.rawName}`);
+    if (known.type === 'boolean' && token.value !== undefined) {
+      throw new UsageError(`${token.rawName} takes no value`);
+    }
+    if (known.type === 'string' && (token.value === undefined || token.value.startsWith('-'))) {
+      throw new UsageError(`${token.rawName} needs a value`);
+    }
+  }
 }
 
 function parseCommand(argv: string[]): MirrorCommand | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        series: { type: 'string' },
-        version: { type: 'string' },
-        'dry-run': { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(errorMessage(error));
-  }
-  const { values, positionals } = parsed;
-  if (values.help) return 'help';
+  // Not strict: checkOptions says what is wrong in this tool's words (Node's messages talk about its parser).
+  const { values, positionals, tokens } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+    options: OPTIONS,
+  });
+  checkOptions(tokens);
+  if (values.help === true) return 'help';
   if (positionals.length === 0) throw new UsageError('missing command: mirror');
   if (positionals[0] !== 'mirror')
     throw new UsageError(`unknown command "${positionals[0]}"; the command is: mirror`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
-  const command: MirrorCommand = { dryRun: values['dry-run'], json: values.json };
-  if (values.series !== undefined) command.series = values.series;
-  if (values.version !== undefined) {
+  const command: MirrorCommand = {
+    dryRun: values['dry-run'] === true,
+    json: values.json === true,
+    verbose: values.verbose === true,
+  };
+  if (typeof values.series === 'string') command.series = values.series;
+  if (typeof values.version === 'string') {
     if (!isStemcellVersion(values.version)) {
       throw new UsageError(`--version "${values.version}" is not a stemcell version (e.g. 1.1364)`);
     }
@@ -115,13 +149,71 @@ function reportProvisioning(log: Logger): (status: unknown) => void {
   };
 }
 
+/** A warning about a version keeps the version's prefix first, like every other line about it. */
+function warningLine(message: string): string {
+  const aboutVersion = /^(\S+ \d[\d.]*: )([\s\S]*)$/.exec(message);
+  return aboutVersion ? `${aboutVersion[1]}warning: ${aboutVersion[2]}` : `warning: ${message}`;
+}
+
+function failedSeries(series: string, version: string | undefined, error: unknown): VersionResult {
+  return {
+    series,
+    version: version ?? null,
+    galleryVersion: null,
+    action: 'failed',
+    error: errorMessage(error),
+  };
+}
+
+/** What an operator needs when a series had nothing to do, on stderr (stdout keeps the results). */
+function nothingToDo(series: string, results: VersionResult[]): string | undefined {
+  const [only, ...rest] = results;
+  if (only === undefined || rest.length > 0 || only.action !== 'exists') return undefined;
+  return `${series}: nothing to do: the gallery already has ${only.version ?? 'the version'} (${only.galleryVersion ?? ''})`;
+}
+
+async function mirrorEverySeries(
+  command: MirrorCommand,
+  config: ReturnType<typeof loadConfig>,
+  log: Logger,
+  onProgress: Parameters<typeof createMirrorServices>[2],
+): Promise<VersionResult[]> {
+  announceSettings(config, log, { dryRun: command.dryRun });
+  const services = createMirrorServices(config, log, onProgress);
+  const runner = new InProcessRunner({
+    steps: mirrorSteps(services),
+    log,
+    onStatus: reportProvisioning(log),
+    // On a workstation an unknown host or a refused connection is a typo or no network: say so in seconds.
+    givesUpOn: isUnreachableError,
+  });
+  const results: VersionResult[] = [];
+  for (const series of config.series) {
+    const request = {
+      series,
+      dryRun: command.dryRun,
+      ...(command.version !== undefined ? { version: command.version } : {}),
+    };
+    let seriesResults: VersionResult[];
+    try {
+      seriesResults = (await runner.runSeries(request)).results;
+    } catch (error) {
+      seriesResults = [failedSeries(series, command.version, error)];
+    }
+    const idle = nothingToDo(series, seriesResults);
+    if (idle !== undefined) log.info(idle);
+    results.push(...seriesResults);
+  }
+  return results;
+}
+
 /** The whole command; returns the exit status instead of exiting, so tests can call it. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let command: MirrorCommand | 'help';
   try {
     command = parseCommand(argv);
   } catch (error) {
-    io.stderr.write(`stemcell-mirror: ${errorMessage(error)}\n\n${USAGE}`);
+    io.stderr.write(`stemcell-mirror: ${errorMessage(error)}\n${USAGE_LINE}\nMore: stemcell-mirror --help\n`);
     return 2;
   }
   if (command === 'help') {
@@ -138,8 +230,15 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       );
     }
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof UsageError) {
-      io.stderr.write(`stemcell-mirror: ${error.message}\n`);
+    if (error instanceof UsageError) {
+      io.stderr.write(`stemcell-mirror: ${error.message}\n${USAGE_LINE}\n`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      const settings = error.problems.some((p) => !p.name.startsWith('--'));
+      io.stderr.write(
+        `stemcell-mirror: ${error.message}\n${settings ? 'Every setting: docs/configuration.md\n' : USAGE_LINE + '\n'}`,
+      );
       return 2;
     }
     throw error;
@@ -148,34 +247,16 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const progress = createProgressReporter(io.stderr);
   const log: Logger = {
     info: (message) => progress.line(message),
-    warn: (message) => progress.line(`warning: ${message}`),
+    warn: (message) => progress.line(warningLine(message)),
+    ...(command.verbose ? { detail: (message: string) => progress.line(message) } : {}),
   };
-  announceSettings(config, log, { dryRun: command.dryRun });
-  const services = createMirrorServices(config, log, (event) => progress.update(event));
-  const runner = new InProcessRunner({
-    steps: mirrorSteps(services),
-    log,
-    onStatus: reportProvisioning(log),
-  });
-
-  const results: VersionResult[] = [];
-  for (const series of config.series) {
-    const request = {
-      series,
-      dryRun: command.dryRun,
-      ...(command.version !== undefined ? { version: command.version } : {}),
-    };
-    try {
-      results.push(...(await runner.runSeries(request)).results);
-    } catch (error) {
-      results.push({
-        series,
-        version: command.version ?? null,
-        galleryVersion: null,
-        action: 'failed',
-        error: errorMessage(error),
-      });
-    }
+  let results: VersionResult[];
+  try {
+    results = await mirrorEverySeries(command, config, log, (event) => progress.update(event));
+  } catch (error) {
+    // Whatever broke, stdout still holds one result per series (or one JSON document).
+    const version = command.version;
+    results = config.series.map((series) => failedSeries(series, version, error));
   }
   progress.done();
 
@@ -187,7 +268,18 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   return results.some((r) => r.action === 'failed') ? 1 : 0;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+/** Run as a program (the bin links here through a symlink, so compare real paths), not when imported. */
+function isMainModule(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule()) {
   runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
     (status) => {
       process.exitCode = status;

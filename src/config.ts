@@ -71,6 +71,11 @@ export interface MirrorConfig {
   httpTimeoutMs: number;
   /** Settings that were ignored, for the log (never their values). */
   warnings: string[];
+  /**
+   * `BASM_ADOPT_UNTAGGED`: take over the untagged versions another tool (the original mirror) made, after
+   * verifying them against bosh.io, instead of reporting them.
+   */
+  adoptUntagged: boolean;
   /** How often the image version's provisioning state is polled, in seconds. */
   versionPollIntervalSeconds: number;
   /** Give up waiting for an image version after this many minutes. */
@@ -91,10 +96,25 @@ export interface SettingProblem {
   message: string;
 }
 
+/** "1 flag", "2 settings": a command-line flag (`--series`) is not a setting, so it is not called one. */
+function countOf(problems: SettingProblem[], flags: boolean): string | undefined {
+  const n = problems.filter((p) => p.name.startsWith('--') === flags).length;
+  if (n === 0) return undefined;
+  return `${n} ${flags ? 'flag' : 'setting'}${n === 1 ? '' : 's'}`;
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: SettingProblem[]) {
+    const flags = countOf(problems, true);
+    const settings = countOf(problems, false);
+    const what =
+      flags === undefined
+        ? 'configuration'
+        : settings === undefined
+          ? 'command line'
+          : 'command line and configuration';
     super(
-      `Invalid configuration (${problems.length} setting${problems.length === 1 ? '' : 's'}):\n` +
+      `Invalid ${what} (${[flags, settings].filter(Boolean).join(', ')}):\n` +
         problems.map((p) => `  ${p.name}: ${p.message}`).join('\n'),
     );
     this.name = 'ConfigError';
@@ -162,6 +182,15 @@ class SettingsReader {
   secret(name: string): Secret | undefined {
     const value = this.raw(name);
     return value === undefined ? undefined : new Secret(value);
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (/^true$/i.test(value)) return true;
+    if (/^false$/i.test(value)) return false;
+    this.problem(name, `"${value}" is not valid; expected true or false`);
+    return fallback;
   }
 
   integer(name: string, fallback: number, min: number, max: number): number {
@@ -308,6 +337,7 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     httpTimeoutMs: r.integer('BASM_HTTP_TIMEOUT_SECONDS', 60, 1, 3600) * 1000,
     versionPollIntervalSeconds: r.integer('BASM_VERSION_POLL_INTERVAL_SECONDS', 30, 1, 3600),
     versionReadyTimeoutMinutes: r.integer('BASM_VERSION_READY_TIMEOUT_MINUTES', 120, 1, 24 * 60),
+    adoptUntagged: r.boolean('BASM_ADOPT_UNTAGGED', false),
     seriesLockStaleSeconds: r.integer('BASM_SERIES_LOCK_STALE_SECONDS', 900, 1, 24 * 3600),
     seriesLockWaitSeconds: r.integer('BASM_SERIES_LOCK_WAIT_SECONDS', 1200, 0, 24 * 3600),
     warnings: r.warnings,

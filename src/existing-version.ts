@@ -33,17 +33,39 @@ export type ExistingVersionDecision =
       referencesFull?: true;
       finished: boolean;
       provisioningState: string;
-    };
+    }
+  /**
+   * Untagged, made by another tool (the original mirror), and BASM_ADOPT_UNTAGGED is on: compare its source
+   * blob (when `sourceUri` still exists) with the verified VHD, then tag it as the mirror would have.
+   */
+  | { action: 'adopt'; sourceUri?: string };
 
-/** Why a version can be neither used nor adopted; said after the version's name. */
-export const NEITHER_MIRROR_NOR_CPI =
-  'was created neither by this mirror nor by the BOSH Azure CPI (no stemcell_references or stemcell_name ' +
-  'tag), so a director would refuse it; delete it and run again';
+/** Where an operator reads what to do about versions another tool made. */
+export const MIGRATION_DOCS = 'docs/operations.md#migrating-from-the-container-apps-job';
+
+/** Why an untagged version is left alone; said after the version's name. */
+export const UNTAGGED_FROM_ANOTHER_TOOL =
+  `is untagged, from another tool: see ${MIGRATION_DOCS} (a director refuses it as it is; ` +
+  'BASM_ADOPT_UNTAGGED=true verifies and adopts it)';
+
+/**
+ * Made by another tool: no `stemcell_references` and no `stemcell_name` tag, so neither this mirror nor a
+ * director's CPI made it, and a director refuses it ("not created by BOSH CPI").
+ */
+export function isFromAnotherTool(tags: Readonly<Record<string, string>>): boolean {
+  return !isAdoptableByCpi(tags);
+}
+
+export interface ExistingVersionRules {
+  /** BASM_ADOPT_UNTAGGED: adopt a Succeeded version another tool made, once verified. */
+  adoptUntagged?: boolean;
+}
 
 /** The decision about `existing`, the gallery's version of the stemcell whose image has `imageSha256`. */
 export function decideExistingVersion(
   existing: ImageVersionState | undefined,
   imageSha256: string,
+  rules: ExistingVersionRules = {},
 ): ExistingVersionDecision {
   if (existing === undefined) return { action: 'create' };
   const { provisioningState, tags } = existing;
@@ -64,14 +86,26 @@ export function decideExistingVersion(
   if (provisioningState === 'Deleting') {
     return { action: 'wait', reason: 'is being deleted; creating it again once that is done' };
   }
-  if (!isAdoptableByCpi(tags)) return { action: 'refuse', reason: NEITHER_MIRROR_NOR_CPI };
-  if (!isAdoptableByCpi(tags, imageSha256)) {
+  const taggedImage = tags['image_sha256'];
+  if (taggedImage !== undefined && taggedImage !== imageSha256) {
     return {
       action: 'refuse',
       reason:
-        `already exists with a different image (image_sha256 ${tags['image_sha256']}, this stemcell has ` +
+        `already exists with a different image (image_sha256 ${taggedImage}, this stemcell has ` +
         `${imageSha256}); delete it by hand if it should be replaced`,
     };
+  }
+  if (isFromAnotherTool(tags)) {
+    if (rules.adoptUntagged !== true) return { action: 'refuse', reason: UNTAGGED_FROM_ANOTHER_TOOL };
+    if (provisioningState !== 'Succeeded') {
+      return {
+        action: 'refuse',
+        reason: `is untagged and ${provisioningState}: adopted only once Azure reports it Succeeded (see ${MIGRATION_DOCS})`,
+      };
+    }
+    return existing.sourceUri !== undefined
+      ? { action: 'adopt', sourceUri: existing.sourceUri }
+      : { action: 'adopt' };
   }
   // One still being created cannot be tagged yet; the notify step adopts it once it is Succeeded.
   const wanted = provisioningState === 'Succeeded' ? stemcellReferencesWith(tags) : undefined;

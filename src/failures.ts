@@ -41,7 +41,31 @@ export function isTransientNetworkCode(code: string): boolean {
   return TRANSIENT_NETWORK_CODES.has(code);
 }
 
+// The host cannot be reached at all: on a workstation that is a setting or the network to fix, not a blip.
+const UNREACHABLE_CODES = new Set([
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'ENETDOWN',
+]);
+
 const MAX_CAUSE_DEPTH = 8;
+
+/**
+ * A name that does not resolve or a connection that is refused (anywhere in the cause chain). Transient for
+ * a server in Azure, which waits; the command line gives up at once, so a typo or no network shows in seconds.
+ */
+export function isUnreachableError(error: unknown): boolean {
+  for (let current = error, depth = 0; depth < MAX_CAUSE_DEPTH; depth++) {
+    if (typeof current !== 'object' || current === null) return false;
+    const code = errorCodeOf(current);
+    if (code !== undefined && UNREACHABLE_CODES.has(code)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
 
 /**
  * Worth retrying later: network trouble, a timeout, or a transient HTTP status (isTransientStatus). Errors

@@ -3,6 +3,7 @@
  * Manager into a transient error, and the reading of ARM's answers into errors a person can act on.
  */
 import type { ComputeManagementClient } from '@azure/arm-compute';
+import { signInErrorOf } from './credentials.js';
 import { errorCodeOf, errorMessage, httpStatusOf, isTransientError } from './failures.js';
 
 /** A failed gallery call. `transient` (network, 408, 429, 5xx) means "retry later"; otherwise fix the cause first. */
@@ -90,6 +91,13 @@ function requestTimeoutOf(error: unknown): RequestTimeoutError | undefined {
 /** Wraps any failure as a GalleryError that says what was being done, Azure's answer and whether to retry. */
 export function galleryError(error: unknown, what: string): GalleryError {
   if (error instanceof GalleryError) return error;
+  // Nobody signed in: that one line is the whole story, whatever the call was.
+  const signIn = signInErrorOf(error);
+  if (signIn !== undefined) {
+    const notSignedIn = new GalleryError(signIn.message, { code: 'NotSignedIn' });
+    Object.defineProperty(notSignedIn, 'cause', { value: signIn });
+    return notSignedIn;
+  }
   const timeout = requestTimeoutOf(error);
   if (timeout !== undefined) {
     return new GalleryError(`${what} failed: ${timeout.message}. This looks temporary; it is retried.`, {

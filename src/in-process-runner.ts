@@ -32,6 +32,15 @@ export interface InProcessOptions {
   onStatus?: (status: unknown) => void;
   /** Scales every retry interval (tests make retries instant with 0). */
   retryIntervalScale?: number;
+  /** Errors not worth a retry here even though a server would wait them out (the CLI: unreachable hosts). */
+  givesUpOn?: (error: unknown) => boolean;
+}
+
+/** `<series> <version>`, or `<series>`, of a step's input: every log line about a version starts so. */
+function subjectOf(input: unknown): string | undefined {
+  const { series, version } = (input ?? {}) as { series?: unknown; version?: unknown };
+  if (typeof series !== 'string') return undefined;
+  return typeof version === 'string' ? `${series} ${version}` : series;
 }
 
 export class InProcessRunner {
@@ -93,9 +102,10 @@ export class InProcessRunner {
       try {
         return await run(input);
       } catch (error) {
-        if (attempt >= policy.maxAttempts) throw error;
+        if (attempt >= policy.maxAttempts || this.options.givesUpOn?.(error) === true) throw error;
+        const subject = subjectOf(input);
         this.options.log.warn(
-          `${name} failed (attempt ${attempt} of ${policy.maxAttempts}), retrying in ${Math.round((interval * scale) / 1000)} s: ${errorMessage(error)}`,
+          `${subject !== undefined ? `${subject}: ` : ''}${name} failed (attempt ${attempt} of ${policy.maxAttempts}), retrying in ${Math.round((interval * scale) / 1000)} s: ${errorMessage(error)}`,
         );
         await sleep(interval * scale);
         interval = Math.min(interval * policy.backoffCoefficient, policy.maxRetryIntervalMs);

@@ -18,6 +18,8 @@ export interface GalleryVersionSummary {
    * `Succeeded` without a recorded notification (an interrupted run, a passed deadline, GitHub down).
    */
   unfinished?: { definitionName: string; blobUrl?: string };
+  /** Set for an untagged version another tool made, when BASM_ADOPT_UNTAGGED asks to adopt such versions. */
+  adoptable?: { definitionName: string; blobUrl?: string };
 }
 
 export interface PlannedVersion {
@@ -25,11 +27,14 @@ export interface PlannedVersion {
   galleryVersion: string;
   /**
    * Why it is in the plan: the newest, a gap above the gallery's oldest version, a retry of a version
-   * Azure failed, asked for, or a version the mirror created whose run did not finish.
+   * Azure failed, asked for, a version the mirror created whose run did not finish, or an untagged version
+   * another tool made, to verify and adopt.
    */
-  reason: 'newest' | 'catch-up' | 'retry-failed' | 'requested' | 'finish';
+  reason: 'newest' | 'catch-up' | 'retry-failed' | 'requested' | 'finish' | 'adopt';
   /** For `finish`: the version exists; only waiting for it and notifying are left. */
   finish?: { definitionName: string; blobUrl?: string };
+  /** For `adopt`: the version exists; download and verify the stemcell, compare, then tag the version. */
+  adopt?: { definitionName: string; blobUrl?: string };
 }
 
 export interface SeriesPlan {
@@ -93,6 +98,14 @@ export function planSeries(
     chosen.push({ release: r, galleryVersion: nameOf(r), reason: reasonFor(r, 'catch-up') });
   }
   chosen.sort((a, b) => compareStemcellVersions(a.release.version, b.release.version));
+  // Adopting downloads the stemcell too, so it shares the cap, newest first (what directors use next).
+  const adoptable = new Map(inGallery.flatMap((v) => (v.adoptable ? [[v.name, v.adoptable] as const] : [])));
+  const toAdopt = [...ascending].reverse().filter((r) => adoptable.has(nameOf(r)));
+  const adoptRoom = Math.max(0, maxVersions - chosen.length);
+  for (const r of toAdopt.slice(0, adoptRoom)) {
+    const adopt = adoptable.get(nameOf(r));
+    if (adopt) chosen.push({ release: r, galleryVersion: nameOf(r), reason: 'adopt', adopt });
+  }
   // Finishing costs no download, so it does not count against the cap; it comes last, so a version stuck
   // in Creating never holds up a new stemcell.
   const unfinished = new Map(
@@ -102,7 +115,8 @@ export function planSeries(
     const finish = unfinished.get(nameOf(r));
     if (finish) chosen.push({ release: r, galleryVersion: nameOf(r), reason: 'finish', finish });
   }
-  return { series, mirror: chosen, newest, deferred: candidates.slice(room).map((r) => r.version) };
+  const deferred = [...candidates.slice(room), ...toAdopt.slice(adoptRoom)].map((r) => r.version);
+  return { series, mirror: chosen, newest, deferred };
 }
 
 /**
@@ -126,11 +140,15 @@ export function planRequestedVersion(
     );
   }
   const galleryVersion = galleryVersionName(release.version);
-  const finish = inGallery.find((v) => v.name === galleryVersion)?.unfinished;
+  const existing = inGallery.find((v) => v.name === galleryVersion);
+  const finish = existing?.unfinished;
+  const adopt = existing?.adoptable;
   const mirror: PlannedVersion[] = finish
     ? [{ release, galleryVersion, reason: 'finish', finish }]
-    : presentVersions(inGallery).has(galleryVersion)
-      ? []
-      : [{ release, galleryVersion, reason: 'requested' }];
+    : adopt
+      ? [{ release, galleryVersion, reason: 'adopt', adopt }]
+      : presentVersions(inGallery).has(galleryVersion)
+        ? []
+        : [{ release, galleryVersion, reason: 'requested' }];
   return { series, mirror, newest: release, deferred: [] };
 }

@@ -16,6 +16,8 @@ import type { MonitorSettings, SeriesLockWait } from './workflow.js';
 export interface Logger {
   info(message: string): void;
   warn(message: string): void;
+  /** What an operator rarely needs (a credential chain's answers): the CLI shows it with `--verbose`. */
+  detail?(message: string): void;
 }
 
 export interface ProgressEvent {

@@ -6,17 +6,18 @@
 
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PageBlobClient } from '@azure/storage-blob';
 import { listStemcellReleases } from './boshio.js';
 import type { StemcellRelease } from './boshio.js';
 import { ConfigError, loadConfig, type MirrorConfig } from './config.js';
-import { decideExistingVersion, NEITHER_MIRROR_NOR_CPI } from './existing-version.js';
+import { signInErrorOf } from './credentials.js';
+import { decideExistingVersion, isFromAnotherTool, UNTAGGED_FROM_ANOTHER_TOOL } from './existing-version.js';
 import {
   MAX_TAG_VALUE,
   MIRROR_NOTIFIED_TAG,
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
   imageVersionTags,
-  isAdoptableByCpi,
   isCreatedByMirror,
   stemcellReferencesWith,
 } from './cpi.js';
@@ -24,6 +25,7 @@ import { errorMessage, isTransientError } from './failures.js';
 import { GalleryError } from './gallery-error.js';
 import type { ImageVersionState } from './gallery.js';
 import { displayUrl } from './https-fetch.js';
+import type { StemcellManifest } from './manifest.js';
 import { notifyStemcellPublished } from './notify.js';
 import { NOTIFICATION_RECORD_PREFIX } from './notification-record.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
@@ -52,6 +54,7 @@ import {
   type ExtractedStemcell,
 } from './stemcell.js';
 import { describeHolder, requireClaim, type SeriesLockClaim } from './series-lock.js';
+import { compareSourceBlob, isBlobOfThisCloud, unreadableSourceBlob } from './source-blob.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
 import type {
@@ -74,15 +77,26 @@ class TryAgainLater extends Error {
   readonly transient = true;
 }
 
-function summaryOf(version: ImageVersionState & { definitionName: string }): GalleryVersionSummary {
+function summaryOf(
+  version: ImageVersionState & { definitionName: string },
+  adoptUntagged: boolean,
+): GalleryVersionSummary {
   const summary: GalleryVersionSummary = {
     name: version.name,
     provisioningState: version.provisioningState,
     createdByMirror: isCreatedByMirror(version.tags),
   };
-  // Not finished until the mirror recorded its notification: versions it created whose run stopped early,
-  // and versions a director created that the mirror has not adopted yet (or must refuse, visibly).
   const gone = version.provisioningState === 'Failed' || version.provisioningState === 'Deleting';
+  if (!gone && adoptUntagged && isFromAnotherTool(version.tags)) {
+    summary.adoptable = {
+      definitionName: version.definitionName,
+      ...(version.sourceUri !== undefined ? { blobUrl: version.sourceUri } : {}),
+    };
+    return summary;
+  }
+  // Not finished until the mirror recorded its notification: versions it created whose run stopped early,
+  // and versions a director created that the mirror has not adopted yet (or must refuse, visibly: one
+  // another tool made is reported once per run, by the notify step).
   if (!gone && version.tags[MIRROR_NOTIFIED_TAG] === undefined) {
     summary.unfinished = {
       definitionName: version.definitionName,
@@ -108,10 +122,16 @@ export type MirrorSteps = {
   [N in StepName]: (input: StepInputs[N] & UnderSeriesLock) => Promise<StepOutcome<StepOutputs[N]>>;
 };
 
-async function outcome<T>(work: () => Promise<T>): Promise<StepOutcome<T>> {
+async function outcome<T>(log: Logger, work: () => Promise<T>): Promise<StepOutcome<T>> {
   try {
     return { ok: true, value: await work() };
   } catch (error) {
+    // Nobody signed in: one line for the result, the credential chain's answers for whoever asks.
+    const signIn = signInErrorOf(error);
+    if (signIn !== undefined) {
+      log.detail?.(signIn.details);
+      return { ok: false, error: signIn.message };
+    }
     if (isTransientError(error)) throw error;
     return { ok: false, error: errorMessage(error) };
   }
@@ -143,6 +163,32 @@ function extract(services: MirrorServices, release: StemcellRelease): Promise<Ex
         ...(p.total !== undefined ? { total: p.total } : {}),
       }),
   });
+}
+
+/**
+ * The verified extraction of the tarball bosh.io lists now: found in the work directory, or extracted
+ * again (another instance, or a restart, may have made the first one); of image `imageSha256` when given.
+ */
+async function localStemcell(
+  services: MirrorServices,
+  release: StemcellRelease,
+  imageSha256?: string,
+): Promise<ExtractedStemcell> {
+  const { series, version } = release;
+  const found = await findExtractedStemcell(services.config.workDir, series, version, {
+    ...(imageSha256 !== undefined ? { imageSha256 } : {}),
+    listedTarball: release,
+  });
+  if (found) return found;
+  services.log.info(`${series} ${version}: no local root.vhd here; extracting again`);
+  const local = await extract(services, release);
+  if (imageSha256 !== undefined && local.imageSha256 !== imageSha256) {
+    throw new Error(
+      `${series} ${version}: bosh.io now serves a different image ` +
+        `(SHA-256 ${local.imageSha256}, expected ${imageSha256}); refusing to mix them`,
+    );
+  }
+  return local;
 }
 
 /** A lock claim on a series the mirror is configured for, with a GUID lease id; refused otherwise. */
@@ -194,7 +240,7 @@ export async function resolveVersions(
   const versions = await gallery.listSeriesVersions(series, config.gallery);
   const inGallery = await Promise.all(
     versions.map(async (v) => {
-      const summary = summaryOf(v);
+      const summary = summaryOf(v, config.adoptUntagged);
       // A run whose tag Azure refused recorded its notification in the mirror's storage: finished too.
       if (summary.unfinished && (await notificationRecords.find(v.definitionName, v.name)) !== undefined) {
         delete summary.unfinished;
@@ -245,21 +291,7 @@ export async function uploadVhd(
     const dataBytes = Number(done.metadata['data_bytes'] ?? '0');
     return { blobUrl: done.blobUrl, bytesUploaded: 0, dataBytes, alreadyComplete: true };
   }
-  // Another instance (or a restart) may have extracted it: then extract here again.
-  let local = await findExtractedStemcell(config.workDir, series, version, {
-    imageSha256,
-    listedTarball: release,
-  });
-  if (!local) {
-    log.info(`${series} ${version}: no local root.vhd here; extracting again`);
-    local = await extract(services, release);
-    if (local.imageSha256 !== imageSha256) {
-      throw new Error(
-        `${series} ${version}: bosh.io now serves a different image ` +
-          `(SHA-256 ${local.imageSha256}, expected ${imageSha256}); refusing to mix them`,
-      );
-    }
-  }
+  const local = await localStemcell(services, release, imageSha256);
   const metadata = {
     stemcell_series: series,
     stemcell_version: version,
@@ -286,7 +318,7 @@ export async function uploadVhd(
     onProgress: (bytes, total) => services.onProgress?.({ series, version, phase: 'upload', bytes, total }),
   });
   if (uploaded.replacedBecause)
-    log.warn(`${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`);
+    log.warn(`${series} ${version}: ${blobName}: replaced an existing blob: ${uploaded.replacedBecause}`);
   return {
     blobUrl: uploaded.blobUrl,
     bytesUploaded: uploaded.bytesUploaded,
@@ -309,8 +341,81 @@ export async function ensureImageDefinition(
   const { manifest } = await uploadOf(services, ref);
   const spec = imageDefinitionFor(manifest, services.config.gallery);
   const state = await services.gallery.ensureImageDefinition(spec);
-  if (state === 'created') services.log.info(`created image definition ${spec.name}`);
+  if (state === 'created')
+    services.log.info(`${ref.series} ${ref.version}: created image definition ${spec.name}`);
   return { definitionName: spec.name, created: state === 'created' };
+}
+
+/** What an adopted version is tagged from: the verified stemcell, however the step came by it. */
+interface VerifiedStemcell {
+  manifest: StemcellManifest;
+  imageSha256: string;
+  sourceUrl: string;
+}
+
+/**
+ * Takes over an untagged version another tool made (BASM_ADOPT_UNTAGGED): its source blob, where it still
+ * exists, must hold exactly the verified root.vhd; then the version gets the tags the mirror would have
+ * given it (the CPI's, image_sha256, the mirror's stemcell_references), recorded as finished (the other tool
+ * announced it when it made it). The version itself is not recreated. `sourceUri` is the gallery's word.
+ */
+async function adoptUntagged(
+  services: MirrorServices,
+  { series, version }: StemcellRef,
+  { definitionName, galleryVersion }: { definitionName: string; galleryVersion: string },
+  sourceUri: string | undefined,
+  verified: VerifiedStemcell,
+  localVhd: () => Promise<ExtractedStemcell>,
+): Promise<void> {
+  const { config, gallery, log, vhdContainer } = services;
+  const subject = `${series} ${version}`;
+  const where = `image version ${definitionName}/${galleryVersion}`;
+  if (sourceUri !== undefined) {
+    // The mirror's credential goes only to a storage account of its own cloud, never to any host a version names.
+    if (!isBlobOfThisCloud(sourceUri, config.storageBlobEndpoint)) {
+      throw new Error(
+        `${where} is untagged and its source blob ${displayUrl(sourceUri)} is not in a storage account of ` +
+          `this cloud (${new URL(config.storageBlobEndpoint).host}); refusing to send the mirror's credential there`,
+      );
+    }
+    const local = await localVhd();
+    // The blob may live in another account (the other tool's): read it with the mirror's own identity.
+    const source = new PageBlobClient(sourceUri, vhdContainer.credential);
+    let comparison;
+    try {
+      comparison = await compareSourceBlob(source, {
+        vhdPath: local.vhdPath,
+        size: local.vhdSize,
+        extents: await readExtents(local.extentsPath),
+      });
+    } catch (error) {
+      if (isTransientError(error)) throw error;
+      throw unreadableSourceBlob(`${where} is untagged; its source blob ${displayUrl(sourceUri)}`, error);
+    }
+    if (comparison.outcome === 'different') {
+      throw new Error(
+        `${where} is untagged and its source blob ${displayUrl(sourceUri)} is not ${subject} ` +
+          `from bosh.io (${comparison.reason}); refusing to adopt it: delete the version, and the next run mirrors it afresh`,
+      );
+    }
+    log.info(
+      comparison.outcome === 'same'
+        ? `${subject}: ${where}: its source blob holds the verified root.vhd (${comparison.bytesCompared} bytes compared)`
+        : `${subject}: ${where}: its source blob ${displayUrl(sourceUri)} is gone; adopting on the verified download`,
+    );
+  }
+  const tags = imageVersionTags({
+    manifest: verified.manifest,
+    imageSha256: verified.imageSha256,
+    galleryName: config.galleryName,
+    definitionName,
+    sourceUrl: displayUrl(verified.sourceUrl),
+  });
+  await gallery.tagImageVersion(definitionName, galleryVersion, {
+    ...tags,
+    [MIRROR_NOTIFIED_TAG]: 'adopted',
+  });
+  log.info(`${subject}: ${where} adopted: tagged as the mirror and the BOSH CPI would have`);
 }
 
 /**
@@ -323,17 +428,25 @@ export async function createImageVersion(
 ): Promise<StepOutputs['createImageVersion']> {
   const upload = await uploadOf(services, ref);
   const definitionName = imageDefinitionFor(upload.manifest, services.config.gallery).name;
-  const target: VersionTarget = { definitionName, galleryVersion: galleryVersionName(ref.version), upload };
+  const target: VersionTarget = {
+    ref,
+    definitionName,
+    galleryVersion: galleryVersionName(ref.version),
+    upload,
+  };
   const where = `image version ${definitionName}/${target.galleryVersion}`;
   const first = await useOrCreateVersion(services, target, where);
   if (first !== 'taken') return first;
-  services.log.info(`${where}: created by someone else since the mirror looked; deciding again`);
+  services.log.info(
+    `${ref.series} ${ref.version}: ${where} created by someone else since the mirror looked; deciding again`,
+  );
   const second = await useOrCreateVersion(services, target, where);
   if (second !== 'taken') return second;
   throw new TryAgainLater(`${where} keeps being created by someone else; trying again later`);
 }
 
 interface VersionTarget {
+  ref: StemcellRef;
   definitionName: string;
   galleryVersion: string;
   upload: Awaited<ReturnType<typeof uploadOf>>;
@@ -341,13 +454,25 @@ interface VersionTarget {
 
 /** One look at the gallery's version and what it calls for; `taken` when the create lost a race. */
 async function useOrCreateVersion(
-  { config, gallery, notificationRecords, log }: MirrorServices,
-  { definitionName, galleryVersion, upload }: VersionTarget,
+  services: MirrorServices,
+  { ref, definitionName, galleryVersion, upload }: VersionTarget,
   where: string,
 ): Promise<StepOutputs['createImageVersion'] | 'taken'> {
+  const { config, gallery, notificationRecords, log } = services;
+  const subject = `${ref.series} ${ref.version}`;
   const existing = await gallery.getImageVersion(definitionName, galleryVersion);
-  const decision = decideExistingVersion(existing, upload.imageSha256);
+  const decision = decideExistingVersion(existing, upload.imageSha256, {
+    adoptUntagged: config.adoptUntagged,
+  });
   switch (decision.action) {
+    case 'adopt': {
+      // Made by another tool since the plan: adopted here as the adoptImageVersion step would.
+      const release = await boshioRelease(config, ref.series, ref.version);
+      await adoptUntagged(services, ref, { definitionName, galleryVersion }, decision.sourceUri, upload, () =>
+        localStemcell(services, release, upload.imageSha256),
+      );
+      return { outcome: 'exists', provisioningState: 'Succeeded', definitionName };
+    }
     case 'wait':
       throw new TryAgainLater(`${where} ${decision.reason}`);
     case 'refuse':
@@ -358,7 +483,7 @@ async function useOrCreateVersion(
         await gallery.tagImageVersion(definitionName, galleryVersion, {
           stemcell_references: decision.references,
         });
-        log.info(`${where}: adopted (added ${MIRROR_STEMCELL_REFERENCE} to stemcell_references)`);
+        log.info(`${subject}: ${where} adopted (added ${MIRROR_STEMCELL_REFERENCE} to stemcell_references)`);
       }
       if (decision.referencesFull) log.warn(`${where}: ${REFERENCES_FULL}`);
       return {
@@ -367,7 +492,7 @@ async function useOrCreateVersion(
         definitionName,
       };
     case 'recreate':
-      log.warn(`${where} ${decision.reason}`);
+      log.warn(`${subject}: ${where} ${decision.reason}`);
       await gallery.deleteImageVersion(definitionName, galleryVersion);
       break;
     case 'create':
@@ -392,8 +517,71 @@ async function useOrCreateVersion(
     if (error instanceof GalleryError && error.code === 'VersionExists') return 'taken';
     throw error;
   }
-  log.info(`${where}: creation started`);
+  log.info(`${subject}: ${where} creation started`);
   return { outcome: 'started', provisioningState: 'Creating', definitionName };
+}
+
+/**
+ * Step 2.4, for an untagged version another tool made: verify the stemcell and adopt the version where it
+ * is. Whether to adopt, which version and which source blob are decided here, from the settings and the
+ * gallery: the input only names the stemcell.
+ */
+export async function adoptImageVersion(
+  services: MirrorServices,
+  ref: StepInputs['adoptImageVersion'],
+): Promise<StepOutputs['adoptImageVersion']> {
+  const { config, gallery } = services;
+  const { series, version } = ref;
+  requireConfiguredStemcell(config, series, version);
+  const subject = `${series} ${version}`;
+  if (!config.adoptUntagged) {
+    throw new Error(`${subject}: BASM_ADOPT_UNTAGGED is not true; refusing to adopt an image version`);
+  }
+  const release = await boshioRelease(config, series, version);
+  const local = await localStemcell(services, release);
+  const galleryVersion = galleryVersionName(version);
+  const own = imageDefinitionFor(local.manifest, config.gallery).name;
+  const named = (await gallery.listSeriesVersions(series, config.gallery)).filter(
+    (v) => v.name === galleryVersion,
+  );
+  // Where the mirror would have made it first, then wherever the other tool put it.
+  const existing =
+    named.find((v) => v.definitionName === own && isFromAnotherTool(v.tags)) ??
+    named.find((v) => isFromAnotherTool(v.tags)) ??
+    named.find((v) => v.definitionName === own);
+  if (existing === undefined) {
+    throw new Error(
+      `${subject}: image version ${galleryVersion} is in none of the series' definitions any more; the next run decides again`,
+    );
+  }
+  const { definitionName } = existing;
+  const where = `image version ${definitionName}/${galleryVersion}`;
+  const decision = decideExistingVersion(existing, local.imageSha256, { adoptUntagged: true });
+  const adopted = {
+    definitionName,
+    ...(existing.sourceUri !== undefined ? { blobUrl: existing.sourceUri } : {}),
+  };
+  switch (decision.action) {
+    case 'adopt':
+      await adoptUntagged(
+        services,
+        ref,
+        { definitionName, galleryVersion },
+        decision.sourceUri,
+        { manifest: local.manifest, imageSha256: local.imageSha256, sourceUrl: release.url },
+        () => Promise.resolve(local),
+      );
+      return adopted;
+    case 'refuse':
+      throw new Error(`${where} ${decision.reason}`);
+    case 'use':
+      // This very image, finished: adopted by an earlier attempt of this step (or another run).
+      if (decision.finished) return adopted;
+      break;
+    default:
+      break;
+  }
+  throw new Error(`${where} changed while this run was verifying the stemcell; the next run decides again`);
 }
 
 /** Step 2.5: Azure's provisioning state of the version being created, and how long to wait for it. */
@@ -424,14 +612,17 @@ export async function notify(
   const definitionName = requireSeriesDefinition(config, series, named);
   const galleryVersion = galleryVersionName(stemcellVersion);
   const where = `image version ${definitionName}/${galleryVersion}`;
+  const prefix = `${series} ${stemcellVersion}: `;
   const version = await gallery.getImageVersion(definitionName, galleryVersion);
   if (!version) throw new Error(`${where} disappeared before its run finished`);
-  if (!isAdoptableByCpi(version.tags)) throw new Error(`${where} ${NEITHER_MIRROR_NOR_CPI}`);
+  if (isFromAnotherTool(version.tags)) throw new Error(`${where} ${UNTAGGED_FROM_ANOTHER_TOOL}`);
   // Announced already (a step run again, a run that had to record it in the mirror's storage): never twice.
   const announced =
     version.tags[MIRROR_NOTIFIED_TAG] ?? (await notificationRecords.find(definitionName, galleryVersion));
   if (announced !== undefined) {
-    log.info(`${where}: already announced (${MIRROR_NOTIFIED_TAG} ${announced}); not dispatching again`);
+    log.info(
+      `${prefix}${where}: already announced (${MIRROR_NOTIFIED_TAG} ${announced}); not dispatching again`,
+    );
     return { notified: false };
   }
   let dispatched: string | undefined;
@@ -445,7 +636,7 @@ export async function notify(
     });
     dispatched = new Date().toISOString();
     log.info(
-      `dispatched ${config.notify.owner}/${config.notify.repo} ${config.notify.workflow} for ${definitionName}/${galleryVersion}`,
+      `${prefix}dispatched ${config.notify.owner}/${config.notify.repo} ${config.notify.workflow} for ${definitionName}/${galleryVersion}`,
     );
   }
   // Recorded on the version (with the mirror's reference, for a version a director created), so a
@@ -468,13 +659,13 @@ export async function notify(
     try {
       await notificationRecords.record(definitionName, galleryVersion, notified, errorMessage(error));
       log.warn(
-        `${where}: Azure did not take the ${MIRROR_NOTIFIED_TAG} tag (${errorMessage(error)}); ` +
+        `${prefix}${where}: Azure did not take the ${MIRROR_NOTIFIED_TAG} tag (${errorMessage(error)}); ` +
           `recorded in the mirror's storage instead (${NOTIFICATION_RECORD_PREFIX}${definitionName}/${galleryVersion})`,
       );
     } catch (recordError) {
       if (dispatched === undefined) throw error;
       log.warn(
-        `${where}: dispatched, but recording it failed on the version (${errorMessage(error)}) and in the ` +
+        `${prefix}${where}: dispatched, but recording it failed on the version (${errorMessage(error)}) and in the ` +
           `mirror's storage (${errorMessage(recordError)}); the next run may dispatch again`,
       );
     }
@@ -518,7 +709,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
   const bind =
     <I, O>(step: (services: MirrorServices, input: I) => Promise<O>) =>
     (input: I & UnderSeriesLock): Promise<StepOutcome<O>> =>
-      outcome(() => underSeriesLock(services, input, step));
+      outcome(services.log, () => underSeriesLock(services, input, step));
   return {
     acquireSeriesLock: bind(acquireSeriesLock),
     releaseSeriesLock: bind(releaseSeriesLock),
@@ -527,6 +718,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
     uploadVhd: bind(uploadVhd),
     ensureImageDefinition: bind(ensureImageDefinition),
     createImageVersion: bind(createImageVersion),
+    adoptImageVersion: bind(adoptImageVersion),
     getImageVersionState: bind(getImageVersionState),
     notify: bind(notify),
     cleanup: bind(cleanup),
@@ -555,7 +747,15 @@ export function createStepRunner(
       announceSettings(config, log);
       shared = createMirrorServices(config, log);
     }
-    const step = mirrorSteps({ ...shared, log })[name] as (input: unknown) => Promise<StepOutcome<unknown>>;
+    // The Functions log keeps the details a terminal shows only with --verbose.
+    const detailed: Logger = {
+      info: (message) => log.info(message),
+      warn: (message) => log.warn(message),
+      detail: (message) => (log.detail ? log.detail(message) : log.info(message)),
+    };
+    const step = mirrorSteps({ ...shared, log: detailed })[name] as (
+      input: unknown,
+    ) => Promise<StepOutcome<unknown>>;
     return step(input);
   };
 }

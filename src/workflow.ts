@@ -22,6 +22,7 @@ export type StepName =
   | 'uploadVhd'
   | 'ensureImageDefinition'
   | 'createImageVersion'
+  | 'adoptImageVersion'
   | 'getImageVersionState'
   | 'notify'
   | 'cleanup'
@@ -52,6 +53,8 @@ export const STEP_RETRY: Record<StepName, RetryPolicy> = {
   uploadVhd: network,
   ensureImageDefinition: network,
   createImageVersion: network,
+  // It may extract again (another instance) and reads the whole source blob: paced like a download.
+  adoptImageVersion: { ...network, maxAttempts: 3, firstRetryIntervalMs: 60_000 },
   getImageVersionState: network,
   // A dispatch whose answer was lost would run the workflow twice; a missed one is sent by the next run.
   notify: { ...network, maxAttempts: 3 },
@@ -93,6 +96,13 @@ export interface ImageVersionStart {
   definitionName: string;
 }
 
+/** An untagged version the mirror adopted: tagged where it is, never recreated. */
+export interface AdoptedVersion {
+  definitionName: string;
+  /** The version's source blob, as the gallery reports it. */
+  blobUrl?: string;
+}
+
 export interface ImageVersionStatus {
   provisioningState: string;
   errorMessage?: string;
@@ -120,6 +130,8 @@ export interface StepInputs {
   uploadVhd: StemcellRef & { imageSha256: string };
   ensureImageDefinition: StemcellRef;
   createImageVersion: StemcellRef;
+  /** Adopts the untagged version of the stemcell another tool made, when the gallery and the settings say so. */
+  adoptImageVersion: StemcellRef;
   /** `definitionName` must be one of the series' definitions in the configured gallery. */
   getImageVersionState: StemcellRef & { definitionName: string };
   notify: StemcellRef & { definitionName: string };
@@ -144,6 +156,7 @@ export interface StepOutputs {
   uploadVhd: UploadedVhd;
   ensureImageDefinition: ImageDefinitionRef;
   createImageVersion: ImageVersionStart;
+  adoptImageVersion: AdoptedVersion;
   getImageVersionState: ImageVersionStatus;
   notify: { notified: boolean };
   cleanup: { removed: boolean };
@@ -164,6 +177,11 @@ export interface MirrorRequest {
 export interface MirrorVersionInput extends StemcellRef {
   /** The version exists already (an earlier run did not finish): only wait for it and notify. */
   finish?: { definitionName: string };
+  /**
+   * The plan found an untagged version another tool made (BASM_ADOPT_UNTAGGED): verify the stemcell and adopt
+   * it, uploading nothing. Only a route: the step decides from the gallery and the settings what to adopt.
+   */
+  adopt?: true;
   /** The series run's claim on its series, carried by every step of the version. */
   lock?: SeriesLockClaim;
 }
@@ -400,12 +418,13 @@ function* mirrorHeldSeries(
 
   const planned = plan.mirror.map((p) => p.release.version);
   const results: VersionResult[] = [];
-  for (const { release, galleryVersion, finish } of plan.mirror) {
+  for (const { release, galleryVersion, finish, adopt } of plan.mirror) {
     const instanceId = versionInstanceId(series, release.version, startedAt);
     // The version's own instance shows its step, bytes uploaded and provisioning state.
     ctx.setStatus(seriesStatus(series, planned, results, { version: release.version, instanceId }));
     const input: MirrorVersionInput = { series, version: release.version };
     if (finish) input.finish = { definitionName: finish.definitionName };
+    if (adopt) input.adopt = true;
     let result: VersionResult;
     try {
       result = (yield ctx.callMirrorVersion(lock ? { ...input, lock } : input, instanceId)) as VersionResult;
@@ -479,6 +498,14 @@ export function* mirrorVersion(ctx: WorkflowContext, input: MirrorVersionInput):
         provisioningState: 'unknown',
         definitionName: input.finish.definitionName,
       };
+    } else if (input.adopt) {
+      // The image is in the gallery already: verify the stemcell, then the step compares and tags; no upload.
+      enter('downloadAndExtract');
+      yield* step(ctx, 'downloadAndExtract', ref);
+      enter('adoptImageVersion');
+      const adopted = yield* step(ctx, 'adoptImageVersion', ref);
+      if (adopted.blobUrl !== undefined) result.blobUrl = adopted.blobUrl;
+      started = { outcome: 'exists', provisioningState: 'Succeeded', definitionName: adopted.definitionName };
     } else {
       enter('downloadAndExtract');
       const stemcell = yield* step(ctx, 'downloadAndExtract', ref);

@@ -5,6 +5,7 @@
  */
 
 import { spawn } from 'node:child_process';
+import { formatBytes } from '../src/progress.js';
 import { REPO_ROOT } from './support/cli-process.js';
 import { startLocalAzure } from './support/local-azure.js';
 import { buildStemcellFixture } from './support/stemcell-fixture.js';
@@ -17,7 +18,7 @@ function say(text: string): void {
 
 function runCli(env: Record<string, string>): Promise<number> {
   return new Promise<number>((done, fail) => {
-    const child = spawn('npm', ['run', '--silent', 'stemcell-mirror', '--', 'mirror'], {
+    const child = spawn('npx', ['stemcell-mirror', 'mirror'], {
       cwd: REPO_ROOT,
       env,
       stdio: ['ignore', 'inherit', 'inherit'],
@@ -42,22 +43,37 @@ async function main(): Promise<number> {
       dataMiB: 48,
     });
     local.boshio.publish(SERIES, { version, tarball: fixture.tarball });
+    // What the VHD holds beyond zeros: the fixture's blocks land at random offsets and overlap, so this is
+    // less than the 48 MiB asked for, and it is exactly what the sparse upload sends.
+    const dataBytes = fixture.extents.reduce((sum, extent) => sum + extent.length, 0);
     say(
-      `bosh.io fake publishes ${SERIES} ${version} (a generated stemcell: 256 MiB VHD, 48 MiB of it data).`,
+      `bosh.io fake publishes ${SERIES} ${version} (a generated stemcell: ${formatBytes(fixture.vhd.length - 512)} VHD, ` +
+        `${formatBytes(dataBytes)} of it data, the rest zeros, which are not uploaded).`,
     );
     say('The gallery is empty. The second run shows that a run with nothing to do changes nothing.');
     let status = 0;
     for (const run of ['first', 'second']) {
-      say(`\n$ npm run --silent stemcell-mirror -- mirror    # ${run} run`);
+      say(`\n$ npx stemcell-mirror mirror    # ${run} run`);
       status = await runCli(local.env);
       say(`exit status ${status}`);
       if (status !== 0) break;
     }
     say('\nThe gallery now holds:');
+    let tagged: string | undefined;
     for (const [name, version] of local.arm.imageVersions) {
-      const state = (version as { properties?: { provisioningState?: string } }).properties
-        ?.provisioningState;
-      process.stderr.write(`  ${name}  ${state ?? ''}\n`);
+      const { properties, tags } = version as {
+        properties?: { provisioningState?: string };
+        tags?: Record<string, string>;
+      };
+      tagged = tags?.['image_sha256'];
+      process.stderr.write(`  ${name}  ${properties?.provisioningState ?? ''}\n`);
+    }
+    if (status === 0 && tagged === fixture.imageSha256) {
+      say(
+        'Checksums verified while streaming: the tarball against the SHA-256 bosh.io lists, the image against ' +
+          `the SHA-1 in stemcell.MF, and the VHD footer; the version is tagged image_sha256 ${tagged.slice(0, 12)}..., ` +
+          'the SHA-256 of that verified image.',
+      );
     }
     say('GitHub workflow dispatches:');
     for (const d of local.github.dispatches)

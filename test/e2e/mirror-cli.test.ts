@@ -18,13 +18,19 @@
 
 import assert from 'node:assert/strict';
 import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ManagedIdentityCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
+import { USAGE_LINE } from '../../src/cli.js';
 import { MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
+import { ComputeGallery } from '../../src/gallery.js';
+import { vhdBlobName } from '../../src/pageblob.js';
 import {
   jsonResults,
   runStemcellMirror,
+  runStemcellMirrorBin,
   runStemcellMirrorDirect,
   startStemcellMirrorDirect,
   type CliRun,
@@ -32,6 +38,7 @@ import {
 import {
   startLocalAzure,
   TEST_GALLERY,
+  TEST_REGION,
   TEST_RESOURCE_GROUP,
   TEST_SUBSCRIPTION,
   type LocalAzure,
@@ -176,6 +183,78 @@ function imageVersion(definition: string, version: string): ImageVersion | undef
   return local.arm.imageVersions.get(`${definition}/${version}`) as ImageVersion | undefined;
 }
 
+let otherToolGallery: ComputeGallery | undefined;
+
+/** The gallery as another tool (the original mirror) sees it: the same ARM, the identity endpoint's token. */
+function otherTool(): ComputeGallery {
+  if (otherToolGallery === undefined) {
+    // The credential reads these once per process; no other token is asked for in this process.
+    Object.assign(process.env, local.identity.env());
+    otherToolGallery = new ComputeGallery({
+      subscriptionId: TEST_SUBSCRIPTION,
+      resourceGroup: TEST_RESOURCE_GROUP,
+      galleryName: TEST_GALLERY,
+      region: TEST_REGION,
+      resourceManagerEndpoint: local.arm.url,
+      storageAccountId: `/subscriptions/${TEST_SUBSCRIPTION}/resourceGroups/${TEST_RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/${local.azurite.accountName}`,
+      credential: new ManagedIdentityCredential(),
+      pollIntervalMs: 20,
+    });
+  }
+  return otherToolGallery;
+}
+
+/**
+ * What the original mirror left behind: the whole VHD (zeros included) as a page blob of its own naming, and
+ * an image version made from it without any tag. Returns the blob's URL.
+ */
+async function versionFromAnotherTool(series: string, version: string, vhd: Buffer): Promise<string> {
+  const service = new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential);
+  const container = service.getContainerClient('vhds');
+  await container.createIfNotExists();
+  const blob = container.getPageBlobClient(`${series}-${version}.vhd`);
+  await blob.create(vhd.length);
+  const chunk = 4 * 1024 * 1024;
+  for (let offset = 0; offset < vhd.length; offset += chunk) {
+    const length = Math.min(chunk, vhd.length - offset);
+    await blob.uploadPages(vhd.subarray(offset, offset + length), offset, length);
+  }
+  const gallery = otherTool();
+  await gallery.ensureImageDefinition({
+    name: series,
+    publisher: 'bosh',
+    offer: series,
+    sku: 'gen1',
+    osType: 'Linux',
+    osState: 'Generalized',
+    hyperVGeneration: 'V1',
+    architecture: 'x64',
+  });
+  const galleryVersion = `${version}.0`;
+  await gallery.startImageVersion({
+    definitionName: series,
+    versionName: galleryVersion,
+    blobUrl: blob.url,
+    tags: {},
+  });
+  for (let polls = 0; ; polls++) {
+    const state = await gallery.getImageVersion(series, galleryVersion);
+    if (state?.provisioningState === 'Succeeded') break;
+    assert.ok(
+      polls < 200 && state?.provisioningState !== 'Failed',
+      `setup version ${galleryVersion}: ${state?.provisioningState}`,
+    );
+    await new Promise((done) => setTimeout(done, 50));
+  }
+  return blob.url;
+}
+
+/** Whether the mirror uploaded its own page blob for this version. */
+async function mirrorBlobExists(series: string, version: string): Promise<boolean> {
+  const service = new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential);
+  return service.getContainerClient('stemcell').getBlobClient(vhdBlobName(series, version)).exists();
+}
+
 /** What a progress bar writes to redraw itself: carriage return, ANSI escape. */
 function hasTerminalControl(text: string): boolean {
   return text.includes('\r') || text.includes('\u001b');
@@ -291,6 +370,10 @@ describe('stories', { concurrency: 4 }, () => {
         jsonResults(second).map((r) => [r.version, r.action]),
         [['1.100', 'exists']],
       );
+      assert.match(
+        second.stderr,
+        new RegExp(`^${JAMMY}: nothing to do: the gallery already has 1\\.100 `, 'm'),
+      );
       assert.deepEqual(armWrites(armBefore, JAMMY), []);
       assert.deepEqual(armChanges(armBefore, JAMMY), []);
       assert.deepEqual(downloads(boshioBefore, JAMMY), []);
@@ -325,6 +408,60 @@ describe('stories', { concurrency: 4 }, () => {
       assert.deepEqual(downloads(boshioBefore, series), []);
       assert.deepEqual(versionsOf(series), ['1.100.0']);
       assert.deepEqual(await workDirEntries(s), []);
+    });
+
+    test('the stemcell-mirror bin (npx, no --) runs the same dry run on Node 22', async () => {
+      const armBefore = local.arm.requests.length;
+      const run = await runStemcellMirrorBin(['mirror', '--dry-run', '--json', '--series', series], s.env);
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(jsonResults(run), [
+        { series, version: '1.101', galleryVersion: '1.101.0', action: 'planned' },
+      ]);
+      assert.deepEqual(armChanges(armBefore, series), []);
+    });
+
+    test('not signed in to Azure: one line says to run az login; the credential chain only with --verbose', async () => {
+      // No identity endpoint, and a PATH without az, azd or pwsh: nothing DefaultAzureCredential can use.
+      const { IDENTITY_ENDPOINT: _endpoint, IDENTITY_HEADER: _header, ...rest } = s.env;
+      const env = { ...rest, PATH: dirname(process.execPath) };
+      const notSignedIn =
+        'not signed in to Azure: run `az login` (or set AZURE_MANAGED_IDENTITY_ID in Azure)';
+
+      const run = await runStemcellMirrorDirect(['mirror', '--dry-run', '--json', '--series', series], env);
+      assert.equal(run.status, 1, run.stderr);
+      assert.deepEqual(jsonResults(run), [
+        { series, version: null, galleryVersion: null, action: 'failed', error: notSignedIn },
+      ]);
+      assert.doesNotMatch(run.stderr, /EnvironmentCredential|ManagedIdentityCredential|Azure CLI/);
+
+      const verbose = await runStemcellMirrorDirect(
+        ['mirror', '--dry-run', '--verbose', '--series', series],
+        env,
+      );
+      assert.equal(verbose.status, 1, verbose.stderr);
+      assert.equal(verbose.stdout, `failed   ${series}: ${notSignedIn}\n`);
+      assert.match(verbose.stderr, /EnvironmentCredential/);
+    });
+
+    test('a refused connection fails the dry run within seconds, with one JSON document', async () => {
+      // A port nobody listens on (fetch refuses the well-known ones such as 1 as "bad port").
+      const server = createServer();
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+      const { port } = server.address() as AddressInfo;
+      await new Promise((done) => server.close(done));
+      const started = Date.now();
+      const run = await runStemcellMirrorDirect(['mirror', '--dry-run', '--json', '--series', series], {
+        ...s.env,
+        BASM_BOSHIO_URL: `https://127.0.0.1:${port}`,
+      });
+      const seconds = (Date.now() - started) / 1000;
+      assert.equal(run.status, 1, run.stderr);
+      const [result, ...more] = jsonResults(run);
+      assert.equal(more.length, 0);
+      assert.equal(result?.action, 'failed');
+      assert.match(String(result?.error), /ECONNREFUSED/);
+      assert.doesNotMatch(run.stderr, /retrying/);
+      assert.ok(seconds < 20, `took ${seconds} s`);
     });
   });
 
@@ -431,6 +568,106 @@ describe('stories', { concurrency: 4 }, () => {
         jsonResults(third).map((r) => [r.version, r.action]),
         [['5.1', 'exists']],
       );
+    });
+  });
+
+  describe('migrating from the original mirror: untagged versions it made', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-migrate-go_agent';
+    const docs =
+      /untagged, from another tool: see docs\/operations\.md#migrating-from-the-container-apps-job/;
+
+    // One scenario in three runs: reported without the option, adopted with it, then nothing left to do.
+    test('reported once without BASM_ADOPT_UNTAGGED, then verified, compared and adopted with it', async () => {
+      const s = await story('migrate');
+      const old = await publish({ series, version: '9.1', seed: 61 });
+      await publish({ series, version: '9.2', seed: 62 });
+      const sourceUrl = await versionFromAnotherTool(series, '9.1', old.vhd);
+
+      const before = local.arm.requests.length;
+      const reported = await mirror(s, '--series', series);
+      assert.equal(reported.status, 1, reported.stderr);
+      const [created, untagged, ...more] = jsonResults(reported);
+      assert.equal(more.length, 0);
+      assert.deepEqual(
+        [created?.version, created?.action],
+        ['9.2', 'created'],
+        'the other versions are mirrored',
+      );
+      assert.deepEqual([untagged?.version, untagged?.action], ['9.1', 'failed']);
+      assert.match(String(untagged?.error), docs);
+      assert.deepEqual(imageVersion(series, '9.1.0')?.tags, {});
+      assert.deepEqual(
+        armChanges(before, series).filter((w) => w.includes('/versions/9.1.0')),
+        [],
+      );
+
+      const adoptFrom = local.arm.requests.length;
+      const boshioFrom = local.boshio.requests.length;
+      const adopt = { ...s, env: { ...s.env, BASM_ADOPT_UNTAGGED: 'true' } };
+      const adopted = await mirror(adopt, '--series', series);
+      assert.equal(adopted.status, 0, adopted.stderr);
+      assert.deepEqual(jsonResults(adopted), [
+        { series, version: '9.1', galleryVersion: '9.1.0', action: 'exists', blobUrl: sourceUrl },
+      ]);
+      assert.equal(downloads(boshioFrom, series).length, 1, 'the stemcell is downloaded and verified');
+      assert.match(
+        adopted.stderr,
+        new RegExp(`^${series} 9\\.1: .*source blob holds the verified root\\.vhd`, 'm'),
+      );
+      const version = imageVersion(series, '9.1.0');
+      assert.equal(version?.properties.storageProfile.osDiskImage.source.uri, sourceUrl, 'not recreated');
+      assert.equal(version?.tags.image_sha256, old.imageSha256);
+      assert.equal(version?.tags.stemcell_references, MIRROR_STEMCELL_REFERENCE);
+      assert.equal(version?.tags.compute_gallery_name, TEST_GALLERY);
+      assert.equal(version?.tags.compute_gallery_image_definition, series);
+      assert.equal(version?.tags.version, '9.1');
+      const writes = armChanges(adoptFrom, series).filter((w) => w.includes('/versions/9.1.0'));
+      assert.ok(writes.length > 0 && writes.every((w) => !w.startsWith('DELETE')), writes.join(', '));
+      assert.equal(await mirrorBlobExists(series, '9.1'), false, 'adoption uploads nothing');
+      assert.deepEqual(
+        local.github.dispatches
+          .filter((d) => d.inputs.gallery_image_name === series)
+          .map((d) => d.inputs.gallery_image_version),
+        ['9.2.0'],
+        'the original mirror announced 9.1 when it made it',
+      );
+
+      const again = await mirror(adopt, '--series', series);
+      assert.equal(again.status, 0, again.stderr);
+      assert.deepEqual(
+        jsonResults(again).map((r) => [r.version, r.action]),
+        [['9.2', 'exists']],
+      );
+    });
+  });
+
+  describe('migrating: an untagged version whose source blob is not the stemcell', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-migrate-mismatch-go_agent';
+
+    test('fault: BASM_ADOPT_UNTAGGED refuses an untagged version whose source blob is not the stemcell: failed, not tagged, not recreated', async () => {
+      const s = await story('migrate-mismatch');
+      await publish({ series, version: '9.5', seed: 65 });
+      // Same size, other bytes: what another image under this version name would look like.
+      const other = await buildStemcellFixture({ series, version: '9.5', seed: 66 });
+      const sourceUrl = await versionFromAnotherTool(series, '9.5', other.vhd);
+
+      const before = local.arm.requests.length;
+      const run = await mirror({ ...s, env: { ...s.env, BASM_ADOPT_UNTAGGED: 'true' } }, '--series', series);
+      assert.equal(run.status, 1, run.stderr);
+      const [result, ...more] = jsonResults(run);
+      assert.equal(more.length, 0);
+      assert.equal(result?.action, 'failed');
+      assert.match(
+        String(result?.error),
+        /source blob .* is not .* 9\.5 from bosh\.io \(its bytes \d+-\d+ differ\); refusing to adopt it/,
+      );
+      assert.deepEqual(imageVersion(series, '9.5.0')?.tags, {});
+      assert.equal(
+        imageVersion(series, '9.5.0')?.properties.storageProfile.osDiskImage.source.uri,
+        sourceUrl,
+      );
+      assert.deepEqual(armChanges(before, series), []);
+      assert.deepEqual(await workDirEntries(s), []);
     });
   });
 
@@ -691,6 +928,12 @@ describe('stories', { concurrency: 4 }, () => {
       assert.match(lines[1] ?? '', new RegExp(`^failed +${missing}: .*lists no versions`));
     });
 
+    test('every stderr line about the version starts with "<series> <version>:"', () => {
+      const about = run.stderr.split('\n').filter((l) => /\b8\.1\b|8\.1\.0/.test(l));
+      assert.ok(about.length >= 6, run.stderr);
+      for (const line of about) assert.ok(line.startsWith(`${good} 8.1: `), `unprefixed: ${line}`);
+    });
+
     test('stdout then holds no progress and no logs', () => {
       assert.doesNotMatch(run.stdout, /%|MiB|download|upload|Succeeded|dispatched/);
       assert.ok(!hasTerminalControl(run.stdout), JSON.stringify(run.stdout));
@@ -701,8 +944,17 @@ describe('stories', { concurrency: 4 }, () => {
       const lines = run.stderr.split('\n').filter((l) => l !== '');
       for (const phase of ['download', 'upload'])
         assert.ok(
-          lines.some((l) => new RegExp(`^${good} 8\\.1 ${phase} 100% `).test(l)),
+          lines.some((l) => new RegExp(`^${good} 8\\.1: ${phase} 100% `).test(l)),
           `no "${phase} 100%" line:\n${run.stderr}`,
+        );
+      for (const done of ['downloaded', 'uploaded'])
+        assert.ok(
+          lines.some((l) =>
+            new RegExp(
+              `^${good} 8\\.1: ${done} \\d+\\.\\d (MiB|GiB) in \\d+\\.\\d s( \\(\\d+\\.\\d MiB/s\\))?$`,
+            ).test(l),
+          ),
+          `no "${done}" summary line:\n${run.stderr}`,
         );
       assert.ok(
         lines.some((l) => l === `${good} 8.1: image version 8.1.0 is Succeeded`),
@@ -855,10 +1107,24 @@ describe('command-line contract', () => {
     };
   }
 
-  test('an unknown option exits 2 with usage', async () => {
+  test("an unknown option exits 2 with the tool's own message, the one usage line and a pointer to --help", async () => {
     const run = await runStemcellMirror(['mirror', '--frobnicate'], local.env);
     assert.equal(run.status, 2);
-    assert.match(run.stderr, /Usage: npm run --silent stemcell-mirror -- mirror/);
+    assert.equal(
+      run.stderr,
+      `stemcell-mirror: unknown option --frobnicate\n${USAGE_LINE}\nMore: stemcell-mirror --help\n`,
+    );
+    assert.equal(run.stdout, '');
+  });
+
+  test('a bad flag value is called a flag, not a setting', async () => {
+    const run = await runStemcellMirrorDirect(['mirror', '--series', 'Not A Series'], local.env);
+    assert.equal(run.status, 2);
+    assert.match(
+      run.stderr,
+      /^stemcell-mirror: Invalid command line \(1 flag\):\n {2}--series: "Not A Series"/,
+    );
+    assert.doesNotMatch(run.stderr, /setting/);
   });
 
   test('fault: a bad setting exits 2 naming every offending variable before any network call', async () => {
@@ -905,9 +1171,13 @@ describe('command-line contract', () => {
     const counts = requestCounts();
     const run = await runStemcellMirrorDirect(['--help'], local.env);
     assert.equal(run.status, 0, run.stderr);
-    assert.match(run.stdout, /^Usage: npm run --silent stemcell-mirror -- mirror \[options\]/);
-    for (const option of ['--series', '--version', '--dry-run', '--json', '--help'])
+    assert.ok(run.stdout.startsWith(`${USAGE_LINE}\n   or: npm run --silent stemcell-mirror -- mirror`));
+    for (const option of ['--series', '--version', '--dry-run', '--json', '--verbose', '--help'])
       assert.match(run.stdout, new RegExp(option));
+    const required = ['AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_REGION'];
+    for (const name of [...required, 'AZURE_STORAGE_ACCOUNT_NAME', 'AZURE_GALLERY_NAME'])
+      assert.match(run.stdout, new RegExp(name));
+    assert.match(run.stdout, /docs\/configuration\.md/);
     assert.equal(run.stderr, '');
     assert.deepEqual(requestCounts(), counts);
 

@@ -474,7 +474,10 @@ describe('createImageVersion with a version of that name already in the gallery'
     const { outcome } = await activity('createImageVersion', REF);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
-    assert.match((outcome as { error: string }).error, /no stemcell_references or stemcell_name tag/);
+    assert.match(
+      (outcome as { error: string }).error,
+      /is untagged, from another tool: see docs\/operations\.md#/,
+    );
     assert.deepEqual(
       versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
       [],
@@ -651,7 +654,10 @@ describe('notify on versions it did not create', () => {
 
     const outcome = results[0]?.outcome as StepOutcome<unknown>;
     assert.equal(outcome.ok, false);
-    assert.match((outcome as { error: string }).error, /no stemcell_references\s+or stemcell_name tag/);
+    assert.match(
+      (outcome as { error: string }).error,
+      /is untagged, from another tool: see docs\/operations\.md#/,
+    );
     assert.equal(local.github.dispatches.length, dispatchesBefore);
     assert.deepEqual(versionWrites(p, '1.109.0', from), []);
     const after = await versionTags(p, '1.109.0');
@@ -1107,6 +1113,66 @@ describe('steps given forged input (an orchestration started by hand with the sy
     }
     assert.deepEqual(local.arm.requests.slice(armFrom), []);
     assert.equal(local.github.dispatches.length, dispatchesBefore);
+  });
+
+  test('fault: adoptImageVersion without BASM_ADOPT_UNTAGGED adopts nothing, whatever the input says', async () => {
+    const evil = await attacker();
+    try {
+      await freshVersion(p, {});
+      const armFrom = local.arm.requests.length;
+      const boshioFrom = local.boshio.requests.length;
+
+      const { outcome } = await activity('adoptImageVersion', {
+        ...REF,
+        adopt: true,
+        adoptUntagged: true,
+        definitionName: p.definitionName,
+        sourceUri: `${evil.url}/evil.vhd`,
+      });
+
+      assert.equal((outcome as StepOutcome<unknown>).ok, false);
+      assert.match(
+        (outcome as { error: string }).error,
+        /BASM_ADOPT_UNTAGGED is not true; refusing to adopt/,
+      );
+      assert.deepEqual(local.arm.requests.slice(armFrom), []);
+      assert.deepEqual(local.boshio.requests.slice(boshioFrom), []);
+      assert.deepEqual(await versionTags(p, GALLERY_VERSION), {});
+      assert.deepEqual(evil.requests, []);
+    } finally {
+      await withoutVersion(p);
+      await evil.stop();
+    }
+  });
+
+  test('fault: adoptImageVersion sends no credential to a source blob outside this cloud’s storage, and tags nothing', async () => {
+    const evil = await attacker();
+    try {
+      await freshVersion(p, {});
+      // The gallery's own word on where the version came from: another tool may have named any host.
+      const stored = local.arm.imageVersions.get(`${p.definitionName}/${GALLERY_VERSION}`) as {
+        properties: { storageProfile: { osDiskImage: { source: { uri: string } } } };
+      };
+      stored.properties.storageProfile.osDiskImage.source.uri = `${evil.url}/vhds/evil.vhd`;
+      const armFrom = local.arm.requests.length;
+
+      const { results } = await activitiesInWorker({ ...process.env, BASM_ADOPT_UNTAGGED: 'true' }, [
+        ['adoptImageVersion', REF],
+      ]);
+
+      const outcome = results[0]?.outcome as StepOutcome<unknown>;
+      assert.equal(outcome.ok, false);
+      assert.match(
+        (outcome as { error: string }).error,
+        /is untagged and its source blob .* is not in a storage account of this cloud .*refusing to send the mirror's credential there/,
+      );
+      assert.deepEqual(evil.requests, []);
+      assert.deepEqual(versionWrites(p, GALLERY_VERSION, armFrom), []);
+      assert.deepEqual(await versionTags(p, GALLERY_VERSION), {});
+    } finally {
+      await withoutVersion(p);
+      await evil.stop();
+    }
   });
 
   test('fault: getImageVersionState answers the configured poll interval and deadline, whatever the input says', async () => {

@@ -440,6 +440,21 @@ describe('mirrorSeries', () => {
       lock: claim,
     });
   });
+
+  test('a planned adoption is passed to mirrorVersion as a route only: no definition, blob or digest', async () => {
+    const adopt = { definitionName, blobUrl: 'https://old.blob.core.windows.net/vhds/1.100.vhd' };
+    const adoptPlan = {
+      series: SERIES,
+      mirror: [{ release, galleryVersion: '1.100.0', reason: 'adopt', adopt }],
+      newest: release,
+      deferred: [],
+    };
+
+    const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(adoptPlan)));
+
+    assert.equal(state.last.functionName, 'mirrorVersion');
+    assert.deepEqual(state.last.input, { series: SERIES, version: '1.100', adopt: true, lock: claim });
+  });
 });
 
 describe('mirrorVersion', () => {
@@ -790,6 +805,91 @@ describe('mirrorVersion', () => {
       action: 'created',
       blobUrl: finishBlobUrl,
     });
+  });
+});
+
+describe('mirrorVersion adopting an untagged version another tool made', () => {
+  const sourceBlob = `https://old.blob.core.windows.net/vhds/${SERIES}-1.100.vhd`;
+  const adoptHistory = (input: unknown = { ...versionInput, adopt: true }) =>
+    new OrchestrationHistory(
+      'mirrorVersion',
+      versionInstanceId(SERIES, '1.100', START),
+      input,
+      START,
+      'mirror-x',
+    );
+
+  test('verifies the stemcell, then adopts: no upload, no definition, no create, no wait, no dispatch', async () => {
+    const history = adoptHistory()
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted('adoptImageVersion', ok({ definitionName, blobUrl: sourceBlob }))
+      .activityCompleted('cleanup', ok({ removed: true }));
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => [a.functionName, a.input, a.retryOptions]),
+      [
+        ['downloadAndExtract', REF, expectedRetryOptions('downloadAndExtract')],
+        ['adoptImageVersion', REF, expectedRetryOptions('adoptImageVersion')],
+        ['cleanup', REF, expectedRetryOptions('cleanup')],
+      ],
+    );
+    assert.equal(state.isDone, true);
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'exists',
+      blobUrl: sourceBlob,
+    });
+  });
+
+  test('fault: a refused adoption fails the version at adoptImageVersion, and cleanup still runs', async () => {
+    const message =
+      'image version x/1.100.0 is untagged and its source blob ... is not ...; refusing to adopt it';
+    const history = adoptHistory()
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted('adoptImageVersion', { ok: false, error: message })
+      .activityCompleted('cleanup', ok({ removed: true }));
+
+    const state = await replay(history);
+
+    assert.equal(state.isDone, true);
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'failed',
+      step: 'adoptImageVersion',
+      error: message,
+    });
+  });
+
+  test('fault: a forged adoption route with a definition, source blob and digest passes none of them to a step', async () => {
+    const forged = {
+      ...versionInput,
+      adopt: { definitionName: 'another-definition', blobUrl: 'https://attacker.example/evil.vhd' },
+      sourceUri: 'https://attacker.example/evil.vhd',
+      imageSha256: 'ff'.repeat(32),
+    };
+    const history = adoptHistory(forged)
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted('adoptImageVersion', ok({ definitionName }))
+      .activityCompleted('cleanup', ok({ removed: true }));
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => [a.functionName, a.input]),
+      [
+        ['downloadAndExtract', REF],
+        ['adoptImageVersion', REF],
+        ['cleanup', REF],
+      ],
+    );
+    assert.doesNotMatch(JSON.stringify(state.all), /attacker|another-definition|ffff/);
+    assert.equal((state.output as VersionResult).blobUrl, undefined);
   });
 });
 

@@ -35,6 +35,18 @@ export function runStemcellMirror(
   return runChild('npm', ['run', '--silent', 'stemcell-mirror', '--', ...args], env, options);
 }
 
+/**
+ * `npx stemcell-mirror ...args`: the package's bin, as an operator runs it from a clone (no `--` needed);
+ * npm puts node_modules/.bin first on PATH, so `#!/usr/bin/env node` finds the project's Node 22.
+ */
+export function runStemcellMirrorBin(
+  args: string[],
+  env: Record<string, string>,
+  options: CliRunOptions = {},
+): Promise<CliRun> {
+  return runChild('npx', ['stemcell-mirror', ...args], env, options);
+}
+
 /** `node dist/src/cli.js ...args` with the Node 22 binary running the tests (process.execPath). */
 export function runStemcellMirrorDirect(
   args: string[],

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  NEITHER_MIRROR_NOR_CPI,
+  MIGRATION_DOCS,
+  UNTAGGED_FROM_ANOTHER_TOOL,
   decideExistingVersion,
   type ExistingVersionDecision,
+  type ExistingVersionRules,
 } from '../../src/existing-version.js';
 import { MIRROR_NOTIFIED_TAG, MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
 import type { ImageVersionState } from '../../src/gallery.js';
@@ -15,16 +17,21 @@ const DIRECTOR = 'bosh-stemcell-0d8c9a3e';
 const MIRRORS = { stemcell_references: MIRROR_STEMCELL_REFERENCE, image_sha256: IMAGE };
 const DIRECTORS = { stemcell_references: DIRECTOR, stemcell_name: DIRECTOR, image_sha256: IMAGE };
 
+const SOURCE =
+  'https://oldmirror.blob.core.windows.net/vhds/bosh-stemcell-1.100-azure-hyperv-ubuntu-jammy.vhd';
+
 function version(
   provisioningState: string,
   tags: Record<string, string>,
   errorMessage?: string,
+  sourceUri?: string,
 ): ImageVersionState {
   return {
     name: '1.100.0',
     provisioningState,
     tags,
     ...(errorMessage !== undefined ? { errorMessage } : {}),
+    ...(sourceUri !== undefined ? { sourceUri } : {}),
   };
 }
 
@@ -85,12 +92,12 @@ const cases: Array<[string, ImageVersionState | undefined, ExistingVersionDecisi
   [
     'a version without stemcell_references or stemcell_name: refuse it',
     version('Succeeded', { image_sha256: IMAGE }),
-    { action: 'refuse', reason: NEITHER_MIRROR_NOR_CPI },
+    { action: 'refuse', reason: UNTAGGED_FROM_ANOTHER_TOOL },
   ],
   [
     'a version without any tag: refuse it',
     version('Creating', {}),
-    { action: 'refuse', reason: NEITHER_MIRROR_NOR_CPI },
+    { action: 'refuse', reason: UNTAGGED_FROM_ANOTHER_TOOL },
   ],
   [
     'fault: a director’s version of another image: refuse it',
@@ -159,9 +166,82 @@ for (const [what, existing, expected] of cases) {
   });
 }
 
-test('a refused foreign version is named for what it lacks and what to do', () => {
+// BASM_ADOPT_UNTAGGED: the versions another tool (the original mirror) made, with and without the option.
+const ADOPT: ExistingVersionRules = { adoptUntagged: true };
+const untaggedCases: Array<[string, ImageVersionState, ExistingVersionRules, ExistingVersionDecision]> = [
+  [
+    'untagged, option off: reported, with where to read about it',
+    version('Succeeded', {}, undefined, SOURCE),
+    {},
+    { action: 'refuse', reason: UNTAGGED_FROM_ANOTHER_TOOL },
+  ],
+  [
+    'untagged, option explicitly off: the same',
+    version('Succeeded', {}, undefined, SOURCE),
+    { adoptUntagged: false },
+    { action: 'refuse', reason: UNTAGGED_FROM_ANOTHER_TOOL },
+  ],
+  [
+    'untagged and Succeeded, option on: adopt it, comparing its source blob first',
+    version('Succeeded', {}, undefined, SOURCE),
+    ADOPT,
+    { action: 'adopt', sourceUri: SOURCE },
+  ],
+  [
+    'untagged with other tags of its own, option on: adopt it too',
+    version('Succeeded', { owner: 'platform-team' }, undefined, SOURCE),
+    ADOPT,
+    { action: 'adopt', sourceUri: SOURCE },
+  ],
+  [
+    'untagged without a source URI, option on: adopt on the verified download alone',
+    version('Succeeded', {}),
+    ADOPT,
+    { action: 'adopt' },
+  ],
+  [
+    'untagged but still Creating, option on: not yet',
+    version('Creating', {}, undefined, SOURCE),
+    ADOPT,
+    {
+      action: 'refuse',
+      reason: `is untagged and Creating: adopted only once Azure reports it Succeeded (see ${MIGRATION_DOCS})`,
+    },
+  ],
+  [
+    'untagged but its own image_sha256 names another image, option on: refused',
+    version('Succeeded', { image_sha256: OTHER_IMAGE }, undefined, SOURCE),
+    ADOPT,
+    {
+      action: 'refuse',
+      reason:
+        `already exists with a different image (image_sha256 ${OTHER_IMAGE}, this stemcell has ${IMAGE}); ` +
+        'delete it by hand if it should be replaced',
+    },
+  ],
+  [
+    'a director’s version, option on: used as before, never re-tagged as an adoption',
+    version('Succeeded', DIRECTORS),
+    ADOPT,
+    {
+      action: 'use',
+      references: `${DIRECTOR},${MIRROR_STEMCELL_REFERENCE}`,
+      finished: false,
+      provisioningState: 'Succeeded',
+    },
+  ],
+];
+
+for (const [what, existing, rules, expected] of untaggedCases) {
+  test(what, () => {
+    assert.deepEqual(decideExistingVersion(existing, IMAGE, rules), expected);
+  });
+}
+
+test('an untagged version is reported as from another tool, with the docs section that says what to do', () => {
   assert.match(
-    NEITHER_MIRROR_NOR_CPI,
-    /^was created neither by this mirror nor by the BOSH Azure CPI \(no stemcell_references or stemcell_name tag\).*delete it and run again$/,
+    UNTAGGED_FROM_ANOTHER_TOOL,
+    /^is untagged, from another tool: see docs\/operations\.md#migrating-from-the-container-apps-job /,
   );
+  assert.match(UNTAGGED_FROM_ANOTHER_TOOL, /BASM_ADOPT_UNTAGGED=true/);
 });

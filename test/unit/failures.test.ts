@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isTransientError, isTransientNetworkCode, isTransientStatus } from '../../src/failures.js';
+import {
+  isTransientError,
+  isTransientNetworkCode,
+  isTransientStatus,
+  isUnreachableError,
+} from '../../src/failures.js';
 
 const statuses: Array<[number, boolean]> = [
   [200, false],
@@ -110,4 +115,16 @@ test('causes that loop back do not hang the decision', () => {
   first.cause = { cause: first };
   assert.equal(isTransientError(own), false);
   assert.equal(isTransientError(first), false);
+});
+
+test('an unknown host or a refused connection is unreachable, wherever it sits in the cause chain', () => {
+  const dns = Object.assign(new Error('getaddrinfo ENOTFOUND bosh.example'), { code: 'ENOTFOUND' });
+  const offline = Object.assign(new Error('getaddrinfo EAI_AGAIN bosh.io'), { code: 'EAI_AGAIN' });
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  assert.equal(isUnreachableError(dns), true);
+  assert.equal(isUnreachableError(offline), true);
+  assert.equal(isUnreachableError(new TypeError('fetch failed', { cause: refused })), true);
+  assert.equal(isUnreachableError(Object.assign(new Error('reset'), { code: 'ECONNRESET' })), false);
+  assert.equal(isUnreachableError(Object.assign(new Error('busy'), { statusCode: 503 })), false);
+  assert.equal(isUnreachableError('ENOTFOUND'), false);
 });

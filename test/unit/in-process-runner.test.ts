@@ -79,6 +79,7 @@ function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: Mirror
     ensureImageDefinition: () => ok({ definitionName, created: true }),
     createImageVersion: () =>
       ok({ outcome: 'started' as const, provisioningState: 'Creating', definitionName }),
+    adoptImageVersion: () => ok({ definitionName }),
     getImageVersionState: () => ok({ provisioningState: 'Succeeded', monitor: MONITOR }),
     notify: () => ok({ notified: true }),
     cleanup: () => ok({ removed: true }),
@@ -181,6 +182,44 @@ test('fault: a step that keeps throwing is tried STEP_RETRY maxAttempts times, t
     step: 'uploadVhd',
     error: 'storage answered 503 Server Busy',
   });
+});
+
+test('a retry warning starts with the version it is about', async () => {
+  let failures = 1;
+  const { steps } = recordingSteps({
+    uploadVhd: () => {
+      if (failures-- > 0) throw new Error('storage answered 503 Server Busy');
+      return ok({ blobUrl, bytesUploaded: 1, dataBytes: 1, alreadyComplete: false });
+    },
+  });
+
+  const { log } = await mirrorOne(steps);
+
+  assert.equal(log.warnings.length, 1);
+  assert.match(log.warnings[0] ?? '', new RegExp(`^${SERIES} 1\\.100: uploadVhd failed \\(attempt 1 of `));
+});
+
+test('an error the runner is told to give up on is not retried, though the step threw it', async () => {
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  const { steps, calls } = recordingSteps({
+    resolveVersions: () => {
+      throw refused;
+    },
+  });
+  const log = quietLog();
+  const runner = new InProcessRunner({
+    steps,
+    log,
+    retryIntervalScale: 0,
+    givesUpOn: (error) => error === refused,
+  });
+
+  const output = await runner.runSeries({ series: SERIES });
+
+  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'releaseSeriesLock']);
+  assert.deepEqual(log.warnings, []);
+  assert.equal(output.results[0]?.action, 'failed');
+  assert.match(String(output.results[0]?.error), /ECONNREFUSED/);
 });
 
 test('a step that throws once and then succeeds lets the version continue', async () => {

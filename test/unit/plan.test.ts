@@ -163,6 +163,48 @@ test("a Failed version of the mirror's below its oldest present one is created a
   ]);
 });
 
+/** An untagged version another tool made, when BASM_ADOPT_UNTAGGED asks to adopt such versions. */
+function fromAnotherTool(name: string): GalleryVersionSummary {
+  return {
+    name,
+    provisioningState: 'Succeeded',
+    createdByMirror: false,
+    adoptable: { definitionName: SERIES, blobUrl: `https://old.blob.core.windows.net/vhds/${name}.vhd` },
+  };
+}
+
+test('untagged versions of another tool are adopted after the new ones, newest first, within the cap', () => {
+  const plan = planSeries(
+    SERIES,
+    releases('1.10', '1.11', '1.12', '1.13'),
+    ['1.10.0', '1.11.0', '1.12.0'].map(fromAnotherTool),
+    3,
+  );
+  assert.deepEqual(
+    plan.mirror.map((p) => `${p.release.version}:${p.reason}`),
+    ['1.13:newest', '1.12:adopt', '1.11:adopt'],
+  );
+  assert.deepEqual(plan.mirror[1]?.adopt, {
+    definitionName: SERIES,
+    blobUrl: 'https://old.blob.core.windows.net/vhds/1.12.0.vhd',
+  });
+  assert.deepEqual(plan.deferred, ['1.10']);
+});
+
+test('an untagged version does not anchor a backfill: only the mirror’s own versions do', () => {
+  assert.deepEqual(planned(releases('1.10', '1.11', '1.12'), [fromAnotherTool('1.10.0')], 1), [
+    '1.12:newest',
+  ]);
+});
+
+test('asking for an untagged version of another tool adopts it', () => {
+  const plan = planRequestedVersion(SERIES, releases('1.10', '1.11'), [fromAnotherTool('1.10.0')], '1.10');
+  assert.deepEqual(
+    plan.mirror.map((p) => `${p.release.version}:${p.reason}`),
+    ['1.10:adopt'],
+  );
+});
+
 test('a series bosh.io lists no version of is an error naming the series', () => {
   assert.throws(() => planSeries(SERIES, [], gallery(), 3), {
     message: `bosh.io lists no versions of ${SERIES}`,
