@@ -253,6 +253,44 @@ class SettingsReader {
  */
 export function loadConfig(env: Env = process.env, overrides: { series?: string } = {}): MirrorConfig {
   const r = new SettingsReader(env);
+  const target = readAzureTarget(r);
+  const series =
+    overrides.series !== undefined
+      ? r.seriesList('--series', overrides.series)
+      : r.seriesList('BASM_STEMCELL_SERIES', DEFAULT_SERIES);
+  const gallery = readGalleryNaming(r, series);
+  const config: MirrorConfig = {
+    ...target,
+    storageBlobEndpoint: r.httpsUrl(
+      'AZURE_STORAGE_BLOB_ENDPOINT',
+      `https://${target.storageAccountName}.blob.core.windows.net`,
+    ),
+    storageContainer: VHD_CONTAINER,
+    series,
+    gallery,
+    workDir: r.absolutePath('BASM_MOUNTED_DIRECTORY', tmpdir()),
+    maxVersionsPerRun: r.integer('BASM_MAX_VERSIONS_PER_RUN', 3, 1, 50),
+    boshioUrl: r.httpsUrl('BASM_BOSHIO_URL', 'https://bosh.io'),
+    resourceManagerEndpoint: r.httpsUrl('AZURE_RESOURCE_MANAGER_ENDPOINT', 'https://management.azure.com'),
+    uploadConcurrency: r.integer('BASM_UPLOAD_CONCURRENCY', 8, 1, 64),
+    httpTimeoutMs: r.integer('BASM_HTTP_TIMEOUT_SECONDS', 60, 1, 3600) * 1000,
+    versionPollIntervalSeconds: r.integer('BASM_VERSION_POLL_INTERVAL_SECONDS', 30, 1, 3600),
+    versionReadyTimeoutMinutes: r.integer('BASM_VERSION_READY_TIMEOUT_MINUTES', 120, 1, 24 * 60),
+    adoptUntagged: r.boolean('BASM_ADOPT_UNTAGGED', false),
+    seriesLockStaleSeconds: r.integer('BASM_SERIES_LOCK_STALE_SECONDS', 900, 1, 24 * 3600),
+    seriesLockWaitSeconds: r.integer('BASM_SERIES_LOCK_WAIT_SECONDS', 1200, 0, 24 * 3600),
+    warnings: r.warnings,
+  };
+
+  const notify = readNotify(r);
+  if (notify !== undefined) config.notify = notify;
+  checkHistoryBounds(r, config);
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}
+
+/** Where the mirror's Azure resources are, and who it is there. */
+function readAzureTarget(r: SettingsReader) {
   const subscriptionId = r.required('AZURE_SUBSCRIPTION_ID', GUID, 'the subscription id (a GUID)');
   const resourceGroup = r.required(
     'AZURE_RESOURCE_GROUP',
@@ -275,10 +313,18 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     GUID,
     'the client id (a GUID) of a user-assigned managed identity',
   );
-  const series =
-    overrides.series !== undefined
-      ? r.seriesList('--series', overrides.series)
-      : r.seriesList('BASM_STEMCELL_SERIES', DEFAULT_SERIES);
+  return {
+    subscriptionId,
+    resourceGroup,
+    region,
+    storageAccountName,
+    galleryName,
+    managedIdentityClientId,
+  };
+}
+
+/** The image definitions' publisher, offer, SKU and name overrides, refused where Azure would refuse them. */
+function readGalleryNaming(r: SettingsReader, series: readonly string[]): GalleryNaming {
   const namePart = 'letters, digits, ".", "_" and "-" (1-80 characters)';
   const gallery: GalleryNaming = {
     publisher: r.optional('BASM_GALLERY_PUBLISHER', GALLERY_NAME_PART, namePart) ?? 'bosh',
@@ -315,34 +361,11 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     );
   }
 
-  const config: MirrorConfig = {
-    subscriptionId,
-    resourceGroup,
-    region,
-    storageAccountName,
-    storageBlobEndpoint: r.httpsUrl(
-      'AZURE_STORAGE_BLOB_ENDPOINT',
-      `https://${storageAccountName}.blob.core.windows.net`,
-    ),
-    storageContainer: VHD_CONTAINER,
-    galleryName,
-    managedIdentityClientId,
-    series,
-    gallery,
-    workDir: r.absolutePath('BASM_MOUNTED_DIRECTORY', tmpdir()),
-    maxVersionsPerRun: r.integer('BASM_MAX_VERSIONS_PER_RUN', 3, 1, 50),
-    boshioUrl: r.httpsUrl('BASM_BOSHIO_URL', 'https://bosh.io'),
-    resourceManagerEndpoint: r.httpsUrl('AZURE_RESOURCE_MANAGER_ENDPOINT', 'https://management.azure.com'),
-    uploadConcurrency: r.integer('BASM_UPLOAD_CONCURRENCY', 8, 1, 64),
-    httpTimeoutMs: r.integer('BASM_HTTP_TIMEOUT_SECONDS', 60, 1, 3600) * 1000,
-    versionPollIntervalSeconds: r.integer('BASM_VERSION_POLL_INTERVAL_SECONDS', 30, 1, 3600),
-    versionReadyTimeoutMinutes: r.integer('BASM_VERSION_READY_TIMEOUT_MINUTES', 120, 1, 24 * 60),
-    adoptUntagged: r.boolean('BASM_ADOPT_UNTAGGED', false),
-    seriesLockStaleSeconds: r.integer('BASM_SERIES_LOCK_STALE_SECONDS', 900, 1, 24 * 3600),
-    seriesLockWaitSeconds: r.integer('BASM_SERIES_LOCK_WAIT_SECONDS', 1200, 0, 24 * 3600),
-    warnings: r.warnings,
-  };
+  return gallery;
+}
 
+/** The GitHub dispatch, when a token is set: then every other BASM_NOTIFY_GITHUB_* is required. */
+function readNotify(r: SettingsReader): NotifySettings | undefined {
   const token = r.secret('BASM_NOTIFY_GITHUB_TOKEN');
   const apiUrl = r.httpsUrl('BASM_NOTIFY_GITHUB_API_URL', 'https://api.github.com');
   const owner = r.optional('BASM_NOTIFY_GITHUB_OWNER', GITHUB_NAME, 'a GitHub user or organisation name');
@@ -365,10 +388,14 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
       if (value === undefined) r.problem(name, 'missing; required when BASM_NOTIFY_GITHUB_TOKEN is set');
     }
     // Stryker disable next-line all: without one of them there is a problem above, and any problem throws
-    if (owner && repo && workflow && ref) config.notify = { token, apiUrl, owner, repo, workflow, ref };
+    if (owner && repo && workflow && ref) return { token, apiUrl, owner, repo, workflow, ref };
   }
 
-  // Each poll adds to the orchestration history that every replay reads: keep it bounded.
+  return undefined;
+}
+
+/** Each poll, and each look at a held series, adds to the history every replay reads: keep both bounded. */
+function checkHistoryBounds(r: SettingsReader, config: MirrorConfig): void {
   const polls = (config.versionReadyTimeoutMinutes * 60) / config.versionPollIntervalSeconds;
   if (polls > MAX_VERSION_POLLS) {
     r.problem(
@@ -386,8 +413,6 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
         `means up to ${Math.ceil(lockChecks)} looks at the series lock; expected at most ${MAX_VERSION_POLLS}`,
     );
   }
-  if (r.problems.length > 0) throw new ConfigError(r.problems);
-  return config;
 }
 
 /** The ARM id of the storage account that holds the VHDs: the image version's `source.storageAccountId`. */
