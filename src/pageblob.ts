@@ -17,28 +17,11 @@ import type {
 } from '@azure/storage-blob';
 import type { Extent } from './vhd.js';
 import { errorMessage } from './failures.js';
-
-/** The largest single Put Page the service accepts. */
-export const MAX_PAGE_WRITE = 4 * 1024 * 1024;
-
-/** Page blob writes and sizes are whole 512-byte pages. */
-const PAGE_SIZE = 512;
-
-/** How long one Storage call may go without an answer before it is given up (milliseconds). */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
-
-/**
- * A Storage call that did not work out but may on a later run: `transient` is true for a call that
- * got no answer in time and for an upload that raced another one.
- */
-export class PageBlobError extends Error {
-  override name = 'PageBlobError';
-  readonly transient: boolean;
-  constructor(message: string, options: { transient: boolean; cause?: unknown }) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.transient = options.transient;
-  }
-}
+import { holdUploadLease, leaseGuard, replaceGuard } from './blob-lease.js';
+import type { UploadLease } from './blob-lease.js';
+import { PAGE_SIZE, endOf, planPageWrites, remainingWrites, totalLength } from './page-ranges.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, PageBlobError, storageCalls } from './storage-calls.js';
+import type { StorageCalls } from './storage-calls.js';
 
 /**
  * Metadata on a VHD page blob. Keys are lowercase C# identifiers, as Azure metadata requires
@@ -111,53 +94,6 @@ export function vhdBlobName(series: string, version: string): string {
     }
   }
   return `${series}/${version}/root.vhd`;
-}
-
-/**
- * The Put Page writes that cover exactly the extents: each rounded out to whole pages, touching or
- * overlapping ones joined, zero gaps between them never written, each split into writes of at most
- * `maxWrite` bytes.
- */
-export function planPageWrites(extents: readonly Extent[], maxWrite: number = MAX_PAGE_WRITE): Extent[] {
-  if (
-    !Number.isInteger(maxWrite) ||
-    maxWrite < PAGE_SIZE ||
-    maxWrite > MAX_PAGE_WRITE ||
-    maxWrite % PAGE_SIZE !== 0
-  ) {
-    throw new RangeError(
-      `A page write must be a multiple of ${PAGE_SIZE} bytes up to ${MAX_PAGE_WRITE}, not ${maxWrite}.`,
-    );
-  }
-  const writes: Extent[] = [];
-  for (const range of mergeRanges(extents.map(alignOutward))) {
-    const stop = endOf(range);
-    for (let offset = range.offset; offset < stop; offset += maxWrite) {
-      writes.push({ offset, length: Math.min(maxWrite, stop - offset) });
-    }
-  }
-  return writes;
-}
-
-/**
- * What of the planned writes is not yet on the blob, given the page ranges it reports: only the
- * missing parts of a partly written range, still whole pages.
- */
-export function remainingWrites(planned: readonly Extent[], written: readonly Extent[]): Extent[] {
-  const present = mergeRanges(written.map(alignInward));
-  const missing: Extent[] = [];
-  for (const write of planned) {
-    const stop = endOf(write);
-    let cursor = write.offset;
-    for (let i = firstEndingAfter(present, cursor); i < present.length && cursor < stop; i++) {
-      const range = present[i]!;
-      if (range.offset >= stop) break;
-      if (range.offset > cursor) missing.push({ offset: cursor, length: range.offset - cursor });
-      cursor = Math.max(cursor, endOf(range));
-    }
-    if (cursor < stop) missing.push({ offset: cursor, length: stop - cursor });
-  }
-  return missing;
 }
 
 /**
@@ -411,20 +347,27 @@ async function writePages(
   if (failure !== undefined) {
     // An abort by the caller surfaces as the SDK's AbortError, so callers can tell it apart.
     if (signal?.aborted) throw failure.error;
-    // A worker stopped by the lost lease reports an abort; the loss is the cause.
-    const cause = lease.lost.aborted ? (lease.lost.reason as unknown) : failure.error;
-    failure = { error: cause, write: failure.write };
-    const bytes = failure.write ? ` bytes ${failure.write.offset}-${endOf(failure.write) - 1}` : '';
-    const message = `Uploading${bytes} of ${vhdPath} to ${where} failed: ${errorMessage(failure.error).replace(/\.$/, '')}. The blob is left incomplete; run the upload again to resume it.`;
-    const transient = (failure.error as { transient?: unknown } | undefined)?.transient;
-    if (typeof transient === 'boolean') {
-      throw new PageBlobError(message, { transient, cause: failure.error });
-    }
-    throw new Error(message, { cause: failure.error });
+    throw uploadFailure(failure, lease, vhdPath, where);
   }
   // Aborted between writes: nothing failed, but the upload is not done.
   signal?.throwIfAborted();
   return uploaded;
+}
+
+/** The error a failed write reports: which bytes, why, and that a rerun resumes the upload. */
+function uploadFailure(
+  failure: { error: unknown; write: Extent | undefined },
+  lease: UploadLease,
+  vhdPath: string,
+  where: string,
+): Error {
+  // A worker stopped by the lost lease reports an abort; the loss is the cause.
+  const cause = lease.lost.aborted ? (lease.lost.reason as unknown) : failure.error;
+  const bytes = failure.write ? ` bytes ${failure.write.offset}-${endOf(failure.write) - 1}` : '';
+  const message = `Uploading${bytes} of ${vhdPath} to ${where} failed: ${errorMessage(cause).replace(/\.$/, '')}. The blob is left incomplete; run the upload again to resume it.`;
+  const transient = (cause as { transient?: unknown } | undefined)?.transient;
+  if (typeof transient === 'boolean') return new PageBlobError(message, { transient, cause });
+  return new Error(message, { cause });
 }
 
 /** Fills the buffer with one write's bytes by positioned reads (a read may return fewer bytes). */
@@ -505,211 +448,4 @@ function contentMetadata(metadata: Record<string, string>, size: number, where: 
     );
   }
   return { ...content, vhd_size: String(size) };
-}
-
-/** Runs Storage calls with the caller's signal plus a deadline per call. */
-interface StorageCalls {
-  /**
-   * Runs `call` with a signal that fires on the caller's abort (`signal`, default the upload's) or
-   * after the deadline; a call cut by the deadline fails with a transient PageBlobError naming it.
-   */
-  run<T>(what: string, call: (abortSignal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T>;
-}
-
-function storageCalls(where: string, callerSignal: AbortSignal | undefined, timeoutMs: number): StorageCalls {
-  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
-    throw new RangeError(
-      `The Storage request timeout must be a positive number of milliseconds, not ${timeoutMs}.`,
-    );
-  }
-  return {
-    async run(what, call, signal = callerSignal) {
-      const deadline = AbortSignal.timeout(timeoutMs);
-      const abortSignal = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
-      try {
-        return await call(abortSignal);
-      } catch (error) {
-        if (deadline.aborted && !signal?.aborted) {
-          throw new PageBlobError(
-            `Azure Storage gave no answer to ${what} on ${where} within ${timeoutMs / 1000} s (a stalled or half-open connection); it is retried later.`,
-            { transient: true, cause: error },
-          );
-        }
-        throw error;
-      }
-    },
-  };
-}
-
-/** A conditional delete or create that lost a race with another upload: retry later, which resumes it. */
-async function replaceGuard<T>(
-  where: string,
-  what: 'changed' | 'created',
-  call: () => Promise<T>,
-): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    const status = (error as { statusCode?: unknown }).statusCode;
-    if (storageCodeOf(error) === 'LeaseIdMissing') {
-      throw new PageBlobError(
-        `Another upload is writing ${where} (it holds the blob's lease, at most ${UPLOAD_LEASE_SECONDS} s after it stops); retried later.`,
-        { transient: true, cause: error },
-      );
-    }
-    if (status === 409 || status === 412) {
-      throw new PageBlobError(
-        `Another upload ${what} ${where} meanwhile; retry resumes it (or replaces it when it holds other content).`,
-        { transient: true, cause: error },
-      );
-    }
-    throw error;
-  }
-}
-
-/**
- * How long an upload's lease on its blob lasts without renewal (seconds, the longest finite lease): a writer
- * that dies blocks the blob for at most this long.
- */
-export const UPLOAD_LEASE_SECONDS = 60;
-const UPLOAD_LEASE_RENEWAL_MS = 15_000;
-
-/** An upload's lease on its page blob, renewed in the background until released. */
-interface UploadLease {
-  id: string;
-  /** Fires when a renewal finds the lease gone: another writer has the blob now. */
-  lost: AbortSignal;
-  release(): Promise<void>;
-}
-
-// Lease errors that say the blob is someone else's now (Storage error codes, 409 and 412).
-const LEASE_LOST_CODES = new Set([
-  'LeaseIdMismatchWithBlobOperation',
-  'LeaseIdMismatchWithLeaseOperation',
-  'LeaseLost',
-  'LeaseNotPresentWithBlobOperation',
-  'LeaseNotPresentWithLeaseOperation',
-  'LeaseIsBrokenAndCannotBeRenewed',
-]);
-
-function storageCodeOf(error: unknown): string | undefined {
-  const details = (error as { details?: { errorCode?: unknown } } | undefined)?.details;
-  const code = details?.errorCode ?? (error as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-function leaseLostError(where: string, cause: unknown): PageBlobError {
-  return new PageBlobError(
-    `The upload lost its lease on ${where}: another upload has taken the blob over; a retry resumes or replaces it.`,
-    { transient: true, cause },
-  );
-}
-
-/** Takes the blob's lease, only while it is still the blob this upload created or inspected (`etag`). */
-async function holdUploadLease(
-  blob: PageBlobClient,
-  etag: string | undefined,
-  where: string,
-  calls: StorageCalls,
-  requestTimeoutMs: number | undefined,
-): Promise<UploadLease> {
-  const client = blob.getBlobLeaseClient();
-  try {
-    await calls.run('acquireLease', (abortSignal) =>
-      client.acquireLease(UPLOAD_LEASE_SECONDS, {
-        ...(etag === undefined ? {} : { conditions: { ifMatch: etag } }),
-        abortSignal,
-      }),
-    );
-  } catch (error) {
-    const status = (error as { statusCode?: unknown }).statusCode;
-    if (status === 409) {
-      throw new PageBlobError(
-        `Another upload is writing ${where} (it holds the blob's lease, at most ${UPLOAD_LEASE_SECONDS} s after it stops); retried later.`,
-        { transient: true, cause: error },
-      );
-    }
-    if (status === 412 || status === 404) {
-      throw new PageBlobError(
-        `Another upload changed ${where} meanwhile; retry resumes it (or replaces it when it holds other content).`,
-        { transient: true, cause: error },
-      );
-    }
-    throw error;
-  }
-  const lost = new AbortController();
-  const timeoutMs = requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-  const renewal = setInterval(() => {
-    client.renewLease({ abortSignal: AbortSignal.timeout(timeoutMs) }).catch((error: unknown) => {
-      // A renewal without answer is tried again; the lease outlives a few of them.
-      if (LEASE_LOST_CODES.has(storageCodeOf(error) ?? '')) lost.abort(leaseLostError(where, error));
-    });
-  }, UPLOAD_LEASE_RENEWAL_MS);
-  renewal.unref();
-  return {
-    id: client.leaseId,
-    lost: lost.signal,
-    async release() {
-      clearInterval(renewal);
-      // Not under the caller's signal: an aborted upload still frees the blob for the next one at once.
-      await client.releaseLease({ abortSignal: AbortSignal.timeout(timeoutMs) }).catch(() => undefined);
-    },
-  };
-}
-
-/** A call under the upload's lease that finds the lease gone is a lost race, retried later. */
-async function leaseGuard<T>(where: string, lease: UploadLease, call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    if (LEASE_LOST_CODES.has(storageCodeOf(error) ?? '')) throw leaseLostError(where, error);
-    if (lease.lost.aborted) throw lease.lost.reason as Error;
-    throw error;
-  }
-}
-
-function alignOutward(extent: Extent): Extent {
-  const offset = Math.floor(extent.offset / PAGE_SIZE) * PAGE_SIZE;
-  return { offset, length: Math.ceil(endOf(extent) / PAGE_SIZE) * PAGE_SIZE - offset };
-}
-
-/** Only whole pages inside the range count as written. */
-function alignInward(extent: Extent): Extent {
-  const offset = Math.ceil(extent.offset / PAGE_SIZE) * PAGE_SIZE;
-  return { offset, length: Math.max(0, Math.floor(endOf(extent) / PAGE_SIZE) * PAGE_SIZE - offset) };
-}
-
-/** Sorted, with empty ranges dropped and overlapping or touching ones joined. */
-function mergeRanges(ranges: readonly Extent[]): Extent[] {
-  const sorted = ranges.filter((range) => range.length > 0).sort((a, b) => a.offset - b.offset);
-  const merged: Extent[] = [];
-  for (const range of sorted) {
-    const last = merged.at(-1);
-    if (last !== undefined && range.offset <= endOf(last)) {
-      last.length = Math.max(endOf(last), endOf(range)) - last.offset;
-    } else {
-      merged.push({ ...range });
-    }
-  }
-  return merged;
-}
-
-/** Index of the first of the sorted, disjoint ranges that ends after `offset`. */
-function firstEndingAfter(ranges: readonly Extent[], offset: number): number {
-  let low = 0;
-  let high = ranges.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (endOf(ranges[middle]!) <= offset) low = middle + 1;
-    else high = middle;
-  }
-  return low;
-}
-
-function endOf(extent: Extent): number {
-  return extent.offset + extent.length;
-}
-
-function totalLength(extents: readonly Extent[]): number {
-  return extents.reduce((sum, extent) => sum + extent.length, 0);
 }

@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { ContainerClient } from '@azure/storage-blob';
 import type { StemcellRelease } from '../../src/boshio.js';
 import { createAzureCredential } from '../../src/credentials.js';
-import { planPageWrites } from '../../src/pageblob.js';
+import { planPageWrites } from '../../src/page-ranges.js';
 import { extractStemcellFrom } from '../../src/stemcell.js';
 import { SparseFileWriter, readExtents } from '../../src/vhd.js';
 import { startAzurite } from '../support/azurite.js';

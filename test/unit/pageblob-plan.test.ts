@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MAX_PAGE_WRITE, planPageWrites, remainingWrites, vhdBlobName } from '../../src/pageblob.js';
+import { MAX_PAGE_WRITE, planPageWrites, remainingWrites } from '../../src/page-ranges.js';
+import { vhdBlobName } from '../../src/pageblob.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
