@@ -68,6 +68,22 @@ export function isUnreachableError(error: unknown): boolean {
 }
 
 /**
+ * The local file system is out of space (ENOSPC) or over its quota (EDQUOT). Permanent for the attempt:
+ * the same extraction into the same directory needs the same room, so an immediate retry would download the
+ * whole tarball again only to fail at the same byte; an operator frees space or mounts a larger volume, and
+ * the next scheduled run tries again.
+ */
+export function isDiskFull(error: unknown): boolean {
+  for (let current = error, depth = 0; depth < MAX_CAUSE_DEPTH; depth++) {
+    if (typeof current !== 'object' || current === null) return false;
+    const { code, cause } = current as { code?: unknown; cause?: unknown };
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+    current = cause;
+  }
+  return false;
+}
+
+/**
  * Worth retrying later: network trouble, a timeout, or a transient HTTP status (isTransientStatus). Errors
  * that know better carry `transient` themselves; checksum mismatches, corrupt archives, bad settings and
  * 4xx validation errors are permanent. A wrapped error (`cause`) is judged by what it wraps.

@@ -9,6 +9,7 @@ import { open, readFile, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { StemcellRelease } from './boshio.js';
 import { DownloadError, downloadStream } from './download.js';
+import { errorMessage, isDiskFull } from './failures.js';
 import type { StemcellManifest } from './manifest.js';
 import { StemcellError } from './manifest.js';
 import type { StreamedStemcell } from './stemcell-pipeline.js';
@@ -71,8 +72,16 @@ async function checkVhdFile(path: string, size: number, subject: string): Promis
 }
 
 /** Archive and decompression failures are permanent; download, disk and abort errors pass through. */
-function asFailure(error: unknown, subject: string, sourceError: unknown): unknown {
+function asFailure(error: unknown, subject: string, sourceError: unknown, workDir: string): unknown {
   if (error instanceof StemcellError || error instanceof DownloadError) return error;
+  if (isDiskFull(error)) {
+    return new StemcellError(
+      `${subject}: the temp directory ${workDir} (BASM_MOUNTED_DIRECTORY) is full (${errorMessage(error)}); ` +
+        'the partial root.vhd was removed. Free space there or point BASM_MOUNTED_DIRECTORY at a larger volume: ' +
+        "an extraction needs room for root.vhd's data, up to the stemcell's disk size.",
+      { cause: error },
+    );
+  }
   if (sourceError !== undefined && error === sourceError) return error;
   if (error instanceof Error && error.name === 'AbortError') return error;
   const code = (error as { code?: unknown }).code;
@@ -121,7 +130,7 @@ export async function extractStemcellFrom(
     return result;
   } catch (error) {
     await attempt.discard();
-    throw asFailure(error, subject, sourceError);
+    throw asFailure(error, subject, sourceError, options.workDir);
   }
 }
 

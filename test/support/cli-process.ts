@@ -74,6 +74,20 @@ export function startStemcellMirrorDirect(
   return startChild(process.execPath, [CLI_ENTRY, ...args], env, options);
 }
 
+/**
+ * As startStemcellMirrorDirect, with the node command run by `wrapper` (`wrapper... node cli.js ...args`),
+ * for a CLI that must run in a prepared environment (a private mount namespace, for example).
+ */
+export function startStemcellMirrorWrapped(
+  wrapper: [string, ...string[]],
+  args: string[],
+  env: Record<string, string>,
+  options: CliRunOptions = {},
+): RunningCli {
+  const [command, ...prefix] = wrapper;
+  return startChild(command, [...prefix, process.execPath, CLI_ENTRY, ...args], env, options);
+}
+
 // Process groups of children still running, killed if the test process exits first.
 const running = new Set<number>();
 process.once('exit', () => {

@@ -41,13 +41,24 @@ export interface LocalAzure {
 }
 
 export async function startLocalAzure(
-  options: { pollsUntilDone?: number; notify?: boolean } = {},
+  options: {
+    pollsUntilDone?: number;
+    notify?: boolean;
+    /** Puts something (a fault-injecting proxy) in front of Azurite; its endpoint becomes the account's. */
+    frontStorage?: (azuriteBlobEndpoint: string) => Promise<{ blobEndpoint: string; stop(): Promise<void> }>;
+  } = {},
 ): Promise<LocalAzure> {
   const certificate = ensureTestCertificate();
   const stops: Array<() => Promise<void>> = [];
   try {
     const azurite = await startAzurite();
     stops.push(() => azurite.stop());
+    let blobEndpoint = azurite.blobEndpoint;
+    if (options.frontStorage) {
+      const front = await options.frontStorage(azurite.blobEndpoint);
+      stops.push(() => front.stop());
+      blobEndpoint = front.blobEndpoint;
+    }
     const identity = await startIdentityEndpoint();
     stops.push(() => identity.stop());
     const boshio = await startFakeBoshio();
@@ -58,7 +69,7 @@ export async function startLocalAzure(
       galleryName: TEST_GALLERY,
       location: TEST_REGION,
       storage: {
-        blobEndpoint: azurite.blobEndpoint,
+        blobEndpoint,
         accountName: azurite.accountName,
         sharedKeyCredential: azurite.sharedKeyCredential,
       },
@@ -92,7 +103,7 @@ export async function startLocalAzure(
       AZURE_RESOURCE_GROUP: TEST_RESOURCE_GROUP,
       AZURE_REGION: TEST_REGION,
       AZURE_STORAGE_ACCOUNT_NAME: azurite.accountName,
-      AZURE_STORAGE_BLOB_ENDPOINT: azurite.blobEndpoint,
+      AZURE_STORAGE_BLOB_ENDPOINT: blobEndpoint,
       AZURE_GALLERY_NAME: TEST_GALLERY,
       AZURE_RESOURCE_MANAGER_ENDPOINT: arm.url,
       BASM_BOSHIO_URL: boshio.url,

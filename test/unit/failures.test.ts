@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
+  isDiskFull,
   isTransientError,
   isTransientNetworkCode,
   isTransientStatus,
@@ -127,4 +128,17 @@ test('an unknown host or a refused connection is unreachable, wherever it sits i
   assert.equal(isUnreachableError(Object.assign(new Error('reset'), { code: 'ECONNRESET' })), false);
   assert.equal(isUnreachableError(Object.assign(new Error('busy'), { statusCode: 503 })), false);
   assert.equal(isUnreachableError('ENOTFOUND'), false);
+});
+
+test('a full disk (ENOSPC, EDQUOT), bare or wrapped, is disk full and permanent', () => {
+  for (const code of ['ENOSPC', 'EDQUOT']) {
+    const full = Object.assign(new Error(`${code}: no space left on device, write`), { code });
+    const wrapped = new Error('extraction failed', { cause: full });
+    assert.equal(isDiskFull(full), true, code);
+    assert.equal(isDiskFull(wrapped), true, code);
+    assert.equal(isTransientError(full), false, code);
+    assert.equal(isTransientError(wrapped), false, code);
+  }
+  assert.equal(isDiskFull(Object.assign(new Error('reset'), { code: 'ECONNRESET' })), false);
+  assert.equal(isDiskFull(undefined), false);
 });
