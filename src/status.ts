@@ -67,9 +67,10 @@ type ListedVersion = ImageVersionState & { definitionName: string };
 const PLAN_REASONS: Record<PlannedVersion['reason'], string> = {
   newest: 'newest on bosh.io',
   'catch-up': 'a gap above the oldest version the mirror made',
-  'retry-failed': 'Azure failed it; the next run deletes and creates it again',
+  'retry-failed': 'Azure failed it: recreated if the mirror made it or it holds the same image',
   requested: 'requested',
-  finish: 'the run that made it did not finish: wait for it and notify',
+  // A director's version the mirror has not adopted yet is unfinished too: the run adds the mirror's reference.
+  finish: 'no record of a finished run: wait for it, adopt a director’s, notify',
 };
 
 /**
