@@ -5,18 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ComputeManagementClient } from '@azure/arm-compute';
 import { BlobServiceClient } from '@azure/storage-blob';
+import { loadConfig } from '../../src/config.js';
 import { createAzureCredential } from '../../src/credentials.js';
+import { computeGalleryFor } from '../../src/services.js';
 import { runStemcellMirror, runStemcellMirrorDirect } from '../support/cli-process.js';
-import {
-  startLocalAzure,
-  TEST_GALLERY,
-  TEST_REGION,
-  TEST_RESOURCE_GROUP,
-  TEST_SUBSCRIPTION,
-  type LocalAzure,
-} from '../support/local-azure.js';
+import { startLocalAzure, TEST_REGION, type LocalAzure } from '../support/local-azure.js';
 import { buildStemcellFixture } from '../support/stemcell-fixture.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
@@ -39,19 +33,10 @@ before(async () => {
   }
   process.env.IDENTITY_ENDPOINT = local.env.IDENTITY_ENDPOINT;
   process.env.IDENTITY_HEADER = local.env.IDENTITY_HEADER;
-  const arm = new ComputeManagementClient(createAzureCredential(undefined), TEST_SUBSCRIPTION, {
-    endpoint: local.arm.url,
-  });
+  // As a director's CPI would: through ARM, as the identity the tests' token endpoint serves.
+  const gallery = computeGalleryFor(loadConfig(env), createAzureCredential(undefined));
   const retag = async (version: string, references: string) => {
-    const current = await arm.galleryImageVersions.get(TEST_RESOURCE_GROUP, TEST_GALLERY, SERIES, version);
-    await arm.galleryImageVersions.beginUpdateAndWait(
-      TEST_RESOURCE_GROUP,
-      TEST_GALLERY,
-      SERIES,
-      version,
-      { tags: { ...current.tags, stemcell_references: references } },
-      { updateIntervalInMs: 10 },
-    );
+    await gallery.tagImageVersion(SERIES, version, { stemcell_references: references });
   };
   await retag('1.2.0', 'bosh-azure-stemcell-mirror,bosh-stemcell-0001');
   await retag('1.6.0', 'bosh-stemcell-0002,bosh-stemcell-0003,bosh-azure-stemcell-mirror');

@@ -168,11 +168,7 @@ describe('status across runners', () => {
       cli.document.series,
     );
     const unrun = body.series.find((s) => s.series === UNRUN_SERIES);
-    assert.deepEqual(unrun?.orchestration, {
-      instanceId: `mirror-${UNRUN_SERIES}`,
-      runtimeStatus: null,
-      customStatus: null,
-    });
+    assert.deepEqual(unrun?.orchestration, { instanceId: `mirror-${UNRUN_SERIES}`, runtimeStatus: null });
     assert.equal(unrun?.lastRun, null);
     assert.deepEqual(unrun?.missing, [
       { version: '1.300', galleryVersion: '1.300.0', reason: 'newest on bosh.io' },

@@ -456,15 +456,21 @@ describe('alerts', () => {
     assert.match(failures, /customDimensions\.Category\) == "Host\.Triggers\.DurableTask"/);
     assert.match(failures, /prop__state\) == "Failed"/);
     const failed = runLogLine(
-      runRecordOf('bosh-azure-hyperv-ubuntu-noble', 'functions', 't0', 't1', [
-        {
-          series: 'bosh-azure-hyperv-ubuntu-noble',
-          version: '1.1',
-          galleryVersion: '1.1.0',
-          action: 'failed',
-          error: 'x',
-        },
-      ]),
+      runRecordOf(
+        'bosh-azure-hyperv-ubuntu-noble',
+        'functions',
+        '2026-12-02T06:00:00.000Z',
+        '2026-12-02T06:01:00.000Z',
+        [
+          {
+            series: 'bosh-azure-hyperv-ubuntu-noble',
+            version: '1.1',
+            galleryVersion: '1.1.0',
+            action: 'failed',
+            error: 'x',
+          },
+        ],
+      ),
     );
     const prefix = /message startswith "([^"]+)" and message has "([^"]+)"/.exec(failures);
     assert.ok(prefix, 'the query selects the run lines by prefix and outcome');
@@ -481,7 +487,7 @@ describe('alerts', () => {
     assert.ok(parse, 'the query parses the run line');
     const series = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
     const line = runLogLine(
-      runRecordOf(series, 'functions', 't0', 't1', [
+      runRecordOf(series, 'functions', '2026-12-02T06:00:00.000Z', '2026-12-02T06:01:00.000Z', [
         { series, version: '1.2', galleryVersion: '1.2.0', action: 'exists' },
       ]),
     );
