@@ -82,9 +82,9 @@ async function cliStatus(
 
 describe('status across runners', () => {
   before(async () => {
+    // The input the timer starts it with.
     const app = await driveOrchestration('mirrorSeries', `mirror-${APP_SERIES}`, {
       request: { series: APP_SERIES },
-      monitor: { pollIntervalSeconds: 1, deadlineMinutes: 5 },
     });
     const appResults = (app.output as { results: Array<{ action: string }> }).results;
     assert.deepEqual(
