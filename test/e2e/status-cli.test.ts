@@ -163,7 +163,7 @@ describe('status of a gallery the mirror and a director share', () => {
     assert.deepEqual(blobsAfter, blobsBefore);
   });
 
-  test('exits 1 when something cannot be read, and still shows the rest', async () => {
+  test('fault: bosh.io unreadable: status exits 1 and still shows the rest', async () => {
     local.boshio.setSeriesResponse(SERIES, { status: 503, body: 'maintenance' });
     try {
       const run = await status('--json');

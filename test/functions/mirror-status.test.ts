@@ -189,7 +189,7 @@ describe('status across runners', () => {
     assert.match(result.body, new RegExp(APP_SERIES));
   });
 
-  test('when bosh.io cannot be read the answer is 502 with everything else that could be read', async () => {
+  test('fault: bosh.io unreadable: the status endpoint answers 502 with everything else that could be read', async () => {
     local.boshio.setSeriesResponse(APP_SERIES, { status: 503, body: 'down for maintenance' });
     try {
       const result = await getStatus(APP_SERIES);
