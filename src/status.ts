@@ -11,6 +11,7 @@ import type { MirrorConfig } from './config.js';
 import { MIRROR_NOTIFIED_TAG, directorReferenceCount, versionOrigin, type VersionOrigin } from './cpi.js';
 import { errorMessage } from './failures.js';
 import type { ComputeGallery, ImageVersionState } from './gallery.js';
+import type { NotificationRecords } from './notification-record.js';
 import { planSeries, type PlannedVersion } from './plan.js';
 import { readRunRecord, type RunRecord } from './run-record.js';
 import { summaryOf } from './steps.js';
@@ -60,9 +61,15 @@ export interface StatusServices {
   config: MirrorConfig;
   gallery: ComputeGallery;
   vhdContainer: ContainerClient;
+  notificationRecords: NotificationRecords;
 }
 
 type ListedVersion = ImageVersionState & { definitionName: string };
+
+/** Key of a version in the set of versions whose finished run is recorded in storage, not in a tag. */
+export function recordedKey(definitionName: string, versionName: string): string {
+  return `${definitionName}/${versionName}`.toLowerCase();
+}
 
 const PLAN_REASONS: Record<PlannedVersion['reason'], string> = {
   newest: 'newest on bosh.io',
@@ -83,7 +90,10 @@ export function seriesStatusOf(
   inGallery: readonly ListedVersion[],
   maxVersionsPerRun: number,
   lastRun: RunRecord | null,
+  /** Versions whose finished run the mirror recorded in its storage because Azure refused the tag. */
+  recordedFinished: ReadonlySet<string> = new Set(),
 ): SeriesStatus {
+  const recorded = (v: ListedVersion) => recordedFinished.has(recordedKey(v.definitionName, v.name));
   const byGalleryVersion = new Map((releases ?? []).map((r) => [galleryVersionName(r.version), r.version]));
   const versions = inGallery
     .map((v): GalleryVersionStatus => ({
@@ -93,7 +103,7 @@ export function seriesStatusOf(
       regions: v.regions ?? [],
       createdBy: versionOrigin(v.tags),
       references: directorReferenceCount(v.tags),
-      notified: v.tags[MIRROR_NOTIFIED_TAG] !== undefined,
+      notified: v.tags[MIRROR_NOTIFIED_TAG] !== undefined || recorded(v),
     }))
     .sort((a, b) => compareStemcellVersions(a.galleryVersion, b.galleryVersion));
   const status: SeriesStatus = {
@@ -107,7 +117,12 @@ export function seriesStatusOf(
   };
   if (releases === null || releases.length === 0) return status;
 
-  const summaries = inGallery.map(summaryOf);
+  // As resolveVersions decides: a run recorded in storage is finished too.
+  const summaries = inGallery.map((v) => {
+    const summary = summaryOf(v);
+    if (recorded(v)) delete summary.unfinished;
+    return summary;
+  });
   const plan = planSeries(series, releases, summaries, maxVersionsPerRun);
   status.newest = plan.newest.version;
   status.missing = plan.mirror.map((p) => ({
@@ -195,12 +210,28 @@ export async function readSeriesStatus(services: StatusServices, series: string)
       v,
     ),
   );
+  const present = detailed.filter((v): v is ListedVersion => v !== undefined);
+  // Only versions without the tag can have their finished run recorded in storage instead.
+  const recordedFinished = new Set<string>();
+  await inParallel(
+    present.filter((v) => v.tags[MIRROR_NOTIFIED_TAG] === undefined),
+    VERSION_READS_AT_ONCE,
+    async (v) => {
+      const found = await attempt<string | undefined>(
+        `notification record of ${v.definitionName}/${v.name}`,
+        () => services.notificationRecords.find(v.definitionName, v.name),
+        undefined,
+      );
+      if (found !== undefined) recordedFinished.add(recordedKey(v.definitionName, v.name));
+    },
+  );
   const status = seriesStatusOf(
     series,
     releases,
-    detailed.filter((v): v is ListedVersion => v !== undefined),
+    present,
     config.maxVersionsPerRun,
     lastRun,
+    recordedFinished,
   );
   if (errors.length > 0) status.errors = errors;
   return status;

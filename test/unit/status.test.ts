@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import type { StemcellRelease } from '../../src/boshio.js';
 import { directorReferenceCount, versionOrigin } from '../../src/cpi.js';
 import type { ImageVersionState } from '../../src/gallery.js';
-import { formatStatus, seriesStatusOf } from '../../src/status.js';
+import { formatStatus, recordedKey, seriesStatusOf } from '../../src/status.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-noble';
 
@@ -183,4 +183,21 @@ test('the table says many skipped versions once, with their range and reason', (
     '  last run: 2026-12-02T06:00:04.000Z by functions, succeeded (1.12 exists)',
     '',
   ]);
+});
+
+test('a version whose finished run is recorded in storage (Azure refused the tag) is notified and finished', () => {
+  const untagged = inGallery('1.2.0', { stemcell_references: 'bosh-azure-stemcell-mirror' });
+
+  const without = seriesStatusOf(SERIES, releases('1.2'), [untagged], 3, null);
+  const recorded = seriesStatusOf(
+    SERIES,
+    releases('1.2'),
+    [untagged],
+    3,
+    null,
+    new Set([recordedKey(SERIES, '1.2.0')]),
+  );
+
+  assert.deepEqual([without.versions[0]?.notified, without.missing.map((m) => m.version)], [false, ['1.2']]);
+  assert.deepEqual([recorded.versions[0]?.notified, recorded.missing], [true, []]);
 });
