@@ -78,6 +78,8 @@ const PLAN_REASONS: Record<PlannedVersion['reason'], string> = {
   requested: 'requested',
   // A director's version the mirror has not adopted yet is unfinished too: the run adds the mirror's reference.
   finish: 'no record of a finished run: wait for it, adopt a director’s, notify',
+  adopt:
+    'untagged, made by another tool: verify it against the stemcell, then adopt it (BASM_ADOPT_UNTAGGED)',
 };
 
 /**
@@ -92,6 +94,8 @@ export function seriesStatusOf(
   lastRun: RunRecord | null,
   /** Versions whose finished run the mirror recorded in its storage because Azure refused the tag. */
   recordedFinished: ReadonlySet<string> = new Set(),
+  /** BASM_ADOPT_UNTAGGED: untagged versions another tool made are verified and adopted. */
+  adoptUntagged = false,
 ): SeriesStatus {
   const recorded = (v: ListedVersion) => recordedFinished.has(recordedKey(v.definitionName, v.name));
   const byGalleryVersion = new Map((releases ?? []).map((r) => [galleryVersionName(r.version), r.version]));
@@ -119,7 +123,7 @@ export function seriesStatusOf(
 
   // As resolveVersions decides: a run recorded in storage is finished too.
   const summaries = inGallery.map((v) => {
-    const summary = summaryOf(v);
+    const summary = summaryOf(v, adoptUntagged);
     if (recorded(v)) delete summary.unfinished;
     return summary;
   });
@@ -232,6 +236,7 @@ export async function readSeriesStatus(services: StatusServices, series: string)
     config.maxVersionsPerRun,
     lastRun,
     recordedFinished,
+    config.adoptUntagged,
   );
   if (errors.length > 0) status.errors = errors;
   return status;

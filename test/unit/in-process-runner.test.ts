@@ -223,7 +223,7 @@ test('an error the runner is told to give up on is not retried, though the step 
 
   const output = await runner.runSeries({ series: SERIES });
 
-  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'releaseSeriesLock']);
+  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'recordRun', 'releaseSeriesLock']);
   assert.deepEqual(log.warnings, []);
   assert.equal(output.results[0]?.action, 'failed');
   assert.match(String(output.results[0]?.error), /ECONNREFUSED/);
