@@ -87,13 +87,16 @@ export function runRecordOf(
 
 /**
  * The one log line every run ends with. The alerts in infra/modules/alerts.bicep query it, so its shape is
- * a contract: `mirror check of <series>: <succeeded|failed>; <version> <action>, ...`.
+ * a contract: `mirror check of <series>: <succeeded|failed>; <count> <action>, ...`. Counts, not versions:
+ * a line about a version starts with `<series> <version>:`, and this one is about the series.
  */
 export const RUN_LOG_PREFIX = 'mirror check of ';
 
 export function runLogLine(record: RunRecord): string {
-  const versions = record.versions.map((v) => `${v.version ?? '-'} ${v.action}`).join(', ');
-  return `${RUN_LOG_PREFIX}${record.series}: ${record.outcome}; ${versions}`;
+  const counts = new Map<string, number>();
+  for (const v of record.versions) counts.set(v.action, (counts.get(v.action) ?? 0) + 1);
+  const summary = [...counts].map(([action, count]) => `${count} ${action}`).join(', ');
+  return `${RUN_LOG_PREFIX}${record.series}: ${record.outcome}; ${summary}`;
 }
 
 /** Replaces the series' record (last run wins); creates the container when a fresh account has none yet. */

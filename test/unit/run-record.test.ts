@@ -31,7 +31,7 @@ test('a run with any failed version is recorded as failed, with each version’s
       { version: '1.2', galleryVersion: '1.2.0', action: 'failed', error: 'Azure said no' },
     ],
   });
-  assert.equal(runLogLine(record), `mirror check of ${SERIES}: failed; 1.1 created, 1.2 failed`);
+  assert.equal(runLogLine(record), `mirror check of ${SERIES}: failed; 1 created, 1 failed`);
 });
 
 test('a long error is kept short', () => {
