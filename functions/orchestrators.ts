@@ -38,6 +38,7 @@ export function durableWorkflowContext(context: OrchestrationContext): WorkflowC
     setStatus: (status) => orchestration.setCustomStatus(status),
     newGuid: (name) => orchestration.newGuid(name),
     runName: () => `orchestration ${orchestration.instanceId}`,
+    runner: 'functions',
   };
 }
 

@@ -115,6 +115,14 @@ param notifyGithubRef string = 'main'
 @description('Set by the preprovision hook: recover when `azd down` left this environment\'s Key Vault soft-deleted, default otherwise.')
 param keyVaultCreateMode string = 'default'
 
+@description('BASM_ALERT_EMAIL: e-mail address that receives the alerts (a failed run; a series not checked for too long). Empty: no alerts are deployed.')
+param alertEmail string = ''
+
+@minValue(1)
+@maxValue(46)
+@description('BASM_ALERT_CHECK_INTERVAL_HOURS: hours between two runs of the timer (24 for a daily BASM_TIMER_SCHEDULE, 1 for hourly). The dead man\'s switch alerts after this plus 2 hours without a successful check of a series.')
+param alertCheckIntervalHours int = 24
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var githubTokenSecretName = 'github-token'
@@ -166,6 +174,19 @@ module resources 'modules/resources.bicep' = {
     }
     notifyTargetComplete: notifyTargetComplete
     keyVaultCreateMode: keyVaultCreateMode
+  }
+}
+
+module alerts 'modules/alerts.bicep' = if (!empty(alertEmail)) {
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    applicationInsightsName: resources.outputs.applicationInsightsName
+    alertEmail: alertEmail
+    stemcellSeries: filter(map(split(stemcellSeries, ','), series => trim(series)), series => !empty(series))
+    checkIntervalHours: alertCheckIntervalHours
   }
 }
 

@@ -17,6 +17,7 @@ import { errorMessage, isUnreachableError } from './failures.js';
 import { InProcessRunner } from './in-process-runner.js';
 import { createProgressReporter } from './progress.js';
 import { announceSettings, createMirrorServices, type Logger } from './services.js';
+import { runStatusCommand } from './status-cli.js';
 import { mirrorSteps } from './steps.js';
 import { isStemcellVersion } from './versions.js';
 import type { VersionResult, VersionStatus } from './workflow.js';
@@ -30,6 +31,8 @@ export const USAGE = `${USAGE_LINE}
 
 Mirrors the BOSH stemcells the Azure Compute Gallery lacks from bosh.io, once, in this process,
 signed in as your \`az login\` (or the managed identity of AZURE_MANAGED_IDENTITY_ID in Azure).
+
+Other command: status (see "status --help").
 
 Options:
   --series S[,S]  series to mirror (default: BASM_STEMCELL_SERIES)
@@ -99,7 +102,7 @@ function parseCommand(argv: string[]): MirrorCommand | 'help' {
   if (values.help === true) return 'help';
   if (positionals.length === 0) throw new UsageError('missing command: mirror');
   if (positionals[0] !== 'mirror')
-    throw new UsageError(`unknown command "${positionals[0]}"; the command is: mirror`);
+    throw new UsageError(`unknown command "${positionals[0]}"; the commands are: mirror, status`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   const command: MirrorCommand = {
     dryRun: values['dry-run'] === true,
@@ -209,6 +212,7 @@ async function mirrorEverySeries(
 
 /** The whole command; returns the exit status instead of exiting, so tests can call it. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  if (argv[0] === 'status') return runStatusCommand(argv.slice(1), io);
   let command: MirrorCommand | 'help';
   try {
     command = parseCommand(argv);

@@ -64,6 +64,22 @@ export function isCreatedByMirror(tags: Readonly<Record<string, string>>): boole
   return stemcellReferenceList(tags['stemcell_references'])[0] === MIRROR_STEMCELL_REFERENCE;
 }
 
+/** Who made a gallery version, as its tags tell: the mirror, a director's CPI, a director's version the mirror adopted, or neither. */
+export type VersionOrigin = 'mirror' | 'director' | 'adopted' | 'other';
+
+export function versionOrigin(tags: Readonly<Record<string, string>>): VersionOrigin {
+  if (isCreatedByMirror(tags)) return 'mirror';
+  if (stemcellReferenceList(tags['stemcell_references']).includes(MIRROR_STEMCELL_REFERENCE))
+    return 'adopted';
+  return isAdoptableByCpi(tags) ? 'director' : 'other';
+}
+
+/** How many directors use the version: the `stemcell_references` entries other than the mirror's own. */
+export function directorReferenceCount(tags: Readonly<Record<string, string>>): number {
+  return stemcellReferenceList(tags['stemcell_references']).filter((r) => r !== MIRROR_STEMCELL_REFERENCE)
+    .length;
+}
+
 /**
  * Whether a director's CPI would adopt this existing version on `bosh upload-stemcell` rather than refuse it
  * as "not created by BOSH CPI" (it needs a `stemcell_references` or a `stemcell_name` tag). With

@@ -21,6 +21,11 @@ export interface ImageVersionState {
   tags: Record<string, string>;
   sourceUri?: string;
   errorMessage?: string;
+  /**
+   * Replication per target region (`publishingProfile.targetRegions`): Azure's state from
+   * `replicationStatus.summary`, which only a GET with `$expand=ReplicationStatus` carries (else `Unknown`).
+   */
+  regions?: Array<{ name: string; state: string }>;
 }
 
 export interface ComputeGalleryOptions {
@@ -396,6 +401,7 @@ function versionState(version: GalleryImageVersion): ImageVersionState {
     name: version.name ?? '',
     provisioningState: version.provisioningState ?? 'Unknown',
     tags: { ...(version.tags ?? {}) },
+    regions: replicationByRegion(version),
   };
   const sourceUri = version.storageProfile?.osDiskImage?.source?.uri;
   if (sourceUri !== undefined) state.sourceUri = sourceUri;
@@ -406,6 +412,19 @@ function versionState(version: GalleryImageVersion): ImageVersionState {
     if (details.length > 0) state.errorMessage = details.join('; ');
   }
   return state;
+}
+
+// ARM spells a region `westeurope` in one place and `West Europe` in another.
+function regionKey(name: string | undefined): string {
+  return (name ?? '').replace(/\s+/g, '').toLowerCase();
+}
+
+function replicationByRegion(version: GalleryImageVersion): Array<{ name: string; state: string }> {
+  const summary = version.replicationStatus?.summary ?? [];
+  return (version.publishingProfile?.targetRegions ?? []).map((target) => ({
+    name: target.name,
+    state: summary.find((s) => regionKey(s.region) === regionKey(target.name))?.state ?? 'Unknown',
+  }));
 }
 
 // Azure treats Generalized as the default OS state, V1 as the default generation and x64 as the default architecture.

@@ -1,14 +1,18 @@
 /**
- * The read-only status endpoint for function-key holders: `GET /api/mirror/{series}` answers the series'
- * orchestration's runtime status, custom status and results (and the status of the version it is working
- * on); `GET /api/mirror` answers that for every configured series. Nothing in it grants more: no Durable
- * management URL, no key, no orchestration input. Administrators use Durable's own status API (system key).
+ * The read-only status endpoint for function-key holders: `GET /api/mirror/{series}` answers what
+ * `status --json --series <series>` prints (src/status.ts: the gallery's versions, what the next run would
+ * do, the last run of either runner) plus the series' orchestration: runtime status, custom status and
+ * results (and the status of the version it is working on); `GET /api/mirror` answers that for every
+ * configured series. Nothing in it grants more: no Durable management URL, no key, no orchestration input.
+ * Administrators use Durable's own status API (system key).
  */
 
 import { loadConfig } from './config.js';
 import { errorMessage } from './failures.js';
 import type { HttpAnswer } from './http-start.js';
+import { createMirrorServices } from './services.js';
 import type { OrchestrationClient, StartLogger } from './starts.js';
+import { isComplete, readMirrorStatus, type SeriesStatus } from './status.js';
 import { seriesInstanceId } from './workflow.js';
 
 export interface SeriesRunStatus {
@@ -74,7 +78,15 @@ export async function seriesRunStatus(client: OrchestrationClient, series: strin
   return answer;
 }
 
-/** The whole endpoint: `series` is the route's optional parameter. */
+/** One series as the endpoint answers it: `status --json`'s entry, and its orchestration. */
+export type SeriesStatusAnswer = SeriesStatus & { orchestration: Omit<SeriesRunStatus, 'series'> | null };
+
+/**
+ * The whole endpoint: `series` is the route's optional parameter. The body is `status --json`'s document
+ * (src/status.ts) for that series or every configured one, each entry with its orchestration's status
+ * under `orchestration`. 200 when everything could be read; 502 (same body) when bosh.io, the gallery,
+ * the storage account or the task hub could not be; 404 for a series this app does not mirror.
+ */
 export async function answerStatusRequest(
   client: OrchestrationClient,
   series: string | undefined,
@@ -100,25 +112,21 @@ export async function answerStatusRequest(
       },
     };
   }
-  try {
-    if (series !== undefined && series !== '') {
-      const status = await seriesRunStatus(client, series);
-      if (status.runtimeStatus === null) {
-        return {
-          status: 404,
-          jsonBody: { error: `${series} has not been mirrored by this app yet`, ...status },
-        };
-      }
-      return { status: 200, jsonBody: status };
+  const wanted = series !== undefined && series !== '' ? [series] : config.series;
+  const status = await readMirrorStatus(createMirrorServices(config, log), wanted);
+  let complete = isComplete(status);
+  const answers: SeriesStatusAnswer[] = [];
+  for (const entry of status.series) {
+    for (const error of entry.errors ?? []) log.warn(`status of ${entry.series}: could not read ${error}`);
+    let orchestration: SeriesStatusAnswer['orchestration'] = null;
+    try {
+      const { series: _series, ...run } = await seriesRunStatus(client, entry.series);
+      orchestration = run;
+    } catch (error) {
+      log.error(`could not read the orchestration of ${entry.series}: ${errorMessage(error)}`);
+      complete = false;
     }
-    const all: SeriesRunStatus[] = [];
-    for (const configured of config.series) all.push(await seriesRunStatus(client, configured));
-    return { status: 200, jsonBody: { series: all } };
-  } catch (error) {
-    log.error(`could not read the mirror's status: ${errorMessage(error)}`);
-    return {
-      status: 500,
-      jsonBody: { error: "could not read the mirror's status; the function log has the cause" },
-    };
+    answers.push({ ...entry, orchestration });
   }
+  return { status: complete ? 200 : 502, jsonBody: { series: answers } };
 }

@@ -60,6 +60,7 @@ export class InProcessRunner {
       // Nothing is replayed here: a fresh GUID per call is what determinism asks of it.
       newGuid: () => randomUUID(),
       runName: () => 'command line',
+      runner: 'cli',
     };
   }
 

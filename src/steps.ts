@@ -30,6 +30,7 @@ import { notifyStemcellPublished } from './notify.js';
 import { NOTIFICATION_RECORD_PREFIX } from './notification-record.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
+import { runLogLine, runRecordOf, writeRunRecord } from './run-record.js';
 import {
   MANIFEST_METADATA,
   boshioRelease,
@@ -77,7 +78,8 @@ class TryAgainLater extends Error {
   readonly transient = true;
 }
 
-function summaryOf(
+/** What planning needs of one gallery version; `status` plans with it too, so both always agree. */
+export function summaryOf(
   version: ImageVersionState & { definitionName: string },
   adoptUntagged: boolean,
 ): GalleryVersionSummary {
@@ -704,6 +706,21 @@ async function underSeriesLock<I, O>(
   );
 }
 
+/** Last: the run's record for `status`, and its log line for the alerts in infra/ (see runLogLine). */
+export async function recordRun(
+  { config, vhdContainer, log }: MirrorServices,
+  { series, runner, startedAt, results }: StepInputs['recordRun'],
+): Promise<StepOutputs['recordRun']> {
+  // An orchestration can be started by hand with any input: only a configured series' record is written.
+  requireConfiguredSeries(config, series);
+  const record = runRecordOf(series, runner, startedAt, new Date().toISOString(), results);
+  const line = runLogLine(record);
+  if (record.outcome === 'failed') log.warn(line);
+  else log.info(line);
+  await writeRunRecord(vhdContainer, record);
+  return { outcome: record.outcome };
+}
+
 /** The activities, bound to one set of clients. */
 export function mirrorSteps(services: MirrorServices): MirrorSteps {
   const bind =
@@ -722,6 +739,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
     getImageVersionState: bind(getImageVersionState),
     notify: bind(notify),
     cleanup: bind(cleanup),
+    recordRun: bind(recordRun),
   };
 }
 

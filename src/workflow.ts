@@ -8,6 +8,7 @@
 import { errorMessage } from './failures.js';
 import type { StemcellManifest } from './manifest.js';
 import type { SeriesPlan } from './plan.js';
+import type { Runner } from './run-record.js';
 import { describeHolder, type SeriesLockAcquisition, type SeriesLockClaim } from './series-lock.js';
 import { brief, seriesStatus } from './run-status.js';
 import { galleryVersionName } from './versions.js';
@@ -26,7 +27,8 @@ export type StepName =
   | 'getImageVersionState'
   | 'notify'
   | 'cleanup'
-  | 'releaseSeriesLock';
+  | 'releaseSeriesLock'
+  | 'recordRun';
 
 /**
  * Retries for transient failures (network, 429, 5xx) only: a step returns permanent failures as a
@@ -61,6 +63,7 @@ export const STEP_RETRY: Record<StepName, RetryPolicy> = {
   cleanup: { ...network, maxAttempts: 2 },
   // A lock left behind is taken over once stale; a release that keeps failing is not worth a long wait.
   releaseSeriesLock: { ...network, maxAttempts: 3 },
+  recordRun: { ...network, maxAttempts: 3 },
 };
 
 /** What a step returns: permanent failures are values, transient ones are thrown (and retried). */
@@ -137,6 +140,8 @@ export interface StepInputs {
   notify: StemcellRef & { definitionName: string };
   cleanup: StemcellRef;
   releaseSeriesLock: { claim: SeriesLockClaim };
+  /** The run's results, as the orchestrator collected them; the step checks their shape and the series. */
+  recordRun: { series: string; runner: Runner; startedAt: string; results: VersionResult[] };
 }
 
 /**
@@ -161,6 +166,7 @@ export interface StepOutputs {
   notify: { notified: boolean };
   cleanup: { removed: boolean };
   releaseSeriesLock: { released: boolean };
+  recordRun: { outcome: 'succeeded' | 'failed' };
 }
 
 /** The step a version is in, or ended in: shown in the Durable custom status and the CLI progress. */
@@ -249,6 +255,8 @@ export interface WorkflowContext {
   newGuid(name: string): string;
   /** Who this run is, for the series lock: `command line`, `orchestration mirror-<series>`. */
   runName(): string;
+  /** Which runner drives the workflow: recorded with the run, so every other runner can see it. */
+  readonly runner: Runner;
 }
 
 export type Workflow<R> = Generator<unknown, R, unknown>;
@@ -344,8 +352,31 @@ function* takeSeries(
 }
 
 /**
+ * Records the run for `status` (src/run-record.ts), still holding the series, so a run that lost it records
+ * nothing; a record that cannot be written never fails the run.
+ */
+function* recorded(
+  ctx: WorkflowContext,
+  series: string,
+  startedAt: Date,
+  results: VersionResult[],
+): Workflow<SeriesResult> {
+  try {
+    yield* step(ctx, 'recordRun', {
+      series,
+      runner: ctx.runner,
+      startedAt: startedAt.toISOString(),
+      results,
+    });
+  } catch {
+    // The step logged why; `status` then shows the previous run, which is the truth about what it knows.
+  }
+  return { series, results };
+}
+
+/**
  * Orchestrator `mirrorSeries`: take the series (one run per series, whichever runner), decide, then mirror
- * each chosen version oldest first, and give the series back whatever happened.
+ * each chosen version oldest first, record the run, and give the series back whatever happened.
  */
 export function* mirrorSeries(ctx: WorkflowContext, request: MirrorRequest): Workflow<SeriesResult> {
   const { series } = request;
@@ -359,7 +390,9 @@ export function* mirrorSeries(ctx: WorkflowContext, request: MirrorRequest): Wor
     return { series, results: [refused] };
   }
   try {
-    return yield* mirrorHeldSeries(underSeriesLock(ctx, claim), request, startedAt, claim);
+    const held = underSeriesLock(ctx, claim);
+    const { results } = yield* mirrorHeldSeries(held, request, startedAt, claim);
+    return yield* recorded(held, series, startedAt, results);
   } finally {
     try {
       yield* step(ctx, 'releaseSeriesLock', { claim });

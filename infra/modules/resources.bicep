@@ -1,5 +1,6 @@
 // Everything inside the resource group. Role assignments live in role-assignments.bicep, one place
-// to review every privilege.
+// to review every privilege; the one exception is the alert rules' read access to Application
+// Insights, beside the optional rules in alerts.bicep.
 
 @description('Azure region of every resource.')
 param location string

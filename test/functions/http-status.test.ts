@@ -1,6 +1,7 @@
 /**
  * `GET /api/mirror/{series}` and `GET /api/mirror` as the host delivers them: the real DurableClient of
- * durable-functions reading a fake of the Durable extension's HTTP API.
+ * durable-functions reading a fake of the Durable extension's HTTP API, and the status model reading the
+ * local services (bosh.io, ARM, storage; test/functions/mirror-status.test.ts covers what it shows).
  */
 
 import assert from 'node:assert/strict';
@@ -16,21 +17,30 @@ import {
   loadFunctionsApp,
   type HttpResult,
 } from '../support/functions-core/host.js';
-import { JAMMY, NOBLE, starterSettings } from '../support/app-settings.js';
+import { JAMMY, NOBLE } from '../support/app-settings.js';
+import { startLocalAzure, type LocalAzure } from '../support/local-azure.js';
+import { buildStemcellFixture } from '../support/stemcell-fixture.js';
 
 const BASE = 'https://stemcell-mirror.azurewebsites.net/api/mirror';
 /** What a forged or ordinary start put in the orchestration's input: never part of a status answer. */
 const INPUT_MARKER = 'input-only-for-administrators';
 
 let extension: FakeDurableExtension;
+let local: LocalAzure;
 
 before(async () => {
-  Object.assign(process.env, starterSettings(`${JAMMY},${NOBLE}`));
+  local = await startLocalAzure({ notify: false });
+  Object.assign(process.env, local.env, { BASM_STEMCELL_SERIES: `${JAMMY},${NOBLE}` });
+  for (const series of [JAMMY, NOBLE]) {
+    const fixture = await buildStemcellFixture({ series, version: '1.100' });
+    local.boshio.publish(series, { version: '1.100', tarball: fixture.tarball });
+  }
   extension = await startFakeDurableExtension();
   await loadFunctionsApp();
 });
 after(async () => {
   await extension?.stop();
+  await local?.stop();
 });
 beforeEach(() => {
   extension.instances.clear();
@@ -47,6 +57,13 @@ async function get(series?: string): Promise<HttpResult> {
 
 function json(result: HttpResult): Record<string, unknown> {
   return JSON.parse(result.body) as Record<string, unknown>;
+}
+
+/** The orchestration part of each series' entry. */
+function orchestrations(result: HttpResult): Array<Record<string, unknown>> {
+  return (json(result).series as Array<{ orchestration: Record<string, unknown> }>).map(
+    (s) => s.orchestration,
+  );
 }
 
 function putRun(
@@ -66,9 +83,12 @@ describe('one series', () => {
 
     const result = await get(JAMMY);
 
-    assert.equal(result.status, 200);
-    const body = json(result);
-    assert.equal(body.series, JAMMY);
+    assert.equal(result.status, 200, result.body);
+    assert.deepEqual(
+      (json(result).series as Array<{ series: string }>).map((s) => s.series),
+      [JAMMY],
+    );
+    const [body = {}] = orchestrations(result);
     assert.equal(body.instanceId, `mirror-${JAMMY}`);
     assert.equal(body.runtimeStatus, 'Completed');
     assert.deepEqual(body.customStatus, customStatus);
@@ -83,7 +103,7 @@ describe('one series', () => {
     });
     putRun(versionId, 'Running', { customStatus: { step: 'uploadVhd', bytesUploaded: 1024 } });
 
-    const body = json(await get(JAMMY));
+    const [body = {}] = orchestrations(await get(JAMMY));
 
     assert.deepEqual(body.currentVersion, {
       instanceId: versionId,
@@ -92,12 +112,13 @@ describe('one series', () => {
     });
   });
 
-  test('a series never started answers 404 saying so', async () => {
+  test('a series the app never started answers its status, with a runtime status of null', async () => {
     const result = await get(NOBLE);
 
-    assert.equal(result.status, 404);
-    assert.match(String(json(result).error), /has not been mirrored by this app yet/);
-    assert.equal(json(result).runtimeStatus, null);
+    assert.equal(result.status, 200, result.body);
+    const [entry] = json(result).series as Array<Record<string, unknown>>;
+    assert.equal(entry?.newest, '1.100');
+    assert.deepEqual(entry?.orchestration, { instanceId: `mirror-${NOBLE}`, runtimeStatus: null });
   });
 });
 
@@ -106,10 +127,10 @@ test('GET /api/mirror answers every configured series', async () => {
 
   const result = await get();
 
-  assert.equal(result.status, 200);
-  const all = json(result).series as Array<Record<string, unknown>>;
+  assert.equal(result.status, 200, result.body);
+  const all = json(result).series as Array<{ series: string; orchestration: Record<string, unknown> }>;
   assert.deepEqual(
-    all.map((s) => [s.series, s.runtimeStatus]),
+    all.map((s) => [s.series, s.orchestration.runtimeStatus]),
     [
       [JAMMY, 'Running'],
       [NOBLE, null],
@@ -146,8 +167,9 @@ describe('what a function-key holder cannot learn or reach', () => {
     });
     putRun(`mirror-${NOBLE}`, 'Running', { customStatus: { step: 'uploadVhd' } });
 
-    const body = json(await get(JAMMY));
+    const [body = {}] = orchestrations(await get(JAMMY));
 
+    assert.equal(body.runtimeStatus, 'Running');
     assert.equal(body.currentVersion, undefined);
   });
 });

@@ -314,7 +314,8 @@ describe('mirrorSeries', () => {
     };
     const versionsDone = seriesHistory()
       .activityCompleted('resolveVersions', ok(plan))
-      .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), versionResult);
+      .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), versionResult)
+      .activityCompleted('recordRun', ok({ outcome: 'succeeded' }));
     const releasing = await replay(versionsDone);
     assert.equal(releasing.isDone, false);
     assert.deepEqual(releasing.last.functionName, 'releaseSeriesLock');
@@ -331,6 +332,10 @@ describe('mirrorSeries', () => {
   test('fault: resolveVersions failing permanently ends the series with one failed result naming that step', async () => {
     const message = 'bosh.io has no version 9.9 of ' + SERIES;
     const failed = seriesHistory().activityCompleted('resolveVersions', { ok: false, error: message });
+    const recording = await replay(failed);
+    assert.equal(recording.last.functionName, 'recordRun', 'the failure is recorded for status');
+    assert.deepEqual((recording.last.input as { results: unknown[] }).results.length, 1);
+    failed.activityCompleted('recordRun', ok({ outcome: 'failed' }));
     assert.equal((await replay(failed)).last.functionName, 'releaseSeriesLock', 'the series is given back');
     const state = await replay(failed.activityCompleted('releaseSeriesLock', ok({ released: true })));
 
@@ -351,6 +356,62 @@ describe('mirrorSeries', () => {
     });
   });
 
+  test('every run ends by recording it for status, holding the series: runner functions, the run start, every result', async () => {
+    const versionResult: VersionResult = {
+      series: SERIES,
+      version: '1.100',
+      galleryVersion: '1.100.0',
+      action: 'created',
+      blobUrl,
+    };
+    const state = await replay(
+      seriesHistory()
+        .activityCompleted('resolveVersions', ok(plan))
+        .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), versionResult),
+    );
+
+    assert.equal(state.isDone, false);
+    assert.deepEqual(state.last, {
+      actionType: 1,
+      functionName: 'recordRun',
+      input: {
+        series: SERIES,
+        runner: 'functions',
+        startedAt: START.toISOString(),
+        results: [versionResult],
+        lock: claim,
+      },
+      retryOptions: expectedRetryOptions('recordRun'),
+    });
+  });
+
+  test('a check with nothing to do is recorded too: that is what the dead man’s switch waits for', async () => {
+    const nothing = { series: SERIES, mirror: [], newest: release, deferred: [] };
+    const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(nothing)));
+
+    assert.equal(state.last.functionName, 'recordRun');
+    assert.deepEqual((state.last.input as { results: unknown }).results, [
+      { series: SERIES, version: '1.100', galleryVersion: '1.100.0', action: 'exists' },
+    ]);
+  });
+
+  test('fault: a run record that cannot be written does not fail the run, and the series is still given back', async () => {
+    const nothing = { series: SERIES, mirror: [], newest: release, deferred: [] };
+    const history = seriesHistory()
+      .activityCompleted('resolveVersions', ok(nothing))
+      .activityCompleted('recordRun', { ok: false, error: 'the storage account refused the write (403)' });
+    assert.equal((await replay(history)).last.functionName, 'releaseSeriesLock');
+
+    const state = await replay(history.activityCompleted('releaseSeriesLock', ok({ released: true })));
+
+    assert.equal(state.isDone, true);
+    assert.equal(state.error, undefined);
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      results: [{ series: SERIES, version: '1.100', galleryVersion: '1.100.0', action: 'exists' }],
+    });
+  });
+
   test('a dry run starts no mirrorVersion and reports every planned version as planned', async () => {
     const dryRunInput = { request: { series: SERIES, dryRun: true } };
     const history = new OrchestrationHistory(
@@ -366,6 +427,7 @@ describe('mirrorSeries', () => {
     assert.deepEqual(
       state.all.map((a) => a.functionName),
       ['resolveVersions'],
+      'a dry run changes nothing, not even the record of the last run',
     );
     assert.deepEqual(state.output, {
       series: SERIES,
@@ -405,6 +467,7 @@ describe('mirrorSeries', () => {
     const state = await replay(
       afterFailure
         .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.101', START), created)
+        .activityCompleted('recordRun', ok({ outcome: 'failed' }))
         .activityCompleted('releaseSeriesLock', ok({ released: true })),
     );
 
@@ -1087,6 +1150,7 @@ describe('custom status', () => {
         error: longError,
       });
     }
+    history.activityCompleted('recordRun', ok({ outcome: 'failed' }));
     assert.equal((await replay(history)).last.functionName, 'releaseSeriesLock');
     history.activityCompleted('releaseSeriesLock', ok({ released: true }));
 

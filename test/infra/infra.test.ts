@@ -6,10 +6,11 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parse as parseYaml } from 'yaml';
+import { RUN_LOG_PREFIX, runLogLine, runRecordOf } from '../../src/run-record.js';
 
 // Compiled to dist/test/infra/: the repository root is three levels up.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -426,4 +427,113 @@ test('every azd hook is one npm script, the same on every OS, with no shell synt
     assert.ok(script, `${name}: "${hook.posix.run}" should be exactly one \`npm run <script>\``);
     assert.ok(scripts[script], `${name}: package.json has no script ${script}`);
   }
+});
+
+describe('alerts', () => {
+  const alerts = () => read('infra/modules/alerts.bicep');
+  /** The text of the triple-quoted variable `name` (a KQL query). */
+  const query = (name: string) => {
+    const match = new RegExp(`^var ${name} = '''\n([\\s\\S]*?)'''`, 'm').exec(alerts());
+    assert.ok(match, `alerts.bicep declares the query ${name}`);
+    return match[1]!;
+  };
+
+  test('are deployed only with an e-mail address, which azd takes from BASM_ALERT_EMAIL with no default', () => {
+    assert.match(
+      read('infra/main.bicep'),
+      /^module alerts 'modules\/alerts\.bicep' = if \(!empty\(alertEmail\)\) \{/m,
+    );
+    assert.match(read('infra/main.bicep'), /^param alertEmail string = ''$/m);
+    const file = JSON.parse(read('infra/main.parameters.json')) as {
+      parameters: Record<string, { value: string }>;
+    };
+    assert.equal(file.parameters.alertEmail?.value, '${BASM_ALERT_EMAIL}');
+    assert.match(alerts(), /emailAddress: alertEmail\b/);
+  });
+
+  test('the failure alert finds Durable failures and the line a failed run ends with, exactly as the code writes it', () => {
+    const failures = query('failureQuery');
+    assert.match(failures, /customDimensions\.Category\) == "Host\.Triggers\.DurableTask"/);
+    assert.match(failures, /prop__state\) == "Failed"/);
+    const failed = runLogLine(
+      runRecordOf(
+        'bosh-azure-hyperv-ubuntu-noble',
+        'functions',
+        '2026-12-02T06:00:00.000Z',
+        '2026-12-02T06:01:00.000Z',
+        [
+          {
+            series: 'bosh-azure-hyperv-ubuntu-noble',
+            version: '1.1',
+            galleryVersion: '1.1.0',
+            action: 'failed',
+            error: 'x',
+          },
+        ],
+      ),
+    );
+    const prefix = /message startswith "([^"]+)" and message has "([^"]+)"/.exec(failures);
+    assert.ok(prefix, 'the query selects the run lines by prefix and outcome');
+    assert.equal(prefix[1], RUN_LOG_PREFIX);
+    assert.ok(
+      failed.startsWith(prefix[1]) && failed.includes(prefix[2]!),
+      `${failed} is what the query looks for`,
+    );
+  });
+
+  test('the dead man’s switch parses the run line into series and outcome, and lists every configured series', () => {
+    const silence = query('silenceQuery');
+    const parse = /parse message with "([^"]+)" series "([^"]+)" outcome "([^"]+)" \*/.exec(silence);
+    assert.ok(parse, 'the query parses the run line');
+    const series = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
+    const line = runLogLine(
+      runRecordOf(series, 'functions', '2026-12-02T06:00:00.000Z', '2026-12-02T06:01:00.000Z', [
+        { series, version: '1.2', galleryVersion: '1.2.0', action: 'exists' },
+      ]),
+    );
+    // KQL's parse, by hand: the text between the literals.
+    const [, before, middle, after] = parse;
+    assert.ok(line.startsWith(before!));
+    const rest = line.slice(before!.length);
+    assert.equal(rest.slice(0, rest.indexOf(middle!)), series);
+    const outcome = rest.slice(rest.indexOf(middle!) + middle!.length);
+    assert.equal(outcome.slice(0, outcome.indexOf(after!)), 'succeeded');
+    assert.match(silence, /where outcome == "succeeded"/);
+    assert.match(alerts(), /query: replace\(silenceQuery, 'SERIES_LIST', string\(stemcellSeries\)\)/);
+    assert.match(read('infra/main.bicep'), /stemcellSeries: filter\(map\(split\(stemcellSeries, ','\)/);
+  });
+
+  test('the dead man’s switch waits the check interval plus two hours: 26 h for the daily default', () => {
+    assert.match(read('infra/main.bicep'), /^param alertCheckIntervalHours int = 24$/m);
+    assert.match(alerts(), /^var silentHours = checkIntervalHours \+ 2$/m);
+    assert.match(alerts(), /windowSize: 'PT\$\{silentHours\}H'/);
+    // Log alert windows go up to two days.
+    assert.match(alerts(), /@maxValue\(46\)\n(?:@[^\n]*\n)*param checkIntervalHours int/);
+  });
+
+  test('each rule queries as its own identity, with Reader on the Application Insights component only', () => {
+    const text = alerts();
+    const rules = [...text.matchAll(/^resource (\w+) 'Microsoft\.Insights\/scheduledQueryRules@/gm)].map(
+      (m) => m[1]!,
+    );
+    assert.deepEqual(rules, ['failureAlert', 'silenceAlert']);
+    for (const rule of rules) {
+      const block = blockAt(text, text.indexOf('{', text.indexOf(`resource ${rule} `)));
+      assert.match(block, /identity: \{\s*type: 'SystemAssigned'\s*\}/, rule);
+      assert.match(block, /scopes: \[\s*applicationInsights\.id\s*\]/, rule);
+    }
+    const assignments = [...text.matchAll(ROLE_ASSIGNMENT)].map((m) =>
+      blockAt(text, text.indexOf('{', m.index)),
+    );
+    assert.equal(assignments.length, rules.length);
+    for (const [i, block] of assignments.entries()) {
+      assert.match(block, /scope: applicationInsights\n/);
+      assert.match(
+        block,
+        /roleDefinitionId: subscriptionResourceId\('Microsoft\.Authorization\/roleDefinitions', readerRoleId\)/,
+      );
+      assert.match(block, new RegExp(`principalId: ${rules[i]}\\.identity\\.principalId`));
+    }
+    assert.match(text, /^var readerRoleId = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'$/m);
+  });
 });

@@ -222,7 +222,14 @@ test('a started version eventually reports Succeeded with its source and tags', 
   const tags = tagsFor('ver-succeed', spec.name);
   await gallery.startImageVersion({ definitionName: spec.name, versionName: '1.1364.0', blobUrl, tags });
   const state = await waitForState(spec.name, '1.1364.0', ['Succeeded', 'Failed']);
-  assert.deepEqual(state, { name: '1.1364.0', provisioningState: 'Succeeded', tags, sourceUri: blobUrl });
+  assert.deepEqual(state, {
+    name: '1.1364.0',
+    provisioningState: 'Succeeded',
+    tags,
+    sourceUri: blobUrl,
+    // Its one target region, replicated: what `status` shows per region.
+    regions: [{ name: region, state: 'Completed' }],
+  });
 });
 
 test('the version request carries the CPI-shaped source and a single-region publishing profile', async () => {

@@ -83,6 +83,12 @@ function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: Mirror
     getImageVersionState: () => ok({ provisioningState: 'Succeeded', monitor: MONITOR }),
     notify: () => ok({ notified: true }),
     cleanup: () => ok({ removed: true }),
+    recordRun: (input) =>
+      ok({
+        outcome: input.results.some((r) => r.action === 'failed')
+          ? ('failed' as const)
+          : ('succeeded' as const),
+      }),
   };
   const all = { ...happy, ...overrides };
   const steps = Object.fromEntries(
@@ -136,6 +142,7 @@ test('the happy path runs the steps in the order of the design and ends with the
     'getImageVersionState',
     'notify',
     'cleanup',
+    'recordRun',
     'releaseSeriesLock',
   ]);
   assert.deepEqual(result, {
@@ -216,7 +223,7 @@ test('an error the runner is told to give up on is not retried, though the step 
 
   const output = await runner.runSeries({ series: SERIES });
 
-  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'releaseSeriesLock']);
+  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'recordRun', 'releaseSeriesLock']);
   assert.deepEqual(log.warnings, []);
   assert.equal(output.results[0]?.action, 'failed');
   assert.match(String(output.results[0]?.error), /ECONNREFUSED/);
@@ -264,6 +271,7 @@ test('cleanup runs after a failed version too', async () => {
     'resolveVersions',
     'downloadAndExtract',
     'cleanup',
+    'recordRun',
     'releaseSeriesLock',
   ]);
   assert.equal(result.action, 'failed');
@@ -291,7 +299,7 @@ test('fault: a series whose versions cannot be resolved ends with one failed res
 
   const { result } = await mirrorOne(steps);
 
-  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'releaseSeriesLock']);
+  assert.deepEqual(calls, ['acquireSeriesLock', 'resolveVersions', 'recordRun', 'releaseSeriesLock']);
   assert.deepEqual(result, {
     series: SERIES,
     version: null,
@@ -440,4 +448,29 @@ test('a dry run takes no lock', async () => {
 
   assert.equal(output.results[0]?.action, 'planned');
   assert.deepEqual(calls, ['resolveVersions']);
+});
+
+test('the command line records its run as runner cli, with the start time and every result, holding the series', async () => {
+  const recorded: Array<StepInputs['recordRun']> = [];
+  const { steps, calls } = recordingSteps({
+    recordRun: (input) => {
+      recorded.push(input);
+      return ok({ outcome: 'succeeded' as const });
+    },
+  });
+  const before = Date.now();
+
+  const { result } = await mirrorOne(steps);
+
+  assert.equal(recorded.length, 1);
+  const [record] = recorded;
+  assert.equal(record?.runner, 'cli');
+  assert.equal(record?.series, SERIES);
+  assert.ok(Date.parse(record?.startedAt ?? '') >= before - 1000, 'startedAt is this run’s start');
+  assert.deepEqual(record?.results, [result]);
+  assert.deepEqual(
+    calls.slice(-2),
+    ['recordRun', 'releaseSeriesLock'],
+    'recorded before the series is given back',
+  );
 });
