@@ -17,7 +17,7 @@
  * starts any orchestration with any input. Durable's own status API stays the administrators' tool.
  */
 
-import { loadConfig, SERIES_PATTERN } from './config.js';
+import { loadConfig, SERIES_PATTERN, type MirrorConfig } from './config.js';
 import { errorMessage } from './failures.js';
 import {
   isFailedStart,
@@ -127,6 +127,21 @@ async function readBody(request: StarterRequest): Promise<string | undefined> {
   return Buffer.byteLength(text) > MAX_BODY_BYTES ? undefined : text;
 }
 
+/** The app's settings, or undefined after logging what to fix (the answer never says which). */
+export function appSettings(env: NodeJS.ProcessEnv, log: StartLogger): MirrorConfig | undefined {
+  try {
+    return loadConfig(env);
+  } catch (error) {
+    log.error(errorMessage(error));
+    return undefined;
+  }
+}
+
+export const INVALID_SETTINGS: HttpAnswer = {
+  status: 500,
+  jsonBody: { error: 'the function app settings are invalid; the function log names each one to fix' },
+};
+
 /** The whole starter: settings, body, starts, answer. */
 export async function answerMirrorRequest(
   client: OrchestrationClient,
@@ -134,16 +149,8 @@ export async function answerMirrorRequest(
   env: NodeJS.ProcessEnv,
   log: StartLogger,
 ): Promise<HttpAnswer> {
-  let config;
-  try {
-    config = loadConfig(env);
-  } catch (error) {
-    log.error(errorMessage(error));
-    return {
-      status: 500,
-      jsonBody: { error: 'the function app settings are invalid; the function log names each one to fix' },
-    };
-  }
+  const config = appSettings(env, log);
+  if (!config) return INVALID_SETTINGS;
   const text = await readBody(request);
   if (text === undefined)
     return { status: 413, jsonBody: { error: `the request body is larger than ${MAX_BODY_BYTES} bytes` } };

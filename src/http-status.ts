@@ -7,9 +7,8 @@
  * Administrators use Durable's own status API (system key).
  */
 
-import { loadConfig } from './config.js';
 import { errorMessage } from './failures.js';
-import type { HttpAnswer } from './http-start.js';
+import { appSettings, INVALID_SETTINGS, type HttpAnswer } from './http-start.js';
 import { createMirrorServices } from './services.js';
 import type { OrchestrationClient, StartLogger } from './starts.js';
 import { isComplete, readMirrorStatus, type SeriesStatus } from './status.js';
@@ -93,16 +92,8 @@ export async function answerStatusRequest(
   env: NodeJS.ProcessEnv,
   log: StartLogger,
 ): Promise<HttpAnswer> {
-  let config;
-  try {
-    config = loadConfig(env);
-  } catch (error) {
-    log.error(errorMessage(error));
-    return {
-      status: 500,
-      jsonBody: { error: 'the function app settings are invalid; the function log names each one to fix' },
-    };
-  }
+  const config = appSettings(env, log);
+  if (!config) return INVALID_SETTINGS;
   if (series !== undefined && series !== '' && !config.series.includes(series)) {
     // Not repeated: the answer says what is expected, never what the caller sent.
     return {

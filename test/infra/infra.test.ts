@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parse as parseYaml } from 'yaml';
 import { RUN_LOG_PREFIX, runLogLine, runRecordOf } from '../../src/run-record.js';
+import { blockAt } from '../support/bicep-text.js';
 
 // Compiled to dist/test/infra/: the repository root is three levels up.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -28,25 +29,6 @@ const BROAD_ROLES = [
   'b24988ac-6180-42a0-ab88-20f7382dd24c',
   '18d7d88d-d35e-4fb5-a5c3-7773c20a72d9',
 ];
-
-/** The text of the `{ ... }` block that opens at `open` (skipping quoted strings and comments). */
-function blockAt(text: string, open: number): string {
-  let depth = 0;
-  for (let i = open; i < text.length; i++) {
-    const c = text[i]!;
-    if (c === "'") {
-      i++;
-      while (i < text.length && text[i] !== "'") i += text[i] === '\\' ? 2 : 1;
-    } else if (c === '/' && text[i + 1] === '/') {
-      while (i < text.length && text[i] !== '\n') i++;
-    } else if (c === '{') {
-      depth++;
-    } else if (c === '}' && --depth === 0) {
-      return text.slice(open, i + 1);
-    }
-  }
-  throw new Error('unbalanced braces');
-}
 
 /** The comment lines directly above line `line` (0-based), joined. */
 function commentAbove(lines: string[], line: number): string {
