@@ -25,7 +25,7 @@ import type { ExtractedStemcell } from './stemcell.js';
 import { localStemcell } from './steps-stemcell.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
-import type { StemcellRef, StepInputs, StepOutputs } from './workflow.js';
+import type { StemcellRef, StepInputs, StepOutputs } from './workflow-contract.js';
 
 /** Said of a director's version whose stemcell_references cannot take the mirror's entry. */
 export const REFERENCES_FULL =

@@ -5,7 +5,7 @@ import type { MirrorConfig } from './config.js';
 import { requireConfiguredSeries } from './provenance.js';
 import { seriesLockWait, type MirrorServices } from './services.js';
 import { describeHolder, requireClaim, type SeriesLockClaim } from './series-lock.js';
-import type { StepInputs, StepOutputs, UnderSeriesLock } from './workflow.js';
+import type { StepInputs, StepOutputs, UnderSeriesLock } from './workflow-contract.js';
 
 /** A lock claim on a series the mirror is configured for, with a GUID lease id; refused otherwise. */
 function configuredClaim(config: MirrorConfig, claim: unknown): SeriesLockClaim {

@@ -11,7 +11,7 @@ import { runLogLine, runRecordOf, writeRunRecord } from './run-record.js';
 import type { MirrorServices } from './services.js';
 import { REFERENCES_FULL } from './steps-gallery.js';
 import { galleryVersionName } from './versions.js';
-import type { StepInputs, StepOutputs } from './workflow.js';
+import type { StepInputs, StepOutputs } from './workflow-contract.js';
 
 /** Retries a small write a few times in place: re-running the whole step would dispatch again. */
 async function withPatience<T>(attempts: number, work: () => Promise<T>): Promise<T> {

@@ -8,7 +8,7 @@ import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './
 import { requireConfiguredSeries } from './provenance.js';
 import type { MirrorServices } from './services.js';
 import { galleryVersionName } from './versions.js';
-import type { StepInputs, StepOutputs } from './workflow.js';
+import type { StepInputs, StepOutputs } from './workflow-contract.js';
 
 /** What planning needs of one gallery version; `status` plans with it too, so both always agree. */
 export function summaryOf(

@@ -17,7 +17,7 @@ import {
   type ExtractedStemcell,
 } from './stemcell.js';
 import { readExtents } from './vhd.js';
-import type { ExtractedStemcellSummary, StepInputs, StepOutputs } from './workflow.js';
+import type { ExtractedStemcellSummary, StepInputs, StepOutputs } from './workflow-contract.js';
 
 function summarize(stemcell: ExtractedStemcell): ExtractedStemcellSummary {
   return {

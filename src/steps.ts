@@ -19,7 +19,7 @@ import { acquireSeriesLock, releaseSeriesLock, underSeriesLock } from './steps-l
 import { notify, recordRun } from './steps-notify.js';
 import { resolveVersions } from './steps-plan.js';
 import { cleanup, downloadAndExtract, uploadVhd } from './steps-stemcell.js';
-import type { StepInputs, StepName, StepOutcome, StepOutputs, UnderSeriesLock } from './workflow.js';
+import type { StepInputs, StepName, StepOutcome, StepOutputs, UnderSeriesLock } from './workflow-contract.js';
 
 export type MirrorSteps = {
   [N in StepName]: (input: StepInputs[N] & UnderSeriesLock) => Promise<StepOutcome<StepOutputs[N]>>;
