@@ -14,7 +14,7 @@ import type { ComputeGallery, ImageVersionState } from './gallery.js';
 import type { NotificationRecords } from './notification-record.js';
 import { planSeries, type PlannedVersion } from './plan.js';
 import { readRunRecord, type RunRecord } from './run-record.js';
-import { summaryOf } from './steps.js';
+import { summaryOf } from './steps-plan.js';
 import { compareStemcellVersions, galleryVersionName } from './versions.js';
 
 export interface GalleryVersionStatus {

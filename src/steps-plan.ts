@@ -1,0 +1,74 @@
+/** Step 1 of a run: what bosh.io has that the gallery lacks, planned the way `status` plans it. */
+
+import { listStemcellReleases } from './boshio.js';
+import { MIRROR_NOTIFIED_TAG, isCreatedByMirror } from './cpi.js';
+import { isFromAnotherTool } from './existing-version.js';
+import type { ImageVersionState } from './gallery.js';
+import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
+import { requireConfiguredSeries } from './provenance.js';
+import type { MirrorServices } from './services.js';
+import { galleryVersionName } from './versions.js';
+import type { StepInputs, StepOutputs } from './workflow-contract.js';
+
+/** What planning needs of one gallery version; `status` plans with it too, so both always agree. */
+export function summaryOf(
+  version: ImageVersionState & { definitionName: string },
+  adoptUntagged: boolean,
+): GalleryVersionSummary {
+  const summary: GalleryVersionSummary = {
+    name: version.name,
+    provisioningState: version.provisioningState,
+    createdByMirror: isCreatedByMirror(version.tags),
+  };
+  const gone = version.provisioningState === 'Failed' || version.provisioningState === 'Deleting';
+  if (!gone && adoptUntagged && isFromAnotherTool(version.tags)) {
+    summary.adoptable = {
+      definitionName: version.definitionName,
+      ...(version.sourceUri !== undefined ? { blobUrl: version.sourceUri } : {}),
+    };
+    return summary;
+  }
+  // Not finished until the mirror recorded its notification: versions it created whose run stopped early,
+  // and versions a director created that the mirror has not adopted yet (or must refuse, visibly: one
+  // another tool made is reported once per run, by the notify step).
+  if (!gone && version.tags[MIRROR_NOTIFIED_TAG] === undefined) {
+    summary.unfinished = {
+      definitionName: version.definitionName,
+      ...(version.sourceUri !== undefined ? { blobUrl: version.sourceUri } : {}),
+    };
+  }
+  return summary;
+}
+
+/** Step 1: what bosh.io has that the gallery lacks, and which of it this run mirrors. */
+export async function resolveVersions(
+  { config, gallery, notificationRecords, log }: MirrorServices,
+  { series, version }: StepInputs['resolveVersions'],
+): Promise<StepOutputs['resolveVersions']> {
+  requireConfiguredSeries(config, series);
+  const releases = await listStemcellReleases(config.boshioUrl, series, {
+    timeoutMs: config.httpTimeoutMs,
+    all: version !== undefined,
+  });
+  const versions = await gallery.listSeriesVersions(series, config.gallery);
+  const inGallery = await Promise.all(
+    versions.map(async (v) => {
+      const summary = summaryOf(v, config.adoptUntagged);
+      // A run whose tag Azure refused recorded its notification in the mirror's storage: finished too.
+      if (summary.unfinished && (await notificationRecords.find(v.definitionName, v.name)) !== undefined) {
+        delete summary.unfinished;
+      }
+      return summary;
+    }),
+  );
+  const plan =
+    version !== undefined
+      ? planRequestedVersion(series, releases, inGallery, version)
+      : planSeries(series, releases, inGallery, config.maxVersionsPerRun);
+  const newest = versions.find((v) => v.name === galleryVersionName(plan.newest.version));
+  for (const p of plan.mirror) log.info(`${series} ${p.release.version}: to mirror (${p.reason})`);
+  if (plan.deferred.length > 0) {
+    log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
+  }
+  return newest?.sourceUri !== undefined ? { ...plan, newestBlobUrl: newest.sourceUri } : plan;
+}
