@@ -128,6 +128,7 @@ function contractFields(r: VersionResult): Record<string, unknown> {
     action: r.action,
     ...(r.blobUrl !== undefined ? { blobUrl: r.blobUrl } : {}),
     ...(r.error !== undefined ? { error: r.error } : {}),
+    ...(r.reason !== undefined ? { reason: r.reason } : {}),
   };
 }
 
@@ -136,7 +137,7 @@ function formatResult(r: VersionResult): string {
     r.version === null
       ? r.series
       : `${r.series} ${r.version}${r.galleryVersion ? ` -> ${r.galleryVersion}` : ''}`;
-  const detail = r.error ? `: ${r.error}` : r.blobUrl ? ` (${r.blobUrl})` : '';
+  const detail = r.error ? `: ${r.error}` : r.blobUrl ? ` (${r.blobUrl})` : r.reason ? ` (${r.reason})` : '';
   return `${r.action.padEnd(8)} ${what}${detail}`;
 }
 

@@ -201,6 +201,8 @@ export interface VersionResult {
   /** Where a failed version stopped. */
   step?: VersionStep | 'resolveVersions' | 'acquireSeriesLock';
   bytesUploaded?: number;
+  /** Why the run decided what it did (a plan's reason, e.g. `catch-up`), so a dry run explains itself. */
+  reason?: string;
 }
 
 export interface SeriesResult {

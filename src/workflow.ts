@@ -198,6 +198,7 @@ function* mirrorHeldSeries(
         version: p.release.version,
         galleryVersion: p.galleryVersion,
         action: 'planned' as const,
+        reason: p.reason,
       })),
     };
   }

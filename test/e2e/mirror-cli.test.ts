@@ -401,7 +401,7 @@ describe('stories', { concurrency: 4 }, () => {
       const run = await mirror(s, '--series', series, '--dry-run');
       assert.equal(run.status, 0, run.stderr);
       assert.deepEqual(jsonResults(run), [
-        { series, version: '1.101', galleryVersion: '1.101.0', action: 'planned' },
+        { series, version: '1.101', galleryVersion: '1.101.0', action: 'planned', reason: 'newest' },
       ]);
       assert.deepEqual(armWrites(armBefore, series), []);
       assert.deepEqual(armChanges(armBefore, series), []);
@@ -415,7 +415,7 @@ describe('stories', { concurrency: 4 }, () => {
       const run = await runStemcellMirrorBin(['mirror', '--dry-run', '--json', '--series', series], s.env);
       assert.equal(run.status, 0, run.stderr);
       assert.deepEqual(jsonResults(run), [
-        { series, version: '1.101', galleryVersion: '1.101.0', action: 'planned' },
+        { series, version: '1.101', galleryVersion: '1.101.0', action: 'planned', reason: 'newest' },
       ]);
       assert.deepEqual(armChanges(armBefore, series), []);
     });

@@ -432,8 +432,14 @@ describe('mirrorSeries', () => {
     assert.deepEqual(state.output, {
       series: SERIES,
       results: [
-        { series: SERIES, version: '1.100', galleryVersion: '1.100.0', action: 'planned' },
-        { series: SERIES, version: '1.101', galleryVersion: '1.101.0', action: 'planned' },
+        {
+          series: SERIES,
+          version: '1.100',
+          galleryVersion: '1.100.0',
+          action: 'planned',
+          reason: 'catch-up',
+        },
+        { series: SERIES, version: '1.101', galleryVersion: '1.101.0', action: 'planned', reason: 'newest' },
       ],
     });
   });
