@@ -767,6 +767,19 @@ describe('authentication and api-version', () => {
     assert.equal((response.body as { error: { code: string } }).error.code, 'AuthenticationFailed');
   });
 
+  test('a canned throttle answers only an authenticated caller: no token is 401 and the 429 stays pending', async () => {
+    arm.answerNext('GET', `/galleries/${galleryName}`, { status: 429, code: 'TooManyRequests' });
+    try {
+      const response = await rawRequest(path, {});
+
+      assert.equal(response.status, 401);
+      assert.equal(errorCode(response.body), 'AuthenticationFailed');
+      assert.equal(arm.pendingAnswers(), 1);
+    } finally {
+      arm.clearAnswers();
+    }
+  });
+
   test('a token issued for another audience gets 401', async () => {
     const token = unsignedJwt({ aud: 'https://storage.azure.com', exp: Math.floor(Date.now() / 1000) + 600 });
 

@@ -153,6 +153,16 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
         requestUrl.pathname.toLowerCase().endsWith(candidate.pathEnd.toLowerCase()),
     );
     if (interlude >= 0) await interludes.splice(interlude, 1)[0]?.action();
+    // ARM authenticates before it throttles or passes a request on: a canned 429/503 never reaches a caller
+    // without a valid token.
+    try {
+      tokens.authenticate(req.headers.authorization);
+    } catch (error) {
+      if (!(error instanceof ArmError)) throw error;
+      requests.push({ method, path: requestUrl.pathname, apiVersion });
+      sendArmError(res, error);
+      return;
+    }
     const canned = cannedAnswers.find(
       (candidate) =>
         candidate.times > 0 &&
