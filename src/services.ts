@@ -51,6 +51,11 @@ export function computeGalleryFor(
     resourceGroup: config.resourceGroup,
     galleryName: config.galleryName,
     region: config.region,
+    publishing: {
+      targetRegions: config.targetRegions,
+      storageAccountType: config.storageAccountType,
+      ...(config.endOfLifeDays !== undefined ? { endOfLifeDays: config.endOfLifeDays } : {}),
+    },
     resourceManagerEndpoint: config.resourceManagerEndpoint,
     storageAccountId: storageAccountId(config),
     credential,
