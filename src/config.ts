@@ -4,6 +4,7 @@
 
 import { tmpdir } from 'node:os';
 import { isAbsolute } from 'node:path';
+import { Secret } from './secret.js';
 import {
   REPLICA_STORAGE_TYPES,
   parseTargetRegions,
@@ -11,25 +12,8 @@ import {
   type TargetRegion,
 } from './target-regions.js';
 
-/** Wraps a secret so that logging, JSON.stringify and util.inspect never show it. */
-export class Secret {
-  readonly #value: string;
-  constructor(value: string) {
-    this.#value = value;
-  }
-  reveal(): string {
-    return this.#value;
-  }
-  toString(): string {
-    return '[redacted]';
-  }
-  toJSON(): string {
-    return '[redacted]';
-  }
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return '[redacted]';
-  }
-}
+// Where callers have always found it.
+export { Secret };
 
 export interface NotifySettings {
   token: Secret;
@@ -403,12 +387,13 @@ function readReplication(
       );
     } else targetRegions = parsed.regions;
   }
+  const types = REPLICA_STORAGE_TYPES.join(', ');
   const typeText = r.optional(
     'BASM_STORAGE_ACCOUNT_TYPE',
-    new RegExp(`^(?:${REPLICA_STORAGE_TYPES.join('|')})$`),
-    REPLICA_STORAGE_TYPES.join(', '),
+    new RegExp(`^(?:${types.replace(/, /g, '|')})$`),
+    types,
   );
-  const storageAccountType = REPLICA_STORAGE_TYPES.find((t) => t === typeText) ?? REPLICA_STORAGE_TYPES[0];
+  const storageAccountType = REPLICA_STORAGE_TYPES.find((t) => t === typeText) ?? 'Standard_LRS';
   const days = r.integer('BASM_END_OF_LIFE_DAYS', 0, 1, 36_500);
   return { targetRegions, storageAccountType, ...(days > 0 ? { endOfLifeDays: days } : {}) };
 }

@@ -161,6 +161,10 @@ describe('target regions', { concurrency: true }, () => {
       ],
     );
     assert.deepEqual(versionChanges(dryBefore, series), [], 'a dry run changes nothing');
+    assert.match(
+      dry.stderr,
+      new RegExp(`versions are replicated to ${TEST_REGION} \\(1\\), eastus \\(1\\) on Standard_LRS`),
+    );
 
     const runBefore = local.arm.requests.length;
     const run = await mirror(two, '--series', series);
