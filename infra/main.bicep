@@ -53,6 +53,22 @@ param mountedDirectory string = ''
 @description('BASM_MAX_VERSIONS_PER_RUN: most versions of one series mirrored in one run.')
 param maxVersionsPerRun int = 3
 
+@description('BASM_TARGET_REGIONS: regions each image version is replicated to, comma-separated, each with an optional replica count (westeurope=2,eastus); must include location. Empty: location, one replica.')
+param targetRegions string = ''
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Premium_LRS'
+])
+@description('BASM_STORAGE_ACCOUNT_TYPE: storage of the image version replicas.')
+param storageAccountType string = 'Standard_LRS'
+
+@minValue(0)
+@maxValue(36500)
+@description('BASM_END_OF_LIFE_DAYS: a new image version\'s endOfLifeDate is its creation plus this many days. 0: none.')
+param endOfLifeDays int = 0
+
 @description('BASM_ADOPT_UNTAGGED: verify and adopt the untagged image versions another tool (the original mirror) made, instead of reporting them.')
 @allowed([
   'true'
@@ -163,6 +179,9 @@ module resources 'modules/resources.bicep' = {
       BASM_UPLOAD_CONCURRENCY: string(uploadConcurrency)
       BASM_HTTP_TIMEOUT_SECONDS: string(httpTimeoutSeconds)
       BASM_VERSION_POLL_INTERVAL_SECONDS: string(versionPollIntervalSeconds)
+      BASM_TARGET_REGIONS: targetRegions
+      BASM_STORAGE_ACCOUNT_TYPE: storageAccountType
+      BASM_END_OF_LIFE_DAYS: endOfLifeDays == 0 ? '' : string(endOfLifeDays)
       BASM_VERSION_READY_TIMEOUT_MINUTES: string(versionReadyTimeoutMinutes)
       BASM_SERIES_LOCK_STALE_SECONDS: string(seriesLockStaleSeconds)
       BASM_SERIES_LOCK_WAIT_SECONDS: string(seriesLockWaitSeconds)

@@ -18,6 +18,7 @@ import { InProcessRunner } from './in-process-runner.js';
 import { createProgressReporter } from './progress.js';
 import { announceSettings, createMirrorServices, type Logger } from './services.js';
 import { runStatusCommand } from './status-cli.js';
+import { describeReplication } from './target-regions.js';
 import { mirrorSteps } from './steps.js';
 import { isStemcellVersion } from './versions.js';
 import type { VersionResult, VersionStatus } from './workflow.js';
@@ -145,9 +146,12 @@ function formatResult(r: VersionResult): string {
 function reportProvisioning(log: Logger): (status: unknown) => void {
   let last = '';
   return (status) => {
-    const s = status as Partial<VersionStatus>;
+    // A series run shows the version it extends under `extending`; a version's own run shows itself.
+    const s = ((status as { extending?: VersionStatus }).extending ?? status) as Partial<VersionStatus>;
     if (s.step !== 'waitForImageVersion' || s.provisioningState === undefined) return;
-    const line = `${s.series} ${s.version}: image version ${s.galleryVersion} is ${s.provisioningState}`;
+    const regions =
+      s.regions !== undefined && s.regions.length > 1 ? ` (${describeReplication(s.regions)})` : '';
+    const line = `${s.series} ${s.version}: image version ${s.galleryVersion} is ${s.provisioningState}${regions}`;
     if (line !== last) log.info(line);
     last = line;
   };

@@ -4,26 +4,16 @@
 
 import { tmpdir } from 'node:os';
 import { isAbsolute } from 'node:path';
+import { Secret } from './secret.js';
+import {
+  REPLICA_STORAGE_TYPES,
+  parseTargetRegions,
+  type ReplicaStorageType,
+  type TargetRegion,
+} from './target-regions.js';
 
-/** Wraps a secret so that logging, JSON.stringify and util.inspect never show it. */
-export class Secret {
-  readonly #value: string;
-  constructor(value: string) {
-    this.#value = value;
-  }
-  reveal(): string {
-    return this.#value;
-  }
-  toString(): string {
-    return '[redacted]';
-  }
-  toJSON(): string {
-    return '[redacted]';
-  }
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return '[redacted]';
-  }
-}
+// Where callers have always found it.
+export { Secret };
 
 export interface NotifySettings {
   token: Secret;
@@ -46,8 +36,14 @@ export interface GalleryNaming {
 export interface MirrorConfig {
   subscriptionId: string;
   resourceGroup: string;
-  /** Azure region name, e.g. `westeurope`: the gallery version's target region. */
+  /** Azure region name, e.g. `westeurope`: the gallery's region, where versions are created. */
   region: string;
+  /** `BASM_TARGET_REGIONS`: where each version is replicated, `region` among them. */
+  targetRegions: TargetRegion[];
+  /** `BASM_STORAGE_ACCOUNT_TYPE`: the storage of a version's replicas. */
+  storageAccountType: ReplicaStorageType;
+  /** `BASM_END_OF_LIFE_DAYS`: a new version's endOfLifeDate is its creation plus this many days; undefined: none. */
+  endOfLifeDays?: number;
   storageAccountName: string;
   /** `https://<account>.blob.core.windows.net` or an override; no trailing slash. */
   storageBlobEndpoint: string;
@@ -155,6 +151,11 @@ class SettingsReader {
       return undefined;
     }
     return value === '' ? undefined : value;
+  }
+
+  /** The setting as given (trimmed), for a reader that checks it itself. */
+  text(name: string): string | undefined {
+    return this.raw(name);
   }
 
   problem(name: string, message: string): void {
@@ -268,6 +269,8 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     storageContainer: VHD_CONTAINER,
     series,
     gallery,
+    targetRegions: [],
+    storageAccountType: 'Standard_LRS',
     workDir: r.absolutePath('BASM_MOUNTED_DIRECTORY', tmpdir()),
     maxVersionsPerRun: r.integer('BASM_MAX_VERSIONS_PER_RUN', 3, 1, 50),
     boshioUrl: r.httpsUrl('BASM_BOSHIO_URL', 'https://bosh.io'),
@@ -282,6 +285,7 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     warnings: r.warnings,
   };
 
+  Object.assign(config, readReplication(r, target.region));
   const notify = readNotify(r);
   if (notify !== undefined) config.notify = notify;
   checkHistoryBounds(r, config);
@@ -362,6 +366,36 @@ function readGalleryNaming(r: SettingsReader, series: readonly string[]): Galler
   }
 
   return gallery;
+}
+
+/** Where versions are replicated, on what storage, and for how long they are meant to be used. */
+function readReplication(
+  r: SettingsReader,
+  region: string,
+): Pick<MirrorConfig, 'targetRegions' | 'storageAccountType' | 'endOfLifeDays'> {
+  const name = 'BASM_TARGET_REGIONS';
+  const text = r.text(name) ?? region;
+  let targetRegions: TargetRegion[] = [{ name: region, regionalReplicaCount: 1 }];
+  // A bad AZURE_REGION is reported on its own; the list is only checked against a valid one.
+  if (REGION.test(region)) {
+    const parsed = parseTargetRegions(text, region);
+    if ('problems' in parsed) {
+      r.problem(
+        name,
+        `${parsed.problems.join('; ')}; expected comma-separated regions, each with an optional replica count, ` +
+          `such as ${region}=2,eastus`,
+      );
+    } else targetRegions = parsed.regions;
+  }
+  const types = REPLICA_STORAGE_TYPES.join(', ');
+  const typeText = r.optional(
+    'BASM_STORAGE_ACCOUNT_TYPE',
+    new RegExp(`^(?:${types.replace(/, /g, '|')})$`),
+    types,
+  );
+  const storageAccountType = REPLICA_STORAGE_TYPES.find((t) => t === typeText) ?? 'Standard_LRS';
+  const days = r.integer('BASM_END_OF_LIFE_DAYS', 0, 1, 36_500);
+  return { targetRegions, storageAccountType, ...(days > 0 ? { endOfLifeDays: days } : {}) };
 }
 
 /** The GitHub dispatch, when a token is set: then every other BASM_NOTIFY_GITHUB_* is required. */

@@ -6,34 +6,37 @@ import { ComputeManagementClient } from '@azure/arm-compute';
 import type { GalleryImage, GalleryImageVersion } from '@azure/arm-compute';
 import type { TokenCredential } from '@azure/identity';
 import type { GalleryNaming } from './config.js';
-import { MAX_TAGS, candidateDefinitionNames, tagProblems, type ImageDefinitionSpec } from './cpi.js';
+import { MAX_TAGS, candidateDefinitionNames, type ImageDefinitionSpec } from './cpi.js';
 import { errorCodeOf, httpStatusOf } from './failures.js';
 import { acceptedWrite, isBusy, untilSettled } from './arm-writes.js';
 import { GalleryError, galleryError, requestTimeoutPolicy } from './gallery-error.js';
+import {
+  NO_REASON,
+  checkTags,
+  publishingProfileFor,
+  mergeTags,
+  sameTags,
+  versionState,
+  type ImageVersionState,
+} from './gallery-version.js';
+import {
+  extendedTargetRegions,
+  isNoChange,
+  targetRegionChange,
+  type TargetRegionChange,
+} from './target-regions.js';
+import type { VersionPublishing } from './gallery-version.js';
 
-export type KnownProvisioningState =
-  'Creating' | 'Updating' | 'Succeeded' | 'Failed' | 'Deleting' | 'Migrating';
-
-export interface ImageVersionState {
-  name: string;
-  /** Azure's provisioning state: Creating, Updating, Succeeded, Failed, Deleting, Migrating, or a newer one. */
-  provisioningState: KnownProvisioningState | (string & Record<never, never>);
-  tags: Record<string, string>;
-  sourceUri?: string;
-  errorMessage?: string;
-  /**
-   * Replication per target region (`publishingProfile.targetRegions`): Azure's state from
-   * `replicationStatus.summary`, which only a GET with `$expand=ReplicationStatus` carries (else `Unknown`).
-   */
-  regions?: Array<{ name: string; state: string }>;
-}
+export type { ImageVersionState, KnownProvisioningState, VersionPublishing } from './gallery-version.js';
 
 export interface ComputeGalleryOptions {
   subscriptionId: string;
   resourceGroup: string;
   galleryName: string;
-  /** The gallery's region: location of new definitions and versions, and the single target region. */
+  /** The gallery's region: location of new definitions and versions. */
   region: string;
+  /** Where new versions are replicated; default: the gallery's region, one Standard_LRS replica. */
+  publishing?: VersionPublishing;
   /** `https://management.azure.com` or a sovereign cloud / test endpoint. */
   resourceManagerEndpoint: string;
   /** ARM id of the storage account holding the VHD page blobs. */
@@ -76,6 +79,16 @@ export class ComputeGallery {
     this.#client.pipeline.addPolicy(
       requestTimeoutPolicy(positive(options.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS)),
       { afterPhase: 'Retry' },
+    );
+  }
+
+  get #publishing(): VersionPublishing {
+    const { publishing, region } = this.#options;
+    return (
+      publishing ?? {
+        targetRegions: [{ name: region, regionalReplicaCount: 1 }],
+        storageAccountType: 'Standard_LRS',
+      }
     );
   }
 
@@ -182,11 +195,7 @@ export class ComputeGallery {
     const version: GalleryImageVersion = {
       location: region,
       tags: input.tags,
-      publishingProfile: {
-        targetRegions: [{ name: region, regionalReplicaCount: 1, storageAccountType: 'Standard_LRS' }],
-        replicaCount: 1,
-        excludeFromLatest: false,
-      },
+      publishingProfile: publishingProfileFor(this.#publishing, new Date()),
       // Like the CPI: source by storage account id and uri (not the deprecated `id`), no hostCaching.
       storageProfile: { osDiskImage: { source: { storageAccountId, uri: input.blobUrl } } },
     };
@@ -212,6 +221,50 @@ export class ComputeGallery {
           { code: 'VersionExists', statusCode: 412 },
         );
       }
+      throw galleryError(error, what);
+    }
+  }
+
+  /**
+   * Adds the configured target regions a version lacks, and raises replica counts below the configured ones,
+   * by a PATCH of its publishing profile (the source stays: nothing is recreated). Never removes a region.
+   * Returns the change sent, or one with nothing in it when the version already has every region; does not
+   * wait for replication (watched with getImageVersion). A version Azure is busy with is a transient error.
+   */
+  async extendImageVersion(definitionName: string, versionName: string): Promise<TargetRegionChange> {
+    const { resourceGroup, galleryName } = this.#options;
+    const { targetRegions, storageAccountType } = this.#publishing;
+    const what = `Extending image version ${definitionName}/${versionName} in ${this.#where}`;
+    try {
+      const current = await this.getImageVersion(definitionName, versionName);
+      if (current === undefined) {
+        throw new GalleryError(`${what} failed: the version does not exist.`, { statusCode: 404 });
+      }
+      const change = targetRegionChange(current.targetRegions ?? [], targetRegions);
+      if (isNoChange(change)) return change;
+      if (current.provisioningState !== 'Succeeded') {
+        const failed = current.provisioningState === 'Failed';
+        throw new GalleryError(
+          `${what} failed: the version is ${current.provisioningState}; ` +
+            (failed
+              ? 'the next run deletes and recreates it with every target region.'
+              : 'Azure takes no update until that ends. This looks temporary; it is retried.'),
+          { code: failed ? 'VersionFailed' : 'VersionBusy', transient: !failed },
+        );
+      }
+      const regions = extendedTargetRegions(current.targetRegions ?? [], targetRegions, storageAccountType);
+      await acceptedWrite((options) =>
+        this.#client.galleryImageVersions.update(
+          resourceGroup,
+          galleryName,
+          definitionName,
+          versionName,
+          { publishingProfile: { targetRegions: regions } },
+          options,
+        ),
+      );
+      return change;
+    } catch (error) {
       throw galleryError(error, what);
     }
   }
@@ -364,67 +417,8 @@ export class ComputeGallery {
   }
 }
 
-const NO_REASON = 'Azure gave no reason here; see the activity log of the image version';
-
 function positive(value: number | undefined, fallback: number): number {
   return value !== undefined && Number.isFinite(value) && value > 0 ? value : fallback;
-}
-
-function checkTags(tags: Record<string, string>, what: string): void {
-  const problems = tagProblems(tags);
-  if (problems.length > 0) {
-    throw new GalleryError(`${what} refused: Azure would not accept these tags: ${problems.join('; ')}.`, {
-      code: 'InvalidTag',
-    });
-  }
-}
-
-// Azure tag names are case-insensitive: a new spelling replaces the old one instead of making a duplicate.
-function mergeTags(current: Record<string, string>, tags: Record<string, string>): Record<string, string> {
-  const merged = { ...current };
-  for (const [name, value] of Object.entries(tags)) {
-    for (const existing of Object.keys(merged)) {
-      if (existing !== name && existing.toLowerCase() === name.toLowerCase()) delete merged[existing];
-    }
-    merged[name] = value;
-  }
-  return merged;
-}
-
-function sameTags(a: Record<string, string>, b: Record<string, string>): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((key) => b[key] === a[key]);
-}
-
-function versionState(version: GalleryImageVersion): ImageVersionState {
-  const state: ImageVersionState = {
-    name: version.name ?? '',
-    provisioningState: version.provisioningState ?? 'Unknown',
-    tags: { ...(version.tags ?? {}) },
-    regions: replicationByRegion(version),
-  };
-  const sourceUri = version.storageProfile?.osDiskImage?.source?.uri;
-  if (sourceUri !== undefined) state.sourceUri = sourceUri;
-  if (state.provisioningState === 'Failed') {
-    const details = (version.replicationStatus?.summary ?? [])
-      .map((region) => region.details)
-      .filter((detail): detail is string => detail !== undefined && detail !== '');
-    if (details.length > 0) state.errorMessage = details.join('; ');
-  }
-  return state;
-}
-
-// ARM spells a region `westeurope` in one place and `West Europe` in another.
-function regionKey(name: string | undefined): string {
-  return (name ?? '').replace(/\s+/g, '').toLowerCase();
-}
-
-function replicationByRegion(version: GalleryImageVersion): Array<{ name: string; state: string }> {
-  const summary = version.replicationStatus?.summary ?? [];
-  return (version.publishingProfile?.targetRegions ?? []).map((target) => ({
-    name: target.name,
-    state: summary.find((s) => regionKey(s.region) === regionKey(target.name))?.state ?? 'Unknown',
-  }));
 }
 
 // Azure treats Generalized as the default OS state, V1 as the default generation and x64 as the default architecture.

@@ -4,6 +4,13 @@
  */
 
 import type { StemcellRelease } from './boshio.js';
+import {
+  describeChange,
+  isNoChange,
+  targetRegionChange,
+  type ReportedTargetRegion,
+  type TargetRegion,
+} from './target-regions.js';
 import { compareStemcellVersions, galleryVersionName } from './versions.js';
 
 /** What the gallery holds for one image version of the series. */
@@ -20,6 +27,20 @@ export interface GalleryVersionSummary {
   unfinished?: { definitionName: string; blobUrl?: string };
   /** Set for an untagged version another tool made, when BASM_ADOPT_UNTAGGED asks to adopt such versions. */
   adoptable?: { definitionName: string; blobUrl?: string };
+  /**
+   * Set for a Succeeded version this mirror created: where it is replicated now, so a region added to
+   * BASM_TARGET_REGIONS (or a replica count raised) extends it. `stemcellVersion` is the bosh.io version.
+   */
+  replicated?: { definitionName: string; stemcellVersion: string; targetRegions: ReportedTargetRegion[] };
+}
+
+/** A version this mirror created that the run gives new target regions (an update, never a recreation). */
+export interface PlannedExtension {
+  version: string;
+  galleryVersion: string;
+  definitionName: string;
+  /** What changes, e.g. `adds eastus` or `westeurope 1 -> 2 replicas`. */
+  reason: string;
 }
 
 export interface PlannedVersion {
@@ -45,6 +66,29 @@ export interface SeriesPlan {
   newest: StemcellRelease;
   /** Missing versions left for a later run because of `maxVersionsPerRun`. */
   deferred: string[];
+  /** Versions to give the configured target regions they lack, newest first (see planExtensions). */
+  extend?: PlannedExtension[];
+}
+
+/**
+ * Which of the mirror's versions lack a configured target region or replicas: newest first, since directors
+ * deploy the newest, so the oldest are extended last. Only Succeeded versions this mirror created
+ * (`replicated`): a director's own versions are left as the director made them, and a region is never removed.
+ */
+export function planExtensions(
+  inGallery: readonly GalleryVersionSummary[],
+  wanted: readonly TargetRegion[],
+): PlannedExtension[] {
+  const extensions = inGallery.flatMap((v) => {
+    if (v.replicated === undefined) return [];
+    const change = targetRegionChange(v.replicated.targetRegions, wanted);
+    if (isNoChange(change)) return [];
+    const { definitionName, stemcellVersion } = v.replicated;
+    return [
+      { version: stemcellVersion, galleryVersion: v.name, definitionName, reason: describeChange(change) },
+    ];
+  });
+  return extensions.sort((a, b) => compareStemcellVersions(b.version, a.version));
 }
 
 /** A gallery version counts as present unless Azure gave up on it (a Failed version is recreated). */

@@ -51,6 +51,11 @@ export function computeGalleryFor(
     resourceGroup: config.resourceGroup,
     galleryName: config.galleryName,
     region: config.region,
+    publishing: {
+      targetRegions: config.targetRegions,
+      storageAccountType: config.storageAccountType,
+      ...(config.endOfLifeDays !== undefined ? { endOfLifeDays: config.endOfLifeDays } : {}),
+    },
     resourceManagerEndpoint: config.resourceManagerEndpoint,
     storageAccountId: storageAccountId(config),
     credential,
@@ -112,6 +117,21 @@ export function announceSettings(
   options: { dryRun?: boolean } = {},
 ): void {
   for (const warning of config.warnings) log.warn(warning);
+  const replication = replicationSummary(config);
+  if (replication !== undefined) log.info(replication);
   if (!config.notify && !options.dryRun)
     log.info('notifications are off: BASM_NOTIFY_GITHUB_TOKEN is not set');
+}
+
+/** Where new versions go, when that is more than the gallery's region with one Standard_LRS replica. */
+function replicationSummary(config: MirrorConfig): string | undefined {
+  const { targetRegions, storageAccountType, endOfLifeDays } = config;
+  const plain =
+    targetRegions.length === 1 &&
+    targetRegions[0]?.regionalReplicaCount === 1 &&
+    storageAccountType === 'Standard_LRS';
+  if (plain && endOfLifeDays === undefined) return undefined;
+  const regions = targetRegions.map((r) => `${r.name} (${r.regionalReplicaCount})`).join(', ');
+  const endOfLife = endOfLifeDays !== undefined ? `, end of life ${endOfLifeDays} days after creation` : '';
+  return `versions are replicated to ${regions} on ${storageAccountType}${endOfLife}`;
 }

@@ -104,7 +104,7 @@ export function seriesStatusOf(
       version: byGalleryVersion.get(v.name) ?? v.tags['version'] ?? null,
       galleryVersion: v.name,
       provisioningState: v.provisioningState,
-      regions: v.regions ?? [],
+      regions: (v.regions ?? []).map(({ name, state }) => ({ name, state })),
       createdBy: versionOrigin(v.tags),
       references: directorReferenceCount(v.tags),
       notified: v.tags[MIRROR_NOTIFIED_TAG] !== undefined || recorded(v),

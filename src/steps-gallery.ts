@@ -1,4 +1,7 @@
-/** The steps that make the gallery's image definition and version, or adopt one another tool made. */
+/**
+ * The steps that make the gallery's image definition and version, or adopt one another tool made, read its
+ * state, and extend one the mirror made to new target regions.
+ */
 
 import { PageBlobClient } from '@azure/storage-blob';
 import {
@@ -7,6 +10,7 @@ import {
   MIRROR_STEMCELL_REFERENCE,
   imageDefinitionFor,
   imageVersionTags,
+  isCreatedByMirror,
 } from './cpi.js';
 import { decideExistingVersion, isFromAnotherTool } from './existing-version.js';
 import { isTransientError } from './failures.js';
@@ -23,6 +27,7 @@ import { monitorSettings, type MirrorServices } from './services.js';
 import { compareSourceBlob, isBlobOfThisCloud, unreadableSourceBlob } from './source-blob.js';
 import type { ExtractedStemcell } from './stemcell.js';
 import { localStemcell } from './steps-stemcell.js';
+import { describeChange, isNoChange } from './target-regions.js';
 import { readExtents } from './vhd.js';
 import { galleryVersionName } from './versions.js';
 import type { StemcellRef, StepInputs, StepOutputs } from './workflow-contract.js';
@@ -309,6 +314,38 @@ export async function getImageVersionState(
     provisioningState: state.provisioningState,
     ...(state.errorMessage !== undefined ? { errorMessage: state.errorMessage } : {}),
     ...(state.sourceUri !== undefined ? { blobUrl: state.sourceUri } : {}),
+    ...(state.regions !== undefined && state.regions.length > 0 ? { regions: state.regions } : {}),
     monitor: monitorSettings(config),
   };
+}
+
+/**
+ * Gives a version this mirror created the configured target regions it lacks (BASM_TARGET_REGIONS): an
+ * update of its publishing profile, never a recreation, never a region removed. Which version is decided
+ * here: the series' version of that name whose tags say the mirror created it; a director's is never touched.
+ * Running it again once the update is sent changes nothing, so the wait that follows is the same.
+ */
+export async function extendImageVersion(
+  { config, gallery, log }: MirrorServices,
+  { series, version }: StepInputs['extendImageVersion'],
+): Promise<StepOutputs['extendImageVersion']> {
+  requireConfiguredStemcell(config, series, version);
+  const galleryVersion = galleryVersionName(version);
+  const own = (await gallery.listSeriesVersions(series, config.gallery)).find(
+    (v) => v.name === galleryVersion && isCreatedByMirror(v.tags),
+  );
+  if (own === undefined) {
+    throw new Error(
+      `${series} ${version}: no image version ${galleryVersion} this mirror created is in the gallery; nothing to extend`,
+    );
+  }
+  const { definitionName } = own;
+  const change = await gallery.extendImageVersion(definitionName, galleryVersion);
+  const extended = !isNoChange(change);
+  if (extended) {
+    log.info(
+      `${series} ${version}: image version ${definitionName}/${galleryVersion}: ${describeChange(change)}`,
+    );
+  }
+  return { definitionName, extended, change: describeChange(change) };
 }

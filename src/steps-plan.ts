@@ -4,10 +4,10 @@ import { listStemcellReleases } from './boshio.js';
 import { MIRROR_NOTIFIED_TAG, isCreatedByMirror } from './cpi.js';
 import { isFromAnotherTool } from './existing-version.js';
 import type { ImageVersionState } from './gallery.js';
-import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
+import { planExtensions, planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
 import { requireConfiguredSeries } from './provenance.js';
 import type { MirrorServices } from './services.js';
-import { galleryVersionName } from './versions.js';
+import { galleryVersionName, isStemcellVersion } from './versions.js';
 import type { StepInputs, StepOutputs } from './workflow-contract.js';
 
 /** What planning needs of one gallery version; `status` plans with it too, so both always agree. */
@@ -21,6 +21,13 @@ export function summaryOf(
     createdByMirror: isCreatedByMirror(version.tags),
   };
   const gone = version.provisioningState === 'Failed' || version.provisioningState === 'Deleting';
+  if (summary.createdByMirror && version.provisioningState === 'Succeeded') {
+    summary.replicated = {
+      definitionName: version.definitionName,
+      stemcellVersion: stemcellVersionOf(version),
+      targetRegions: version.targetRegions ?? [],
+    };
+  }
   if (!gone && adoptUntagged && isFromAnotherTool(version.tags)) {
     summary.adoptable = {
       definitionName: version.definitionName,
@@ -38,6 +45,14 @@ export function summaryOf(
     };
   }
   return summary;
+}
+
+/** The bosh.io version a gallery version holds: its `version` tag where that names it, else its name less `.0`. */
+function stemcellVersionOf(version: ImageVersionState): string {
+  const tagged = version.tags['version'];
+  if (tagged !== undefined && isStemcellVersion(tagged) && galleryVersionName(tagged) === version.name)
+    return tagged;
+  return version.name.replace(/\.0$/, '');
 }
 
 /** Step 1: what bosh.io has that the gallery lacks, and which of it this run mirrors. */
@@ -65,8 +80,11 @@ export async function resolveVersions(
     version !== undefined
       ? planRequestedVersion(series, releases, inGallery, version)
       : planSeries(series, releases, inGallery, config.maxVersionsPerRun);
+  // An explicit version mirrors exactly that one; every other run also extends the mirror's versions.
+  if (version === undefined) plan.extend = planExtensions(inGallery, config.targetRegions);
   const newest = versions.find((v) => v.name === galleryVersionName(plan.newest.version));
   for (const p of plan.mirror) log.info(`${series} ${p.release.version}: to mirror (${p.reason})`);
+  for (const e of plan.extend ?? []) log.info(`${series} ${e.version}: to extend (${e.reason})`);
   if (plan.deferred.length > 0) {
     log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
   }

@@ -13,6 +13,7 @@ import {
   adoptImageVersion,
   createImageVersion,
   ensureImageDefinition,
+  extendImageVersion,
   getImageVersionState,
 } from './steps-gallery.js';
 import { acquireSeriesLock, releaseSeriesLock, underSeriesLock } from './steps-lock.js';
@@ -56,6 +57,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
     createImageVersion: bind(createImageVersion),
     adoptImageVersion: bind(adoptImageVersion),
     getImageVersionState: bind(getImageVersionState),
+    extendImageVersion: bind(extendImageVersion),
     notify: bind(notify),
     cleanup: bind(cleanup),
     recordRun: bind(recordRun),

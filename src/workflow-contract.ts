@@ -8,6 +8,7 @@ import type { StemcellManifest } from './manifest.js';
 import type { SeriesPlan } from './plan.js';
 import type { Runner } from './run-record.js';
 import type { SeriesLockAcquisition, SeriesLockClaim } from './series-lock.js';
+import type { RegionReplication } from './target-regions.js';
 
 export const ORCHESTRATORS = { mirrorSeries: 'mirrorSeries', mirrorVersion: 'mirrorVersion' } as const;
 
@@ -21,6 +22,7 @@ export type StepName =
   | 'createImageVersion'
   | 'adoptImageVersion'
   | 'getImageVersionState'
+  | 'extendImageVersion'
   | 'notify'
   | 'cleanup'
   | 'releaseSeriesLock'
@@ -54,6 +56,8 @@ export const STEP_RETRY: Record<StepName, RetryPolicy> = {
   // It may extract again (another instance) and reads the whole source blob: paced like a download.
   adoptImageVersion: { ...network, maxAttempts: 3, firstRetryIntervalMs: 60_000 },
   getImageVersionState: network,
+  // Azure takes no update while a version is busy: that is transient, and waits as long as a network fault.
+  extendImageVersion: network,
   // A dispatch whose answer was lost would run the workflow twice; a missed one is sent by the next run.
   notify: { ...network, maxAttempts: 3 },
   cleanup: { ...network, maxAttempts: 2 },
@@ -107,8 +111,19 @@ export interface ImageVersionStatus {
   errorMessage?: string;
   /** The version's source blob, as the gallery reports it. */
   blobUrl?: string;
+  /** Azure's replication per target region: the version is ready once every one is Completed. */
+  regions?: RegionReplication[];
   /** From the settings, not from any input: how often and how long to wait for this version. */
   monitor: MonitorSettings;
+}
+
+/** A version the mirror created, given the configured target regions it lacked. */
+export interface ExtendedVersion {
+  definitionName: string;
+  /** False when it had them all already (an earlier attempt of the step sent the update). */
+  extended: boolean;
+  /** What the update changed, e.g. `adds eastus`; empty when nothing. */
+  change: string;
 }
 
 /**
@@ -133,6 +148,8 @@ export interface StepInputs {
   adoptImageVersion: StemcellRef;
   /** `definitionName` must be one of the series' definitions in the configured gallery. */
   getImageVersionState: StemcellRef & { definitionName: string };
+  /** Which version is decided from the gallery (the mirror's own) and the regions from the settings. */
+  extendImageVersion: StemcellRef;
   notify: StemcellRef & { definitionName: string };
   cleanup: StemcellRef;
   releaseSeriesLock: { claim: SeriesLockClaim };
@@ -159,6 +176,7 @@ export interface StepOutputs {
   createImageVersion: ImageVersionStart;
   adoptImageVersion: AdoptedVersion;
   getImageVersionState: ImageVersionStatus;
+  extendImageVersion: ExtendedVersion;
   notify: { notified: boolean };
   cleanup: { removed: boolean };
   releaseSeriesLock: { released: boolean };
@@ -188,7 +206,14 @@ export interface MirrorVersionInput extends StemcellRef {
   lock?: SeriesLockClaim;
 }
 
-export type VersionAction = 'created' | 'exists' | 'planned' | 'failed';
+export type VersionAction =
+  | 'created'
+  | 'exists'
+  | 'planned'
+  | 'failed'
+  /** A version the mirror created, given new target regions (an update, never a recreation). */
+  | 'extended'
+  | 'planned-extend';
 
 /** One line of the CLI's `--json` results, and of the orchestration output. */
 export interface VersionResult {
@@ -217,6 +242,8 @@ export interface VersionStatus {
   step: VersionStep;
   bytesUploaded?: number;
   provisioningState?: string;
+  /** Replication per target region, while the step waits for it. */
+  regions?: RegionReplication[];
   error?: string;
 }
 

@@ -8,6 +8,8 @@
 import { errorMessage } from './failures.js';
 import { describeHolder, type SeriesLockClaim } from './series-lock.js';
 import { brief, seriesStatus } from './run-status.js';
+import type { PlannedExtension } from './plan.js';
+import { describeFailedRegions, replicationProgress, type ReplicationProgress } from './target-regions.js';
 import { galleryVersionName } from './versions.js';
 import {
   versionInstanceId,
@@ -180,31 +182,12 @@ function* mirrorHeldSeries(
     return { series, results: [result] };
   }
 
-  if (plan.mirror.length === 0) {
-    const exists: VersionResult = {
-      series,
-      version: plan.newest.version,
-      galleryVersion: galleryVersionName(plan.newest.version),
-      action: 'exists',
-    };
-    if (plan.newestBlobUrl !== undefined) exists.blobUrl = plan.newestBlobUrl;
-    return { series, results: [exists] };
-  }
-  if (request.dryRun) {
-    return {
-      series,
-      results: plan.mirror.map((p) => ({
-        series,
-        version: p.release.version,
-        galleryVersion: p.galleryVersion,
-        action: 'planned' as const,
-        reason: p.reason,
-      })),
-    };
-  }
+  const extensions = plan.extend ?? [];
+  if (plan.mirror.length === 0 && extensions.length === 0) return { series, results: [existsResult(plan)] };
+  if (request.dryRun) return { series, results: plannedResults(plan) };
 
   const planned = plan.mirror.map((p) => p.release.version);
-  const results: VersionResult[] = [];
+  const results: VersionResult[] = plan.mirror.length === 0 ? [existsResult(plan)] : [];
   for (const { release, galleryVersion, finish, adopt } of plan.mirror) {
     const instanceId = versionInstanceId(series, release.version, startedAt);
     // The version's own instance shows its step, bytes uploaded and provisioning state.
@@ -226,8 +209,94 @@ function* mirrorHeldSeries(
     }
     results.push(result);
   }
+  // New versions got every target region when created; older ones of the mirror's get the ones they lack.
+  for (const extension of extensions) {
+    const show = (extending: VersionStatus): void =>
+      ctx.setStatus({ ...seriesStatus(series, planned, results), extending });
+    results.push(yield* extendVersion(ctx, series, extension, show));
+  }
   ctx.setStatus(seriesStatus(series, planned, results));
   return { series, results };
+}
+
+/** The gallery has the version the run is about: nothing to mirror. */
+function existsResult(plan: StepOutputs['resolveVersions']): VersionResult {
+  const exists: VersionResult = {
+    series: plan.series,
+    version: plan.newest.version,
+    galleryVersion: galleryVersionName(plan.newest.version),
+    action: 'exists',
+  };
+  if (plan.newestBlobUrl !== undefined) exists.blobUrl = plan.newestBlobUrl;
+  return exists;
+}
+
+/** A dry run's answer: every decision with its reason, nothing changed. */
+function plannedResults(plan: StepOutputs['resolveVersions']): VersionResult[] {
+  const { series } = plan;
+  const extensions = (plan.extend ?? []).map((e): VersionResult => ({
+    series,
+    version: e.version,
+    galleryVersion: e.galleryVersion,
+    action: 'planned-extend',
+    reason: e.reason,
+  }));
+  const mirrored = plan.mirror.map((p): VersionResult => ({
+    series,
+    version: p.release.version,
+    galleryVersion: p.galleryVersion,
+    action: 'planned',
+    reason: p.reason,
+  }));
+  return [...(plan.mirror.length === 0 ? [existsResult(plan)] : mirrored), ...extensions];
+}
+
+/** One version the mirror created, given the target regions it lacks, then waited for until replicated. */
+function* extendVersion(
+  ctx: WorkflowContext,
+  series: string,
+  extension: PlannedExtension,
+  show: (status: VersionStatus) => void,
+): Workflow<VersionResult> {
+  const ref: StemcellRef = { series, version: extension.version };
+  const { galleryVersion, reason } = extension;
+  const status: VersionStatus = { ...ref, galleryVersion, step: 'extendImageVersion' };
+  const enter = (next: VersionStep, extra: Partial<VersionStatus> = {}): void => {
+    Object.assign(status, extra, { step: next });
+    show({ ...status });
+  };
+  const result: VersionResult = { ...ref, galleryVersion, action: 'failed', reason };
+  try {
+    enter('extendImageVersion');
+    const extended = yield* step(ctx, 'extendImageVersion', ref);
+    enter('waitForImageVersion');
+    yield* waitForImageVersion(ctx, ref, extended.definitionName, enter);
+    result.action = 'extended';
+  } catch (error) {
+    result.step = error instanceof StepFailure ? error.step : status.step;
+    result.error = errorMessage(error);
+  }
+  return result;
+}
+
+/** Azure gave up on the version, or on its replication to a region: which region, and Azure's words. */
+function versionFailure(
+  state: ImageVersionStatus,
+  replication: ReplicationProgress,
+  definitionName: string,
+  galleryVersion: string,
+): string {
+  const where = `image version ${definitionName}/${galleryVersion}`;
+  const regions = describeFailedRegions(replication.failed);
+  if (state.provisioningState === 'Failed') {
+    const why =
+      replication.failed.length > 0 ? ` in ${regions}` : state.errorMessage ? `: ${state.errorMessage}` : '';
+    return `Azure reports ${where} Failed${why}; the next run deletes and recreates it`;
+  }
+  return (
+    `Azure reports the replication of ${where} Failed in ${regions}; check the region's quota and access, ` +
+    'then delete the version: the next run creates it again'
+  );
 }
 
 /** The wait for Azure to finish the image version: polls at the settings' interval until a deadline. */
@@ -241,13 +310,15 @@ function* waitForImageVersion(
   const waitingSince = ctx.currentTime().getTime();
   for (;;) {
     const state = yield* step(ctx, 'getImageVersionState', { ...ref, definitionName });
-    enter('waitForImageVersion', { provisioningState: state.provisioningState });
-    if (state.provisioningState === 'Succeeded') return state;
-    if (state.provisioningState === 'Failed') {
+    const regions = state.regions !== undefined ? { regions: state.regions } : {};
+    enter('waitForImageVersion', { provisioningState: state.provisioningState, ...regions });
+    const replication = replicationProgress(state.regions);
+    // Ready only once every target region has its replicas: a director's first VM there must not wait.
+    if (state.provisioningState === 'Succeeded' && replication.complete) return state;
+    if (state.provisioningState === 'Failed' || replication.failed.length > 0) {
       throw new StepFailure(
         'waitForImageVersion',
-        `Azure reports image version ${definitionName}/${galleryVersion} Failed` +
-          `${state.errorMessage ? `: ${state.errorMessage}` : ''}; the next run deletes and recreates it`,
+        versionFailure(state, replication, definitionName, galleryVersion),
       );
     }
     const { pollIntervalSeconds, deadlineMinutes } = state.monitor;
@@ -255,7 +326,8 @@ function* waitForImageVersion(
     if (next.getTime() > waitingSince + deadlineMinutes * 60_000) {
       throw new StepFailure(
         'waitForImageVersion',
-        `image version ${definitionName}/${galleryVersion} is still ${state.provisioningState} after ` +
+        `image version ${definitionName}/${galleryVersion} is still ${state.provisioningState}` +
+          `${replication.pending.length > 0 ? ` (replicating to ${replication.pending.join(', ')})` : ''} after ` +
           `${deadlineMinutes} minutes; the next run finishes it`,
       );
     }

@@ -227,6 +227,7 @@ test('a started version eventually reports Succeeded with its source and tags', 
     provisioningState: 'Succeeded',
     tags,
     sourceUri: blobUrl,
+    targetRegions: [{ name: region, regionalReplicaCount: 1, storageAccountType: 'Standard_LRS' }],
     // Its one target region, replicated: what `status` shows per region.
     regions: [{ name: region, state: 'Completed' }],
   });
@@ -253,6 +254,8 @@ test('the version request carries the CPI-shaped source and a single-region publ
         targetRegions: [{ name: region, regionalReplicaCount: 1, storageAccountType: 'Standard_LRS' }],
         replicaCount: 1,
         excludeFromLatest: false,
+        // No BASM_END_OF_LIFE_DAYS: no endOfLifeDate.
+        storageAccountType: 'Standard_LRS',
       },
     },
   );

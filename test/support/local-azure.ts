@@ -43,6 +43,8 @@ export interface LocalAzure {
 export async function startLocalAzure(
   options: {
     pollsUntilDone?: number;
+    /** See FakeArmOptions.replicationReadsUntilDone. */
+    replicationReadsUntilDone?: number;
     notify?: boolean;
     /** Puts something (a fault-injecting proxy) in front of Azurite; its endpoint becomes the account's. */
     frontStorage?: (azuriteBlobEndpoint: string) => Promise<{ blobEndpoint: string; stop(): Promise<void> }>;
@@ -74,6 +76,9 @@ export async function startLocalAzure(
         sharedKeyCredential: azurite.sharedKeyCredential,
       },
       pollsUntilDone: options.pollsUntilDone ?? 2,
+      ...(options.replicationReadsUntilDone !== undefined
+        ? { replicationReadsUntilDone: options.replicationReadsUntilDone }
+        : {}),
       // The CLI and the app get their tokens from this endpoint: the app's identity, with infra's roles only.
       appPrincipalId: identity.principalId,
     });

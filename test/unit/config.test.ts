@@ -602,3 +602,57 @@ test('a refused endpoint is shown without its trailing slashes', () => {
     /BASM_BOSHIO_URL: "https:\/\/bosh\.example\/api" must not carry/,
   );
 });
+
+test('replication defaults: the gallery region with one Standard_LRS replica, no end of life', () => {
+  const config = loadConfig(BASE);
+  assert.deepEqual(config.targetRegions, [{ name: 'westeurope', regionalReplicaCount: 1 }]);
+  assert.equal(config.storageAccountType, 'Standard_LRS');
+  assert.equal(config.endOfLifeDays, undefined);
+});
+
+test('BASM_TARGET_REGIONS, BASM_STORAGE_ACCOUNT_TYPE and BASM_END_OF_LIFE_DAYS are read as given', () => {
+  const config = loadConfig({
+    ...BASE,
+    BASM_TARGET_REGIONS: ' West Europe = 2 , eastus ',
+    BASM_STORAGE_ACCOUNT_TYPE: 'Standard_ZRS',
+    BASM_END_OF_LIFE_DAYS: '365',
+  });
+  assert.deepEqual(config.targetRegions, [
+    { name: 'westeurope', regionalReplicaCount: 2 },
+    { name: 'eastus', regionalReplicaCount: 1 },
+  ]);
+  assert.equal(config.storageAccountType, 'Standard_ZRS');
+  assert.equal(config.endOfLifeDays, 365);
+});
+
+test('fault: bad replication settings are each named with what they expect, in one error', () => {
+  assert.throws(
+    () =>
+      loadConfig({
+        ...BASE,
+        BASM_TARGET_REGIONS: 'eastus=2',
+        BASM_STORAGE_ACCOUNT_TYPE: 'Premium_ZRS',
+        BASM_END_OF_LIFE_DAYS: '0',
+      }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(
+        error.problems.map((p) => p.name),
+        ['BASM_TARGET_REGIONS', 'BASM_STORAGE_ACCOUNT_TYPE', 'BASM_END_OF_LIFE_DAYS'],
+      );
+      assert.match(
+        error.message,
+        /BASM_TARGET_REGIONS: must include AZURE_REGION westeurope, the gallery's region/,
+      );
+      assert.match(
+        error.message,
+        /BASM_STORAGE_ACCOUNT_TYPE: "Premium_ZRS" is not valid; expected Standard_LRS, Standard_ZRS, Premium_LRS/,
+      );
+      assert.match(
+        error.message,
+        /BASM_END_OF_LIFE_DAYS: "0" is not valid; expected a whole number from 1 to 36500/,
+      );
+      return true;
+    },
+  );
+});

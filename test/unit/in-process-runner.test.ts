@@ -77,6 +77,7 @@ function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: Mirror
     downloadAndExtract: () => ok(stemcell),
     uploadVhd: () => ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
     ensureImageDefinition: () => ok({ definitionName, created: true }),
+    extendImageVersion: () => ok({ definitionName, extended: true, change: 'adds eastus' }),
     createImageVersion: () =>
       ok({ outcome: 'started' as const, provisioningState: 'Creating', definitionName }),
     adoptImageVersion: () => ok({ definitionName }),

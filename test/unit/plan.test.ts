@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { StemcellRelease } from '../../src/boshio.js';
-import { planRequestedVersion, planSeries, type GalleryVersionSummary } from '../../src/plan.js';
+import {
+  planExtensions,
+  planRequestedVersion,
+  planSeries,
+  type GalleryVersionSummary,
+} from '../../src/plan.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 
@@ -241,4 +246,72 @@ test('an explicit version is requested, not finished, when another version of th
     [['1.10', 'requested', undefined]],
   );
   assert.deepEqual(plan.deferred, []);
+});
+
+/** A Succeeded version the mirror created, replicated to `regions` (`name` or `name=count`). */
+function replicated(version: string, ...regions: string[]): GalleryVersionSummary {
+  return {
+    name: `${version}.0`,
+    provisioningState: 'Succeeded',
+    createdByMirror: true,
+    replicated: {
+      definitionName: SERIES,
+      stemcellVersion: version,
+      targetRegions: regions.map((r) => {
+        const [name = '', count = '1'] = r.split('=');
+        return { name, regionalReplicaCount: Number(count) };
+      }),
+    },
+  };
+}
+
+const WANTED = [
+  { name: 'westeurope', regionalReplicaCount: 1 },
+  { name: 'eastus', regionalReplicaCount: 1 },
+];
+
+const EXTENSIONS: Array<[what: string, inGallery: GalleryVersionSummary[], expected: string[]]> = [
+  ['every version has every region: nothing', [replicated('1.1', 'westeurope', 'eastus')], []],
+  [
+    'a region added: every version of the mirror lacking it, newest first (the oldest last)',
+    [
+      replicated('1.9', 'westeurope'),
+      replicated('1.10', 'westeurope'),
+      replicated('1.2', 'West Europe', 'East US'),
+    ],
+    ['1.10: adds eastus', '1.9: adds eastus'],
+  ],
+  [
+    "a director's version, or one not Succeeded, is left alone",
+    [director('1.5.0'), { name: '1.6.0', provisioningState: 'Failed', createdByMirror: true }],
+    [],
+  ],
+  [
+    'a region the settings dropped stays, and is no reason to touch the version',
+    [replicated('1.3', 'westeurope', 'eastus', 'northeurope')],
+    [],
+  ],
+  ['more replicas than wanted are kept: no change', [replicated('1.4', 'westeurope=3', 'eastus=2')], []],
+];
+
+for (const [what, inGallery, expected] of EXTENSIONS) {
+  test(`extensions: ${what}`, () => {
+    assert.deepEqual(
+      planExtensions(inGallery, WANTED).map((e) => `${e.version}: ${e.reason}`),
+      expected,
+    );
+  });
+}
+
+test('extensions: a raised replica count is planned with its reason', () => {
+  const plan = planExtensions(
+    [replicated('1.4', 'westeurope', 'eastus')],
+    [
+      { name: 'westeurope', regionalReplicaCount: 3 },
+      { name: 'eastus', regionalReplicaCount: 1 },
+    ],
+  );
+  assert.deepEqual(plan, [
+    { version: '1.4', galleryVersion: '1.4.0', definitionName: SERIES, reason: 'westeurope 1 -> 3 replicas' },
+  ]);
 });

@@ -1,7 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import {
   allowMethods,
-  ArmError,
   invalidContent,
   invalidParameter,
   missingParameter,
@@ -12,7 +11,6 @@ import {
 import type { ArmErrorBody, ArmRequest } from './arm-http.js';
 import {
   armResource,
-  enumValue,
   galleryPath,
   mergePatch,
   requireLocation,
@@ -21,9 +19,18 @@ import {
 } from './gallery.js';
 import type { Gallery } from './gallery.js';
 import type { ImageDefinitions } from './image-definitions.js';
-import { asObject, findKey, sameRegion, text } from './json.js';
+import { asObject, findKey } from './json.js';
 import type { Json } from './json.js';
 import type { LongRunningOperations } from './operations.js';
+import {
+  checkEndOfLife,
+  keepPublishedDate,
+  publishing,
+  refusePublishingChange,
+  refuseSourceChange,
+  sourceOf,
+} from './publishing.js';
+import { Replication } from './replication.js';
 import type { VhdSources } from './vhd-source.js';
 
 /** The check of actions a request needs on a resource it names (see Authorization.authorizeLinked). */
@@ -32,7 +39,6 @@ export type LinkedAccessCheck = (
   check: { granted: { action: string; scope: string }; linked: { actions: string[]; scope: string } },
 ) => void;
 
-const storageAccountTypes = ['Standard_LRS', 'Standard_ZRS', 'Premium_LRS', 'PremiumV2_LRS'];
 const int32Max = 2147483647;
 const gibibyte = 1024 * 1024 * 1024;
 
@@ -45,9 +51,11 @@ export class ImageVersions {
   /** Stored versions by `${definition}/${version}`, in ARM JSON shape. */
   readonly items = new Map<string, Json>();
   private readonly injectedFailures = new Map<string, ArmErrorBody>();
-  // Why each Failed version failed, by lower-case `${definition}/${version}`: Azure reports it on the version
-  // itself under `$expand=ReplicationStatus`, so any client (not only the one polling the operation) can read it.
-  private readonly failureReasons = new Map<string, ArmErrorBody>();
+  /**
+   * Replication per target region. Why a Failed version failed is reported on the version itself under
+   * `$expand=ReplicationStatus`, so any client (not only the one polling the operation) can read it.
+   */
+  readonly replication: Replication;
 
   constructor(
     private readonly gallery: Gallery,
@@ -55,7 +63,9 @@ export class ImageVersions {
     private readonly definitions: ImageDefinitions,
     private readonly sources: VhdSources,
     private readonly linkedAccess: LinkedAccessCheck,
-  ) {}
+  ) {
+    this.replication = new Replication(gallery.location);
+  }
 
   /** The next accepted PUT of that version ends with provisioningState Failed and this error. */
   failNext(definition: string, version: string, error: ArmErrorBody): void {
@@ -102,9 +112,7 @@ export class ImageVersions {
       sendJson(
         res,
         200,
-        expand?.toLowerCase() === 'replicationstatus'
-          ? withReplicationStatus(current, this.failureReasons.get(key.toLowerCase()))
-          : current,
+        expand?.toLowerCase() === 'replicationstatus' ? this.replication.view(key, current) : current,
       );
       return;
     }
@@ -118,7 +126,7 @@ export class ImageVersions {
       setProvisioningState(existing, 'Deleting');
       const operation = this.operations.start(pendingKey, () => {
         this.items.delete(key);
-        this.failureReasons.delete(key.toLowerCase());
+        this.replication.forget(key);
         return Promise.resolve({ status: 'Succeeded' as const });
       });
       this.operations.sendAccepted(res, 'delete', existing, operation, apiVersion);
@@ -130,11 +138,13 @@ export class ImageVersions {
       method === 'PATCH' ? mergePatch(this.gallery, existing, requestedKey, body) : asObject(body);
     if (requested === undefined) throw invalidContent('the body is not a JSON object');
     validateTags(requested['tags']);
+    checkEndOfLife(asObject(body), 'galleryImageVersion.properties.publishingProfile');
     const resource = this.versionResource(definition, versionName, requested);
     if (method === 'PUT') this.authorizeSource(request, resource);
     let validateSource = true;
     if (existing !== undefined) {
       refuseSourceChange(existing, resource);
+      refusePublishingChange(existing, resource);
       const previous = asObject(existing['properties']);
       // A tags or publishing update of a good version leaves the copied image alone; a Failed one is tried again.
       validateSource = previous?.['provisioningState'] === 'Failed';
@@ -142,7 +152,7 @@ export class ImageVersions {
     }
     setProvisioningState(resource, existing === undefined ? 'Creating' : 'Updating');
     this.items.set(key, resource);
-    this.failureReasons.delete(key.toLowerCase());
+    this.replication.written(key, targetRegionsOf(resource));
     const injected = this.injectedFailures.get(key.toLowerCase());
     this.injectedFailures.delete(key.toLowerCase());
     const operation = this.operations.start(
@@ -156,10 +166,15 @@ export class ImageVersions {
               : {};
         if (inspection.error !== undefined) {
           setProvisioningState(resource, 'Failed');
-          this.failureReasons.set(key.toLowerCase(), inspection.error);
+          this.replication.failEverywhere(key, inspection.error);
           return { status: 'Failed', error: inspection.error };
         }
         if (inspection.virtualSize !== undefined) recordDiskSize(resource, inspection.virtualSize);
+        const replicationError = this.replication.settle(key);
+        if (replicationError !== undefined) {
+          setProvisioningState(resource, 'Failed');
+          return { status: 'Failed', error: replicationError };
+        }
         setProvisioningState(resource, 'Succeeded');
         return { status: 'Succeeded' };
       },
@@ -279,124 +294,6 @@ export class ImageVersions {
   }
 }
 
-function publishing(profile: Json | undefined, location: string, target: string): Json {
-  const replicaCount = profile?.['replicaCount'] ?? 1;
-  if (typeof replicaCount !== 'number' || !Number.isInteger(replicaCount) || replicaCount < 1) {
-    throw invalidParameter(
-      `${target}.replicaCount`,
-      `The value of parameter '${target}.replicaCount' must be a positive integer.`,
-    );
-  }
-  const storageAccountType = enumValue(
-    profile?.['storageAccountType'],
-    storageAccountTypes,
-    `${target}.storageAccountType`,
-    'Standard_LRS',
-  );
-  const excludeFromLatest = profile?.['excludeFromLatest'] ?? false;
-  if (typeof excludeFromLatest !== 'boolean') {
-    throw invalidParameter(
-      `${target}.excludeFromLatest`,
-      `The value of parameter '${target}.excludeFromLatest' must be a boolean.`,
-    );
-  }
-  const requestedRegions = profile?.['targetRegions'];
-  let targetRegions: Json[] = [{ name: location, regionalReplicaCount: replicaCount, storageAccountType }];
-  if (requestedRegions !== undefined && requestedRegions !== null) {
-    if (!Array.isArray(requestedRegions))
-      throw invalidParameter(`${target}.targetRegions`, `'${target}.targetRegions' must be an array.`);
-    targetRegions = requestedRegions.map((entry, index) => {
-      const region = asObject(entry);
-      const name = region?.['name'];
-      if (typeof name !== 'string' || name.trim() === '')
-        throw missingParameter(`${target}.targetRegions[${index}].name`);
-      const count = region?.['regionalReplicaCount'] ?? replicaCount;
-      if (typeof count !== 'number' || !Number.isInteger(count) || count < 1) {
-        throw invalidParameter(
-          `${target}.targetRegions[${index}].regionalReplicaCount`,
-          `The value of parameter '${target}.targetRegions[${index}].regionalReplicaCount' must be a positive integer.`,
-        );
-      }
-      const type = enumValue(
-        region?.['storageAccountType'],
-        storageAccountTypes,
-        `${target}.targetRegions[${index}].storageAccountType`,
-        storageAccountType,
-      );
-      return { ...region, name, regionalReplicaCount: count, storageAccountType: type };
-    });
-    if (!targetRegions.some((region) => sameRegion(String(region['name']), location))) {
-      throw invalidParameter(
-        `${target}.targetRegions`,
-        `The target regions must include the source region '${location}' of the image version.`,
-      );
-    }
-  }
-  return {
-    ...profile,
-    targetRegions,
-    replicaCount,
-    excludeFromLatest,
-    storageAccountType,
-    publishedDate: new Date().toISOString(),
-  };
-}
-
-function refuseSourceChange(existing: Json, updated: Json): void {
-  const before = sourceOf(existing);
-  const after = sourceOf(updated);
-  if (before.uri !== after.uri) {
-    throw new ArmError(
-      409,
-      'PropertyChangeNotAllowed',
-      "Changing property 'galleryImageVersion.properties.storageProfile.osDiskImage.source.uri' is not allowed.",
-      'galleryImageVersion.properties.storageProfile.osDiskImage.source.uri',
-    );
-  }
-  if (before.storageAccountId.toLowerCase() !== after.storageAccountId.toLowerCase()) {
-    throw new ArmError(
-      409,
-      'PropertyChangeNotAllowed',
-      "Changing property 'galleryImageVersion.properties.storageProfile.osDiskImage.source.storageAccountId' is not allowed.",
-      'galleryImageVersion.properties.storageProfile.osDiskImage.source.storageAccountId',
-    );
-  }
-}
-
-/**
- * The `$expand=ReplicationStatus` view (GalleryRP `ReplicationStatus`: `aggregatedState` Unknown / InProgress /
- * Completed / Failed, and per region `state`, `details`, `progress`). A failed version carries Azure's reason in
- * each failed region's `details`, as in "The failing regions' details are as follows: '{region:northeurope,
- * detail:Failed with internal server error.}'" (Azure/azure-cli#15539): the message, without the error code.
- */
-function withReplicationStatus(version: Json, failure: ArmErrorBody | undefined): Json {
-  const properties = asObject(version['properties']) ?? {};
-  const state = properties['provisioningState'];
-  const regionState = state === 'Succeeded' ? 'Completed' : state === 'Failed' ? 'Failed' : 'Replicating';
-  const regions = (asObject(properties['publishingProfile'])?.['targetRegions'] as Json[] | undefined) ?? [];
-  return {
-    ...version,
-    properties: {
-      ...properties,
-      replicationStatus: {
-        aggregatedState: regionState === 'Replicating' ? 'InProgress' : regionState,
-        summary: regions.map((region) => ({
-          region: region['name'],
-          state: regionState,
-          details: regionState === 'Failed' ? (failure?.message ?? '') : '',
-          progress: regionState === 'Completed' ? 100 : 0,
-        })),
-      },
-    },
-  };
-}
-
-function keepPublishedDate(previous: Json | undefined, resource: Json): void {
-  const before = asObject(previous?.['publishingProfile'])?.['publishedDate'];
-  const profile = asObject(asObject(resource['properties'])?.['publishingProfile']);
-  if (before !== undefined && profile !== undefined) profile['publishedDate'] = before;
-}
-
 function recordDiskSize(version: Json, virtualSize: number): void {
   const osDiskImage = asObject(
     asObject(asObject(version['properties'])?.['storageProfile'])?.['osDiskImage'],
@@ -404,9 +301,7 @@ function recordDiskSize(version: Json, virtualSize: number): void {
   if (osDiskImage !== undefined) osDiskImage['sizeInGB'] = Math.ceil(virtualSize / gibibyte);
 }
 
-function sourceOf(version: Json): { uri: string; storageAccountId: string } {
-  const source = asObject(
-    asObject(asObject(asObject(version['properties'])?.['storageProfile'])?.['osDiskImage'])?.['source'],
-  );
-  return { uri: text(source?.['uri']), storageAccountId: text(source?.['storageAccountId']) };
+function targetRegionsOf(version: Json): Json[] {
+  const profile = asObject(asObject(version['properties'])?.['publishingProfile']);
+  return (profile?.['targetRegions'] as Json[] | undefined) ?? [];
 }

@@ -57,6 +57,11 @@ export interface FakeArmOptions {
   statusLinks?: StatusLinks;
   /** `Retry-After` seconds on accepted writes and polls (default 0). */
   retryAfterSeconds?: number;
+  /**
+   * Reads of a version with `$expand=ReplicationStatus` after its write succeeded until a target region other
+   * than the gallery's has its replicas (default 0: with the write).
+   */
+  replicationReadsUntilDone?: number;
 }
 
 export interface FakeArm {
@@ -69,6 +74,16 @@ export interface FakeArm {
   requests: Array<{ method: string; path: string; apiVersion: string | null; body?: unknown }>;
   /** The next accepted PUT of that version ends with provisioningState Failed and this error. */
   failNextVersion(definition: string, version: string, error: { code: string; message: string }): void;
+  /**
+   * The next accepted write of that version fails to replicate to `region`: the region reports Failed with the
+   * error's message as details, and the version ends Failed.
+   */
+  failNextReplication(
+    definition: string,
+    version: string,
+    region: string,
+    error: { code: string; message: string },
+  ): void;
   /**
    * Who holds which role where: infra's assignments to the app's identity to begin with. A test that needs more
    * (or less) changes this list and says why.
@@ -141,6 +156,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     new VhdSources(options.storage),
     (principalId, { granted, linked }) => authorization.authorizeLinked(principalId, granted, linked),
   );
+  versions.replication.readsUntilDone = options.replicationReadsUntilDone ?? 0;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestUrl = new URL(req.url ?? '/', url);
@@ -318,6 +334,8 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     clearAnswers: () => void cannedAnswers.splice(0),
     beforeNext: (method, pathEnd, action) => interludes.push({ method, pathEnd, action }),
     failNextVersion: (definition, version, error) => versions.failNext(definition, version, error),
+    failNextReplication: (definition, version, region, error) =>
+      versions.replication.failNext(`${definition}/${version}`, region, error),
     get tenantId() {
       return tokens.tenantId;
     },

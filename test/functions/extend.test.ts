@@ -1,0 +1,168 @@
+/**
+ * Extending the mirror's versions to new target regions, in the Durable app: orchestrator `mirrorSeries`
+ * replayed by durable-functions' own engine over synthetic histories, with the activity `extendImageVersion`
+ * registered like every step (retry policy included), and the wait for replication in every region.
+ */
+
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import type { StemcellRelease } from '../../src/boshio.js';
+import type { PlannedExtension } from '../../src/plan.js';
+import { STEP_RETRY, type MonitorSettings, type VersionResult } from '../../src/workflow.js';
+import { bindingOf, invokeFunction, loadFunctionsApp, returnedJson } from '../support/functions-core/host.js';
+import { OrchestrationHistory } from '../support/orchestration-history.js';
+
+const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
+const START = new Date('2026-05-04T06:00:00.000Z');
+const MONITOR: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 120 };
+const WAIT = { waitSeconds: 0, pollIntervalSeconds: 30 };
+const definitionName = SERIES;
+
+const release: StemcellRelease = {
+  series: SERIES,
+  version: '1.100',
+  url: `https://bosh.io/d/stemcells/${SERIES}?v=1.100`,
+  size: 1_300_000_000,
+  sha256: 'ab'.repeat(32),
+};
+const extensions: PlannedExtension[] = [
+  { version: '1.100', galleryVersion: '1.100.0', definitionName, reason: 'adds eastus' },
+  { version: '1.99', galleryVersion: '1.99.0', definitionName, reason: 'adds eastus' },
+];
+const plan = { series: SERIES, mirror: [], newest: release, deferred: [], extend: extensions };
+
+interface Action {
+  actionType: number;
+  functionName?: string;
+  input?: unknown;
+  fireAt?: string;
+  retryOptions?: Record<string, unknown>;
+}
+
+interface OrchestratorState {
+  isDone: boolean;
+  actions: Action[][];
+  output?: unknown;
+  customStatus?: Record<string, unknown>;
+}
+
+const ok = <T>(value: T) => ({ ok: true, value });
+
+async function replay(history: OrchestrationHistory): Promise<OrchestratorState & { all: Action[] }> {
+  const { response } = await invokeFunction(history.name, { orchestrationTrigger: history.trigger() });
+  const state = returnedJson(response) as OrchestratorState;
+  return { ...state, all: state.actions.flat() };
+}
+
+const planned = () =>
+  new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, { request: { series: SERIES } }, START)
+    .activityCompleted('acquireSeriesLock', ok({ acquired: true, wait: WAIT }))
+    .activityCompleted('resolveVersions', ok(plan));
+
+const replicating = {
+  provisioningState: 'Succeeded',
+  regions: [
+    { name: 'westeurope', state: 'Completed' },
+    { name: 'eastus', state: 'Replicating', progress: 40 },
+  ],
+  monitor: MONITOR,
+};
+const replicated = {
+  provisioningState: 'Succeeded',
+  regions: [
+    { name: 'westeurope', state: 'Completed' },
+    { name: 'eastus', state: 'Completed' },
+  ],
+  monitor: MONITOR,
+};
+
+before(async () => {
+  await loadFunctionsApp();
+});
+
+test('extendImageVersion is an activity of the app, like every step', () => {
+  assert.equal(bindingOf('extendImageVersion', 'activityTrigger').direction, 'in');
+  assert.ok(STEP_RETRY.extendImageVersion.maxAttempts > 1);
+});
+
+test('a planned extension calls extendImageVersion with the stemcell only, under the series lock, with its retry policy', async () => {
+  const state = await replay(planned());
+  const last = state.all.at(-1);
+  assert.equal(last?.functionName, 'extendImageVersion');
+  const { lock, ...input } = last?.input as { lock: unknown };
+  assert.deepEqual(input, { series: SERIES, version: '1.100' });
+  assert.ok(lock !== undefined);
+  assert.equal(last?.retryOptions?.['maxNumberOfAttempts'], STEP_RETRY.extendImageVersion.maxAttempts);
+  assert.deepEqual((state.customStatus?.['extending'] as { step?: string })?.step, 'extendImageVersion');
+});
+
+test('Succeeded with a region still replicating is waited for (a durable timer), showing each region', async () => {
+  const history = planned()
+    .activityCompleted('extendImageVersion', ok({ definitionName, extended: true, change: 'adds eastus' }))
+    .activityCompleted('getImageVersionState', ok(replicating));
+  const state = await replay(history);
+  assert.equal(state.all.at(-1)?.actionType, 5, 'a timer, not the next version');
+  assert.deepEqual(
+    (state.customStatus?.['extending'] as { regions?: unknown })?.regions,
+    replicating.regions,
+  );
+});
+
+test("each version is extended in the plan's order (newest first) once replicated everywhere, and reported extended", async () => {
+  const first = planned()
+    .activityCompleted('extendImageVersion', ok({ definitionName, extended: true, change: 'adds eastus' }))
+    .activityCompleted('getImageVersionState', ok(replicating));
+  const history = first
+    .timerFired(new Date(first.currentTime.getTime() + MONITOR.pollIntervalSeconds * 1000))
+    .activityCompleted('getImageVersionState', ok(replicated))
+    .activityCompleted('extendImageVersion', ok({ definitionName, extended: false, change: '' }))
+    .activityCompleted('getImageVersionState', ok(replicated));
+  const state = await replay(history);
+  assert.deepEqual(
+    state.all
+      .filter((a) => a.functionName === 'extendImageVersion')
+      .map((a) => (a.input as { version: string }).version),
+    ['1.100', '1.99'],
+  );
+  const recordRun = state.all.at(-1);
+  assert.equal(recordRun?.functionName, 'recordRun');
+  const results = (recordRun?.input as { results: VersionResult[] }).results;
+  assert.deepEqual(
+    results.map((r) => [r.version, r.action, r.reason ?? null]),
+    [
+      ['1.100', 'exists', null],
+      ['1.100', 'extended', 'adds eastus'],
+      ['1.99', 'extended', 'adds eastus'],
+    ],
+  );
+});
+
+test('fault: a region whose replication Azure fails ends that extension failed, naming the region, and the next goes on', async () => {
+  const history = planned()
+    .activityCompleted('extendImageVersion', ok({ definitionName, extended: true, change: 'adds eastus' }))
+    .activityCompleted(
+      'getImageVersionState',
+      ok({
+        provisioningState: 'Failed',
+        regions: [
+          { name: 'westeurope', state: 'Completed' },
+          { name: 'eastus', state: 'Failed', details: 'Quota exceeded.' },
+        ],
+        monitor: MONITOR,
+      }),
+    );
+  const state = await replay(history);
+  const last = state.all.at(-1);
+  assert.equal(last?.functionName, 'extendImageVersion');
+  assert.deepEqual((last?.input as { version: string }).version, '1.99');
+  const done = await replay(
+    history
+      .activityCompleted('extendImageVersion', ok({ definitionName, extended: true, change: 'adds eastus' }))
+      .activityCompleted('getImageVersionState', ok(replicated)),
+  );
+  const results = (done.all.at(-1)?.input as { results: VersionResult[] }).results;
+  assert.equal(results[1]?.action, 'failed');
+  assert.equal(results[1]?.step, 'waitForImageVersion');
+  assert.match(String(results[1]?.error), /Failed in eastus \(Quota exceeded\.\)/);
+  assert.equal(results[2]?.action, 'extended');
+});
