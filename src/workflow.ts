@@ -166,6 +166,7 @@ function* mirrorHeldSeries(
   try {
     const input: StepInputs['resolveVersions'] = { series };
     if (request.version !== undefined) input.version = request.version;
+    if (request.dryRun) input.dryRun = true;
     plan = yield* step(ctx, 'resolveVersions', input);
   } catch (error) {
     const result: VersionResult = {
@@ -193,13 +194,20 @@ function* mirrorHeldSeries(
   if (request.dryRun) {
     return {
       series,
-      results: plan.mirror.map((p) => ({
-        series,
-        version: p.release.version,
-        galleryVersion: p.galleryVersion,
-        action: 'planned' as const,
-        reason: p.reason,
-      })),
+      results: plan.mirror.map((p): VersionResult => {
+        const result = { series, version: p.release.version, galleryVersion: p.galleryVersion };
+        // A drift found in a dry run fails it as the real run would, before anything is downloaded.
+        if (p.drift !== undefined) {
+          return {
+            ...result,
+            action: 'failed',
+            step: 'ensureImageDefinition',
+            reason: 'feature-drift',
+            error: p.drift,
+          };
+        }
+        return { ...result, action: 'planned', reason: p.reason };
+      }),
     };
   }
 
