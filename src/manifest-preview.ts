@@ -48,7 +48,11 @@ export async function previewManifest(
     },
   );
   try {
-    const { response } = await fetchOverHttps(release.url, { signal: controller.signal });
+    // Only the head is asked for; a server that ignores Range is cut off once stemcell.MF is read.
+    const { response } = await fetchOverHttps(release.url, {
+      signal: controller.signal,
+      headers: { range: `bytes=0-${BEFORE_MANIFEST_BYTES - 1}` },
+    });
     if (!response.ok || response.body === null) {
       await response.body?.cancel().catch(() => undefined);
       throw new StemcellError(`GET ${displayUrl(release.url)} answered ${response.status}`);
