@@ -15,6 +15,8 @@ import type { ArmRequest } from './arm-http.js';
 import { actionOf, Authorization, infraAssignmentsOf } from './authorization.js';
 import type { RoleAssignment } from './authorization.js';
 import { galleryPath, galleryResource } from './gallery.js';
+import { GallerySharing } from './gallery-sharing.js';
+import type { GallerySharingOptions } from './gallery-sharing.js';
 import { ImageDefinitions } from './image-definitions.js';
 import { ImageVersions } from './image-versions.js';
 import { sameName } from './json.js';
@@ -57,6 +59,8 @@ export interface FakeArmOptions {
   statusLinks?: StatusLinks;
   /** `Retry-After` seconds on accepted writes and polls (default 0). */
   retryAfterSeconds?: number;
+  /** The sharing profile the gallery was deployed with (default private). */
+  gallerySharing?: GallerySharingOptions;
 }
 
 export interface FakeArm {
@@ -64,6 +68,8 @@ export interface FakeArm {
   url: string;
   /** Stored image definitions by name, in ARM JSON shape. */
   imageDefinitions: Map<string, Record<string, unknown>>;
+  /** The gallery's sharing profile, as the `share` action left it. */
+  sharing: GallerySharing;
   /** Stored image versions by `${definition}/${version}`, in ARM JSON shape. */
   imageVersions: Map<string, Record<string, unknown>>;
   requests: Array<{ method: string; path: string; apiVersion: string | null; body?: unknown }>;
@@ -129,6 +135,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     names: { gallery: options.galleryName, vhdStorage: options.storage.accountName },
   });
   const authorization = new Authorization(() => roleAssignments);
+  const sharing = new GallerySharing(options.gallerySharing);
   const definitions: ImageDefinitions = new ImageDefinitions(
     options,
     operations,
@@ -268,7 +275,15 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     const query = { apiVersion, skip: Number(requestUrl.searchParams.get('$skiptoken') ?? '0') };
     if (depth === 8) {
       allowMethods(method, ['GET']);
-      sendJson(res, 200, galleryResource(options));
+      const gallery = galleryResource(options);
+      const expand = (requestUrl.searchParams.get('$expand') ?? '').toLowerCase() === 'sharingprofile/groups';
+      const profile = sharing.profile(expand);
+      if (profile !== undefined)
+        (gallery['properties'] as Record<string, unknown>)['sharingProfile'] = profile;
+      sendJson(res, 200, gallery);
+    } else if (depth === 9 && at(8) === 'share') {
+      allowMethods(method, ['POST']);
+      sendJson(res, 200, sharing.share(request.body));
     } else if (depth === 9 && at(8) === 'images') {
       allowMethods(method, ['GET']);
       sendJson(res, 200, page([...definitions.items.values()], requestUrl.pathname, query));
@@ -300,6 +315,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
   return {
     url,
     imageDefinitions: definitions.items,
+    sharing,
     imageVersions: versions.items,
     requests,
     roleAssignments,
