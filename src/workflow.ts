@@ -191,25 +191,7 @@ function* mirrorHeldSeries(
     if (plan.newestBlobUrl !== undefined) exists.blobUrl = plan.newestBlobUrl;
     return { series, results: [exists] };
   }
-  if (request.dryRun) {
-    return {
-      series,
-      results: plan.mirror.map((p): VersionResult => {
-        const result = { series, version: p.release.version, galleryVersion: p.galleryVersion };
-        // A drift found in a dry run fails it as the real run would, before anything is downloaded.
-        if (p.drift !== undefined) {
-          return {
-            ...result,
-            action: 'failed',
-            step: 'ensureImageDefinition',
-            reason: 'feature-drift',
-            error: p.drift,
-          };
-        }
-        return { ...result, action: 'planned', reason: p.reason };
-      }),
-    };
-  }
+  if (request.dryRun) return { series, results: dryRunResults(series, plan) };
 
   const planned = plan.mirror.map((p) => p.release.version);
   const results: VersionResult[] = [];
@@ -236,6 +218,24 @@ function* mirrorHeldSeries(
   }
   ctx.setStatus(seriesStatus(series, planned, results));
   return { series, results };
+}
+
+/** A dry run's results: each planned version with its reason, or failed as the real run would fail it. */
+function dryRunResults(series: string, plan: StepOutputs['resolveVersions']): VersionResult[] {
+  return plan.mirror.map((p): VersionResult => {
+    const result = { series, version: p.release.version, galleryVersion: p.galleryVersion };
+    // A drift found in a dry run fails it as the real run would, before anything is downloaded.
+    if (p.drift !== undefined) {
+      return {
+        ...result,
+        action: 'failed',
+        step: 'ensureImageDefinition',
+        reason: 'feature-drift',
+        error: p.drift,
+      };
+    }
+    return { ...result, action: 'planned', reason: p.reason };
+  });
 }
 
 /** The wait for Azure to finish the image version: polls at the settings' interval until a deadline. */

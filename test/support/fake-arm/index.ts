@@ -273,17 +273,8 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     const versionName = segments[11];
     const depth = segments.length;
     const query = { apiVersion, skip: Number(requestUrl.searchParams.get('$skiptoken') ?? '0') };
-    if (depth === 8) {
-      allowMethods(method, ['GET']);
-      const gallery = galleryResource(options);
-      const expand = (requestUrl.searchParams.get('$expand') ?? '').toLowerCase() === 'sharingprofile/groups';
-      const profile = sharing.profile(expand);
-      if (profile !== undefined)
-        (gallery['properties'] as Record<string, unknown>)['sharingProfile'] = profile;
-      sendJson(res, 200, gallery);
-    } else if (depth === 9 && at(8) === 'share') {
-      allowMethods(method, ['POST']);
-      sendJson(res, 200, sharing.share(request.body));
+    if (depth === 8 || (depth === 9 && at(8) === 'share')) {
+      galleryEndpoint(request, depth === 9, res);
     } else if (depth === 9 && at(8) === 'images') {
       allowMethods(method, ['GET']);
       sendJson(res, 200, page([...definitions.items.values()], requestUrl.pathname, query));
@@ -298,6 +289,21 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     } else {
       throw notFound(requestUrl.pathname);
     }
+  }
+
+  /** The gallery itself (GET, with its sharing profile) and its `share` action (POST). */
+  function galleryEndpoint(request: ArmRequest, share: boolean, res: ServerResponse): void {
+    if (share) {
+      allowMethods(request.method, ['POST']);
+      sendJson(res, 200, sharing.share(request.body));
+      return;
+    }
+    allowMethods(request.method, ['GET']);
+    const gallery = galleryResource(options);
+    const expand = (request.url.searchParams.get('$expand') ?? '').toLowerCase() === 'sharingprofile/groups';
+    const profile = sharing.profile(expand);
+    if (profile !== undefined) (gallery['properties'] as Record<string, unknown>)['sharingProfile'] = profile;
+    sendJson(res, 200, gallery);
   }
 
   function page(items: Json[], pathname: string, query: { apiVersion: string; skip: number }): Json {
