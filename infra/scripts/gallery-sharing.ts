@@ -6,7 +6,8 @@
  * listed removed), and a community gallery is enabled, through the gallery's `share` action
  * (GallerySharingProfile_Update). Azure lets only a role with `Microsoft.Compute/galleries/share/action` call it:
  * whoever runs azd (Owner or Contributor), never the app's identity, whose Compute Gallery Artifacts Publisher
- * role excludes it. Signed in as whoever ran `azd auth login`; reads the azd environment.
+ * role excludes it. Signed in as whoever ran `azd auth login`; reads the azd environment. With `--check` (the
+ * preprovision hook) it only checks the settings.
  */
 import { pathToFileURL } from 'node:url';
 import { ComputeManagementClient } from '@azure/arm-compute';
@@ -168,6 +169,8 @@ export function computeClient(
 
 async function main(): Promise<void> {
   const settings = gallerySharingSettings(process.env);
+  // The preprovision hook checks the settings only, so a bad one stops azd before anything is deployed.
+  if (process.argv.includes('--check')) return;
   const env = (name: string): string => {
     const value = process.env[name]?.trim();
     if (value === undefined || value === '') throw new Error(`${name} is not set in the azd environment`);

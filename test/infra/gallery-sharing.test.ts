@@ -251,7 +251,7 @@ describe('the postprovision hook against ARM', () => {
   });
 });
 
-test('azd runs the hook after publishing the app, with the settings from the azd environment', () => {
+test('azd checks the settings before provisioning and shares after publishing the app, from the azd environment', () => {
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const scripts = (
     JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string> }
@@ -259,6 +259,11 @@ test('azd runs the hook after publishing the app, with the settings from the azd
   assert.match(
     scripts['azd:postprovision'] ?? '',
     /node dist\/infra\/scripts\/publish-function-package\.js && node dist\/infra\/scripts\/gallery-sharing\.js$/,
+  );
+  assert.match(
+    scripts['azd:preprovision'] ?? '',
+    /node dist\/infra\/scripts\/gallery-sharing\.js --check && node dist\/infra\/scripts\/key-vault-create-mode\.js$/,
+    'bad settings stop azd before anything is deployed',
   );
   const parameters = readFileSync(`${root}infra/main.parameters.json`, 'utf8');
   assert.match(parameters, /"gallerySharing": \{ "value": "\$\{BASM_GALLERY_SHARING=none\}" \}/);
