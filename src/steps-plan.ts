@@ -4,7 +4,7 @@ import { listStemcellReleases, type StemcellRelease } from './boshio.js';
 import { MIRROR_NOTIFIED_TAG, imageDefinitionFor, isCreatedByMirror } from './cpi.js';
 import { definitionDrift, driftRefusal } from './definition-features.js';
 import { isFromAnotherTool } from './existing-version.js';
-import { isTransientError } from './failures.js';
+import { errorMessage, isTransientError } from './failures.js';
 import type { ImageVersionState } from './gallery.js';
 import { previewManifest } from './manifest-preview.js';
 import { planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
@@ -89,7 +89,7 @@ export async function resolveVersions(
  * implies (read from the head of its tarball); undefined when it fits or the definition is still to be made.
  */
 async function driftOf(
-  { config, gallery }: MirrorServices,
+  { config, gallery, log }: MirrorServices,
   release: StemcellRelease,
 ): Promise<string | undefined> {
   const subject = `${release.series} ${release.version}`;
@@ -99,6 +99,7 @@ async function driftOf(
   } catch (error) {
     if (isTransientError(error)) throw error;
     // The real run reports a stemcell it cannot use when it downloads it; the plan only looks for drift.
+    log.warn(`${subject}: no feature drift check, stemcell.MF could not be read: ${errorMessage(error)}`);
     return undefined;
   }
   const existing = await gallery.getImageDefinition(spec.name);
