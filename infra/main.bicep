@@ -139,6 +139,26 @@ param alertEmail string = ''
 @description('BASM_ALERT_CHECK_INTERVAL_HOURS: hours between two runs of the timer (24 for a daily BASM_TIMER_SCHEDULE, 1 for hourly). The dead man\'s switch alerts after this plus 2 hours without a successful check of a series.')
 param alertCheckIntervalHours int = 24
 
+@allowed([
+  'none'
+  'groups'
+  'community'
+])
+@description('BASM_GALLERY_SHARING: share the gallery: none (private), groups (directly with BASM_GALLERY_SHARE_SUBSCRIPTIONS and BASM_GALLERY_SHARE_TENANTS) or community (an Azure community gallery, public). The postprovision hook adds the groups or enables the community gallery.')
+param gallerySharing string = 'none'
+
+@description('BASM_GALLERY_COMMUNITY_PUBLISHER_URI: community gallery: the publisher\'s web site, shown to everyone.')
+param galleryCommunityPublisherUri string = ''
+
+@description('BASM_GALLERY_COMMUNITY_PUBLISHER_CONTACT: community gallery: the publisher\'s support e-mail, shown to everyone.')
+param galleryCommunityPublisherContact string = ''
+
+@description('BASM_GALLERY_COMMUNITY_EULA: community gallery: the end-user license agreement of its images (a link or text).')
+param galleryCommunityEula string = ''
+
+@description('BASM_GALLERY_COMMUNITY_PUBLIC_NAME_PREFIX: community gallery: the prefix of its public name.')
+param galleryCommunityPublicNamePrefix string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var githubTokenSecretName = 'github-token'
@@ -193,6 +213,13 @@ module resources 'modules/resources.bicep' = {
     }
     notifyTargetComplete: notifyTargetComplete
     keyVaultCreateMode: keyVaultCreateMode
+    gallerySharing: gallerySharing
+    galleryCommunityInfo: {
+      publisherUri: galleryCommunityPublisherUri
+      publisherContact: galleryCommunityPublisherContact
+      eula: galleryCommunityEula
+      publicNamePrefix: galleryCommunityPublicNamePrefix
+    }
   }
 }
 

@@ -7,6 +7,7 @@ import type { GalleryImage, GalleryImageVersion } from '@azure/arm-compute';
 import type { TokenCredential } from '@azure/identity';
 import type { GalleryNaming } from './config.js';
 import { MAX_TAGS, candidateDefinitionNames, type ImageDefinitionSpec } from './cpi.js';
+import { definitionDrift, driftRefusal, type ExistingDefinition } from './definition-features.js';
 import { errorCodeOf, httpStatusOf } from './failures.js';
 import { acceptedWrite, isBusy, untilSettled } from './arm-writes.js';
 import { GalleryError, galleryError, requestTimeoutPolicy } from './gallery-error.js';
@@ -121,12 +122,21 @@ export class ComputeGallery {
     return result;
   }
 
-  /** Creates the definition and waits; an existing one must agree on OS type/state, generation and architecture. */
-  async ensureImageDefinition(spec: ImageDefinitionSpec): Promise<'created' | 'exists'> {
+  /**
+   * Creates the definition and waits; an existing one must agree on OS type and state, generation, architecture
+   * and features (src/definition-features.ts), else a permanent GalleryError `ImageDefinitionMismatch` names
+   * each drift; `subject` names the stemcell in it.
+   */
+  async ensureImageDefinition(spec: ImageDefinitionSpec, subject = spec.name): Promise<'created' | 'exists'> {
     const { resourceGroup, galleryName, region } = this.#options;
     const existing = await this.#getImageDefinition(spec.name);
     if (existing !== undefined) {
-      assertCompatible(existing, spec, this.#where);
+      const drifts = definitionDrift(existing, spec);
+      if (drifts.length > 0) {
+        throw new GalleryError(driftRefusal(spec.name, subject, this.#where, drifts), {
+          code: 'ImageDefinitionMismatch',
+        });
+      }
       return 'exists';
     }
     const definition: GalleryImage = {
@@ -372,6 +382,11 @@ export class ComputeGallery {
     }
   }
 
+  /** The definition as ARM has it, or undefined when absent (a missing gallery is an error). */
+  async getImageDefinition(name: string): Promise<ExistingDefinition | undefined> {
+    return this.#getImageDefinition(name);
+  }
+
   async #getImageDefinition(name: string): Promise<GalleryImage | undefined> {
     const { resourceGroup, galleryName } = this.#options;
     try {
@@ -419,24 +434,4 @@ export class ComputeGallery {
 
 function positive(value: number | undefined, fallback: number): number {
   return value !== undefined && Number.isFinite(value) && value > 0 ? value : fallback;
-}
-
-// Azure treats Generalized as the default OS state, V1 as the default generation and x64 as the default architecture.
-function assertCompatible(existing: GalleryImage, spec: ImageDefinitionSpec, where: string): void {
-  const actual = {
-    osType: existing.osType ?? '(none)',
-    osState: existing.osState ?? 'Generalized',
-    hyperVGeneration: existing.hyperVGeneration ?? 'V1',
-    architecture: existing.architecture ?? 'x64',
-  };
-  const mismatches = (['osType', 'osState', 'hyperVGeneration', 'architecture'] as const)
-    .filter((key) => actual[key].toLowerCase() !== spec[key].toLowerCase())
-    .map((key) => `${key} is ${actual[key]} there but the stemcell needs ${spec[key]}`);
-  if (mismatches.length > 0) {
-    throw new GalleryError(
-      `Image definition ${spec.name} in ${where} contradicts the stemcell: ${mismatches.join('; ')}. ` +
-        'Azure cannot change these on a definition: delete it (and its versions) or set BASM_GALLERY_IMAGE_NAME to another name.',
-      { code: 'ImageDefinitionMismatch' },
-    );
-  }
 }

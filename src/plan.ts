@@ -56,6 +56,11 @@ export interface PlannedVersion {
   finish?: { definitionName: string; blobUrl?: string };
   /** For `adopt`: the version exists; download and verify the stemcell, compare, then tag the version. */
   adopt?: { definitionName: string; blobUrl?: string };
+  /**
+   * Set by a dry run's plan step only: why the real run would refuse the version, its image definition not
+   * fitting the stemcell (src/definition-features.ts).
+   */
+  drift?: string;
 }
 
 export interface SeriesPlan {

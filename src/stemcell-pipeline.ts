@@ -64,7 +64,7 @@ export class DigestTap extends Transform {
 }
 
 /** Reads stemcell.MF (at most 1 MiB) and hands over the manifest once it is checked against bosh.io. */
-function readManifest(
+export function readManifest(
   entry: ReadEntry,
   release: StemcellRelease,
   onManifest: (manifest: StemcellManifest) => void,

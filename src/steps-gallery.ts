@@ -55,7 +55,7 @@ export async function ensureImageDefinition(
 ): Promise<StepOutputs['ensureImageDefinition']> {
   const { manifest } = await uploadOf(services, ref);
   const spec = imageDefinitionFor(manifest, services.config.gallery);
-  const state = await services.gallery.ensureImageDefinition(spec);
+  const state = await services.gallery.ensureImageDefinition(spec, `${ref.series} ${ref.version}`);
   if (state === 'created')
     services.log.info(`${ref.series} ${ref.version}: created image definition ${spec.name}`);
   return { definitionName: spec.name, created: state === 'created' };

@@ -1,9 +1,12 @@
 /** Step 1 of a run: what bosh.io has that the gallery lacks, planned the way `status` plans it. */
 
-import { listStemcellReleases } from './boshio.js';
-import { MIRROR_NOTIFIED_TAG, isCreatedByMirror } from './cpi.js';
+import { listStemcellReleases, type StemcellRelease } from './boshio.js';
+import { MIRROR_NOTIFIED_TAG, imageDefinitionFor, isCreatedByMirror } from './cpi.js';
+import { definitionDrift, driftRefusal } from './definition-features.js';
 import { isFromAnotherTool } from './existing-version.js';
+import { errorMessage, isTransientError } from './failures.js';
 import type { ImageVersionState } from './gallery.js';
+import { previewManifest } from './manifest-preview.js';
 import { planExtensions, planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
 import { requireConfiguredSeries } from './provenance.js';
 import type { MirrorServices } from './services.js';
@@ -57,9 +60,10 @@ function stemcellVersionOf(version: ImageVersionState): string {
 
 /** Step 1: what bosh.io has that the gallery lacks, and which of it this run mirrors. */
 export async function resolveVersions(
-  { config, gallery, notificationRecords, log }: MirrorServices,
-  { series, version }: StepInputs['resolveVersions'],
+  services: MirrorServices,
+  { series, version, dryRun }: StepInputs['resolveVersions'],
 ): Promise<StepOutputs['resolveVersions']> {
+  const { config, gallery, notificationRecords, log } = services;
   requireConfiguredSeries(config, series);
   const releases = await listStemcellReleases(config.boshioUrl, series, {
     timeoutMs: config.httpTimeoutMs,
@@ -83,10 +87,48 @@ export async function resolveVersions(
   // An explicit version mirrors exactly that one; every other run also extends the mirror's versions.
   if (version === undefined) plan.extend = planExtensions(inGallery, config.targetRegions);
   const newest = versions.find((v) => v.name === galleryVersionName(plan.newest.version));
+  if (dryRun === true) {
+    for (const p of plan.mirror) {
+      if (p.finish || p.adopt) continue;
+      const drift = await driftOf(services, p.release);
+      if (drift !== undefined) p.drift = drift;
+    }
+  }
   for (const p of plan.mirror) log.info(`${series} ${p.release.version}: to mirror (${p.reason})`);
   for (const e of plan.extend ?? []) log.info(`${series} ${e.version}: to extend (${e.reason})`);
   if (plan.deferred.length > 0) {
     log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
   }
   return newest?.sourceUri !== undefined ? { ...plan, newestBlobUrl: newest.sourceUri } : plan;
+}
+
+/**
+ * For a dry run: why the real run would refuse the release, its image definition not fitting what the stemcell
+ * implies (read from the head of its tarball); undefined when it fits or the definition is still to be made.
+ */
+async function driftOf(
+  { config, gallery, log }: MirrorServices,
+  release: StemcellRelease,
+): Promise<string | undefined> {
+  const subject = `${release.series} ${release.version}`;
+  let spec;
+  try {
+    spec = imageDefinitionFor(await previewManifest(release, config.httpTimeoutMs), config.gallery);
+  } catch (error) {
+    if (isTransientError(error)) throw error;
+    // The real run reports a stemcell it cannot use when it downloads it; the plan only looks for drift.
+    log.warn(`${subject}: no feature drift check, stemcell.MF could not be read: ${errorMessage(error)}`);
+    return undefined;
+  }
+  const existing = await gallery.getImageDefinition(spec.name);
+  if (existing === undefined) return undefined;
+  const drifts = definitionDrift(existing, spec);
+  if (drifts.length === 0) return undefined;
+  return driftRefusal(
+    spec.name,
+    subject,
+    `gallery ${config.galleryName}`,
+    drifts,
+    'A run would create nothing.',
+  );
 }

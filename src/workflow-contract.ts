@@ -138,7 +138,8 @@ export interface StemcellRef {
 export interface StepInputs {
   /** `run` says who the run is (the activity adds the process and host). */
   acquireSeriesLock: { claim: SeriesLockClaim; run: string };
-  resolveVersions: { series: string; version?: string };
+  /** `dryRun`: also read each planned version's stemcell.MF and image definition, to report feature drift. */
+  resolveVersions: { series: string; version?: string; dryRun?: boolean };
   downloadAndExtract: StemcellRef;
   /** `imageSha256`: what downloadAndExtract extracted; the upload refuses to mix it with another image. */
   uploadVhd: StemcellRef & { imageSha256: string };

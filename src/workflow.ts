@@ -168,6 +168,7 @@ function* mirrorHeldSeries(
   try {
     const input: StepInputs['resolveVersions'] = { series };
     if (request.version !== undefined) input.version = request.version;
+    if (request.dryRun) input.dryRun = true;
     plan = yield* step(ctx, 'resolveVersions', input);
   } catch (error) {
     const result: VersionResult = {
@@ -241,13 +242,20 @@ function plannedResults(plan: StepOutputs['resolveVersions']): VersionResult[] {
     action: 'planned-extend',
     reason: e.reason,
   }));
-  const mirrored = plan.mirror.map((p): VersionResult => ({
-    series,
-    version: p.release.version,
-    galleryVersion: p.galleryVersion,
-    action: 'planned',
-    reason: p.reason,
-  }));
+  const mirrored = plan.mirror.map((p): VersionResult => {
+    const result = { series, version: p.release.version, galleryVersion: p.galleryVersion };
+    // A drift found in a dry run fails it as the real run would, before anything is downloaded.
+    if (p.drift !== undefined) {
+      return {
+        ...result,
+        action: 'failed',
+        step: 'ensureImageDefinition',
+        reason: 'feature-drift',
+        error: p.drift,
+      };
+    }
+    return { ...result, action: 'planned', reason: p.reason };
+  });
   return [...(plan.mirror.length === 0 ? [existsResult(plan)] : mirrored), ...extensions];
 }
 

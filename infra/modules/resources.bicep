@@ -27,6 +27,22 @@ param notifyTargetComplete bool
 @description('default: create or update the Key Vault; recover: bring back the soft-deleted vault of the same name (infra/scripts/key-vault-create-mode.ts decides).')
 param keyVaultCreateMode string
 
+@allowed([
+  'none'
+  'groups'
+  'community'
+])
+@description('Who may use the gallery: none, the groups the postprovision hook adds, or the community.')
+param gallerySharing string
+
+@description('The community gallery\'s publisher fields (used when gallerySharing is community).')
+param galleryCommunityInfo {
+  publisherUri: string
+  publisherContact: string
+  eula: string
+  publicNamePrefix: string
+}
+
 // Names: abbreviation + resourceToken keeps each within its limit (storage 3-24 [a-z0-9], Key Vault
 // 3-24, gallery 1-80 [A-Za-z0-9._], function app 2-60 and globally unique as a host name).
 var functionAppName = 'func-${resourceToken}'
@@ -143,6 +159,14 @@ resource gallery 'Microsoft.Compute/galleries@2026-03-03' = {
   tags: tags
   properties: {
     description: 'BOSH stemcells mirrored from bosh.io'
+    // The permission only: groups are added, and a community gallery enabled, by the `share` action
+    // (GalleryRP's sharingProfile.groups is read-only), which the postprovision hook calls.
+    sharingProfile: gallerySharing == 'none'
+      ? null
+      : {
+          permissions: gallerySharing == 'groups' ? 'Groups' : 'Community'
+          communityGalleryInfo: gallerySharing == 'community' ? galleryCommunityInfo : null
+        }
   }
 }
 

@@ -123,7 +123,7 @@ function armChanges(since: number, definition: string): string[] {
 }
 
 /** Stemcell downloads (anything but the API) of `series` since `since`. */
-function downloads(since: number, series: string): Array<{ path: string }> {
+function downloads(since: number, series: string): Array<{ path: string; range?: string }> {
   return local.boshio.requests
     .slice(since)
     .filter((r) => !r.path.startsWith('/api/'))
@@ -405,7 +405,11 @@ describe('stories', { concurrency: 4 }, () => {
       ]);
       assert.deepEqual(armWrites(armBefore, series), []);
       assert.deepEqual(armChanges(armBefore, series), []);
-      assert.deepEqual(downloads(boshioBefore, series), []);
+      // No stemcell is downloaded: the one request reads the head of the tarball, for stemcell.MF (feature drift).
+      assert.deepEqual(
+        downloads(boshioBefore, series).map((r) => r.range),
+        ['bytes=0-5242879'],
+      );
       assert.deepEqual(versionsOf(series), ['1.100.0']);
       assert.deepEqual(await workDirEntries(s), []);
     });
@@ -462,6 +466,91 @@ describe('stories', { concurrency: 4 }, () => {
       assert.match(String(result?.error), /ECONNREFUSED/);
       assert.doesNotMatch(run.stderr, /retrying/);
       assert.ok(seconds < 20, `took ${seconds} s`);
+    });
+  });
+
+  describe('feature drift', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-drift-go_agent';
+    const definition = `${series}-gen2`;
+    // What a director's CPI made for an earlier build: generation 2, Trusted Launch, SCSI only.
+    const scsiOnly = {
+      name: definition,
+      publisher: 'bosh',
+      offer: definition,
+      sku: 'gen2',
+      osType: 'Linux' as const,
+      osState: 'Generalized' as const,
+      hyperVGeneration: 'V2' as const,
+      architecture: 'x64' as const,
+      features: [{ name: 'SecurityType', value: 'TrustedLaunchSupported' }],
+    };
+    const drift = /DiskControllerTypes is SCSI there but the stemcell needs SCSI,NVMe \(.*Dv6.*\)/;
+    let s: Story;
+    let before_: string;
+
+    before(async () => {
+      s = await story('feature-drift');
+      await publish({
+        series,
+        version: '3.1',
+        seed: 31,
+        cloudProperties: {
+          generation: 'gen2',
+          disk_controller_types: ['scsi', 'nvme'],
+          security_type: 'TrustedLaunchSupported',
+        },
+      });
+      await otherTool().ensureImageDefinition(scsiOnly);
+      before_ = JSON.stringify(local.arm.imageDefinitions.get(definition));
+    });
+
+    test('fault: --dry-run reports an existing definition whose features differ as failed, reading only stemcell.MF', async () => {
+      const armBefore = local.arm.requests.length;
+      const boshioBefore = local.boshio.requests.length;
+      const run = await mirror(s, '--series', series, '--dry-run');
+      assert.equal(run.status, 1, run.stderr);
+      const [result, ...others] = jsonResults(run);
+      assert.deepEqual(others, []);
+      assert.deepEqual(
+        { ...result, error: undefined },
+        {
+          series,
+          version: '3.1',
+          galleryVersion: '3.1.0',
+          action: 'failed',
+          reason: 'feature-drift',
+          error: undefined,
+        },
+      );
+      assert.match(String(result?.error), new RegExp(`^Image definition ${definition} in gallery `));
+      assert.match(String(result?.error), drift);
+      assert.match(String(result?.error), /A run would create nothing\./);
+      assert.deepEqual(armChanges(armBefore, series), []);
+      // The one stemcell request is the head of the tarball, for stemcell.MF.
+      assert.deepEqual(
+        downloads(boshioBefore, series).map((r) => r.range),
+        ['bytes=0-5242879'],
+      );
+      assert.deepEqual(await workDirEntries(s), []);
+    });
+
+    test('fault: a run refuses to put a version in a definition whose features differ, and leaves it as it was', async () => {
+      const armBefore = local.arm.requests.length;
+      const run = await mirror(s, '--series', series);
+      assert.equal(run.status, 1, run.stderr);
+      const [result, ...others] = jsonResults(run);
+      assert.deepEqual(others, []);
+      assert.equal(result?.action, 'failed');
+      assert.match(String(result?.error), drift);
+      assert.match(String(result?.error), /CPI would not notice: it uses an existing definition as it is/);
+      assert.match(String(result?.error), /Nothing was created\./);
+      assert.deepEqual(versionsOf(definition), []);
+      assert.equal(JSON.stringify(local.arm.imageDefinitions.get(definition)), before_);
+      assert.deepEqual(
+        armChanges(armBefore, series).filter((change) => change.includes('/images/')),
+        [],
+        'no definition or version is written',
+      );
     });
   });
 

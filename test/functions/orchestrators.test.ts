@@ -444,6 +444,41 @@ describe('mirrorSeries', () => {
     });
   });
 
+  test('fault: a dry run asks the plan to look for feature drift and reports a drifted version as failed, with its reason', async () => {
+    const dryRunInput = { request: { series: SERIES, dryRun: true } };
+    const started = new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, dryRunInput, START);
+    assert.deepEqual((await replay(started)).last.input, { series: SERIES, dryRun: true });
+    const drift =
+      'Image definition d in gallery g does not fit stemcell: DiskControllerTypes is SCSI there ...';
+    const [first, second] = twoVersionPlan.mirror;
+    const plan = { ...twoVersionPlan, mirror: [first, { ...second, drift }] };
+
+    const state = await replay(started.activityCompleted('resolveVersions', ok(plan)));
+
+    assert.equal(state.isDone, true);
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      results: [
+        {
+          series: SERIES,
+          version: '1.100',
+          galleryVersion: '1.100.0',
+          action: 'planned',
+          reason: 'catch-up',
+        },
+        {
+          series: SERIES,
+          version: '1.101',
+          galleryVersion: '1.101.0',
+          action: 'failed',
+          step: 'ensureImageDefinition',
+          reason: 'feature-drift',
+          error: drift,
+        },
+      ],
+    });
+  });
+
   test('fault: a failed mirrorVersion does not stop the next planned version, and both results are returned in order', async () => {
     const afterFailure = seriesHistory()
       .activityCompleted('resolveVersions', ok(twoVersionPlan))

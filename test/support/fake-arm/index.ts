@@ -15,6 +15,8 @@ import type { ArmRequest } from './arm-http.js';
 import { actionOf, Authorization, infraAssignmentsOf } from './authorization.js';
 import type { RoleAssignment } from './authorization.js';
 import { galleryPath, galleryResource } from './gallery.js';
+import { GallerySharing } from './gallery-sharing.js';
+import type { GallerySharingOptions } from './gallery-sharing.js';
 import { ImageDefinitions } from './image-definitions.js';
 import { ImageVersions } from './image-versions.js';
 import { sameName } from './json.js';
@@ -62,6 +64,8 @@ export interface FakeArmOptions {
    * than the gallery's has its replicas (default 0: with the write).
    */
   replicationReadsUntilDone?: number;
+  /** The sharing profile the gallery was deployed with (default private). */
+  gallerySharing?: GallerySharingOptions;
 }
 
 export interface FakeArm {
@@ -69,6 +73,8 @@ export interface FakeArm {
   url: string;
   /** Stored image definitions by name, in ARM JSON shape. */
   imageDefinitions: Map<string, Record<string, unknown>>;
+  /** The gallery's sharing profile, as the `share` action left it. */
+  sharing: GallerySharing;
   /** Stored image versions by `${definition}/${version}`, in ARM JSON shape. */
   imageVersions: Map<string, Record<string, unknown>>;
   requests: Array<{ method: string; path: string; apiVersion: string | null; body?: unknown }>;
@@ -144,6 +150,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     names: { gallery: options.galleryName, vhdStorage: options.storage.accountName },
   });
   const authorization = new Authorization(() => roleAssignments);
+  const sharing = new GallerySharing(options.gallerySharing);
   const definitions: ImageDefinitions = new ImageDefinitions(
     options,
     operations,
@@ -282,9 +289,8 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     const versionName = segments[11];
     const depth = segments.length;
     const query = { apiVersion, skip: Number(requestUrl.searchParams.get('$skiptoken') ?? '0') };
-    if (depth === 8) {
-      allowMethods(method, ['GET']);
-      sendJson(res, 200, galleryResource(options));
+    if (depth === 8 || (depth === 9 && at(8) === 'share')) {
+      galleryEndpoint(request, depth === 9, res);
     } else if (depth === 9 && at(8) === 'images') {
       allowMethods(method, ['GET']);
       sendJson(res, 200, page([...definitions.items.values()], requestUrl.pathname, query));
@@ -299,6 +305,21 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
     } else {
       throw notFound(requestUrl.pathname);
     }
+  }
+
+  /** The gallery itself (GET, with its sharing profile) and its `share` action (POST). */
+  function galleryEndpoint(request: ArmRequest, share: boolean, res: ServerResponse): void {
+    if (share) {
+      allowMethods(request.method, ['POST']);
+      sendJson(res, 200, sharing.share(request.body));
+      return;
+    }
+    allowMethods(request.method, ['GET']);
+    const gallery = galleryResource(options);
+    const expand = (request.url.searchParams.get('$expand') ?? '').toLowerCase() === 'sharingprofile/groups';
+    const profile = sharing.profile(expand);
+    if (profile !== undefined) (gallery['properties'] as Record<string, unknown>)['sharingProfile'] = profile;
+    sendJson(res, 200, gallery);
   }
 
   function page(items: Json[], pathname: string, query: { apiVersion: string; skip: number }): Json {
@@ -316,6 +337,7 @@ export async function startFakeArm(options: FakeArmOptions): Promise<FakeArm> {
   return {
     url,
     imageDefinitions: definitions.items,
+    sharing,
     imageVersions: versions.items,
     requests,
     roleAssignments,
