@@ -11,6 +11,7 @@ import {
   type ReplicaStorageType,
   type TargetRegion,
 } from './target-regions.js';
+import { isStemcellVersion } from './versions.js';
 
 // Where callers have always found it.
 export { Secret };
@@ -72,6 +73,12 @@ export interface MirrorConfig {
    * verifying them against bosh.io, instead of reporting them.
    */
   adoptUntagged: boolean;
+  /** `BASM_SKIP_VERSIONS`: bosh.io versions never mirrored (as bosh.io spells them), e.g. `1.918`. */
+  skipVersions: string[];
+  /** `BASM_KEEP_VERSIONS`: how many of the mirror's newest versions per series retention keeps; 0 keeps all. */
+  keepVersions: number;
+  /** `BASM_DELETE_SOURCE_BLOB`: delete a version's source page blob once Azure reports the version Succeeded. */
+  deleteSourceBlob: boolean;
   /** How often the image version's provisioning state is polled, in seconds. */
   versionPollIntervalSeconds: number;
   /** Give up waiting for an image version after this many minutes. */
@@ -240,6 +247,25 @@ class SettingsReader {
     return series;
   }
 
+  /** Comma-separated stemcell versions (`1.918,1.926`); empty or unset: none. */
+  versionList(name: string): string[] {
+    const value = this.raw(name);
+    if (value === undefined) return [];
+    const versions = value
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== '');
+    const bad = versions.filter((v) => !isStemcellVersion(v));
+    if (bad.length > 0) {
+      this.problem(
+        name,
+        `${bad.map((v) => `"${v}"`).join(', ')} ${bad.length === 1 ? 'is not a stemcell version' : 'are not stemcell versions'}; ` +
+          'expected a comma-separated list of bosh.io versions such as 1.918,1.926',
+      );
+    }
+    return versions;
+  }
+
   absolutePath(name: string, fallback: string): string {
     const value = this.raw(name) ?? fallback;
     if (!isAbsolute(value))
@@ -280,6 +306,9 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     versionPollIntervalSeconds: r.integer('BASM_VERSION_POLL_INTERVAL_SECONDS', 30, 1, 3600),
     versionReadyTimeoutMinutes: r.integer('BASM_VERSION_READY_TIMEOUT_MINUTES', 120, 1, 24 * 60),
     adoptUntagged: r.boolean('BASM_ADOPT_UNTAGGED', false),
+    skipVersions: r.versionList('BASM_SKIP_VERSIONS'),
+    keepVersions: r.integer('BASM_KEEP_VERSIONS', 0, 0, 1000),
+    deleteSourceBlob: r.boolean('BASM_DELETE_SOURCE_BLOB', false),
     seriesLockStaleSeconds: r.integer('BASM_SERIES_LOCK_STALE_SECONDS', 900, 1, 24 * 3600),
     seriesLockWaitSeconds: r.integer('BASM_SERIES_LOCK_WAIT_SECONDS', 1200, 0, 24 * 3600),
     warnings: r.warnings,

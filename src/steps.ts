@@ -19,6 +19,7 @@ import {
 import { acquireSeriesLock, releaseSeriesLock, underSeriesLock } from './steps-lock.js';
 import { notify, recordRun } from './steps-notify.js';
 import { resolveVersions } from './steps-plan.js';
+import { deleteImageVersion, deleteSourceBlob } from './steps-retention.js';
 import { cleanup, downloadAndExtract, uploadVhd } from './steps-stemcell.js';
 import type { StepInputs, StepName, StepOutcome, StepOutputs, UnderSeriesLock } from './workflow-contract.js';
 
@@ -41,6 +42,9 @@ async function outcome<T>(log: Logger, work: () => Promise<T>): Promise<StepOutc
   }
 }
 
+const NOT_HELD =
+  'deleteImageVersion deletes only in a run that holds its series lock; this step carries no claim';
+
 /** The activities, bound to one set of clients. */
 export function mirrorSteps(services: MirrorServices): MirrorSteps {
   const bind =
@@ -59,6 +63,12 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
     getImageVersionState: bind(getImageVersionState),
     extendImageVersion: bind(extendImageVersion),
     notify: bind(notify),
+    deleteSourceBlob: bind(deleteSourceBlob),
+    // Deleting is only for a run that holds its series: a step without a claim refuses before it looks.
+    deleteImageVersion: (input) =>
+      input.lock === undefined
+        ? Promise.resolve({ ok: false, error: NOT_HELD })
+        : bind(deleteImageVersion)(input),
     cleanup: bind(cleanup),
     recordRun: bind(recordRun),
   };
