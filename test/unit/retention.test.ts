@@ -92,7 +92,9 @@ describe('decideRetention', () => {
       name: 'a version whose source is not the mirror’s own blob (a director’s, released since) is never deleted',
       keep: 1,
       versions: [
-        mirrored('1.9.0', { sourceUri: 'https://director.blob.core.windows.net/stemcell/bosh-stemcell-1.vhd' }),
+        mirrored('1.9.0', {
+          sourceUri: 'https://director.blob.core.windows.net/stemcell/bosh-stemcell-1.vhd',
+        }),
         mirrored('1.10.0', { sourceUri: `${CONTAINER}/${SERIES}/1.8/root.vhd` }),
         mirrored('1.11.0'),
       ],
