@@ -18,6 +18,7 @@ import {
 } from './steps-gallery.js';
 import { acquireSeriesLock, releaseSeriesLock, underSeriesLock } from './steps-lock.js';
 import { notify, recordRun } from './steps-notify.js';
+import { requireConfiguredStemcell } from './provenance.js';
 import { resolveVersions } from './steps-plan.js';
 import { deleteImageVersion, deleteSourceBlob } from './steps-retention.js';
 import { cleanup, downloadAndExtract, uploadVhd } from './steps-stemcell.js';
@@ -45,6 +46,15 @@ async function outcome<T>(log: Logger, work: () => Promise<T>): Promise<StepOutc
 const NOT_HELD =
   'deleteImageVersion deletes only in a run that holds its series lock; this step carries no claim';
 
+/** A deletion without a claim: refused like every step refuses a series it is not configured for, else as unheld. */
+function refuseUnheld(
+  { config }: MirrorServices,
+  { series, version }: StepInputs['deleteImageVersion'],
+): Promise<StepOutputs['deleteImageVersion']> {
+  requireConfiguredStemcell(config, series, version);
+  return Promise.reject(new Error(NOT_HELD));
+}
+
 /** The activities, bound to one set of clients. */
 export function mirrorSteps(services: MirrorServices): MirrorSteps {
   const bind =
@@ -66,9 +76,7 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
     deleteSourceBlob: bind(deleteSourceBlob),
     // Deleting is only for a run that holds its series: a step without a claim refuses before it looks.
     deleteImageVersion: (input) =>
-      input.lock === undefined
-        ? Promise.resolve({ ok: false, error: NOT_HELD })
-        : bind(deleteImageVersion)(input),
+      input.lock === undefined ? bind(refuseUnheld)(input) : bind(deleteImageVersion)(input),
     cleanup: bind(cleanup),
     recordRun: bind(recordRun),
   };

@@ -229,6 +229,48 @@ describe('stories', { concurrency: 3 }, () => {
     });
   });
 
+  describe('retention against a director adopting meanwhile', { concurrency: 1 }, () => {
+    const series = 'bosh-azure-hyperv-ubuntu-retention-race-go_agent';
+
+    test('fault: a director adopts a version between the plan and its deletion: the step reads its tags again and keeps it', async () => {
+      await publish(series, '5.1', 75);
+      const first = await run({}, 'mirror', '--json', '--series', series);
+      assert.equal(first.status, 0, first.stderr);
+      await publish(series, '5.2', 76);
+      await publish(series, '5.3', 77);
+      const second = await run({}, 'mirror', '--json', '--series', series);
+      assert.equal(second.status, 0, second.stderr);
+
+      // The plan saw 5.1 unused; right before the step's own read of it, a director adopts it.
+      local.arm.beforeNext('GET', `/images/${series}/versions/5.1.0`, async () => {
+        await director().tagImageVersion(series, '5.1.0', {
+          stemcell_references: `${MIRROR_STEMCELL_REFERENCE},bosh-stemcell-3333`,
+        });
+      });
+      const kept = await run({ BASM_KEEP_VERSIONS: '1' }, 'mirror', '--json', '--series', series);
+      assert.equal(kept.status, 0, kept.stderr);
+      assert.deepEqual(jsonResults(kept).slice(1), [
+        {
+          series,
+          version: '5.1',
+          galleryVersion: '5.1.0',
+          action: 'exists',
+          reason: 'kept: 1 director references it (stemcell_references)',
+        },
+        {
+          series,
+          version: '5.2',
+          galleryVersion: '5.2.0',
+          action: 'deleted',
+          reason: 'older than the newest 1 the mirror keeps (BASM_KEEP_VERSIONS); no director uses it',
+        },
+      ]);
+      assert.deepEqual(versionsOf(series), ['5.1.0', '5.3.0']);
+      assert.equal(await mirrorBlobExists(series, '5.1'), true);
+      assert.equal(await mirrorBlobExists(series, '5.2'), false);
+    });
+  });
+
   describe('BASM_DELETE_SOURCE_BLOB=true', { concurrency: 1 }, () => {
     const series = 'bosh-azure-hyperv-ubuntu-noblob-go_agent';
     const env = { BASM_DELETE_SOURCE_BLOB: 'true' };
