@@ -73,11 +73,9 @@ export interface MirrorConfig {
    * verifying them against bosh.io, instead of reporting them.
    */
   adoptUntagged: boolean;
-  /** `BASM_SKIP_VERSIONS`: bosh.io versions never mirrored (as bosh.io spells them), e.g. `1.918`. */
+  /** BASM_SKIP_VERSIONS, BASM_KEEP_VERSIONS (0: keep all), BASM_DELETE_SOURCE_BLOB: docs/configuration.md. */
   skipVersions: string[];
-  /** `BASM_KEEP_VERSIONS`: how many of the mirror's newest versions per series retention keeps; 0 keeps all. */
   keepVersions: number;
-  /** `BASM_DELETE_SOURCE_BLOB`: delete a version's source page blob once Azure reports the version Succeeded. */
   deleteSourceBlob: boolean;
   /** How often the image version's provisioning state is polled, in seconds. */
   versionPollIntervalSeconds: number;
@@ -249,20 +247,14 @@ class SettingsReader {
 
   /** Comma-separated stemcell versions (`1.918,1.926`); empty or unset: none. */
   versionList(name: string): string[] {
-    const value = this.raw(name);
-    if (value === undefined) return [];
-    const versions = value
+    const versions = (this.raw(name) ?? '')
       .split(',')
       .map((v) => v.trim())
-      .filter((v) => v !== '');
-    const bad = versions.filter((v) => !isStemcellVersion(v));
-    if (bad.length > 0) {
-      this.problem(
-        name,
-        `${bad.map((v) => `"${v}"`).join(', ')} ${bad.length === 1 ? 'is not a stemcell version' : 'are not stemcell versions'}; ` +
-          'expected a comma-separated list of bosh.io versions such as 1.918,1.926',
-      );
-    }
+      .filter(Boolean);
+    const bad = versions.filter((v) => !isStemcellVersion(v)).map((v) => `"${v}"`);
+    const what = bad.length === 1 ? 'is not a stemcell version' : 'are not stemcell versions';
+    const expects = 'expected a comma-separated list of bosh.io versions such as 1.918,1.926';
+    if (bad.length > 0) this.problem(name, `${bad.join(', ')} ${what}; ${expects}`);
     return versions;
   }
 

@@ -6,7 +6,7 @@
  */
 
 import { errorMessage } from './failures.js';
-import { dryRunResults, existsResult, retained } from './workflow-retention.js';
+import { dryRunResults, existsResult, retained } from './series-results.js';
 import { describeHolder, type SeriesLockClaim } from './series-lock.js';
 import { brief, seriesStatus } from './run-status.js';
 import type { PlannedExtension } from './plan.js';
