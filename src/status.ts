@@ -148,6 +148,15 @@ export function seriesStatusOf(
   const oldestMirrored = [...releases]
     .sort((a, b) => compareStemcellVersions(a.version, b.version))
     .find((r) => summaries.some((s) => s.name === galleryVersionName(r.version) && s.createdByMirror));
+  // BASM_KEEP_VERSIONS bounds catch-up to bosh.io's newest N (planSeries): older ones are not gaps.
+  const keep = rules.keep ?? 0;
+  const keptFloor =
+    keep > 0
+      ? releases
+          .filter((r) => !isSkippedVersion(r.version, rules.skip))
+          .sort((a, b) => compareStemcellVersions(b.version, a.version))
+          .at(keep - 1)
+      : undefined;
   status.skipped = releases
     .filter((r) => !present.has(galleryVersionName(r.version)) && !decided.has(galleryVersionName(r.version)))
     .sort((a, b) => compareStemcellVersions(a.version, b.version))
@@ -156,11 +165,13 @@ export function seriesStatusOf(
       galleryVersion: galleryVersionName(r.version),
       reason: isSkippedVersion(r.version, rules.skip)
         ? 'BASM_SKIP_VERSIONS: never mirrored'
-        : failed.has(galleryVersionName(r.version))
-          ? 'Azure failed it and the mirror did not make it: it is left to whoever did'
-          : oldestMirrored === undefined
-            ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
-            : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
+        : keptFloor !== undefined && compareStemcellVersions(r.version, keptFloor.version) < 0
+          ? `older than the newest ${keep} (BASM_KEEP_VERSIONS): retention would delete it again`
+          : failed.has(galleryVersionName(r.version))
+            ? 'Azure failed it and the mirror did not make it: it is left to whoever did'
+            : oldestMirrored === undefined
+              ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
+              : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
     }));
   return status;
 }
