@@ -76,6 +76,21 @@ param endOfLifeDays int = 0
 ])
 param adoptUntagged string = 'false'
 
+@description('BASM_SKIP_VERSIONS: comma-separated bosh.io versions never mirrored (e.g. 1.918,1.926). Empty: none.')
+param skipVersions string = ''
+
+@minValue(0)
+@maxValue(1000)
+@description('BASM_KEEP_VERSIONS: newest versions the mirror made that retention keeps per series; older ones no director uses are deleted. 0: keep all.')
+param keepVersions int = 0
+
+@description('BASM_DELETE_SOURCE_BLOB: delete a version\'s source page blob once the version is Succeeded.')
+@allowed([
+  'true'
+  'false'
+])
+param deleteSourceBlob string = 'false'
+
 @description('BASM_BOSHIO_URL: bosh.io base URL.')
 param boshioUrl string = 'https://bosh.io'
 
@@ -195,6 +210,9 @@ module resources 'modules/resources.bicep' = {
       BASM_MOUNTED_DIRECTORY: mountedDirectory
       BASM_MAX_VERSIONS_PER_RUN: string(maxVersionsPerRun)
       BASM_ADOPT_UNTAGGED: adoptUntagged
+      BASM_SKIP_VERSIONS: skipVersions
+      BASM_KEEP_VERSIONS: string(keepVersions)
+      BASM_DELETE_SOURCE_BLOB: deleteSourceBlob
       BASM_BOSHIO_URL: boshioUrl
       BASM_UPLOAD_CONCURRENCY: string(uploadConcurrency)
       BASM_HTTP_TIMEOUT_SECONDS: string(httpTimeoutSeconds)

@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
 import { errorMessage, isUnreachableError } from './failures.js';
 import { InProcessRunner } from './in-process-runner.js';
+import { isSkippedVersion, skippedVersionRefusal } from './plan.js';
 import { createProgressReporter } from './progress.js';
 import { announceSettings, createMirrorServices, type Logger } from './services.js';
 import { runStatusCommand } from './status-cli.js';
@@ -237,6 +238,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       throw new UsageError(
         `--version names one version, so give exactly one series (got ${config.series.join(', ')})`,
       );
+    }
+    if (command.version !== undefined && isSkippedVersion(command.version, config.skipVersions)) {
+      throw new UsageError(`--version: ${skippedVersionRefusal(config.series[0] ?? '', command.version)}`);
     }
   } catch (error) {
     if (error instanceof UsageError) {

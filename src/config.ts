@@ -11,6 +11,7 @@ import {
   type ReplicaStorageType,
   type TargetRegion,
 } from './target-regions.js';
+import { isStemcellVersion } from './versions.js';
 
 // Where callers have always found it.
 export { Secret };
@@ -72,6 +73,10 @@ export interface MirrorConfig {
    * verifying them against bosh.io, instead of reporting them.
    */
   adoptUntagged: boolean;
+  /** BASM_SKIP_VERSIONS, BASM_KEEP_VERSIONS (0: keep all), BASM_DELETE_SOURCE_BLOB: docs/configuration.md. */
+  skipVersions: string[];
+  keepVersions: number;
+  deleteSourceBlob: boolean;
   /** How often the image version's provisioning state is polled, in seconds. */
   versionPollIntervalSeconds: number;
   /** Give up waiting for an image version after this many minutes. */
@@ -240,6 +245,19 @@ class SettingsReader {
     return series;
   }
 
+  /** Comma-separated stemcell versions (`1.918,1.926`); empty or unset: none. */
+  versionList(name: string): string[] {
+    const versions = (this.raw(name) ?? '')
+      .split(',')
+      .map((v) => v.trim())
+      .filter(Boolean);
+    const bad = versions.filter((v) => !isStemcellVersion(v)).map((v) => `"${v}"`);
+    const what = bad.length === 1 ? 'is not a stemcell version' : 'are not stemcell versions';
+    const expects = 'expected a comma-separated list of bosh.io versions such as 1.918,1.926';
+    if (bad.length > 0) this.problem(name, `${bad.join(', ')} ${what}; ${expects}`);
+    return versions;
+  }
+
   absolutePath(name: string, fallback: string): string {
     const value = this.raw(name) ?? fallback;
     if (!isAbsolute(value))
@@ -280,6 +298,9 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     versionPollIntervalSeconds: r.integer('BASM_VERSION_POLL_INTERVAL_SECONDS', 30, 1, 3600),
     versionReadyTimeoutMinutes: r.integer('BASM_VERSION_READY_TIMEOUT_MINUTES', 120, 1, 24 * 60),
     adoptUntagged: r.boolean('BASM_ADOPT_UNTAGGED', false),
+    skipVersions: r.versionList('BASM_SKIP_VERSIONS'),
+    keepVersions: r.integer('BASM_KEEP_VERSIONS', 0, 0, 1000),
+    deleteSourceBlob: r.boolean('BASM_DELETE_SOURCE_BLOB', false),
     seriesLockStaleSeconds: r.integer('BASM_SERIES_LOCK_STALE_SECONDS', 900, 1, 24 * 3600),
     seriesLockWaitSeconds: r.integer('BASM_SERIES_LOCK_WAIT_SECONDS', 1200, 0, 24 * 3600),
     warnings: r.warnings,

@@ -26,6 +26,7 @@ import {
   type SeriesStartOutcome,
   type StartLogger,
 } from './starts.js';
+import { isSkippedVersion } from './plan.js';
 import { isStemcellVersion } from './versions.js';
 
 /** A body that names a series and a version is well under this; anything bigger is not ours. */
@@ -47,6 +48,8 @@ type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 export function parseMirrorHttpBody(
   text: string,
   configuredSeries: readonly string[],
+  /** BASM_SKIP_VERSIONS: a request for one of them is refused, as the command line refuses it. */
+  skipVersions: readonly string[] = [],
 ): Parsed<MirrorHttpBody> {
   if (text.trim() === '') return { ok: true, value: {} };
   let body: unknown;
@@ -96,6 +99,13 @@ export function parseMirrorHttpBody(
       return {
         ok: false,
         error: '"version" names one version, so "series" is required when several series are configured',
+      };
+    }
+    if (isSkippedVersion(fields.version, skipVersions)) {
+      return {
+        ok: false,
+        error:
+          '"version" is in BASM_SKIP_VERSIONS: the mirror never mirrors it; remove it there to mirror it',
       };
     }
     value.version = fields.version;
@@ -154,7 +164,7 @@ export async function answerMirrorRequest(
   const text = await readBody(request);
   if (text === undefined)
     return { status: 413, jsonBody: { error: `the request body is larger than ${MAX_BODY_BYTES} bytes` } };
-  const body = parseMirrorHttpBody(text, config.series);
+  const body = parseMirrorHttpBody(text, config.series, config.skipVersions);
   if (!body.ok) return { status: 400, jsonBody: { error: body.error } };
 
   const series = body.value.series !== undefined ? [body.value.series] : config.series;

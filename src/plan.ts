@@ -73,6 +73,8 @@ export interface SeriesPlan {
   deferred: string[];
   /** Versions to give the configured target regions they lack, newest first (see planExtensions). */
   extend?: PlannedExtension[];
+  /** Versions bosh.io lists and the gallery lacks that BASM_SKIP_VERSIONS keeps out, oldest first; absent when none. */
+  skipped?: string[];
 }
 
 /**
@@ -96,6 +98,41 @@ export function planExtensions(
   return extensions.sort((a, b) => compareStemcellVersions(b.version, a.version));
 }
 
+/** What the settings add to the plan: versions never mirrored, and how far back catch-up reaches. */
+export interface PlanRules {
+  /** BASM_SKIP_VERSIONS: never planned, never counted, never the version a run is about. */
+  skip?: readonly string[];
+  /**
+   * BASM_KEEP_VERSIONS (0: keep all): catch-up stays within the newest `keep` versions bosh.io lists, so a
+   * version retention deletes is never mirrored again by the next run.
+   */
+  keep?: number;
+}
+
+/** Whether the settings keep `version` out of the gallery (BASM_SKIP_VERSIONS; `1.918` and `1.918.0` alike). */
+export function isSkippedVersion(version: string, skip: readonly string[] = []): boolean {
+  return skip.some((s) => compareStemcellVersions(version, s) === 0);
+}
+
+/** Releases the settings let the mirror plan, and those they skip that the gallery lacks. */
+function withoutSkipped(
+  series: string,
+  releases: readonly StemcellRelease[],
+  inGallery: readonly GalleryVersionSummary[],
+  skip: readonly string[],
+): { allowed: StemcellRelease[]; skipped?: string[] } {
+  const allowed = releases.filter((r) => !isSkippedVersion(r.version, skip));
+  if (allowed.length === 0 && releases.length > 0) {
+    throw new Error(`bosh.io lists no version of ${series} outside BASM_SKIP_VERSIONS (${skip.join(', ')})`);
+  }
+  const present = presentVersions(inGallery);
+  const skipped = releases
+    .filter((r) => isSkippedVersion(r.version, skip) && !present.has(galleryVersionName(r.version)))
+    .sort((a, b) => compareStemcellVersions(a.version, b.version))
+    .map((r) => r.version);
+  return skipped.length > 0 ? { allowed, skipped } : { allowed };
+}
+
 /** A gallery version counts as present unless Azure gave up on it (a Failed version is recreated). */
 function presentVersions(inGallery: readonly GalleryVersionSummary[]): Set<string> {
   return new Set(inGallery.filter((v) => v.provisioningState !== 'Failed').map((v) => v.name));
@@ -108,15 +145,19 @@ function presentVersions(inGallery: readonly GalleryVersionSummary[]): Set<strin
  * the newest) means a gap that had to wait for a later run is still filled once the newest has landed;
  * counting only the mirror's own versions means an old stemcell a director uploaded causes no backfill.
  * A version the mirror created that Azure failed is created again. Versions whose run did not finish are
- * finished (no download), after the rest and outside the cap.
+ * finished (no download), after the rest and outside the cap. A skipped version (BASM_SKIP_VERSIONS) is as if
+ * bosh.io did not list it: when the newest is skipped, the next newest is what the run is about. With
+ * BASM_KEEP_VERSIONS, catch-up reaches back no further than the newest `keep` versions.
  */
 export function planSeries(
   series: string,
   releases: readonly StemcellRelease[],
   inGallery: readonly GalleryVersionSummary[],
   maxVersions: number,
+  rules: PlanRules = {},
 ): SeriesPlan {
-  const ascending = [...releases].sort((a, b) => compareStemcellVersions(a.version, b.version));
+  const { allowed, skipped } = withoutSkipped(series, releases, inGallery, rules.skip ?? []);
+  const ascending = allowed.sort((a, b) => compareStemcellVersions(a.version, b.version));
   const newest = ascending.at(-1);
   if (newest === undefined) throw new Error(`bosh.io lists no versions of ${series}`);
   const nameOf = (r: StemcellRelease) => galleryVersionName(r.version);
@@ -128,9 +169,13 @@ export function planSeries(
     failed.has(nameOf(r)) ? 'retry-failed' : fallback;
 
   const anchor = ascending.find((r) => present.has(nameOf(r)) && mirrored.has(nameOf(r)));
+  const keep = rules.keep ?? 0;
+  const oldestKept = keep > 0 ? ascending[Math.max(0, ascending.length - keep)] : undefined;
   const candidates = ascending.filter(
     (r) =>
       r !== newest &&
+      // Retention would delete it again: the window of kept versions bounds catch-up.
+      (oldestKept === undefined || compareStemcellVersions(r.version, oldestKept.version) >= 0) &&
       !present.has(nameOf(r)) &&
       // Stryker disable next-line EqualityOperator: the anchor itself is present, so `>= 0` plans the same
       ((anchor !== undefined && compareStemcellVersions(r.version, anchor.version) > 0) ||
@@ -165,7 +210,7 @@ export function planSeries(
     if (finish) chosen.push({ release: r, galleryVersion: nameOf(r), reason: 'finish', finish });
   }
   const deferred = [...candidates.slice(room), ...toAdopt.slice(adoptRoom)].map((r) => r.version);
-  return { series, mirror: chosen, newest, deferred };
+  return { series, mirror: chosen, newest, deferred, ...(skipped ? { skipped } : {}) };
 }
 
 /**
@@ -177,7 +222,9 @@ export function planRequestedVersion(
   releases: readonly StemcellRelease[],
   inGallery: readonly GalleryVersionSummary[],
   version: string,
+  rules: PlanRules = {},
 ): SeriesPlan {
+  if (isSkippedVersion(version, rules.skip)) throw new Error(skippedVersionRefusal(series, version));
   const release = releases.find((r) => compareStemcellVersions(r.version, version) === 0);
   if (release === undefined) {
     const known = [...releases].sort((a, b) => compareStemcellVersions(b.version, a.version));
@@ -200,4 +247,12 @@ export function planRequestedVersion(
         ? []
         : [{ release, galleryVersion, reason: 'requested' }];
   return { series, mirror, newest: release, deferred: [] };
+}
+
+/** Why an explicit request for a skipped version is refused (CLI, HTTP starter and the plan say the same). */
+export function skippedVersionRefusal(series: string, version: string): string {
+  return (
+    `${series} ${version} is in BASM_SKIP_VERSIONS: the mirror never mirrors it; ` +
+    'remove it from BASM_SKIP_VERSIONS to mirror it'
+  );
 }

@@ -36,8 +36,17 @@ export function runRecordBlobName(series: string): string {
   return `${RUN_RECORD_PREFIX}${series}.json`;
 }
 
-const ACTIONS: ReadonlySet<string> = new Set<VersionAction>(['created', 'exists', 'planned', 'failed']);
-// More versions than a run mirrors (BASM_MAX_VERSIONS_PER_RUN is at most 50, plus versions to finish).
+const ACTIONS: ReadonlySet<string> = new Set<VersionAction>([
+  'created',
+  'exists',
+  'planned',
+  'failed',
+  'deleted',
+  'planned-delete',
+  'skipped',
+]);
+// More versions than a run mirrors (BASM_MAX_VERSIONS_PER_RUN is at most 50, plus versions to finish and
+// src/retention.ts's MAX_DELETIONS_PER_RUN).
 const MAX_VERSIONS = 100;
 
 const text = (value: unknown, max: number): string | null =>
@@ -64,7 +73,7 @@ export function runRecordOf(
   }
   const versions = results.map((r: Partial<VersionResult>): RunVersionOutcome => {
     if (typeof r !== 'object' || r === null || !ACTIONS.has(String(r.action))) {
-      throw new Error('a run record result needs an action: created, exists, planned or failed');
+      throw new Error(`a run record result needs an action: ${[...ACTIONS].join(', ')}`);
     }
     const outcome: RunVersionOutcome = {
       version: text(r.version, 40),

@@ -36,6 +36,7 @@ export function seriesStatus(
       done: results.length,
       created: count('created'),
       exists: count('exists'),
+      deleted: count('deleted'),
       failed: count('failed'),
     },
     results: shownResults.map(statusResult),

@@ -119,6 +119,15 @@ export function announceSettings(
   for (const warning of config.warnings) log.warn(warning);
   const replication = replicationSummary(config);
   if (replication !== undefined) log.info(replication);
+  if (config.skipVersions.length > 0)
+    log.info(`never mirrored (BASM_SKIP_VERSIONS): ${config.skipVersions.join(', ')}`);
+  if (config.keepVersions > 0) {
+    log.info(
+      `retention: keeps the newest ${config.keepVersions} versions the mirror made per series (BASM_KEEP_VERSIONS)`,
+    );
+  }
+  if (config.deleteSourceBlob)
+    log.info('source blobs are deleted once their version is Succeeded (BASM_DELETE_SOURCE_BLOB)');
   if (!config.notify && !options.dryRun)
     log.info('notifications are off: BASM_NOTIFY_GITHUB_TOKEN is not set');
 }

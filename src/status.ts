@@ -12,7 +12,7 @@ import { MIRROR_NOTIFIED_TAG, directorReferenceCount, versionOrigin, type Versio
 import { errorMessage } from './failures.js';
 import type { ComputeGallery, ImageVersionState } from './gallery.js';
 import type { NotificationRecords } from './notification-record.js';
-import { planSeries, type PlannedVersion } from './plan.js';
+import { isSkippedVersion, planSeries, type PlanRules, type PlannedVersion } from './plan.js';
 import { readRunRecord, type RunRecord } from './run-record.js';
 import { summaryOf } from './steps-plan.js';
 import { compareStemcellVersions, galleryVersionName } from './versions.js';
@@ -96,6 +96,8 @@ export function seriesStatusOf(
   recordedFinished: ReadonlySet<string> = new Set(),
   /** BASM_ADOPT_UNTAGGED: untagged versions another tool made are verified and adopted. */
   adoptUntagged = false,
+  /** BASM_SKIP_VERSIONS and BASM_KEEP_VERSIONS, as the next run plans with them. */
+  rules: PlanRules = {},
 ): SeriesStatus {
   const recorded = (v: ListedVersion) => recordedFinished.has(recordedKey(v.definitionName, v.name));
   const byGalleryVersion = new Map((releases ?? []).map((r) => [galleryVersionName(r.version), r.version]));
@@ -127,7 +129,7 @@ export function seriesStatusOf(
     if (recorded(v)) delete summary.unfinished;
     return summary;
   });
-  const plan = planSeries(series, releases, summaries, maxVersionsPerRun);
+  const plan = planSeries(series, releases, summaries, maxVersionsPerRun, rules);
   status.newest = plan.newest.version;
   status.missing = plan.mirror.map((p) => ({
     version: p.release.version,
@@ -146,17 +148,30 @@ export function seriesStatusOf(
   const oldestMirrored = [...releases]
     .sort((a, b) => compareStemcellVersions(a.version, b.version))
     .find((r) => summaries.some((s) => s.name === galleryVersionName(r.version) && s.createdByMirror));
+  // BASM_KEEP_VERSIONS bounds catch-up to bosh.io's newest N (planSeries): older ones are not gaps.
+  const keep = rules.keep ?? 0;
+  const keptFloor =
+    keep > 0
+      ? releases
+          .filter((r) => !isSkippedVersion(r.version, rules.skip))
+          .sort((a, b) => compareStemcellVersions(b.version, a.version))
+          .at(keep - 1)
+      : undefined;
   status.skipped = releases
     .filter((r) => !present.has(galleryVersionName(r.version)) && !decided.has(galleryVersionName(r.version)))
     .sort((a, b) => compareStemcellVersions(a.version, b.version))
     .map((r) => ({
       version: r.version,
       galleryVersion: galleryVersionName(r.version),
-      reason: failed.has(galleryVersionName(r.version))
-        ? 'Azure failed it and the mirror did not make it: it is left to whoever did'
-        : oldestMirrored === undefined
-          ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
-          : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
+      reason: isSkippedVersion(r.version, rules.skip)
+        ? 'BASM_SKIP_VERSIONS: never mirrored'
+        : keptFloor !== undefined && compareStemcellVersions(r.version, keptFloor.version) < 0
+          ? `older than the newest ${keep} (BASM_KEEP_VERSIONS): retention would delete it again`
+          : failed.has(galleryVersionName(r.version))
+            ? 'Azure failed it and the mirror did not make it: it is left to whoever did'
+            : oldestMirrored === undefined
+              ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
+              : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
     }));
   return status;
 }
@@ -237,6 +252,7 @@ export async function readSeriesStatus(services: StatusServices, series: string)
     lastRun,
     recordedFinished,
     config.adoptUntagged,
+    { skip: config.skipVersions, keep: config.keepVersions },
   );
   if (errors.length > 0) status.errors = errors;
   return status;

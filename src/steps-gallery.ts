@@ -316,6 +316,7 @@ export async function getImageVersionState(
     ...(state.sourceUri !== undefined ? { blobUrl: state.sourceUri } : {}),
     ...(state.regions !== undefined && state.regions.length > 0 ? { regions: state.regions } : {}),
     monitor: monitorSettings(config),
+    ...(config.deleteSourceBlob ? { deleteSourceBlob: true as const } : {}),
   };
 }
 

@@ -1,15 +1,34 @@
 /** Step 1 of a run: what bosh.io has that the gallery lacks, planned the way `status` plans it. */
 
 import { listStemcellReleases, type StemcellRelease } from './boshio.js';
-import { MIRROR_NOTIFIED_TAG, imageDefinitionFor, isCreatedByMirror } from './cpi.js';
+import {
+  MIRROR_NOTIFIED_TAG,
+  MIRROR_STEMCELL_REFERENCE,
+  imageDefinitionFor,
+  isCreatedByMirror,
+} from './cpi.js';
 import { definitionDrift, driftRefusal } from './definition-features.js';
 import { isFromAnotherTool } from './existing-version.js';
 import { errorMessage, isTransientError } from './failures.js';
 import type { ImageVersionState } from './gallery.js';
 import { previewManifest } from './manifest-preview.js';
-import { planExtensions, planRequestedVersion, planSeries, type GalleryVersionSummary } from './plan.js';
+import { vhdBlobName } from './pageblob.js';
+import {
+  planExtensions,
+  planRequestedVersion,
+  planSeries,
+  type GalleryVersionSummary,
+  type SeriesPlan,
+} from './plan.js';
 import { requireConfiguredSeries } from './provenance.js';
+import {
+  MAX_DELETIONS_PER_RUN,
+  decideRetention,
+  type RetentionCandidate,
+  type RetentionDeletion,
+} from './retention.js';
 import type { MirrorServices } from './services.js';
+import { retentionCandidate } from './steps-retention.js';
 import { galleryVersionName, isStemcellVersion } from './versions.js';
 import type { StepInputs, StepOutputs } from './workflow-contract.js';
 
@@ -80,10 +99,11 @@ export async function resolveVersions(
       return summary;
     }),
   );
+  const rules = { skip: config.skipVersions, keep: config.keepVersions };
   const plan =
     version !== undefined
-      ? planRequestedVersion(series, releases, inGallery, version)
-      : planSeries(series, releases, inGallery, config.maxVersionsPerRun);
+      ? planRequestedVersion(series, releases, inGallery, version, rules)
+      : planSeries(series, releases, inGallery, config.maxVersionsPerRun, rules);
   // An explicit version mirrors exactly that one; every other run also extends the mirror's versions.
   if (version === undefined) plan.extend = planExtensions(inGallery, config.targetRegions);
   const newest = versions.find((v) => v.name === galleryVersionName(plan.newest.version));
@@ -99,7 +119,44 @@ export async function resolveVersions(
   if (plan.deferred.length > 0) {
     log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
   }
-  return newest?.sourceUri !== undefined ? { ...plan, newestBlobUrl: newest.sourceUri } : plan;
+  if (plan.skipped !== undefined) {
+    log.info(`${series}: ${plan.skipped.join(', ')} never mirrored (BASM_SKIP_VERSIONS)`);
+  }
+  // A run for one named version leaves retention to the scheduled runs.
+  const retention =
+    version === undefined ? retentionAfter(series, plan, versions.map(retentionCandidate), services) : [];
+  for (const d of retention) log.info(`${series} ${d.version}: to delete after the run (${d.reason})`);
+  return {
+    ...plan,
+    ...(newest?.sourceUri !== undefined ? { newestBlobUrl: newest.sourceUri } : {}),
+    ...(retention.length > 0 ? { retention } : {}),
+  };
+}
+
+/**
+ * What retention deletes once the run has mirrored its plan: decided on the gallery as it will then be, so
+ * the versions the run creates count among those kept (and a dry run shows the same deletions).
+ */
+function retentionAfter(
+  series: string,
+  plan: SeriesPlan,
+  inGallery: RetentionCandidate[],
+  { config, vhdContainer }: MirrorServices,
+): RetentionDeletion[] {
+  const listed = new Set(inGallery.map((v) => v.galleryVersion));
+  const created: RetentionCandidate[] = plan.mirror
+    .filter((p) => !listed.has(p.galleryVersion) || p.reason === 'retry-failed')
+    .map((p) => ({
+      definitionName: series,
+      galleryVersion: p.galleryVersion,
+      provisioningState: 'Succeeded',
+      tags: { stemcell_references: MIRROR_STEMCELL_REFERENCE, [MIRROR_NOTIFIED_TAG]: 'planned' },
+      sourceUri: vhdContainer.getPageBlobClient(vhdBlobName(series, p.release.version)).url,
+    }));
+  const rules = { keep: config.keepVersions, containerUrl: vhdContainer.url };
+  return decideRetention(series, [...inGallery, ...created], rules)
+    .filter((d) => !created.some((c) => c.galleryVersion === d.galleryVersion))
+    .slice(0, MAX_DELETIONS_PER_RUN);
 }
 
 /**

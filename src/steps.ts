@@ -18,7 +18,9 @@ import {
 } from './steps-gallery.js';
 import { acquireSeriesLock, releaseSeriesLock, underSeriesLock } from './steps-lock.js';
 import { notify, recordRun } from './steps-notify.js';
+import { requireConfiguredStemcell } from './provenance.js';
 import { resolveVersions } from './steps-plan.js';
+import { deleteImageVersion, deleteSourceBlob } from './steps-retention.js';
 import { cleanup, downloadAndExtract, uploadVhd } from './steps-stemcell.js';
 import type { StepInputs, StepName, StepOutcome, StepOutputs, UnderSeriesLock } from './workflow-contract.js';
 
@@ -41,6 +43,18 @@ async function outcome<T>(log: Logger, work: () => Promise<T>): Promise<StepOutc
   }
 }
 
+const NOT_HELD =
+  'deleteImageVersion deletes only in a run that holds its series lock; this step carries no claim';
+
+/** A deletion without a claim: refused like every step refuses a series it is not configured for, else as unheld. */
+function refuseUnheld(
+  { config }: MirrorServices,
+  { series, version }: StepInputs['deleteImageVersion'],
+): Promise<StepOutputs['deleteImageVersion']> {
+  requireConfiguredStemcell(config, series, version);
+  return Promise.reject(new Error(NOT_HELD));
+}
+
 /** The activities, bound to one set of clients. */
 export function mirrorSteps(services: MirrorServices): MirrorSteps {
   const bind =
@@ -59,6 +73,10 @@ export function mirrorSteps(services: MirrorServices): MirrorSteps {
     getImageVersionState: bind(getImageVersionState),
     extendImageVersion: bind(extendImageVersion),
     notify: bind(notify),
+    deleteSourceBlob: bind(deleteSourceBlob),
+    // Deleting is only for a run that holds its series: a step without a claim refuses before it looks.
+    deleteImageVersion: (input) =>
+      input.lock === undefined ? bind(refuseUnheld)(input) : bind(deleteImageVersion)(input),
     cleanup: bind(cleanup),
     recordRun: bind(recordRun),
   };

@@ -6,6 +6,7 @@
 
 import type { StemcellManifest } from './manifest.js';
 import type { SeriesPlan } from './plan.js';
+import type { RetentionDeletion } from './retention.js';
 import type { Runner } from './run-record.js';
 import type { SeriesLockAcquisition, SeriesLockClaim } from './series-lock.js';
 import type { RegionReplication } from './target-regions.js';
@@ -24,6 +25,8 @@ export type StepName =
   | 'getImageVersionState'
   | 'extendImageVersion'
   | 'notify'
+  | 'deleteSourceBlob'
+  | 'deleteImageVersion'
   | 'cleanup'
   | 'releaseSeriesLock'
   | 'recordRun';
@@ -60,6 +63,10 @@ export const STEP_RETRY: Record<StepName, RetryPolicy> = {
   extendImageVersion: network,
   // A dispatch whose answer was lost would run the workflow twice; a missed one is sent by the next run.
   notify: { ...network, maxAttempts: 3 },
+  // A source blob left behind costs storage only; retention deletes it with its version.
+  deleteSourceBlob: { ...network, maxAttempts: 3 },
+  // A deletion that keeps failing is decided again, and retried, by the next run.
+  deleteImageVersion: network,
   cleanup: { ...network, maxAttempts: 2 },
   // A lock left behind is taken over once stale; a release that keeps failing is not worth a long wait.
   releaseSeriesLock: { ...network, maxAttempts: 3 },
@@ -115,6 +122,16 @@ export interface ImageVersionStatus {
   regions?: RegionReplication[];
   /** From the settings, not from any input: how often and how long to wait for this version. */
   monitor: MonitorSettings;
+  /** BASM_DELETE_SOURCE_BLOB, from the settings: the source blob goes once the version is created. */
+  deleteSourceBlob?: true;
+}
+
+/** What the retention step did: `deleted` false when the version no longer qualifies (`reason` says why). */
+export interface RetentionOutcome {
+  deleted: boolean;
+  /** The mirror's own source blob of the version was deleted too (or was gone already). */
+  blobDeleted: boolean;
+  reason: string;
 }
 
 /** A version the mirror created, given the configured target regions it lacked. */
@@ -152,6 +169,10 @@ export interface StepInputs {
   /** Which version is decided from the gallery (the mirror's own) and the regions from the settings. */
   extendImageVersion: StemcellRef;
   notify: StemcellRef & { definitionName: string };
+  /** The step deletes only the mirror's own blob of a Succeeded version, and only with BASM_DELETE_SOURCE_BLOB. */
+  deleteSourceBlob: StemcellRef & { definitionName: string };
+  /** The step decides again from the gallery and the settings (src/retention.ts): the input only names it. */
+  deleteImageVersion: StemcellRef & { definitionName: string };
   cleanup: StemcellRef;
   releaseSeriesLock: { claim: SeriesLockClaim };
   /** The run's results, as the orchestrator collected them; the step checks their shape and the series. */
@@ -170,7 +191,8 @@ export interface UnderSeriesLock {
 export interface StepOutputs {
   /** `wait`: from the settings, not from any input: how long and how often to look again while held. */
   acquireSeriesLock: SeriesLockAcquisition & { wait: SeriesLockWait };
-  resolveVersions: SeriesPlan & { newestBlobUrl?: string };
+  /** `retention`: what BASM_KEEP_VERSIONS deletes after a run that mirrors the plan (absent when nothing). */
+  resolveVersions: SeriesPlan & { newestBlobUrl?: string; retention?: RetentionDeletion[] };
   downloadAndExtract: ExtractedStemcellSummary;
   uploadVhd: UploadedVhd;
   ensureImageDefinition: ImageDefinitionRef;
@@ -179,6 +201,8 @@ export interface StepOutputs {
   getImageVersionState: ImageVersionStatus;
   extendImageVersion: ExtendedVersion;
   notify: { notified: boolean };
+  deleteSourceBlob: { deleted: boolean };
+  deleteImageVersion: RetentionOutcome;
   cleanup: { removed: boolean };
   releaseSeriesLock: { released: boolean };
   recordRun: { outcome: 'succeeded' | 'failed' };
@@ -214,7 +238,12 @@ export type VersionAction =
   | 'failed'
   /** A version the mirror created, given new target regions (an update, never a recreation). */
   | 'extended'
-  | 'planned-extend';
+  | 'planned-extend'
+  /** Retention (BASM_KEEP_VERSIONS): an old version of the mirror's no director uses, deleted or to be. */
+  | 'deleted'
+  | 'planned-delete'
+  /** BASM_SKIP_VERSIONS: a version never mirrored, listed by a dry run only. */
+  | 'skipped';
 
 /** One line of the CLI's `--json` results, and of the orchestration output. */
 export interface VersionResult {

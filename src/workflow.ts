@@ -6,6 +6,7 @@
  */
 
 import { errorMessage } from './failures.js';
+import { dryRunResults, existsResult, retained } from './series-results.js';
 import { describeHolder, type SeriesLockClaim } from './series-lock.js';
 import { brief, seriesStatus } from './run-status.js';
 import type { PlannedExtension } from './plan.js';
@@ -184,8 +185,9 @@ function* mirrorHeldSeries(
   }
 
   const extensions = plan.extend ?? [];
-  if (plan.mirror.length === 0 && extensions.length === 0) return { series, results: [existsResult(plan)] };
-  if (request.dryRun) return { series, results: plannedResults(plan) };
+  if (request.dryRun) return { series, results: dryRunResults(plan) };
+  if (plan.mirror.length === 0 && extensions.length === 0 && plan.retention === undefined)
+    return { series, results: [existsResult(plan)] };
 
   const planned = plan.mirror.map((p) => p.release.version);
   const results: VersionResult[] = plan.mirror.length === 0 ? [existsResult(plan)] : [];
@@ -216,47 +218,9 @@ function* mirrorHeldSeries(
       ctx.setStatus({ ...seriesStatus(series, planned, results), extending });
     results.push(yield* extendVersion(ctx, series, extension, show));
   }
+  results.push(...(yield* retained(ctx, series, plan, results, lock)));
   ctx.setStatus(seriesStatus(series, planned, results));
   return { series, results };
-}
-
-/** The gallery has the version the run is about: nothing to mirror. */
-function existsResult(plan: StepOutputs['resolveVersions']): VersionResult {
-  const exists: VersionResult = {
-    series: plan.series,
-    version: plan.newest.version,
-    galleryVersion: galleryVersionName(plan.newest.version),
-    action: 'exists',
-  };
-  if (plan.newestBlobUrl !== undefined) exists.blobUrl = plan.newestBlobUrl;
-  return exists;
-}
-
-/** A dry run's answer: every decision with its reason, nothing changed. */
-function plannedResults(plan: StepOutputs['resolveVersions']): VersionResult[] {
-  const { series } = plan;
-  const extensions = (plan.extend ?? []).map((e): VersionResult => ({
-    series,
-    version: e.version,
-    galleryVersion: e.galleryVersion,
-    action: 'planned-extend',
-    reason: e.reason,
-  }));
-  const mirrored = plan.mirror.map((p): VersionResult => {
-    const result = { series, version: p.release.version, galleryVersion: p.galleryVersion };
-    // A drift found in a dry run fails it as the real run would, before anything is downloaded.
-    if (p.drift !== undefined) {
-      return {
-        ...result,
-        action: 'failed',
-        step: 'ensureImageDefinition',
-        reason: 'feature-drift',
-        error: p.drift,
-      };
-    }
-    return { ...result, action: 'planned', reason: p.reason };
-  });
-  return [...(plan.mirror.length === 0 ? [existsResult(plan)] : mirrored), ...extensions];
 }
 
 /** One version the mirror created, given the target regions it lacks, then waited for until replicated. */
@@ -396,6 +360,14 @@ export function* mirrorVersion(ctx: WorkflowContext, input: MirrorVersionInput):
 
       enter('notify');
       yield* step(ctx, 'notify', { ...ref, definitionName: started.definitionName });
+      if (ready.deleteSourceBlob) {
+        enter('deleteSourceBlob');
+        try {
+          yield* step(ctx, 'deleteSourceBlob', { ...ref, definitionName: started.definitionName });
+        } catch {
+          // The blob stays (it costs storage, nothing else); retention deletes it with the version.
+        }
+      }
       result.action = 'created';
     } else {
       result.action = 'exists';

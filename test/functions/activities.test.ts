@@ -918,6 +918,27 @@ describe('the series lock, as the Functions app holds it', () => {
     );
   });
 
+  test('fault: deleteImageVersion without a claim, or with a forged one, deletes nothing and asks ARM nothing', async () => {
+    const armBefore = local.arm.requests.length;
+    const target = { ...REF, definitionName: SERIES };
+    const unclaimed = await activity('deleteImageVersion', target);
+    assert.deepEqual(unclaimed.outcome, {
+      ok: false,
+      error:
+        'deleteImageVersion deletes only in a run that holds its series lock; this step carries no claim',
+    });
+    for (const lock of [claim, { series: SERIES, leaseId: randomUUID() }, { series: SERIES }]) {
+      const { outcome } = await activity('deleteImageVersion', { ...target, lock });
+      assert.equal((outcome as StepOutcome<unknown>).ok, false, JSON.stringify(lock));
+      assert.match(
+        (outcome as { error: string }).error,
+        /claim|no longer holds series/,
+        JSON.stringify(lock),
+      );
+    }
+    assert.deepEqual(local.arm.requests.slice(armBefore), [], 'a refused deletion asked ARM');
+  });
+
   test('fault: the command line started next to the Functions app leaves the series to it, naming it', async () => {
     const boshioBefore = local.boshio.requests.length;
 

@@ -1202,7 +1202,7 @@ describe('custom status', () => {
     const size = Buffer.byteLength(JSON.stringify(status));
     assert.ok(size < LIMIT, `the final custom status is ${size} bytes`);
     assert.ok(largest < LIMIT, `a custom status during the run was ${largest} bytes`);
-    assert.deepEqual(status.counts, { done: MANY, created: 0, exists: 0, failed: MANY });
+    assert.deepEqual(status.counts, { done: MANY, created: 0, exists: 0, deleted: 0, failed: MANY });
     assert.equal(status.planned, MANY);
     assert.equal((status.results as unknown[]).length, 10);
     assert.equal(status.earlierResults, MANY - 10);

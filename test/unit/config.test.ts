@@ -656,3 +656,50 @@ test('fault: bad replication settings are each named with what they expect, in o
     },
   );
 });
+
+test('retention and the skip list are off by default: keep all, skip none, keep the source blobs', () => {
+  const config = loadConfig(BASE);
+  assert.equal(config.keepVersions, 0);
+  assert.deepEqual(config.skipVersions, []);
+  assert.equal(config.deleteSourceBlob, false);
+});
+
+test('BASM_SKIP_VERSIONS is a comma-separated list of stemcell versions, spaces and empty entries ignored', () => {
+  const config = loadConfig({
+    ...BASE,
+    BASM_SKIP_VERSIONS: '1.918, 1.926,,',
+    BASM_KEEP_VERSIONS: '5',
+    BASM_DELETE_SOURCE_BLOB: 'TRUE',
+  });
+  assert.deepEqual(config.skipVersions, ['1.918', '1.926']);
+  assert.equal(config.keepVersions, 5);
+  assert.equal(config.deleteSourceBlob, true);
+});
+
+test('fault: a bad skip list, keep count or delete flag is one error naming each setting and what it expects', () => {
+  let error: unknown;
+  try {
+    loadConfig({
+      ...BASE,
+      BASM_SKIP_VERSIONS: '1.918,latest,v1.926',
+      BASM_KEEP_VERSIONS: '-1',
+      BASM_DELETE_SOURCE_BLOB: 'yes',
+    });
+  } catch (caught) {
+    error = caught;
+  }
+  assert.ok(error instanceof ConfigError);
+  assert.deepEqual(
+    error.problems.map((p) => p.name),
+    ['BASM_SKIP_VERSIONS', 'BASM_KEEP_VERSIONS', 'BASM_DELETE_SOURCE_BLOB'],
+  );
+  assert.match(
+    error.message,
+    /BASM_SKIP_VERSIONS: "latest", "v1\.926" are not stemcell versions; expected a comma-separated list of bosh\.io versions such as 1\.918,1\.926/,
+  );
+  assert.match(
+    error.message,
+    /BASM_KEEP_VERSIONS: "-1" is not valid; expected a whole number from 0 to 1000/,
+  );
+  assert.match(error.message, /BASM_DELETE_SOURCE_BLOB: "yes" is not valid; expected true or false/);
+});

@@ -78,6 +78,17 @@ describe('parseMirrorHttpBody', () => {
     });
   }
 
+  test('refuses a version in BASM_SKIP_VERSIONS, naming the setting', () => {
+    const skip = ['1.918', '1.926'];
+    const parsed = parseMirrorHttpBody(JSON.stringify({ series: JAMMY, version: '1.918' }), CONFIGURED, skip);
+    assert.deepEqual(parsed, {
+      ok: false,
+      error: '"version" is in BASM_SKIP_VERSIONS: the mirror never mirrors it; remove it there to mirror it',
+    });
+    const other = parseMirrorHttpBody(JSON.stringify({ series: JAMMY, version: '1.919' }), CONFIGURED, skip);
+    assert.deepEqual(other, { ok: true, value: { series: JAMMY, version: '1.919' } });
+  });
+
   test('fault: never repeats what the caller sent', () => {
     for (const text of [
       JSON.stringify({ series: '<script>alert(1)</script>' }),

@@ -83,6 +83,8 @@ function recordingSteps(overrides: Partial<StepBehaviour> = {}): { steps: Mirror
     adoptImageVersion: () => ok({ definitionName }),
     getImageVersionState: () => ok({ provisioningState: 'Succeeded', monitor: MONITOR }),
     notify: () => ok({ notified: true }),
+    deleteSourceBlob: () => ok({ deleted: true }),
+    deleteImageVersion: () => ok({ deleted: true, blobDeleted: true, reason: 'older than the newest 2' }),
     cleanup: () => ok({ removed: true }),
     recordRun: (input) =>
       ok({

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { StemcellRelease } from '../../src/boshio.js';
 import {
   planExtensions,
+  isSkippedVersion,
   planRequestedVersion,
   planSeries,
   type GalleryVersionSummary,
@@ -314,4 +315,131 @@ test('extensions: a raised replica count is planned with its reason', () => {
   assert.deepEqual(plan, [
     { version: '1.4', galleryVersion: '1.4.0', definitionName: SERIES, reason: 'westeurope 1 -> 3 replicas' },
   ]);
+});
+
+describe('BASM_SKIP_VERSIONS', () => {
+  const skip = ['1.918', '1.926'];
+  const cases: Array<{
+    name: string;
+    available: string[];
+    inGallery: GalleryVersionSummary[];
+    max?: number;
+    mirror: string[];
+    newest: string;
+    skipped?: string[];
+    deferred?: string[];
+    skip?: string[];
+  }> = [
+    {
+      name: 'a skipped newest: the next newest not skipped is what the run is about',
+      available: ['1.917', '1.918'],
+      inGallery: [],
+      mirror: ['1.917:newest'],
+      newest: '1.917',
+      skipped: ['1.918'],
+    },
+    {
+      name: 'a skipped newest the gallery lacks, the next newest present: nothing to mirror',
+      available: ['1.917', '1.918'],
+      inGallery: gallery('1.917.0'),
+      mirror: [],
+      newest: '1.917',
+      skipped: ['1.918'],
+    },
+    {
+      name: 'skipped gaps are neither planned nor counted against the cap, nor deferred',
+      available: ['1.910', '1.918', '1.920', '1.926', '1.930', '1.931'],
+      inGallery: gallery('1.910.0'),
+      max: 2,
+      mirror: ['1.920:catch-up', '1.931:newest'],
+      newest: '1.931',
+      skipped: ['1.918', '1.926'],
+      deferred: ['1.930'],
+    },
+    {
+      name: 'a skipped version the gallery already holds is not listed as skipped',
+      available: ['1.918', '1.919'],
+      inGallery: [director('1.918.0'), ...gallery('1.919.0')],
+      mirror: [],
+      newest: '1.919',
+    },
+    {
+      name: 'a skip entry with a patch part matches the version without one',
+      skip: ['1.918.0'],
+      available: ['1.917', '1.918'],
+      inGallery: [],
+      mirror: ['1.917:newest'],
+      newest: '1.917',
+      skipped: ['1.918'],
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const rules = { skip: c.skip ?? skip };
+      const plan = planSeries(SERIES, releases(...c.available), c.inGallery, c.max ?? 3, rules);
+      assert.deepEqual(
+        plan.mirror.map((p) => `${p.release.version}:${p.reason}`),
+        c.mirror,
+      );
+      assert.equal(plan.newest.version, c.newest);
+      assert.deepEqual(plan.skipped, c.skipped);
+      assert.deepEqual(plan.deferred, c.deferred ?? []);
+    });
+  }
+
+  test('every version bosh.io lists is skipped: an error naming the setting', () => {
+    assert.throws(
+      () => planSeries(SERIES, releases('1.918', '1.926'), [], 3, { skip }),
+      /no version of .* outside BASM_SKIP_VERSIONS \(1\.918, 1\.926\)/,
+    );
+  });
+
+  test('an explicit request for a skipped version is refused, naming the setting', () => {
+    assert.throws(
+      () => planRequestedVersion(SERIES, releases('1.918', '1.919'), [], '1.918', { skip }),
+      new RegExp(`${SERIES} 1\\.918 is in BASM_SKIP_VERSIONS: the mirror never mirrors it`),
+    );
+    assert.equal(isSkippedVersion('1.918.0', skip), true);
+    assert.equal(isSkippedVersion('1.9180', skip), false);
+  });
+});
+
+describe('BASM_KEEP_VERSIONS bounds catch-up', () => {
+  const cases: Array<{ name: string; keep: number; inGallery: GalleryVersionSummary[]; mirror: string[] }> = [
+    {
+      name: 'keep 0: catch-up from the oldest mirrored version, as without retention',
+      keep: 0,
+      inGallery: gallery('1.10.0'),
+      mirror: ['1.11:catch-up', '1.12:catch-up', '1.13:newest'],
+    },
+    {
+      name: 'keep 2: only gaps among the newest two, so retention never deletes what the run made',
+      keep: 2,
+      inGallery: gallery('1.10.0'),
+      mirror: ['1.12:catch-up', '1.13:newest'],
+    },
+    {
+      name: 'keep 2: a Failed version of the mirror below the window is not created again',
+      keep: 2,
+      inGallery: gallery('1.10.0', ['1.11.0', 'Failed'], '1.12.0'),
+      mirror: ['1.13:newest'],
+    },
+    {
+      name: 'keep 1: the newest only',
+      keep: 1,
+      inGallery: gallery('1.10.0'),
+      mirror: ['1.13:newest'],
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const plan = planSeries(SERIES, releases('1.10', '1.11', '1.12', '1.13'), c.inGallery, 5, {
+        keep: c.keep,
+      });
+      assert.deepEqual(
+        plan.mirror.map((p) => `${p.release.version}:${p.reason}`),
+        c.mirror,
+      );
+    });
+  }
 });

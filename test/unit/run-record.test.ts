@@ -46,7 +46,7 @@ test('fault: a forged input is refused: another runner, no start time, an unknow
   const ok: VersionResult = { series: SERIES, version: '1.1', galleryVersion: '1.1.0', action: 'exists' };
   assert.throws(() => runRecordOf(SERIES, 'admin', START, END, [ok]), /runner/);
   assert.throws(() => runRecordOf(SERIES, 'cli', 'yesterday', END, [ok]), /time the run started/);
-  const forged = { ...ok, action: 'deleted' } as unknown as VersionResult;
+  const forged = { ...ok, action: 'destroyed' } as unknown as VersionResult;
   assert.throws(() => runRecordOf(SERIES, 'cli', START, END, [forged]), /action/);
   assert.throws(
     () => runRecordOf(SERIES, 'cli', START, END, Array<VersionResult>(101).fill(ok)),

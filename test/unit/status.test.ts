@@ -201,3 +201,29 @@ test('a version whose finished run is recorded in storage (Azure refused the tag
   assert.deepEqual([without.versions[0]?.notified, without.missing.map((m) => m.version)], [false, ['1.2']]);
   assert.deepEqual([recorded.versions[0]?.notified, recorded.missing], [true, []]);
 });
+
+test('status plans with BASM_SKIP_VERSIONS and BASM_KEEP_VERSIONS as the next run does, and says why a version is left out', () => {
+  const status = seriesStatusOf(
+    SERIES,
+    releases('1.1', '1.2', '1.3', '1.4', '1.5'),
+    [inGallery('1.1.0', MIRROR)],
+    5,
+    null,
+    new Set(),
+    false,
+    { skip: ['1.5'], keep: 2 },
+  );
+
+  assert.equal(status.newest, '1.4');
+  assert.deepEqual(
+    status.missing.map((m) => m.version),
+    ['1.3', '1.4'],
+  );
+  assert.deepEqual(
+    status.skipped.map((s) => [s.version, s.reason]),
+    [
+      ['1.2', 'older than the newest 2 (BASM_KEEP_VERSIONS): retention would delete it again'],
+      ['1.5', 'BASM_SKIP_VERSIONS: never mirrored'],
+    ],
+  );
+});
