@@ -6,6 +6,7 @@
 import {
   MAX_TAG_VALUE,
   MIRROR_NOTIFIED_TAG,
+  directorReferenceCount,
   isAdoptableByCpi,
   isCreatedByMirror,
   stemcellReferencesWith,
@@ -79,6 +80,18 @@ export function decideExistingVersion(
           `is Failed${cause} and was not created by this mirror, nor does it hold this stemcell's image ` +
           `(image_sha256 ${tags['image_sha256'] ?? 'none'}, this stemcell has ${imageSha256}); the mirror ` +
           'never deletes it: delete it by hand if it should be created again',
+      };
+    }
+    // The mirror's version that directors adopted was Succeeded once (a region added later can fail it): a
+    // deletion would take it from under their deployments, so it is left to the operator.
+    const users = isCreatedByMirror(tags) ? directorReferenceCount(tags) : 0;
+    if (users > 0) {
+      return {
+        action: 'refuse',
+        reason:
+          `is Failed${cause}, and ${users} director${users === 1 ? ' uses' : 's use'} it (stemcell_references); ` +
+          'the mirror never deletes a version in use: remove the failed target region from it by hand ' +
+          '(az sig image-version update), or delete it once no director uses it',
       };
     }
     return { action: 'recreate', reason: `is Failed${cause}; deleting it to create it again` };

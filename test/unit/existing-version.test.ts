@@ -48,6 +48,21 @@ const cases: Array<[string, ImageVersionState | undefined, ExistingVersionDecisi
     { action: 'recreate', reason: 'is Failed; deleting it to create it again' },
   ],
   [
+    'fault: a Failed version of the mirror a director adopted (a region added later failed): refuse it, never delete it',
+    version(
+      'Failed',
+      { ...MIRRORS, stemcell_references: `${MIRROR_STEMCELL_REFERENCE},${DIRECTOR}` },
+      'replication failed in eastus',
+    ),
+    {
+      action: 'refuse',
+      reason:
+        'is Failed (replication failed in eastus), and 1 director uses it (stemcell_references); the mirror never ' +
+        'deletes a version in use: remove the failed target region from it by hand (az sig image-version update), ' +
+        'or delete it once no director uses it',
+    },
+  ],
+  [
     'a Failed version a director made of this very image: delete and create again',
     version('Failed', DIRECTORS),
     { action: 'recreate', reason: 'is Failed; deleting it to create it again' },
