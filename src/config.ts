@@ -3,18 +3,13 @@
  */
 
 import { tmpdir } from 'node:os';
-import { isAbsolute } from 'node:path';
+import { REGION, readReplication, readRetention, type LifecycleSettings } from './lifecycle-config.js';
 import { Secret } from './secret.js';
-import {
-  REPLICA_STORAGE_TYPES,
-  parseTargetRegions,
-  type ReplicaStorageType,
-  type TargetRegion,
-} from './target-regions.js';
-import { isStemcellVersion } from './versions.js';
+import { ConfigError, SettingsReader, type Env } from './settings-reader.js';
 
-// Where callers have always found it.
-export { Secret };
+// Where callers have always found them.
+export { Secret, ConfigError };
+export type { SettingProblem } from './settings-reader.js';
 
 export interface NotifySettings {
   token: Secret;
@@ -34,17 +29,11 @@ export interface GalleryNaming {
   imageName?: string;
 }
 
-export interface MirrorConfig {
+export interface MirrorConfig extends LifecycleSettings {
   subscriptionId: string;
   resourceGroup: string;
   /** Azure region name, e.g. `westeurope`: the gallery's region, where versions are created. */
   region: string;
-  /** `BASM_TARGET_REGIONS`: where each version is replicated, `region` among them. */
-  targetRegions: TargetRegion[];
-  /** `BASM_STORAGE_ACCOUNT_TYPE`: the storage of a version's replicas. */
-  storageAccountType: ReplicaStorageType;
-  /** `BASM_END_OF_LIFE_DAYS`: a new version's endOfLifeDate is its creation plus this many days; undefined: none. */
-  endOfLifeDays?: number;
   storageAccountName: string;
   /** `https://<account>.blob.core.windows.net` or an override; no trailing slash. */
   storageBlobEndpoint: string;
@@ -73,10 +62,6 @@ export interface MirrorConfig {
    * verifying them against bosh.io, instead of reporting them.
    */
   adoptUntagged: boolean;
-  /** BASM_SKIP_VERSIONS, BASM_KEEP_VERSIONS (0: keep all), BASM_DELETE_SOURCE_BLOB: docs/configuration.md. */
-  skipVersions: string[];
-  keepVersions: number;
-  deleteSourceBlob: boolean;
   /** How often the image version's provisioning state is polled, in seconds. */
   versionPollIntervalSeconds: number;
   /** Give up waiting for an image version after this many minutes. */
@@ -91,180 +76,17 @@ export const DEFAULT_SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 export const VHD_CONTAINER = 'stemcell';
 const MAX_VERSION_POLLS = 10_000;
 
-/** One offending setting: which variable, and what it expects. */
-export interface SettingProblem {
-  name: string;
-  message: string;
-}
-
-/** "1 flag", "2 settings": a command-line flag (`--series`) is not a setting, so it is not called one. */
-function countOf(problems: SettingProblem[], flags: boolean): string | undefined {
-  const n = problems.filter((p) => p.name.startsWith('--') === flags).length;
-  if (n === 0) return undefined;
-  return `${n} ${flags ? 'flag' : 'setting'}${n === 1 ? '' : 's'}`;
-}
-
-export class ConfigError extends Error {
-  constructor(readonly problems: SettingProblem[]) {
-    const flags = countOf(problems, true);
-    const settings = countOf(problems, false);
-    const what =
-      flags === undefined
-        ? 'configuration'
-        : settings === undefined
-          ? 'command line'
-          : 'command line and configuration';
-    super(
-      `Invalid ${what} (${[flags, settings].filter(Boolean).join(', ')}):\n` +
-        problems.map((p) => `  ${p.name}: ${p.message}`).join('\n'),
-    );
-    this.name = 'ConfigError';
-  }
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A bosh.io series becomes a gallery image definition name (1-80 chars: letters, digits, `.`, `_`, `-`). */
 export const SERIES_PATTERN = /^[a-z0-9](?:[a-z0-9_.-]{0,78}[a-z0-9])?$/;
 /** ARM's `^[-\w\._\(\)]+$` with .NET's Unicode `\w`, 1-90 characters, not ending in `.`. */
 const RESOURCE_GROUP = /^[-\p{L}\p{Mn}\p{Nd}\p{Pc}.()]{0,89}[-\p{L}\p{Mn}\p{Nd}\p{Pc}()]$/u;
-const REGION = /^[a-z][a-z0-9]{1,39}$/;
 const STORAGE_ACCOUNT = /^[a-z0-9]{3,24}$/;
 const GALLERY = /^[a-zA-Z0-9](?:[a-zA-Z0-9._]{0,78}[a-zA-Z0-9])?$/;
 const GALLERY_NAME_PART = /^[a-zA-Z0-9](?:[a-zA-Z0-9._-]{0,78}[a-zA-Z0-9])?$/;
 const GITHUB_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 const GITHUB_WORKFLOW = /^(?:\d+|[A-Za-z0-9_.-]+\.ya?ml)$/;
 const GIT_REF = /^[^\s~^:?*[\\]{1,255}$/;
-
-/** Collects every problem instead of stopping at the first, so one run shows everything to fix. */
-class SettingsReader {
-  readonly problems: SettingProblem[] = [];
-  constructor(private readonly env: Env) {}
-
-  readonly warnings: string[] = [];
-
-  private raw(name: string): string | undefined {
-    const value = this.env[name]?.trim();
-    // App Service passes an unresolvable Key Vault reference through as its own text (secret absent,
-    // or not readable by the app's identity): that is "not set", never a value to use.
-    // Stryker disable next-line ConditionalExpression: test(undefined) looks at "undefined", which never matches
-    if (value !== undefined && /^@Microsoft\.KeyVault\(/i.test(value)) {
-      this.warnings.push(
-        `${name}: Key Vault reference not resolved (secret absent or not readable); treated as not set`,
-      );
-      return undefined;
-    }
-    return value === '' ? undefined : value;
-  }
-
-  /** The setting as given (trimmed), for a reader that checks it itself. */
-  text(name: string): string | undefined {
-    return this.raw(name);
-  }
-
-  problem(name: string, message: string): void {
-    this.problems.push({ name, message });
-  }
-
-  required(name: string, pattern: RegExp, expects: string): string {
-    const value = this.raw(name);
-    if (value === undefined) {
-      this.problem(name, `missing; expected ${expects}`);
-      return '';
-    }
-    if (!pattern.test(value)) this.problem(name, `"${value}" is not valid; expected ${expects}`);
-    return value;
-  }
-
-  optional(name: string, pattern: RegExp, expects: string): string | undefined {
-    const value = this.raw(name);
-    if (value !== undefined && !pattern.test(value)) {
-      this.problem(name, `"${value}" is not valid; expected ${expects}`);
-    }
-    return value;
-  }
-
-  secret(name: string): Secret | undefined {
-    const value = this.raw(name);
-    return value === undefined ? undefined : new Secret(value);
-  }
-
-  boolean(name: string, fallback: boolean): boolean {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    if (/^true$/i.test(value)) return true;
-    if (/^false$/i.test(value)) return false;
-    this.problem(name, `"${value}" is not valid; expected true or false`);
-    return fallback;
-  }
-
-  integer(name: string, fallback: number, min: number, max: number): number {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-      this.problem(name, `"${value}" is not valid; expected a whole number from ${min} to ${max}`);
-      return fallback;
-    }
-    return Number(value);
-  }
-
-  httpsUrl(name: string, fallback: string): string {
-    const value = this.raw(name) ?? fallback;
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      this.problem(name, `is not a URL; expected an https:// URL`);
-      return value;
-    }
-    // Shown without user info, query or fragment: those may hold credentials.
-    const shown = `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
-    if (url.protocol !== 'https:') {
-      this.problem(name, `"${shown}" uses ${url.protocol.replace(':', '')}; expected an https:// URL`);
-    }
-    if (url.search || url.hash || url.username || url.password) {
-      this.problem(name, `"${shown}" must not carry a query, fragment or credentials`);
-    }
-    return value.replace(/\/+$/, '');
-  }
-
-  seriesList(name: string, fallback: string): string[] {
-    const value = this.raw(name) ?? fallback;
-    const series = value.split(',').map((s) => s.trim());
-    const bad = series.filter((s) => !SERIES_PATTERN.test(s));
-    if (bad.length > 0) {
-      this.problem(
-        name,
-        `${bad.map((s) => `"${s}"`).join(', ')} ${bad.length === 1 ? 'is not a' : 'are not'} stemcell series ` +
-          `name${bad.length === 1 ? '' : 's'}; expected a comma-separated list of names like ${DEFAULT_SERIES} ` +
-          `(lowercase letters, digits, ".", "_", "-"; at most 80 characters)`,
-      );
-    }
-    if (new Set(series).size !== series.length) this.problem(name, `"${value}" names a series twice`);
-    return series;
-  }
-
-  /** Comma-separated stemcell versions (`1.918,1.926`); empty or unset: none. */
-  versionList(name: string): string[] {
-    const versions = (this.raw(name) ?? '')
-      .split(',')
-      .map((v) => v.trim())
-      .filter(Boolean);
-    const bad = versions.filter((v) => !isStemcellVersion(v)).map((v) => `"${v}"`);
-    const what = bad.length === 1 ? 'is not a stemcell version' : 'are not stemcell versions';
-    const expects = 'expected a comma-separated list of bosh.io versions such as 1.918,1.926';
-    if (bad.length > 0) this.problem(name, `${bad.join(', ')} ${what}; ${expects}`);
-    return versions;
-  }
-
-  absolutePath(name: string, fallback: string): string {
-    const value = this.raw(name) ?? fallback;
-    if (!isAbsolute(value))
-      this.problem(name, `"${value}" is not an absolute path; expected a directory path`);
-    return value;
-  }
-}
 
 /**
  * Reads every setting of docs/configuration.md from `env`. Throws one ConfigError that lists
@@ -275,8 +97,8 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
   const target = readAzureTarget(r);
   const series =
     overrides.series !== undefined
-      ? r.seriesList('--series', overrides.series)
-      : r.seriesList('BASM_STEMCELL_SERIES', DEFAULT_SERIES);
+      ? readSeries(r, '--series', overrides.series)
+      : readSeries(r, 'BASM_STEMCELL_SERIES', DEFAULT_SERIES);
   const gallery = readGalleryNaming(r, series);
   const config: MirrorConfig = {
     ...target,
@@ -298,9 +120,7 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     versionPollIntervalSeconds: r.integer('BASM_VERSION_POLL_INTERVAL_SECONDS', 30, 1, 3600),
     versionReadyTimeoutMinutes: r.integer('BASM_VERSION_READY_TIMEOUT_MINUTES', 120, 1, 24 * 60),
     adoptUntagged: r.boolean('BASM_ADOPT_UNTAGGED', false),
-    skipVersions: r.versionList('BASM_SKIP_VERSIONS'),
-    keepVersions: r.integer('BASM_KEEP_VERSIONS', 0, 0, 1000),
-    deleteSourceBlob: r.boolean('BASM_DELETE_SOURCE_BLOB', false),
+    ...readRetention(r),
     seriesLockStaleSeconds: r.integer('BASM_SERIES_LOCK_STALE_SECONDS', 900, 1, 24 * 3600),
     seriesLockWaitSeconds: r.integer('BASM_SERIES_LOCK_WAIT_SECONDS', 1200, 0, 24 * 3600),
     warnings: r.warnings,
@@ -312,6 +132,23 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
   checkHistoryBounds(r, config);
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+/** Comma-separated series (`BASM_STEMCELL_SERIES` or `--series`), each a valid image definition name, none twice. */
+function readSeries(r: SettingsReader, name: string, fallback: string): string[] {
+  const value = r.text(name) ?? fallback;
+  const series = value.split(',').map((s) => s.trim());
+  const bad = series.filter((s) => !SERIES_PATTERN.test(s));
+  if (bad.length > 0) {
+    r.problem(
+      name,
+      `${bad.map((s) => `"${s}"`).join(', ')} ${bad.length === 1 ? 'is not a' : 'are not'} stemcell series ` +
+        `name${bad.length === 1 ? '' : 's'}; expected a comma-separated list of names like ${DEFAULT_SERIES} ` +
+        `(lowercase letters, digits, ".", "_", "-"; at most 80 characters)`,
+    );
+  }
+  if (new Set(series).size !== series.length) r.problem(name, `"${value}" names a series twice`);
+  return series;
 }
 
 /** Where the mirror's Azure resources are, and who it is there. */
@@ -387,36 +224,6 @@ function readGalleryNaming(r: SettingsReader, series: readonly string[]): Galler
   }
 
   return gallery;
-}
-
-/** Where versions are replicated, on what storage, and for how long they are meant to be used. */
-function readReplication(
-  r: SettingsReader,
-  region: string,
-): Pick<MirrorConfig, 'targetRegions' | 'storageAccountType' | 'endOfLifeDays'> {
-  const name = 'BASM_TARGET_REGIONS';
-  const text = r.text(name) ?? region;
-  let targetRegions: TargetRegion[] = [{ name: region, regionalReplicaCount: 1 }];
-  // A bad AZURE_REGION is reported on its own; the list is only checked against a valid one.
-  if (REGION.test(region)) {
-    const parsed = parseTargetRegions(text, region);
-    if ('problems' in parsed) {
-      r.problem(
-        name,
-        `${parsed.problems.join('; ')}; expected comma-separated regions, each with an optional replica count, ` +
-          `such as ${region}=2,eastus`,
-      );
-    } else targetRegions = parsed.regions;
-  }
-  const types = REPLICA_STORAGE_TYPES.join(', ');
-  const typeText = r.optional(
-    'BASM_STORAGE_ACCOUNT_TYPE',
-    new RegExp(`^(?:${types.replace(/, /g, '|')})$`),
-    types,
-  );
-  const storageAccountType = REPLICA_STORAGE_TYPES.find((t) => t === typeText) ?? 'Standard_LRS';
-  const days = r.integer('BASM_END_OF_LIFE_DAYS', 0, 1, 36_500);
-  return { targetRegions, storageAccountType, ...(days > 0 ? { endOfLifeDays: days } : {}) };
 }
 
 /** The GitHub dispatch, when a token is set: then every other BASM_NOTIFY_GITHUB_* is required. */

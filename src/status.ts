@@ -12,7 +12,13 @@ import { MIRROR_NOTIFIED_TAG, directorReferenceCount, versionOrigin, type Versio
 import { errorMessage } from './failures.js';
 import type { ComputeGallery, ImageVersionState } from './gallery.js';
 import type { NotificationRecords } from './notification-record.js';
-import { isSkippedVersion, planSeries, type PlanRules, type PlannedVersion } from './plan.js';
+import {
+  isSkippedVersion,
+  planSeries,
+  type GalleryVersionSummary,
+  type PlanRules,
+  type PlannedVersion,
+} from './plan.js';
 import { readRunRecord, type RunRecord } from './run-record.js';
 import { summaryOf } from './steps-plan.js';
 import { compareStemcellVersions, galleryVersionName } from './versions.js';
@@ -100,22 +106,10 @@ export function seriesStatusOf(
   rules: PlanRules = {},
 ): SeriesStatus {
   const recorded = (v: ListedVersion) => recordedFinished.has(recordedKey(v.definitionName, v.name));
-  const byGalleryVersion = new Map((releases ?? []).map((r) => [galleryVersionName(r.version), r.version]));
-  const versions = inGallery
-    .map((v): GalleryVersionStatus => ({
-      version: byGalleryVersion.get(v.name) ?? v.tags['version'] ?? null,
-      galleryVersion: v.name,
-      provisioningState: v.provisioningState,
-      regions: (v.regions ?? []).map(({ name, state }) => ({ name, state })),
-      createdBy: versionOrigin(v.tags),
-      references: directorReferenceCount(v.tags),
-      notified: v.tags[MIRROR_NOTIFIED_TAG] !== undefined || recorded(v),
-    }))
-    .sort((a, b) => compareStemcellVersions(a.galleryVersion, b.galleryVersion));
   const status: SeriesStatus = {
     series,
     newest: null,
-    versions,
+    versions: galleryVersionsOf(releases, inGallery, recorded),
     missing: [],
     deferred: [],
     skipped: [],
@@ -142,9 +136,41 @@ export function seriesStatusOf(
     reason: 'BASM_MAX_VERSIONS_PER_RUN reached; a later run mirrors it',
   }));
 
+  const decided = new Set([...status.missing, ...status.deferred].map((m) => m.galleryVersion));
+  status.skipped = skippedVersionsOf(releases, inGallery, summaries, decided, rules);
+  return status;
+}
+
+/** The gallery's versions of the series, in version order, each named as bosh.io spells it where it can be. */
+function galleryVersionsOf(
+  releases: readonly StemcellRelease[] | null,
+  inGallery: readonly ListedVersion[],
+  recorded: (v: ListedVersion) => boolean,
+): GalleryVersionStatus[] {
+  const byGalleryVersion = new Map((releases ?? []).map((r) => [galleryVersionName(r.version), r.version]));
+  return inGallery
+    .map((v): GalleryVersionStatus => ({
+      version: byGalleryVersion.get(v.name) ?? v.tags['version'] ?? null,
+      galleryVersion: v.name,
+      provisioningState: v.provisioningState,
+      regions: (v.regions ?? []).map(({ name, state }) => ({ name, state })),
+      createdBy: versionOrigin(v.tags),
+      references: directorReferenceCount(v.tags),
+      notified: v.tags[MIRROR_NOTIFIED_TAG] !== undefined || recorded(v),
+    }))
+    .sort((a, b) => compareStemcellVersions(a.galleryVersion, b.galleryVersion));
+}
+
+/** bosh.io's versions the gallery lacks and the next run does not mirror (`decided`), oldest first, with why. */
+function skippedVersionsOf(
+  releases: readonly StemcellRelease[],
+  inGallery: readonly ListedVersion[],
+  summaries: readonly GalleryVersionSummary[],
+  decided: ReadonlySet<string>,
+  rules: PlanRules,
+): MissingVersion[] {
   const present = new Set(inGallery.filter((v) => v.provisioningState !== 'Failed').map((v) => v.name));
   const failed = new Set(inGallery.filter((v) => v.provisioningState === 'Failed').map((v) => v.name));
-  const decided = new Set([...status.missing, ...status.deferred].map((m) => m.galleryVersion));
   const oldestMirrored = [...releases]
     .sort((a, b) => compareStemcellVersions(a.version, b.version))
     .find((r) => summaries.some((s) => s.name === galleryVersionName(r.version) && s.createdByMirror));
@@ -157,7 +183,7 @@ export function seriesStatusOf(
           .sort((a, b) => compareStemcellVersions(b.version, a.version))
           .at(keep - 1)
       : undefined;
-  status.skipped = releases
+  return releases
     .filter((r) => !present.has(galleryVersionName(r.version)) && !decided.has(galleryVersionName(r.version)))
     .sort((a, b) => compareStemcellVersions(a.version, b.version))
     .map((r) => ({
@@ -173,7 +199,6 @@ export function seriesStatusOf(
               ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
               : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
     }));
-  return status;
 }
 
 /** Runs `work` over `items`, at most `limit` at a time, keeping their order. */
