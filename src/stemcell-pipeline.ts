@@ -1,7 +1,7 @@
 /**
  * The stages a stemcell tarball flows through in one pass, each with one job:
  *
- *   download -> DigestTap (tarball) -> gunzip -> TarSink (outer tar) -> StemcellContents
+ *   download -> Coalesce (1 MiB pieces) -> DigestTap (tarball) -> gunzip -> TarSink (outer tar) -> StemcellContents
  *     stemcell.MF -> readManifest
  *     image       -> ImageExtraction: DigestTap (image) -> gunzip -> TarSink (inner tar) -> RootVhd
  *                      root.vhd -> RootVhd -> SparseFileWriter
@@ -82,6 +82,56 @@ export class DigestTap extends Transform {
     const { sha1, sha256 } = this.tarballDigests();
     if (sha1 === undefined) throw new Error('DigestTap: SHA-1 was not computed');
     return { sha1, sha256 };
+  }
+}
+
+/**
+ * Joins the network's small chunks (tens of KiB) into pieces of `size` bytes: each chunk costs a round
+ * trip to zlib's thread in both inflaters and a file write, so 16 KiB chunks took 1.7x the CPU of 1 MiB
+ * ones. Chunks already that large pass through uncopied; what waits is passed on after `idleMs` without
+ * more, so a slow or stalled source is never held back.
+ */
+export class Coalesce extends Transform {
+  readonly #size: number;
+  readonly #idleMs: number;
+  #pending: Buffer | undefined;
+  #filled = 0;
+  #idle: NodeJS.Timeout | undefined;
+  constructor(size: number, idleMs = 20) {
+    super();
+    this.#size = size;
+    this.#idleMs = idleMs;
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.#filled === 0 && chunk.length >= this.#size) return callback(null, chunk);
+    for (let at = 0; at < chunk.length;) {
+      this.#pending ??= Buffer.allocUnsafe(this.#size);
+      const copied = chunk.copy(this.#pending, this.#filled, at);
+      this.#filled += copied;
+      at += copied;
+      if (this.#filled === this.#size) this.#passOn();
+    }
+    if (this.#filled > 0) {
+      this.#idle ??= setTimeout(() => this.#passOn(), this.#idleMs);
+      this.#idle.refresh();
+    }
+    callback();
+  }
+  override _flush(callback: TransformCallback): void {
+    this.#passOn();
+    callback();
+  }
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.#idle);
+    callback(error);
+  }
+  #passOn(): void {
+    clearTimeout(this.#idle);
+    this.#idle = undefined;
+    if (this.#pending === undefined || this.#filled === 0) return;
+    this.push(this.#pending.subarray(0, this.#filled));
+    this.#pending = undefined;
+    this.#filled = 0;
   }
 }
 
@@ -370,7 +420,14 @@ export async function streamStemcell(
   });
   const contents = new StemcellContents(release, vhdPath, outerTar);
   try {
-    await pipeline(source, tarballDigests, createGunzip(ZLIB_OPTIONS), outerTar, signal ? { signal } : {});
+    await pipeline(
+      source,
+      new Coalesce(MIB),
+      tarballDigests,
+      createGunzip(ZLIB_OPTIONS),
+      outerTar,
+      signal ? { signal } : {},
+    );
     const { manifest, image, vhd } = await contents.result();
     return { manifest, tarball: tarballDigests.tarballDigests(), image, vhd };
   } catch (error) {
