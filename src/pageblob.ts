@@ -8,6 +8,7 @@
  * writes: a second writer can neither replace the blob meanwhile nor leave its pages in one it lost.
  */
 import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type {
   BlobGetPropertiesResponse,
   ContainerClient,
@@ -15,7 +16,6 @@ import type {
   PageBlobGetPageRangesResponseModel,
 } from '@azure/storage-blob';
 import type { Extent } from './vhd.js';
-import { vhdRangeBody } from './vhd.js';
 import { errorMessage } from './failures.js';
 import { holdUploadLease, leaseGuard, replaceGuard } from './blob-lease.js';
 import type { UploadLease } from './blob-lease.js';
@@ -280,7 +280,7 @@ async function listWrittenRanges(
   return ranges;
 }
 
-/** Sends the writes with at most `concurrency` in flight, each streamed from the file as it is sent. */
+/** Sends the writes with at most `concurrency` in flight, each read from the file into a pooled buffer. */
 async function writePages(
   blob: PageBlobClient,
   request: UploadSparseVhdRequest,
@@ -303,11 +303,11 @@ async function writePages(
   let uploaded = 0;
   let failure: { error: unknown; write: Extent | undefined } | undefined;
 
-  const worker = async (): Promise<void> => {
+  const worker = async (buffer: Buffer): Promise<void> => {
     let write: Extent | undefined;
     try {
       while (!abortSignal.aborted && (write = writes[next++]) !== undefined) {
-        const body = vhdRangeBody(file, write, vhdPath);
+        const body = await readRange(file, buffer, write, vhdPath);
         const { offset, length } = write;
         await leaseGuard(where, lease, () =>
           calls.run(
@@ -337,8 +337,9 @@ async function writePages(
         `Cannot upload ${vhdPath} to ${where}: the file is ${fileSize} bytes, the upload expects ${size}. Extract root.vhd again.`,
       );
     }
+    const bufferSize = writes.reduce((largest, write) => Math.max(largest, write.length), 0);
     const workerCount = Math.min(concurrency, writes.length);
-    await Promise.all(Array.from({ length: workerCount }, () => worker()));
+    await Promise.all(Array.from({ length: workerCount }, () => worker(Buffer.allocUnsafe(bufferSize))));
   } finally {
     await file.close();
   }
@@ -367,6 +368,21 @@ function uploadFailure(
   const transient = (cause as { transient?: unknown } | undefined)?.transient;
   if (typeof transient === 'boolean') return new PageBlobError(message, { transient, cause });
   return new Error(message, { cause });
+}
+
+/** Fills the buffer with one write's bytes by positioned reads (a read may return fewer bytes). */
+async function readRange(file: FileHandle, buffer: Buffer, write: Extent, vhdPath: string): Promise<Buffer> {
+  let filled = 0;
+  while (filled < write.length) {
+    const { bytesRead } = await file.read(buffer, filled, write.length - filled, write.offset + filled);
+    if (bytesRead === 0) {
+      throw new Error(
+        `${vhdPath} ends before byte ${endOf(write)} that its extents cover; extract root.vhd and its extents again.`,
+      );
+    }
+    filled += bytesRead;
+  }
+  return buffer.subarray(0, write.length);
 }
 
 /** A cheap consistency check: the blob holds as many written bytes as the VHD has data. */

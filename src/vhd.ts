@@ -4,9 +4,8 @@
  */
 
 import type { FileHandle } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
-import { PassThrough, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 
 export const VHD_FOOTER_SIZE = 512;
 export const MIB = 1024 * 1024;
@@ -17,8 +16,6 @@ const FIXED_DISK_TYPE = 2;
 // Whole runs of zeros are skipped with one comparison before looking at single sectors.
 const ZERO_PROBE = 64 * 1024;
 const ZEROS = Buffer.alloc(ZERO_PROBE);
-/** How much of a page write is read from the file at a time while it is sent. */
-const BODY_READ_BYTES = MIB;
 
 /** The VHD was not what Azure accepts as an image source. */
 export class VhdError extends Error {
@@ -290,37 +287,6 @@ export class SparseFileWriter extends Writable {
     if (!this.#file) throw new Error(`sparse file ${this.#path} is not open`);
     return this.#file;
   }
-}
-
-/**
- * One write's bytes as a stream the SDK opens per attempt, read in small pieces as the socket takes
- * them: a 4 MiB buffer per page write in flight would hold 32 MiB at an upload concurrency of 8.
- */
-export function vhdRangeBody(file: FileHandle, write: Extent, vhdPath: string): () => NodeJS.ReadableStream {
-  const end = write.offset + write.length;
-  return () => {
-    // By descriptor: FileHandle.createReadStream leaves a listener on the handle per stream.
-    const source = createReadStream(vhdPath, {
-      fd: file.fd,
-      start: write.offset,
-      end: end - 1,
-      autoClose: false,
-      highWaterMark: BODY_READ_BYTES,
-    });
-    // Content-Length promises the whole range: a file cut short must fail the write, not stall it.
-    const checked = new PassThrough({ highWaterMark: BODY_READ_BYTES });
-    source.on('error', (error) => checked.destroy(error));
-    source.on('end', () => {
-      if (source.bytesRead === write.length) return void checked.end();
-      checked.destroy(
-        new Error(
-          `${vhdPath} ends before byte ${end} that its extents cover; extract root.vhd and its extents again.`,
-        ),
-      );
-    });
-    source.pipe(checked, { end: false });
-    return checked;
-  };
 }
 
 /** Saves the extent map beside the VHD as compact JSON: `{"extents":[[offset,length],...]}`. */
