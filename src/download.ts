@@ -40,7 +40,7 @@ export interface DownloadOptions {
   deadlineMs?: number;
   onProgress?: (bytes: number, total: number | undefined) => void;
   /**
-   * Ranged GETs in flight at once after the first segment (default 4; 1 keeps one connection). Used only
+   * Ranged GETs in flight at once after the first segment (default 6; 1 keeps one connection). Used only
    * when the first response offers ranges with a strong validator and the file is at least two segments.
    */
   connections?: number;
@@ -49,8 +49,9 @@ export interface DownloadOptions {
 }
 
 const DEFAULT_MAX_RESUMES = 5;
-// Object stores cap one connection (tens of MB/s): four ranged GETs at once reach about four times that.
-const DEFAULT_CONNECTIONS = 4;
+// Object stores cap one connection (tens of MB/s): each ranged GET loses some time to its request, so
+// six at once reach well over three times the cap where four reached 2.5 to 3x (measured: --per-connection-mbps).
+export const DEFAULT_CONNECTIONS = 6;
 const DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024;
 const HIGH_WATER_MARK = 4 * 1024 * 1024;
 // A download slower than this on average is not going to finish usefully: 1.3 GB takes at most ~45 min.

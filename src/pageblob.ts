@@ -8,7 +8,6 @@
  * writes: a second writer can neither replace the blob meanwhile nor leave its pages in one it lost.
  */
 import { open } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import type {
   BlobGetPropertiesResponse,
   ContainerClient,
@@ -16,6 +15,7 @@ import type {
   PageBlobGetPageRangesResponseModel,
 } from '@azure/storage-blob';
 import type { Extent } from './vhd.js';
+import { readVhdRange, vhdReadBuffers } from './vhd.js';
 import { errorMessage } from './failures.js';
 import { holdUploadLease, leaseGuard, replaceGuard } from './blob-lease.js';
 import type { UploadLease } from './blob-lease.js';
@@ -280,7 +280,7 @@ async function listWrittenRanges(
   return ranges;
 }
 
-/** Sends the writes with at most `concurrency` in flight, each read from the file into a pooled buffer. */
+/** Sends the writes with at most `concurrency` in flight, each read from the file into pooled pieces. */
 async function writePages(
   blob: PageBlobClient,
   request: UploadSparseVhdRequest,
@@ -303,11 +303,11 @@ async function writePages(
   let uploaded = 0;
   let failure: { error: unknown; write: Extent | undefined } | undefined;
 
-  const worker = async (buffer: Buffer): Promise<void> => {
+  const worker = async (pieces: Buffer[]): Promise<void> => {
     let write: Extent | undefined;
     try {
       while (!abortSignal.aborted && (write = writes[next++]) !== undefined) {
-        const body = await readRange(file, buffer, write, vhdPath);
+        const body = await readVhdRange(file, pieces, write, vhdPath);
         const { offset, length } = write;
         await leaseGuard(where, lease, () =>
           calls.run(
@@ -339,7 +339,7 @@ async function writePages(
     }
     const bufferSize = writes.reduce((largest, write) => Math.max(largest, write.length), 0);
     const workerCount = Math.min(concurrency, writes.length);
-    await Promise.all(Array.from({ length: workerCount }, () => worker(Buffer.allocUnsafe(bufferSize))));
+    await Promise.all(Array.from({ length: workerCount }, () => worker(vhdReadBuffers(bufferSize))));
   } finally {
     await file.close();
   }
@@ -368,21 +368,6 @@ function uploadFailure(
   const transient = (cause as { transient?: unknown } | undefined)?.transient;
   if (typeof transient === 'boolean') return new PageBlobError(message, { transient, cause });
   return new Error(message, { cause });
-}
-
-/** Fills the buffer with one write's bytes by positioned reads (a read may return fewer bytes). */
-async function readRange(file: FileHandle, buffer: Buffer, write: Extent, vhdPath: string): Promise<Buffer> {
-  let filled = 0;
-  while (filled < write.length) {
-    const { bytesRead } = await file.read(buffer, filled, write.length - filled, write.offset + filled);
-    if (bytesRead === 0) {
-      throw new Error(
-        `${vhdPath} ends before byte ${endOf(write)} that its extents cover; extract root.vhd and its extents again.`,
-      );
-    }
-    filled += bytesRead;
-  }
-  return buffer.subarray(0, write.length);
 }
 
 /** A cheap consistency check: the blob holds as many written bytes as the VHD has data. */

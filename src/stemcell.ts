@@ -25,7 +25,8 @@ export interface ExtractedStemcell {
   version: string;
   manifest: StemcellManifest;
   tarballSha256: string;
-  tarballSha1: string;
+  /** Only when bosh.io listed no SHA-256: the SHA-1 is then what verified the tarball. */
+  tarballSha1?: string;
   /** Digests of the `image` entry (the CPI tags versions with `image_sha256`). */
   imageSha1: string;
   imageSha256: string;
@@ -43,7 +44,7 @@ function checkTarballDigest(release: StemcellRelease, tarball: StreamedStemcell[
   const [algorithm, expected, actual] = release.sha256
     ? (['SHA-256', release.sha256, tarball.sha256] as const)
     : release.sha1
-      ? (['SHA-1', release.sha1, tarball.sha1] as const)
+      ? (['SHA-1', release.sha1, tarball.sha1 ?? ''] as const)
       : [undefined, undefined, undefined];
   if (!algorithm)
     throw new StemcellError(`${subject}: bosh.io gives neither sha256 nor sha1 to verify the tarball`);
@@ -117,7 +118,7 @@ export async function extractStemcellFrom(
       version: release.version,
       manifest: streamed.manifest,
       tarballSha256: streamed.tarball.sha256,
-      tarballSha1: streamed.tarball.sha1,
+      ...(streamed.tarball.sha1 !== undefined ? { tarballSha1: streamed.tarball.sha1 } : {}),
       imageSha1: streamed.image.sha1,
       imageSha256: streamed.image.sha256,
       vhdPath: attempt.paths.vhdPath,
@@ -170,7 +171,7 @@ function isExtractedStemcell(value: unknown): value is ExtractedStemcell {
     v !== null &&
     typeof v.imageSha256 === 'string' &&
     typeof v.tarballSha256 === 'string' &&
-    typeof v.tarballSha1 === 'string' &&
+    (v.tarballSha1 === undefined || typeof v.tarballSha1 === 'string') &&
     typeof v.vhdSize === 'number' &&
     typeof v.dataBytes === 'number' &&
     typeof v.manifest === 'object' &&
@@ -188,6 +189,7 @@ export interface ExtractionExpectations {
 
 function isSameTarball(result: ExtractedStemcell, listed: Pick<StemcellRelease, 'sha256' | 'sha1'>): boolean {
   if (listed.sha256 !== undefined) return result.tarballSha256 === listed.sha256.toLowerCase();
+  // An extraction verified by SHA-256 has no SHA-1 to compare: extracting again is the safe answer.
   if (listed.sha1 !== undefined) return result.tarballSha1 === listed.sha1.toLowerCase();
   return false;
 }

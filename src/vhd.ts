@@ -1,11 +1,11 @@
 /**
- * Fixed VHD images: the 512-byte footer that describes them, and a sparse writer that keeps only
- * the non-zero sectors on disk together with a map of where they are.
+ * Fixed VHD images: the 512-byte footer that describes them, a sparse writer that keeps only the
+ * non-zero sectors on disk together with a map of where they are, and the reads of ranges back from it.
  */
 
 import type { FileHandle } from 'node:fs/promises';
 import { open, readFile, writeFile } from 'node:fs/promises';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 
 export const VHD_FOOTER_SIZE = 512;
 export const MIB = 1024 * 1024;
@@ -287,6 +287,42 @@ export class SparseFileWriter extends Writable {
     if (!this.#file) throw new Error(`sparse file ${this.#path} is not open`);
     return this.#file;
   }
+}
+
+/**
+ * A worker's buffers, 1 MiB each: after an extraction the heap holds free 1 MiB blocks (the inflaters'
+ * output) that these reuse, where one 4 MiB buffer per worker took 32 MiB more from the system.
+ */
+export function vhdReadBuffers(bytes: number): Buffer[] {
+  return Array.from({ length: Math.ceil(bytes / MIB) }, () => Buffer.allocUnsafe(MIB));
+}
+
+/**
+ * Fills the buffers with one page write's bytes by positioned reads (a read may return fewer bytes); the body
+ * streams them, anew for each attempt of the call. They are reused only once the write is done.
+ */
+export async function readVhdRange(
+  file: FileHandle,
+  pieces: Buffer[],
+  write: Extent,
+  vhdPath: string,
+): Promise<() => NodeJS.ReadableStream> {
+  const parts: Buffer[] = [];
+  for (let filled = 0, index = 0; filled < write.length; index++) {
+    const part = pieces[index]!.subarray(0, Math.min(MIB, write.length - filled));
+    for (let at = 0; at < part.length;) {
+      const { bytesRead } = await file.read(part, at, part.length - at, write.offset + filled + at);
+      if (bytesRead === 0) {
+        throw new Error(
+          `${vhdPath} ends before byte ${write.offset + write.length} that its extents cover; extract root.vhd and its extents again.`,
+        );
+      }
+      at += bytesRead;
+    }
+    parts.push(part);
+    filled += part.length;
+  }
+  return () => Readable.from(parts);
 }
 
 /** Saves the extent map beside the VHD as compact JSON: `{"extents":[[offset,length],...]}`. */

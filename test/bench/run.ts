@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { ContainerClient } from '@azure/storage-blob';
 import { createAzureCredential } from '../../src/credentials.js';
 import { VHD_CONTAINER } from '../../src/config.js';
-import { downloadStream } from '../../src/download.js';
+import { DEFAULT_CONNECTIONS, downloadStream } from '../../src/download.js';
 import { planPageWrites } from '../../src/page-ranges.js';
 import { vhdBlobName } from '../../src/pageblob.js';
 import type { Extent } from '../../src/vhd.js';
@@ -395,7 +395,7 @@ async function measureFloors(
   await upload.blob.delete();
 
   const downloadAlone: Floors['downloadAlone'] = [];
-  for (const connections of [1, 4]) {
+  for (const connections of [1, DEFAULT_CONNECTIONS]) {
     wall = performance.now();
     cpuAt = cpu();
     let bytes = 0;

@@ -105,7 +105,8 @@ test('a stemcell is extracted with its digests, manifest and size', async () => 
   assert.equal(result.series, fixture.series);
   assert.equal(result.version, fixture.version);
   assert.equal(result.tarballSha256, fixture.sha256);
-  assert.equal(result.tarballSha1, fixture.sha1);
+  // bosh.io listed a SHA-256: the tarball's SHA-1 is not computed at all.
+  assert.equal(result.tarballSha1, undefined);
   assert.equal(result.imageSha1, fixture.imageSha1);
   assert.equal(result.imageSha256, fixture.imageSha256);
   assert.equal(result.tarballBytes, fixture.tarball.length);
@@ -170,7 +171,9 @@ test('an extraction of a tarball other than the one bosh.io lists now is not reu
   const find = (listedTarball: { sha256?: string; sha1?: string }) =>
     findExtractedStemcell(dir, fixture.series, fixture.version, { listedTarball });
   assert.ok(await find({ sha256: fixture.sha256.toUpperCase() }));
-  assert.ok(await find({ sha1: fixture.sha1 }));
+  assert.ok(await find({ sha256: fixture.sha256, sha1: 'e'.repeat(40) }));
+  // Verified by SHA-256, its SHA-1 was never computed: a listing with only a SHA-1 cannot vouch for it.
+  assert.equal(await find({ sha1: fixture.sha1 }), undefined);
   assert.equal(await find({ sha256: 'e'.repeat(64) }), undefined);
   assert.equal(await find({ sha256: 'e'.repeat(64), sha1: fixture.sha1 }), undefined);
   assert.equal(await find({ sha1: 'e'.repeat(40) }), undefined);
@@ -188,6 +191,28 @@ test('the tarball SHA-1 is checked when bosh.io gives no SHA-256', async () => {
   const release = releaseOf(fixture, { sha256: undefined, sha1: 'f'.repeat(40) });
   delete release.sha256;
   await assertRefused(fixture.tarball, release, /tarball SHA-1 is [0-9a-f]{40}, expected f{40}/);
+});
+
+test('a tarball is verified by its SHA-1 when bosh.io lists only that, and found again by it', async () => {
+  const dir = await workDir();
+  const release = releaseOf(fixture, { sha1: fixture.sha1.toUpperCase() });
+  delete release.sha256;
+  const result = await extractStemcellFrom(sourceOf(fixture.tarball), release, { workDir: dir });
+  assert.equal(result.tarballSha1, fixture.sha1);
+  assert.equal(result.tarballSha256, fixture.sha256);
+  const find = (listedTarball: { sha256?: string; sha1?: string }) =>
+    findExtractedStemcell(dir, fixture.series, fixture.version, { listedTarball });
+  assert.ok(await find({ sha1: fixture.sha1 }));
+  assert.ok(await find({ sha256: fixture.sha256 }));
+  assert.equal(await find({ sha1: 'e'.repeat(40) }), undefined);
+});
+
+test('fault: a tarball whose SHA-256 differs from bosh.io is refused even when its SHA-1 matches', async () => {
+  await assertRefused(
+    fixture.tarball,
+    releaseOf(fixture, { sha256: 'a'.repeat(64), sha1: fixture.sha1 }),
+    new RegExp(`tarball SHA-256 is ${fixture.sha256}, expected a{64}`),
+  );
 });
 
 test('fault: a tarball whose SHA-256 differs from bosh.io is refused', async () => {

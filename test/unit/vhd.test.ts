@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,6 +14,8 @@ import {
   checkFixedVhd,
   parseVhdFooter,
   readExtents,
+  readVhdRange,
+  vhdReadBuffers,
   writeExtents,
 } from '../../src/vhd.js';
 import type { Extent, VhdFooter } from '../../src/vhd.js';
@@ -339,5 +341,54 @@ test('fault: a damaged extent map is refused as such, naming what to do', async 
     const path = join(dir, 'damaged-map.json');
     await writeFile(path, text);
     await assert.rejects(readExtents(path), { name: 'VhdError', message }, text);
+  }
+});
+
+/** Everything a stream gives. */
+async function drain(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+test("a page write's body is its range of the file, read into 1 MiB buffers and streamed afresh for every attempt", async () => {
+  const path = join(dir, 'range-body.vhd');
+  const content = Buffer.alloc(4 * MIB + 1024);
+  for (let i = 0; i < content.length; i++) content[i] = (i * 7 + (i >> 9)) & 0xff;
+  await writeFile(path, content);
+  const file = await open(path, 'r');
+  try {
+    const buffers = vhdReadBuffers(4 * MIB);
+    assert.deepEqual(
+      buffers.map((buffer) => buffer.length),
+      [MIB, MIB, MIB, MIB],
+    );
+    for (const write of [
+      { offset: 512, length: 2 * MIB + 1536 },
+      { offset: 1024, length: 4 * MIB },
+      { offset: 4 * MIB, length: 512 },
+    ]) {
+      const body = await readVhdRange(file, buffers, write, path);
+      const expected = content.subarray(write.offset, write.offset + write.length);
+      assert.ok((await drain(body())).equals(expected));
+      // A retry calls the factory again: the same bytes, from the start of the range.
+      assert.ok((await drain(body())).equals(expected));
+    }
+  } finally {
+    await file.close();
+  }
+});
+
+test('fault: a VHD shorter than a page write it should hold fails the read, naming the file', async () => {
+  const path = join(dir, 'range-body-short.vhd');
+  await writeFile(path, Buffer.alloc(MIB, 1));
+  const file = await open(path, 'r');
+  try {
+    await assert.rejects(
+      readVhdRange(file, vhdReadBuffers(2 * MIB), { offset: MIB / 2, length: MIB }, path),
+      new RegExp(`range-body-short\\.vhd ends before byte ${1.5 * MIB} that its extents cover`),
+    );
+  } finally {
+    await file.close();
   }
 });
