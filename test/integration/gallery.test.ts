@@ -21,7 +21,6 @@ import type { ImageVersionState } from '../../src/gallery.js';
 import { GalleryError } from '../../src/gallery-error.js';
 import type { CloudProperties } from '../../src/manifest.js';
 import type { AzuriteBlob } from '../support/azurite.js';
-import { startFakeArm } from '../support/fake-arm/index.js';
 import type { FakeArm } from '../support/fake-arm/index.js';
 import type { IdentityEndpoint } from '../support/identity.js';
 import { startHttpsServer } from '../support/https-server.js';
@@ -441,19 +440,7 @@ test(
   'fault: a long-running operation that does not end in time is a transient GalleryError saying it still runs',
   { timeout: 20_000 },
   async () => {
-    const slowArm = await startFakeArm({
-      subscriptionId,
-      resourceGroup,
-      galleryName,
-      location: region,
-      storage: {
-        blobEndpoint: azurite.blobEndpoint,
-        accountName: azurite.accountName,
-        sharedKeyCredential: azurite.sharedKeyCredential,
-      },
-      pollsUntilDone: 1_000_000,
-      appPrincipalId: identity.principalId,
-    });
+    const slowArm = await local.startArm({ pollsUntilDone: 1_000_000 });
     try {
       const slow = galleryAt(slowArm.url, { operationTimeoutMs: 300 });
       const spec = imageDefinitionFor(stemcellManifest('slow-series'), naming);
@@ -593,20 +580,7 @@ test('fault: with the gallery role only, creating, re-tagging and deleting never
 
 for (const statusLinks of ['both', 'location', 'azure-async-operation'] as const) {
   test(`status links '${statusLinks}': each wait reads the resource every Retry-After, and ends`, async () => {
-    const variant = await startFakeArm({
-      subscriptionId,
-      resourceGroup,
-      galleryName,
-      location: region,
-      storage: {
-        blobEndpoint: azurite.blobEndpoint,
-        accountName: azurite.accountName,
-        sharedKeyCredential: azurite.sharedKeyCredential,
-      },
-      appPrincipalId: identity.principalId,
-      statusLinks,
-      retryAfterSeconds: 3,
-    });
+    const variant = await local.startArm({ statusLinks, retryAfterSeconds: 3 });
     const waits: number[] = [];
     try {
       const client = galleryAt(variant.url, {

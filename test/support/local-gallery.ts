@@ -8,7 +8,7 @@ import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { ComputeGallery, type VersionPublishing } from '../../src/gallery.js';
 import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
 import { startAzurite, type AzuriteBlob } from './azurite.js';
-import { startFakeArm, type FakeArm } from './fake-arm/index.js';
+import { startFakeArm, type FakeArm, type FakeArmOptions } from './fake-arm/index.js';
 import { startIdentityEndpoint, type IdentityEndpoint } from './identity.js';
 import { fixedVhdFooter } from './stemcell-fixture.js';
 
@@ -33,6 +33,8 @@ export interface LocalGallery {
   storageAccountId: string;
   /** A gallery client with the app's identity, polling every 20 ms. */
   gallery(publishing?: VersionPublishing): ComputeGallery;
+  /** Another ARM fake of the same gallery, over the same Azurite and identity, with `extra` options; the caller stops it. */
+  startArm(extra?: Partial<FakeArmOptions>): Promise<FakeArm>;
   stop(): Promise<void>;
 }
 
@@ -49,21 +51,25 @@ export async function startLocalGallery(options: LocalGalleryOptions): Promise<L
     Object.assign(process.env, identity.env());
     const azurite = await startAzurite();
     stops.push(() => azurite.stop());
-    const arm = await startFakeArm({
-      subscriptionId,
-      resourceGroup,
-      galleryName,
-      location: region,
-      storage: {
-        blobEndpoint: azurite.blobEndpoint,
-        accountName: azurite.accountName,
-        sharedKeyCredential: azurite.sharedKeyCredential,
-      },
-      appPrincipalId: identity.principalId,
-      ...(options.replicationReadsUntilDone !== undefined
+    const startArm = (extra: Partial<FakeArmOptions> = {}) =>
+      startFakeArm({
+        subscriptionId,
+        resourceGroup,
+        galleryName,
+        location: region,
+        storage: {
+          blobEndpoint: azurite.blobEndpoint,
+          accountName: azurite.accountName,
+          sharedKeyCredential: azurite.sharedKeyCredential,
+        },
+        appPrincipalId: identity.principalId,
+        ...extra,
+      });
+    const arm = await startArm(
+      options.replicationReadsUntilDone !== undefined
         ? { replicationReadsUntilDone: options.replicationReadsUntilDone }
-        : {}),
-    });
+        : {},
+    );
     stops.push(() => arm.stop());
     const storageAccountId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Storage/storageAccounts/${azurite.accountName}`;
     const container = new BlobServiceClient(
@@ -83,7 +89,7 @@ export async function startLocalGallery(options: LocalGalleryOptions): Promise<L
         credential: new ManagedIdentityCredential(),
         pollIntervalMs: 20,
       });
-    return { identity, azurite, arm, container, storageAccountId, gallery, stop };
+    return { identity, azurite, arm, container, storageAccountId, gallery, startArm, stop };
   } catch (error) {
     await stop();
     throw error;
