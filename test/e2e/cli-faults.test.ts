@@ -19,8 +19,8 @@ import {
   startStemcellMirrorDirect,
   startStemcellMirrorWrapped,
 } from '../support/cli-process.js';
-import { startLocalAzure, type LocalAzure } from '../support/local-azure.js';
-import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
+import { publishStemcell, startLocalAzure, type LocalAzure } from '../support/local-azure.js';
+import type { StemcellFixture } from '../support/stemcell-fixture.js';
 import { startStorageProxy, type StorageProxy } from '../support/storage-proxy.js';
 
 const JAMMY = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
@@ -39,15 +39,11 @@ after(async () => {
   await local?.stop();
 });
 
-async function publish(
+const publish = (
   series: string,
   version: string,
   options: { dataMiB?: number } = {},
-): Promise<StemcellFixture> {
-  const fixture = await buildStemcellFixture({ series, version, seed: 11, ...options });
-  local.boshio.publish(series, { version, tarball: fixture.tarball });
-  return fixture;
-}
+): Promise<StemcellFixture> => publishStemcell(local, { series, version, seed: 11, ...options });
 
 async function workDirFor(name: string): Promise<string> {
   const dir = join(local.workDir, name);

@@ -17,15 +17,14 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdir, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ManagedIdentityCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { USAGE_LINE } from '../../src/cli.js';
 import { MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
-import { ComputeGallery } from '../../src/gallery.js';
+import type { ComputeGallery } from '../../src/gallery.js';
 import { vhdBlobName } from '../../src/pageblob.js';
 import {
   jsonResults,
@@ -36,14 +35,21 @@ import {
   type CliRun,
 } from '../support/cli-process.js';
 import {
+  publishStemcell,
   startLocalAzure,
+  storyIn,
   TEST_GALLERY,
-  TEST_REGION,
   TEST_RESOURCE_GROUP,
   TEST_SUBSCRIPTION,
   type LocalAzure,
+  type Story,
 } from '../support/local-azure.js';
-import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
+import { foreignGallery, succeededVersion, wholeVhdPageBlob } from '../support/foreign-versions.js';
+import {
+  buildStemcellFixture,
+  type StemcellFixture,
+  type StemcellFixtureOptions,
+} from '../support/stemcell-fixture.js';
 
 const JAMMY = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 
@@ -56,25 +62,11 @@ after(async () => {
   await local?.stop();
 });
 
-async function publish(
-  options: Parameters<typeof buildStemcellFixture>[0] & { series: string; version: string },
-): Promise<StemcellFixture> {
-  const fixture = await buildStemcellFixture(options);
-  local.boshio.publish(options.series, { version: options.version, tarball: fixture.tarball });
-  return fixture;
-}
+const publish = (
+  options: StemcellFixtureOptions & { series: string; version: string },
+): Promise<StemcellFixture> => publishStemcell(local, options);
 
-/** A story's own environment: the local services, and a temp directory no other story uses. */
-interface Story {
-  env: Record<string, string>;
-  workDir: string;
-}
-
-async function story(name: string): Promise<Story> {
-  const workDir = join(local.workDir, name);
-  await mkdir(workDir, { recursive: true });
-  return { env: { ...local.env, BASM_MOUNTED_DIRECTORY: workDir }, workDir };
-}
+const story = (name: string): Promise<Story> => storyIn(local, name);
 
 /** `mirror --json ...args` with node directly. */
 function mirror(s: Story, ...args: string[]): Promise<CliRun> {
@@ -183,26 +175,8 @@ function imageVersion(definition: string, version: string): ImageVersion | undef
   return local.arm.imageVersions.get(`${definition}/${version}`) as ImageVersion | undefined;
 }
 
-let otherToolGallery: ComputeGallery | undefined;
-
 /** The gallery as another tool (the original mirror) sees it: the same ARM, the identity endpoint's token. */
-function otherTool(): ComputeGallery {
-  if (otherToolGallery === undefined) {
-    // The credential reads these once per process; no other token is asked for in this process.
-    Object.assign(process.env, local.identity.env());
-    otherToolGallery = new ComputeGallery({
-      subscriptionId: TEST_SUBSCRIPTION,
-      resourceGroup: TEST_RESOURCE_GROUP,
-      galleryName: TEST_GALLERY,
-      region: TEST_REGION,
-      resourceManagerEndpoint: local.arm.url,
-      storageAccountId: `/subscriptions/${TEST_SUBSCRIPTION}/resourceGroups/${TEST_RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/${local.azurite.accountName}`,
-      credential: new ManagedIdentityCredential(),
-      pollIntervalMs: 20,
-    });
-  }
-  return otherToolGallery;
-}
+const otherTool = (): ComputeGallery => foreignGallery(local);
 
 /**
  * What the original mirror left behind: the whole VHD (zeros included) as a page blob of its own naming, and
@@ -212,13 +186,7 @@ async function versionFromAnotherTool(series: string, version: string, vhd: Buff
   const service = new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential);
   const container = service.getContainerClient('vhds');
   await container.createIfNotExists();
-  const blob = container.getPageBlobClient(`${series}-${version}.vhd`);
-  await blob.create(vhd.length);
-  const chunk = 4 * 1024 * 1024;
-  for (let offset = 0; offset < vhd.length; offset += chunk) {
-    const length = Math.min(chunk, vhd.length - offset);
-    await blob.uploadPages(vhd.subarray(offset, offset + length), offset, length);
-  }
+  const blobUrl = await wholeVhdPageBlob(container, `${series}-${version}.vhd`, vhd);
   const gallery = otherTool();
   await gallery.ensureImageDefinition({
     name: series,
@@ -231,22 +199,12 @@ async function versionFromAnotherTool(series: string, version: string, vhd: Buff
     architecture: 'x64',
   });
   const galleryVersion = `${version}.0`;
-  await gallery.startImageVersion({
-    definitionName: series,
-    versionName: galleryVersion,
-    blobUrl: blob.url,
-    tags: {},
-  });
-  for (let polls = 0; ; polls++) {
-    const state = await gallery.getImageVersion(series, galleryVersion);
-    if (state?.provisioningState === 'Succeeded') break;
-    assert.ok(
-      polls < 200 && state?.provisioningState !== 'Failed',
-      `setup version ${galleryVersion}: ${state?.provisioningState}`,
-    );
-    await new Promise((done) => setTimeout(done, 50));
-  }
-  return blob.url;
+  await succeededVersion(
+    gallery,
+    { definitionName: series, versionName: galleryVersion, blobUrl, tags: {} },
+    `setup version ${galleryVersion}`,
+  );
+  return blobUrl;
 }
 
 /** Whether the mirror uploaded its own page blob for this version. */

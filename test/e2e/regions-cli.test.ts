@@ -5,12 +5,16 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { jsonResults, runStemcellMirrorDirect, type CliRun } from '../support/cli-process.js';
-import { startLocalAzure, TEST_REGION, type LocalAzure } from '../support/local-azure.js';
-import { buildStemcellFixture } from '../support/stemcell-fixture.js';
+import {
+  publishStemcell,
+  startLocalAzure,
+  storyIn,
+  TEST_REGION,
+  type LocalAzure,
+  type Story,
+} from '../support/local-azure.js';
 
 const DAY_MS = 86_400_000;
 
@@ -23,19 +27,11 @@ after(async () => {
   await local?.stop();
 });
 
-interface Story {
-  env: Record<string, string>;
-}
-
-async function story(name: string, settings: Record<string, string> = {}): Promise<Story> {
-  const workDir = join(local.workDir, name);
-  await mkdir(workDir, { recursive: true });
-  return { env: { ...local.env, BASM_MOUNTED_DIRECTORY: workDir, ...settings } };
-}
+const story = (name: string, settings: Record<string, string> = {}): Promise<Story> =>
+  storyIn(local, name, settings);
 
 async function publish(series: string, version: string, seed: number): Promise<void> {
-  const fixture = await buildStemcellFixture({ series, version, seed });
-  local.boshio.publish(series, { version, tarball: fixture.tarball });
+  await publishStemcell(local, { series, version, seed });
 }
 
 function mirror(s: Story, ...args: string[]): Promise<CliRun> {

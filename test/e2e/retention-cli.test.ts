@@ -7,21 +7,21 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ManagedIdentityCredential } from '@azure/identity';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
-import { ComputeGallery } from '../../src/gallery.js';
+import type { ComputeGallery } from '../../src/gallery.js';
 import { vhdBlobName } from '../../src/pageblob.js';
 import { jsonResults, runStemcellMirrorDirect, type CliRun } from '../support/cli-process.js';
+import { foreignGallery, succeededVersion, wholeVhdPageBlob } from '../support/foreign-versions.js';
 import {
+  publishStemcell,
   startLocalAzure,
   TEST_GALLERY,
-  TEST_REGION,
   TEST_RESOURCE_GROUP,
   TEST_SUBSCRIPTION,
   type LocalAzure,
 } from '../support/local-azure.js';
-import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
+import type { StemcellFixture } from '../support/stemcell-fixture.js';
 
 let local: LocalAzure;
 
@@ -32,11 +32,8 @@ after(async () => {
   await local?.stop();
 });
 
-async function publish(series: string, version: string, seed: number): Promise<StemcellFixture> {
-  const fixture = await buildStemcellFixture({ series, version, seed });
-  local.boshio.publish(series, { version, tarball: fixture.tarball });
-  return fixture;
-}
+const publish = (series: string, version: string, seed: number): Promise<StemcellFixture> =>
+  publishStemcell(local, { series, version, seed });
 
 function run(env: Record<string, string>, ...args: string[]): Promise<CliRun> {
   return runStemcellMirrorDirect(args, { ...local.env, ...env });
@@ -76,53 +73,24 @@ function armChanges(since: number, definition: string): string[] {
     .map((r) => `${r.method} ${r.path}`);
 }
 
-let directorGallery: ComputeGallery | undefined;
-
 /** The gallery as a director's CPI sees it: the same ARM, a token from the identity endpoint. */
-function director(): ComputeGallery {
-  if (directorGallery === undefined) {
-    Object.assign(process.env, local.identity.env());
-    directorGallery = new ComputeGallery({
-      subscriptionId: TEST_SUBSCRIPTION,
-      resourceGroup: TEST_RESOURCE_GROUP,
-      galleryName: TEST_GALLERY,
-      region: TEST_REGION,
-      resourceManagerEndpoint: local.arm.url,
-      storageAccountId: `/subscriptions/${TEST_SUBSCRIPTION}/resourceGroups/${TEST_RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/${local.azurite.accountName}`,
-      credential: new ManagedIdentityCredential(),
-      pollIntervalMs: 20,
-    });
-  }
-  return directorGallery;
-}
+const director = (): ComputeGallery => foreignGallery(local);
 
 /** What `bosh upload-stemcell` leaves with a compute gallery: the CPI's blob and a version referencing it. */
 async function directorUpload(series: string, galleryVersion: string, vhd: Buffer): Promise<void> {
   const stemcells = container('director-stemcells');
   await stemcells.createIfNotExists();
-  const blob = stemcells.getPageBlobClient(`bosh-stemcell-${galleryVersion}.vhd`);
-  await blob.create(vhd.length);
-  const chunk = 4 * 1024 * 1024;
-  for (let offset = 0; offset < vhd.length; offset += chunk) {
-    const length = Math.min(chunk, vhd.length - offset);
-    await blob.uploadPages(vhd.subarray(offset, offset + length), offset, length);
-  }
-  const gallery = director();
-  await gallery.startImageVersion({
-    definitionName: series,
-    versionName: galleryVersion,
-    blobUrl: blob.url,
-    tags: { stemcell_references: 'bosh-stemcell-2222' },
-  });
-  for (let polls = 0; ; polls++) {
-    const state = await gallery.getImageVersion(series, galleryVersion);
-    if (state?.provisioningState === 'Succeeded') return;
-    assert.ok(
-      polls < 200 && state?.provisioningState !== 'Failed',
-      `director upload: ${state?.provisioningState}`,
-    );
-    await new Promise((done) => setTimeout(done, 50));
-  }
+  const blobUrl = await wholeVhdPageBlob(stemcells, `bosh-stemcell-${galleryVersion}.vhd`, vhd);
+  await succeededVersion(
+    director(),
+    {
+      definitionName: series,
+      versionName: galleryVersion,
+      blobUrl,
+      tags: { stemcell_references: 'bosh-stemcell-2222' },
+    },
+    'director upload',
+  );
 }
 
 describe('stories', { concurrency: 3 }, () => {

@@ -6,58 +6,27 @@
 
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import type { StemcellRelease } from '../../src/boshio.js';
 import type { PlannedExtension } from '../../src/plan.js';
-import { STEP_RETRY, type MonitorSettings, type VersionResult } from '../../src/workflow.js';
-import { bindingOf, invokeFunction, loadFunctionsApp, returnedJson } from '../support/functions-core/host.js';
-import { OrchestrationHistory } from '../support/orchestration-history.js';
+import { STEP_RETRY, type VersionResult } from '../../src/workflow.js';
+import { bindingOf, loadFunctionsApp } from '../support/functions-core/host.js';
+import {
+  MONITOR,
+  SERIES,
+  ok,
+  release,
+  replayEpisode as replay,
+  seriesHeld,
+} from '../support/series-history.js';
 
-const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
-const START = new Date('2026-05-04T06:00:00.000Z');
-const MONITOR: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 120 };
-const WAIT = { waitSeconds: 0, pollIntervalSeconds: 30 };
 const definitionName = SERIES;
 
-const release: StemcellRelease = {
-  series: SERIES,
-  version: '1.100',
-  url: `https://bosh.io/d/stemcells/${SERIES}?v=1.100`,
-  size: 1_300_000_000,
-  sha256: 'ab'.repeat(32),
-};
 const extensions: PlannedExtension[] = [
   { version: '1.100', galleryVersion: '1.100.0', definitionName, reason: 'adds eastus' },
   { version: '1.99', galleryVersion: '1.99.0', definitionName, reason: 'adds eastus' },
 ];
 const plan = { series: SERIES, mirror: [], newest: release, deferred: [], extend: extensions };
 
-interface Action {
-  actionType: number;
-  functionName?: string;
-  input?: unknown;
-  fireAt?: string;
-  retryOptions?: Record<string, unknown>;
-}
-
-interface OrchestratorState {
-  isDone: boolean;
-  actions: Action[][];
-  output?: unknown;
-  customStatus?: Record<string, unknown>;
-}
-
-const ok = <T>(value: T) => ({ ok: true, value });
-
-async function replay(history: OrchestrationHistory): Promise<OrchestratorState & { all: Action[] }> {
-  const { response } = await invokeFunction(history.name, { orchestrationTrigger: history.trigger() });
-  const state = returnedJson(response) as OrchestratorState;
-  return { ...state, all: state.actions.flat() };
-}
-
-const planned = () =>
-  new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, { request: { series: SERIES } }, START)
-    .activityCompleted('acquireSeriesLock', ok({ acquired: true, wait: WAIT }))
-    .activityCompleted('resolveVersions', ok(plan));
+const planned = () => seriesHeld().activityCompleted('resolveVersions', ok(plan));
 
 const replicating = {
   provisioningState: 'Succeeded',

@@ -14,23 +14,26 @@ import {
   type ExtractedStemcellSummary,
   type MirrorVersionInput,
   type MonitorSettings,
-  type StepName,
   type VersionResult,
 } from '../../src/workflow.js';
-import { invokeFunction, loadFunctionsApp, returnedJson } from '../support/functions-core/host.js';
+import { invokeFunction, loadFunctionsApp } from '../support/functions-core/host.js';
 import { OrchestrationHistory } from '../support/orchestration-history.js';
+import {
+  LOCK_WAIT,
+  MONITOR,
+  SERIES,
+  START,
+  expectedRetryOptions,
+  ok,
+  type OrchestratorState,
+  release,
+  replay,
+  seriesHeld,
+  seriesStarted,
+  versionHistory,
+  versionHistoryUntilCreation,
+} from '../support/series-history.js';
 
-const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
-const START = new Date('2026-05-04T06:00:00.000Z');
-const MONITOR: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 120 };
-
-const release: StemcellRelease = {
-  series: SERIES,
-  version: '1.100',
-  url: `https://bosh.io/d/stemcells/${SERIES}?v=1.100`,
-  size: 1_300_000_000,
-  sha256: 'ab'.repeat(32),
-};
 const manifest = {
   name: SERIES,
   version: '1.100',
@@ -54,86 +57,12 @@ const definitionName = SERIES;
 const versionInput: MirrorVersionInput = { series: SERIES, version: '1.100' };
 const REF = { series: SERIES, version: '1.100' };
 
-interface Action {
-  actionType: number;
-  functionName?: string;
-  input?: unknown;
-  instanceId?: string;
-  fireAt?: string;
-  retryOptions?: Record<string, unknown>;
-}
-
-interface OrchestratorState {
-  isDone: boolean;
-  actions: Action[][];
-  output?: unknown;
-  customStatus?: Record<string, unknown>;
-  error?: string;
-}
-
-/** One replay: what the worker returns to the extension for this history. */
-async function replay(
-  history: OrchestrationHistory,
-): Promise<OrchestratorState & { all: Action[]; last: Action }> {
-  const { response } = await invokeFunction(history.name, { orchestrationTrigger: history.trigger() });
-  const state = returnedJson(response) as OrchestratorState;
-  const all = state.actions.flat();
-  const last = all.at(-1);
-  assert.ok(last, 'the orchestrator scheduled nothing');
-  return { ...state, all, last };
-}
-
-const ok = <T>(value: T) => ({ ok: true, value });
-
-function versionHistory(): OrchestrationHistory {
-  return new OrchestrationHistory(
-    'mirrorVersion',
-    versionInstanceId(SERIES, '1.100', START),
-    versionInput,
-    START,
-    'mirror-x',
-  );
-}
-
-/** mirrorVersion up to the point where the image version's creation has started. */
-function versionHistoryUntilCreation(): OrchestrationHistory {
-  return versionHistory()
-    .activityCompleted('downloadAndExtract', ok(stemcell))
-    .activityCompleted(
-      'uploadVhd',
-      ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
-    )
-    .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
-    .activityCompleted(
-      'createImageVersion',
-      ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
-    );
-}
-
-function expectedRetryOptions(name: StepName): Record<string, unknown> {
-  const policy = STEP_RETRY[name];
-  return {
-    firstRetryIntervalInMilliseconds: policy.firstRetryIntervalMs,
-    maxNumberOfAttempts: policy.maxAttempts,
-    backoffCoefficient: policy.backoffCoefficient,
-    maxRetryIntervalInMilliseconds: policy.maxRetryIntervalMs,
-  };
-}
-
 before(async () => {
   await loadFunctionsApp();
 });
 
 describe('mirrorSeries', () => {
   const seriesInput = { request: { series: SERIES } };
-  /** How long a run waits for its series and how often it looks: the settings, in acquireSeriesLock's output. */
-  const WAIT = { waitSeconds: 0, pollIntervalSeconds: 30 };
-  /** The run's first episode, before it holds its series. */
-  const startedHistory = () =>
-    new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, seriesInput, START);
-  /** The run holding its series. */
-  const seriesHistory = () =>
-    startedHistory().activityCompleted('acquireSeriesLock', ok({ acquired: true, wait: WAIT }));
   const holder = {
     holder: 'command line (pid 4242 on build-7)',
     since: '2026-05-04T05:50:00.000Z',
@@ -142,12 +71,12 @@ describe('mirrorSeries', () => {
   let claim: { series: string; leaseId: string };
 
   before(async () => {
-    const first = await replay(startedHistory());
+    const first = await replay(seriesStarted());
     claim = (first.last.input as { claim: typeof claim }).claim;
   });
 
   test('its first episode takes the series: acquireSeriesLock with a GUID lease id and who the run is', async () => {
-    const state = await replay(startedHistory());
+    const state = await replay(seriesStarted());
 
     assert.equal(state.isDone, false);
     assert.deepEqual(state.all, [
@@ -163,8 +92,8 @@ describe('mirrorSeries', () => {
   });
 
   test('the lease id is the same on every replay, so every activity of the run holds the same lease', async () => {
-    const again = await replay(startedHistory());
-    const later = await replay(seriesHistory().activityCompleted('resolveVersions', ok(plan)));
+    const again = await replay(seriesStarted());
+    const later = await replay(seriesHeld().activityCompleted('resolveVersions', ok(plan)));
 
     assert.deepEqual((again.last.input as { claim: unknown }).claim, claim);
     assert.deepEqual((later.last.input as { lock: unknown }).lock, claim);
@@ -185,7 +114,7 @@ describe('mirrorSeries', () => {
 
   test('fault: a series another run holds is looked at again after a durable timer of the poll interval', async () => {
     const wait = { waitSeconds: 600, pollIntervalSeconds: 20 };
-    const history = startedHistory().activityCompleted(
+    const history = seriesStarted().activityCompleted(
       'acquireSeriesLock',
       ok({ acquired: false, ...holder, wait }),
     );
@@ -210,7 +139,10 @@ describe('mirrorSeries', () => {
 
   test('fault: a series held past the wait ends the run with one failed result naming the holder, and nothing else', async () => {
     const state = await replay(
-      startedHistory().activityCompleted('acquireSeriesLock', ok({ acquired: false, ...holder, wait: WAIT })),
+      seriesStarted().activityCompleted(
+        'acquireSeriesLock',
+        ok({ acquired: false, ...holder, wait: LOCK_WAIT }),
+      ),
     );
 
     assert.equal(state.isDone, true);
@@ -258,7 +190,7 @@ describe('mirrorSeries', () => {
   };
 
   test('holding its series, it schedules resolveVersions with the claim and the step retry policy', async () => {
-    const state = await replay(seriesHistory());
+    const state = await replay(seriesHeld());
 
     assert.equal(state.isDone, false);
     assert.deepEqual(state.last, {
@@ -270,7 +202,7 @@ describe('mirrorSeries', () => {
   });
 
   test('starts mirrorVersion for each planned version with a deterministic instance id, naming only the stemcell', async () => {
-    const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(plan)));
+    const state = await replay(seriesHeld().activityCompleted('resolveVersions', ok(plan)));
 
     assert.deepEqual(state.last, {
       actionType: 2,
@@ -281,7 +213,7 @@ describe('mirrorSeries', () => {
   });
 
   test('fault: a transient failure of resolveVersions waits for the retry timer instead of failing the series', async () => {
-    const state = await replay(seriesHistory().activityFailed('resolveVersions', 'bosh.io answered 503'));
+    const state = await replay(seriesHeld().activityFailed('resolveVersions', 'bosh.io answered 503'));
 
     assert.equal(state.isDone, false);
     assert.equal(state.error, undefined);
@@ -294,7 +226,7 @@ describe('mirrorSeries', () => {
   });
 
   test('a step that succeeds on its retry lets the series continue', async () => {
-    const history = seriesHistory()
+    const history = seriesHeld()
       .activityFailed('resolveVersions', 'bosh.io answered 503')
       .retryTimerFired(STEP_RETRY.resolveVersions.firstRetryIntervalMs)
       .activityCompleted('resolveVersions', ok(plan));
@@ -312,7 +244,7 @@ describe('mirrorSeries', () => {
       action: 'created',
       blobUrl,
     };
-    const versionsDone = seriesHistory()
+    const versionsDone = seriesHeld()
       .activityCompleted('resolveVersions', ok(plan))
       .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), versionResult)
       .activityCompleted('recordRun', ok({ outcome: 'succeeded' }));
@@ -331,7 +263,7 @@ describe('mirrorSeries', () => {
 
   test('fault: resolveVersions failing permanently ends the series with one failed result naming that step', async () => {
     const message = 'bosh.io has no version 9.9 of ' + SERIES;
-    const failed = seriesHistory().activityCompleted('resolveVersions', { ok: false, error: message });
+    const failed = seriesHeld().activityCompleted('resolveVersions', { ok: false, error: message });
     const recording = await replay(failed);
     assert.equal(recording.last.functionName, 'recordRun', 'the failure is recorded for status');
     assert.deepEqual((recording.last.input as { results: unknown[] }).results.length, 1);
@@ -365,7 +297,7 @@ describe('mirrorSeries', () => {
       blobUrl,
     };
     const state = await replay(
-      seriesHistory()
+      seriesHeld()
         .activityCompleted('resolveVersions', ok(plan))
         .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), versionResult),
     );
@@ -387,7 +319,7 @@ describe('mirrorSeries', () => {
 
   test('a check with nothing to do is recorded too: that is what the dead man’s switch waits for', async () => {
     const nothing = { series: SERIES, mirror: [], newest: release, deferred: [] };
-    const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(nothing)));
+    const state = await replay(seriesHeld().activityCompleted('resolveVersions', ok(nothing)));
 
     assert.equal(state.last.functionName, 'recordRun');
     assert.deepEqual((state.last.input as { results: unknown }).results, [
@@ -397,7 +329,7 @@ describe('mirrorSeries', () => {
 
   test('fault: a run record that cannot be written does not fail the run, and the series is still given back', async () => {
     const nothing = { series: SERIES, mirror: [], newest: release, deferred: [] };
-    const history = seriesHistory()
+    const history = seriesHeld()
       .activityCompleted('resolveVersions', ok(nothing))
       .activityCompleted('recordRun', { ok: false, error: 'the storage account refused the write (403)' });
     assert.equal((await replay(history)).last.functionName, 'releaseSeriesLock');
@@ -480,7 +412,7 @@ describe('mirrorSeries', () => {
   });
 
   test('fault: a failed mirrorVersion does not stop the next planned version, and both results are returned in order', async () => {
-    const afterFailure = seriesHistory()
+    const afterFailure = seriesHeld()
       .activityCompleted('resolveVersions', ok(twoVersionPlan))
       .subOrchestrationFailed(
         'mirrorVersion',
@@ -534,7 +466,7 @@ describe('mirrorSeries', () => {
       deferred: [],
     };
 
-    const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(finishPlan)));
+    const state = await replay(seriesHeld().activityCompleted('resolveVersions', ok(finishPlan)));
 
     assert.equal(state.last.functionName, 'mirrorVersion');
     assert.deepEqual(state.last.input, {
@@ -554,7 +486,7 @@ describe('mirrorSeries', () => {
       deferred: [],
     };
 
-    const state = await replay(seriesHistory().activityCompleted('resolveVersions', ok(adoptPlan)));
+    const state = await replay(seriesHeld().activityCompleted('resolveVersions', ok(adoptPlan)));
 
     assert.equal(state.last.functionName, 'mirrorVersion');
     assert.deepEqual(state.last.input, { series: SERIES, version: '1.100', adopt: true, lock: claim });
@@ -659,7 +591,7 @@ describe('mirrorVersion', () => {
   });
 
   test('waits with a durable timer of the poll interval while the image version is Creating', async () => {
-    const history = versionHistoryUntilCreation().activityCompleted(
+    const history = versionHistoryUntilCreation(stemcell, blobUrl).activityCompleted(
       'getImageVersionState',
       ok({ provisioningState: 'Creating', monitor: MONITOR }),
     );
@@ -675,7 +607,7 @@ describe('mirrorVersion', () => {
   });
 
   test('polls again after the timer and notifies once the image version is Succeeded', async () => {
-    const creating = versionHistoryUntilCreation().activityCompleted(
+    const creating = versionHistoryUntilCreation(stemcell, blobUrl).activityCompleted(
       'getImageVersionState',
       ok({ provisioningState: 'Creating', monitor: MONITOR }),
     );
@@ -702,7 +634,7 @@ describe('mirrorVersion', () => {
   });
 
   test('fault: an image version Azure reports Failed ends the version as failed and schedules cleanup', async () => {
-    const history = versionHistoryUntilCreation().activityCompleted(
+    const history = versionHistoryUntilCreation(stemcell, blobUrl).activityCompleted(
       'getImageVersionState',
       ok({ provisioningState: 'Failed', errorMessage: 'The VHD footer is invalid.', monitor: MONITOR }),
     );
@@ -809,7 +741,7 @@ describe('mirrorVersion', () => {
   });
 
   test('replaying a complete history schedules nothing new and returns the created version', async () => {
-    const history = versionHistoryUntilCreation()
+    const history = versionHistoryUntilCreation(stemcell, blobUrl)
       .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded', monitor: MONITOR }))
       .activityCompleted('notify', ok({ notified: true }))
       .activityCompleted('cleanup', ok({ removed: true }));

@@ -5,31 +5,25 @@
 
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import type { StemcellRelease } from '../../src/boshio.js';
 import type { StemcellManifest } from '../../src/manifest.js';
+import { versionInstanceId, type VersionResult } from '../../src/workflow.js';
+import { loadFunctionsApp } from '../support/functions-core/host.js';
 import {
-  STEP_RETRY,
-  versionInstanceId,
-  type MonitorSettings,
-  type StepName,
-  type VersionResult,
-} from '../../src/workflow.js';
-import { invokeFunction, loadFunctionsApp, returnedJson } from '../support/functions-core/host.js';
-import { OrchestrationHistory } from '../support/orchestration-history.js';
+  MONITOR,
+  SERIES,
+  START,
+  expectedRetryOptions,
+  ok,
+  release,
+  replay,
+  seriesHeld,
+  seriesStarted,
+  versionHistoryUntilCreation,
+} from '../support/series-history.js';
 
-const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
-const START = new Date('2026-05-04T06:00:00.000Z');
-const MONITOR: MonitorSettings = { pollIntervalSeconds: 30, deadlineMinutes: 120 };
 const definitionName = SERIES;
 const blobUrl = `https://account.blob.core.windows.net/stemcell/${SERIES}/1.100/root.vhd`;
 
-const release: StemcellRelease = {
-  series: SERIES,
-  version: '1.100',
-  url: `https://bosh.io/d/stemcells/${SERIES}?v=1.100`,
-  size: 1_300_000_000,
-  sha256: 'ab'.repeat(32),
-};
 const REASON = 'older than the newest 2 the mirror keeps (BASM_KEEP_VERSIONS); no director uses it';
 const retention = [
   { definitionName, galleryVersion: '1.97.0', version: '1.97', reason: REASON },
@@ -51,59 +45,19 @@ const created: VersionResult = {
   blobUrl,
 };
 
-interface Action {
-  actionType: number;
-  functionName?: string;
-  input?: unknown;
-  retryOptions?: Record<string, unknown>;
-}
-
-async function replay(history: OrchestrationHistory) {
-  const { response } = await invokeFunction(history.name, { orchestrationTrigger: history.trigger() });
-  const state = returnedJson(response) as {
-    isDone: boolean;
-    actions: Action[][];
-    output?: unknown;
-    error?: string;
-  };
-  const all = state.actions.flat();
-  const last = all.at(-1);
-  assert.ok(last, 'the orchestrator scheduled nothing');
-  return { ...state, all, last };
-}
-
-const ok = <T>(value: T) => ({ ok: true, value });
-
-function retryOptions(name: StepName): Record<string, unknown> {
-  const policy = STEP_RETRY[name];
-  return {
-    firstRetryIntervalInMilliseconds: policy.firstRetryIntervalMs,
-    maxNumberOfAttempts: policy.maxAttempts,
-    backoffCoefficient: policy.backoffCoefficient,
-    maxRetryIntervalInMilliseconds: policy.maxRetryIntervalMs,
-  };
-}
-
 before(async () => {
   await loadFunctionsApp();
 });
 
 describe('mirrorSeries with retention', () => {
-  const started = () =>
-    new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, { request: { series: SERIES } }, START);
   let claim: { series: string; leaseId: string };
-  const held = () =>
-    started().activityCompleted(
-      'acquireSeriesLock',
-      ok({ acquired: true, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
-    );
   const mirrored = () =>
-    held()
+    seriesHeld()
       .activityCompleted('resolveVersions', ok(plan))
       .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), created);
 
   before(async () => {
-    claim = ((await replay(started())).last.input as { claim: typeof claim }).claim;
+    claim = ((await replay(seriesStarted())).last.input as { claim: typeof claim }).claim;
   });
 
   test('after the versions are mirrored, deleteImageVersion runs for the oldest first, with the claim and its retry policy', async () => {
@@ -114,7 +68,7 @@ describe('mirrorSeries with retention', () => {
       actionType: 1,
       functionName: 'deleteImageVersion',
       input: { series: SERIES, version: '1.97', definitionName, lock: claim },
-      retryOptions: retryOptions('deleteImageVersion'),
+      retryOptions: expectedRetryOptions('deleteImageVersion'),
     });
   });
 
@@ -164,7 +118,7 @@ describe('mirrorSeries with retention', () => {
 
   test('fault: a run in which a version failed deletes nothing', async () => {
     const state = await replay(
-      held()
+      seriesHeld()
         .activityCompleted('resolveVersions', ok(plan))
         .subOrchestrationFailed(
           'mirrorVersion',
@@ -179,18 +133,13 @@ describe('mirrorSeries with retention', () => {
 
   test('with nothing to mirror, retention runs right after the plan', async () => {
     const nothing = { ...plan, mirror: [] };
-    const state = await replay(held().activityCompleted('resolveVersions', ok(nothing)));
+    const state = await replay(seriesHeld().activityCompleted('resolveVersions', ok(nothing)));
 
     assert.equal(state.last.functionName, 'deleteImageVersion');
   });
 
   test('a dry run lists skipped, planned and planned-delete with their reasons, and schedules nothing else', async () => {
-    const history = new OrchestrationHistory(
-      'mirrorSeries',
-      `mirror-${SERIES}`,
-      { request: { series: SERIES, dryRun: true } },
-      START,
-    ).activityCompleted('resolveVersions', ok(plan));
+    const history = seriesStarted({ dryRun: true }).activityCompleted('resolveVersions', ok(plan));
 
     const state = await replay(history);
 
@@ -232,26 +181,7 @@ describe('mirrorSeries with retention', () => {
 describe('mirrorVersion with BASM_DELETE_SOURCE_BLOB', () => {
   const manifest = { name: SERIES, version: '1.100' } as unknown as StemcellManifest;
   const succeeded = (extra: Record<string, unknown>) =>
-    new OrchestrationHistory(
-      'mirrorVersion',
-      versionInstanceId(SERIES, '1.100', START),
-      { series: SERIES, version: '1.100' },
-      START,
-      'mirror-x',
-    )
-      .activityCompleted(
-        'downloadAndExtract',
-        ok({ series: SERIES, version: '1.100', manifest, imageSha256: 'ef' }),
-      )
-      .activityCompleted(
-        'uploadVhd',
-        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
-      )
-      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
-      .activityCompleted(
-        'createImageVersion',
-        ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
-      )
+    versionHistoryUntilCreation({ series: SERIES, version: '1.100', manifest, imageSha256: 'ef' }, blobUrl)
       .activityCompleted(
         'getImageVersionState',
         ok({ provisioningState: 'Succeeded', monitor: MONITOR, ...extra }),
@@ -265,7 +195,7 @@ describe('mirrorVersion with BASM_DELETE_SOURCE_BLOB', () => {
       actionType: 1,
       functionName: 'deleteSourceBlob',
       input: { series: SERIES, version: '1.100', definitionName },
-      retryOptions: retryOptions('deleteSourceBlob'),
+      retryOptions: expectedRetryOptions('deleteSourceBlob'),
     });
   });
 

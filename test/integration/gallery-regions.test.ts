@@ -8,77 +8,44 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ComputeManagementClient } from '@azure/arm-compute';
 import { ManagedIdentityCredential } from '@azure/identity';
-import { BlobServiceClient } from '@azure/storage-blob';
 import type { ContainerClient } from '@azure/storage-blob';
 import { imageDefinitionFor, imageVersionTags } from '../../src/cpi.js';
 import type { ImageDefinitionSpec } from '../../src/cpi.js';
-import { ComputeGallery, type ImageVersionState, type VersionPublishing } from '../../src/gallery.js';
-import type { StemcellManifest } from '../../src/manifest.js';
-import { startAzurite } from '../support/azurite.js';
-import type { AzuriteBlob } from '../support/azurite.js';
-import { startFakeArm } from '../support/fake-arm/index.js';
+import type { ComputeGallery, ImageVersionState, VersionPublishing } from '../../src/gallery.js';
 import type { FakeArm } from '../support/fake-arm/index.js';
-import { startIdentityEndpoint } from '../support/identity.js';
-import type { IdentityEndpoint } from '../support/identity.js';
-import { fixedVhdFooter } from '../support/stemcell-fixture.js';
+import { startLocalGallery, stemcellManifest, vhdPageBlob } from '../support/local-gallery.js';
+import type { LocalGallery } from '../support/local-gallery.js';
 
 const subscriptionId = '00000000-0000-4000-8000-0000000000e8';
 const resourceGroup = 'rg-regions-test';
 const galleryName = 'stemcells';
 const region = 'westeurope';
-const MIB = 1024 * 1024;
 const DAY_MS = 86_400_000;
 /** Reads of a version after it Succeeded until a region other than the gallery's has its replicas. */
 const READS_UNTIL_REPLICATED = 2;
 
-let azurite: AzuriteBlob;
-let identity: IdentityEndpoint;
+let local: LocalGallery;
 let arm: FakeArm;
 let container: ContainerClient;
 let storageAccountId: string;
 
 before(async () => {
-  identity = await startIdentityEndpoint();
-  Object.assign(process.env, identity.env());
-  azurite = await startAzurite();
-  arm = await startFakeArm({
-    subscriptionId,
-    resourceGroup,
-    galleryName,
-    location: region,
-    storage: {
-      blobEndpoint: azurite.blobEndpoint,
-      accountName: azurite.accountName,
-      sharedKeyCredential: azurite.sharedKeyCredential,
-    },
-    appPrincipalId: identity.principalId,
-    replicationReadsUntilDone: READS_UNTIL_REPLICATED,
-  });
-  storageAccountId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Storage/storageAccounts/${azurite.accountName}`;
-  container = new BlobServiceClient(azurite.blobEndpoint, azurite.sharedKeyCredential).getContainerClient(
-    'vhds',
-  );
-  await container.create();
-});
-
-after(async () => {
-  await arm?.stop();
-  await azurite?.stop();
-  await identity?.stop();
-});
-
-function galleryWith(publishing?: VersionPublishing): ComputeGallery {
-  return new ComputeGallery({
+  local = await startLocalGallery({
     subscriptionId,
     resourceGroup,
     galleryName,
     region,
-    ...(publishing !== undefined ? { publishing } : {}),
-    resourceManagerEndpoint: arm.url,
-    storageAccountId,
-    credential: new ManagedIdentityCredential(),
-    pollIntervalMs: 20,
+    replicationReadsUntilDone: READS_UNTIL_REPLICATED,
   });
+  ({ arm, container, storageAccountId } = local);
+});
+
+after(async () => {
+  await local?.stop();
+});
+
+function galleryWith(publishing?: VersionPublishing): ComputeGallery {
+  return local.gallery(publishing);
 }
 
 const twoRegions: VersionPublishing = {
@@ -89,40 +56,17 @@ const twoRegions: VersionPublishing = {
   storageAccountType: 'Standard_ZRS',
 };
 
-function manifest(series: string): StemcellManifest {
-  const version = '1.1364';
-  return {
-    name: series,
-    version,
-    sha1: 'b'.repeat(40),
-    operatingSystem: 'ubuntu-jammy',
-    stemcellFormats: ['azure-vhd'],
-    cloudProperties: {
-      name: series,
-      version,
-      infrastructure: 'azure',
-      osType: 'linux',
-      architecture: 'x86_64',
-      raw: { name: series, version, infrastructure: 'azure', os_type: 'linux', architecture: 'x86_64' },
-    },
-  };
-}
-
 /** A definition and a valid VHD page blob for a version of `series`. */
 async function prepared(series: string): Promise<{ spec: ImageDefinitionSpec; blobUrl: string }> {
-  const spec = imageDefinitionFor(manifest(series), { publisher: 'bosh' });
+  const spec = imageDefinitionFor(stemcellManifest(series), { publisher: 'bosh' });
   await galleryWith().ensureImageDefinition(spec);
-  const blob = container.getPageBlobClient(`${series}.vhd`);
-  await blob.create(MIB + 512);
-  const footer = fixedVhdFooter(MIB);
-  await blob.uploadPages(footer, MIB, footer.length);
-  return { spec, blobUrl: blob.url };
+  return { spec, blobUrl: await vhdPageBlob(container, `${series}.vhd`) };
 }
 
 async function started(series: string, gallery: ComputeGallery): Promise<ImageDefinitionSpec> {
   const { spec, blobUrl } = await prepared(series);
   const tags = imageVersionTags({
-    manifest: manifest(series),
+    manifest: stemcellManifest(series),
     imageSha256: 'c'.repeat(64),
     galleryName,
     definitionName: spec.name,

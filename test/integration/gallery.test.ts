@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ManagedIdentityCredential } from '@azure/identity';
-import { BlobServiceClient } from '@azure/storage-blob';
 import type { ContainerClient } from '@azure/storage-blob';
 import type { GalleryNaming } from '../../src/config.js';
 import {
@@ -20,15 +19,14 @@ import type { ImageDefinitionSpec } from '../../src/cpi.js';
 import { ComputeGallery } from '../../src/gallery.js';
 import type { ImageVersionState } from '../../src/gallery.js';
 import { GalleryError } from '../../src/gallery-error.js';
-import type { CloudProperties, StemcellManifest } from '../../src/manifest.js';
-import { startAzurite } from '../support/azurite.js';
+import type { CloudProperties } from '../../src/manifest.js';
 import type { AzuriteBlob } from '../support/azurite.js';
-import { startFakeArm } from '../support/fake-arm/index.js';
 import type { FakeArm } from '../support/fake-arm/index.js';
-import { startIdentityEndpoint } from '../support/identity.js';
 import type { IdentityEndpoint } from '../support/identity.js';
 import { startHttpsServer } from '../support/https-server.js';
 import { fixedVhdFooter } from '../support/stemcell-fixture.js';
+import { startLocalGallery, stemcellManifest, vhdPageBlob } from '../support/local-gallery.js';
+import type { LocalGallery } from '../support/local-gallery.js';
 
 const subscriptionId = '00000000-0000-4000-8000-0000000000e5';
 const resourceGroup = 'rg-gallery-test';
@@ -37,6 +35,7 @@ const region = 'westeurope';
 const naming: GalleryNaming = { publisher: 'bosh' };
 const MIB = 1024 * 1024;
 
+let local: LocalGallery;
 let azurite: AzuriteBlob;
 let identity: IdentityEndpoint;
 let arm: FakeArm;
@@ -45,90 +44,28 @@ let container: ContainerClient;
 let storageAccountId: string;
 
 before(async () => {
-  // The credential reads these once per process (msal caches the source), so they are set before any token.
-  identity = await startIdentityEndpoint();
-  Object.assign(process.env, identity.env());
-  azurite = await startAzurite();
-  arm = await startFakeArm({
-    subscriptionId,
-    resourceGroup,
-    galleryName,
-    location: region,
-    storage: {
-      blobEndpoint: azurite.blobEndpoint,
-      accountName: azurite.accountName,
-      sharedKeyCredential: azurite.sharedKeyCredential,
-    },
-    appPrincipalId: identity.principalId,
-  });
-  storageAccountId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Storage/storageAccounts/${azurite.accountName}`;
-  gallery = new ComputeGallery({
-    subscriptionId,
-    resourceGroup,
-    galleryName,
-    region,
-    resourceManagerEndpoint: arm.url,
-    storageAccountId,
-    credential: new ManagedIdentityCredential(),
-    pollIntervalMs: 20,
-  });
-  container = new BlobServiceClient(azurite.blobEndpoint, azurite.sharedKeyCredential).getContainerClient(
-    'vhds',
-  );
-  await container.create();
+  local = await startLocalGallery({ subscriptionId, resourceGroup, galleryName, region });
+  ({ azurite, identity, arm, container, storageAccountId } = local);
+  gallery = local.gallery();
 });
 
 after(async () => {
-  await arm?.stop();
-  await azurite?.stop();
-  await identity?.stop();
+  await local?.stop();
 });
-
-function manifest(
-  series: string,
-  cloud: Partial<CloudProperties> = {},
-  version = '1.1364',
-): StemcellManifest {
-  return {
-    name: series,
-    version,
-    sha1: 'b'.repeat(40),
-    operatingSystem: 'ubuntu-jammy',
-    stemcellFormats: ['azure-vhd'],
-    cloudProperties: {
-      name: series,
-      version,
-      infrastructure: 'azure',
-      osType: 'linux',
-      architecture: 'x86_64',
-      raw: { name: series, version, infrastructure: 'azure', os_type: 'linux', architecture: 'x86_64' },
-      ...cloud,
-    },
-  };
-}
 
 /** A definition that exists in the fake, for tests about versions. */
 async function existingDefinition(
   series: string,
   cloud: Partial<CloudProperties> = {},
 ): Promise<ImageDefinitionSpec> {
-  const spec = imageDefinitionFor(manifest(series, cloud), naming);
+  const spec = imageDefinitionFor(stemcellManifest(series, cloud), naming);
   await gallery.ensureImageDefinition(spec);
   return spec;
 }
 
-/** A valid fixed VHD page blob of 1 MiB of (zero) disk plus its footer. */
-async function vhdPageBlob(name: string): Promise<string> {
-  const blob = container.getPageBlobClient(name);
-  await blob.create(MIB + 512);
-  const footer = fixedVhdFooter(MIB);
-  await blob.uploadPages(footer, MIB, footer.length);
-  return blob.url;
-}
-
 function tagsFor(series: string, definitionName: string): Record<string, string> {
   return imageVersionTags({
-    manifest: manifest(series),
+    manifest: stemcellManifest(series),
     imageSha256: 'c'.repeat(64),
     galleryName,
     definitionName,
@@ -155,7 +92,7 @@ function storedState(definitionName: string, versionName: string): unknown {
 
 test('ensureImageDefinition creates a missing definition as the CPI would', async () => {
   const spec = imageDefinitionFor(
-    manifest('def-create', { generation: 'gen2', acceleratedNetworking: true }),
+    stemcellManifest('def-create', { generation: 'gen2', acceleratedNetworking: true }),
     naming,
   );
   assert.equal(await gallery.ensureImageDefinition(spec), 'created');
@@ -178,13 +115,13 @@ test('ensureImageDefinition creates a missing definition as the CPI would', asyn
 });
 
 test('ensureImageDefinition reports a matching existing definition as exists', async () => {
-  const spec = imageDefinitionFor(manifest('def-exists'), naming);
+  const spec = imageDefinitionFor(stemcellManifest('def-exists'), naming);
   await gallery.ensureImageDefinition(spec);
   assert.equal(await gallery.ensureImageDefinition(spec), 'exists');
 });
 
 test('ensureImageDefinition refuses an existing definition of another generation, naming both', async () => {
-  const gen1 = imageDefinitionFor(manifest('def-conflict'), naming);
+  const gen1 = imageDefinitionFor(stemcellManifest('def-conflict'), naming);
   await gallery.ensureImageDefinition(gen1);
   const gen2: ImageDefinitionSpec = { ...gen1, hyperVGeneration: 'V2' };
   await assert.rejects(gallery.ensureImageDefinition(gen2), (error: unknown) => {
@@ -197,7 +134,7 @@ test('ensureImageDefinition refuses an existing definition of another generation
 });
 
 test('ensureImageDefinition leaves a contradicting definition unmodified', async () => {
-  const x64 = imageDefinitionFor(manifest('def-untouched', { generation: 'gen2' }), naming);
+  const x64 = imageDefinitionFor(stemcellManifest('def-untouched', { generation: 'gen2' }), naming);
   await gallery.ensureImageDefinition(x64);
   const before = JSON.stringify(arm.imageDefinitions.get(x64.name));
   await assert.rejects(gallery.ensureImageDefinition({ ...x64, architecture: 'Arm64' }), GalleryError);
@@ -206,7 +143,7 @@ test('ensureImageDefinition leaves a contradicting definition unmodified', async
 
 test('startImageVersion returns while Azure is still creating the version', async () => {
   const spec = await existingDefinition('ver-start');
-  const blobUrl = await vhdPageBlob('ver-start.vhd');
+  const blobUrl = await vhdPageBlob(container, 'ver-start.vhd');
   await gallery.startImageVersion({
     definitionName: spec.name,
     versionName: '1.1364.0',
@@ -218,7 +155,7 @@ test('startImageVersion returns while Azure is still creating the version', asyn
 
 test('a started version eventually reports Succeeded with its source and tags', async () => {
   const spec = await existingDefinition('ver-succeed');
-  const blobUrl = await vhdPageBlob('ver-succeed.vhd');
+  const blobUrl = await vhdPageBlob(container, 'ver-succeed.vhd');
   const tags = tagsFor('ver-succeed', spec.name);
   await gallery.startImageVersion({ definitionName: spec.name, versionName: '1.1364.0', blobUrl, tags });
   const state = await waitForState(spec.name, '1.1364.0', ['Succeeded', 'Failed']);
@@ -235,7 +172,7 @@ test('a started version eventually reports Succeeded with its source and tags', 
 
 test('the version request carries the CPI-shaped source and a single-region publishing profile', async () => {
   const spec = await existingDefinition('ver-body');
-  const blobUrl = await vhdPageBlob('ver-body.vhd');
+  const blobUrl = await vhdPageBlob(container, 'ver-body.vhd');
   await gallery.startImageVersion({
     definitionName: spec.name,
     versionName: '2.0.0',
@@ -263,7 +200,7 @@ test('the version request carries the CPI-shaped source and a single-region publ
 
 test("fault: a failed provisioning is reported with Azure's message", async () => {
   const spec = await existingDefinition('ver-fail');
-  const blobUrl = await vhdPageBlob('ver-fail.vhd');
+  const blobUrl = await vhdPageBlob(container, 'ver-fail.vhd');
   arm.failNextVersion(spec.name, '1.1364.0', {
     code: 'ReplicationJobFailed',
     message: 'Replication to westeurope failed: disk copy timed out.',
@@ -282,7 +219,7 @@ test("fault: a failed provisioning is reported with Azure's message", async () =
 
 test("fault: a failed version's reason reaches a ComputeGallery that did not start it (another worker)", async () => {
   const spec = await existingDefinition('ver-fail-elsewhere');
-  const blobUrl = await vhdPageBlob('ver-fail-elsewhere.vhd');
+  const blobUrl = await vhdPageBlob(container, 'ver-fail-elsewhere.vhd');
   arm.failNextVersion(spec.name, '1.1364.0', {
     code: 'ReplicationJobFailed',
     message: 'Replication to westeurope failed: the source blob could not be read.',
@@ -323,7 +260,7 @@ test("fault: a block blob source fails with Azure's page-blob validation message
 
 test('fault: a request Azure refuses outright is a permanent GalleryError with its status and code', async () => {
   const spec = await existingDefinition('ver-refused');
-  const blobUrl = await vhdPageBlob('ver-refused.vhd');
+  const blobUrl = await vhdPageBlob(container, 'ver-refused.vhd');
   await assert.rejects(
     gallery.startImageVersion({ definitionName: spec.name, versionName: 'latest', blobUrl, tags: {} }),
     (error: unknown) => {
@@ -346,7 +283,7 @@ test('getImageVersion is undefined when the definition does not exist either', a
 
 test('deleteImageVersion removes the version and waits for it', async () => {
   const spec = await existingDefinition('ver-delete');
-  const blobUrl = await vhdPageBlob('ver-delete.vhd');
+  const blobUrl = await vhdPageBlob(container, 'ver-delete.vhd');
   await gallery.startImageVersion({
     definitionName: spec.name,
     versionName: '1.0.0',
@@ -379,7 +316,7 @@ test('listSeriesVersions finds the versions of every definition of the series an
     [other, '1.3.0'],
   ];
   for (const [spec, version] of starts) {
-    const blobUrl = await vhdPageBlob(`${spec.name}-${version}.vhd`);
+    const blobUrl = await vhdPageBlob(container, `${spec.name}-${version}.vhd`);
     await gallery.startImageVersion({
       definitionName: spec.name,
       versionName: version,
@@ -427,7 +364,7 @@ async function succeededVersion(
   tags?: Record<string, string>,
 ): Promise<{ spec: ImageDefinitionSpec; tags: Record<string, string> }> {
   const spec = await existingDefinition(series);
-  const blobUrl = await vhdPageBlob(`${series}-${versionName}.vhd`);
+  const blobUrl = await vhdPageBlob(container, `${series}-${versionName}.vhd`);
   const versionTags = tags ?? tagsFor(series, spec.name);
   await gallery.startImageVersion({ definitionName: spec.name, versionName, blobUrl, tags: versionTags });
   await waitForState(spec.name, versionName, ['Succeeded']);
@@ -463,7 +400,7 @@ test(
     const silent = await startHttpsServer(() => new Promise<void>(() => {}));
     try {
       const mute = galleryAt(silent.url, { requestTimeoutMs: 150 });
-      const spec = imageDefinitionFor(manifest('timeout-series'), naming);
+      const spec = imageDefinitionFor(stemcellManifest('timeout-series'), naming);
       const calls: Array<[string, () => Promise<unknown>, RegExp]> = [
         ['list', () => mute.listSeriesVersions('timeout-series', naming), /Listing the image versions/],
         [
@@ -503,22 +440,10 @@ test(
   'fault: a long-running operation that does not end in time is a transient GalleryError saying it still runs',
   { timeout: 20_000 },
   async () => {
-    const slowArm = await startFakeArm({
-      subscriptionId,
-      resourceGroup,
-      galleryName,
-      location: region,
-      storage: {
-        blobEndpoint: azurite.blobEndpoint,
-        accountName: azurite.accountName,
-        sharedKeyCredential: azurite.sharedKeyCredential,
-      },
-      pollsUntilDone: 1_000_000,
-      appPrincipalId: identity.principalId,
-    });
+    const slowArm = await local.startArm({ pollsUntilDone: 1_000_000 });
     try {
       const slow = galleryAt(slowArm.url, { operationTimeoutMs: 300 });
-      const spec = imageDefinitionFor(manifest('slow-series'), naming);
+      const spec = imageDefinitionFor(stemcellManifest('slow-series'), naming);
       await rejectsWithin(slow.ensureImageDefinition(spec), 5_000, (error) => {
         assert.deepEqual([error.transient, error.code], [true, 'OperationTimeout']);
         assert.match(error.message, /Creating image definition slow-series .* is still running after 300 ms/);
@@ -599,7 +524,7 @@ test('tagImageVersion refuses a merge beyond 50 tags or a value beyond 256 chara
 
 test('fault: tagImageVersion of a version Azure is still creating is transient; of a missing one permanent 404', async () => {
   const spec = await existingDefinition('tag-busy');
-  const blobUrl = await vhdPageBlob('tag-busy.vhd');
+  const blobUrl = await vhdPageBlob(container, 'tag-busy.vhd');
   await gallery.startImageVersion({
     definitionName: spec.name,
     versionName: '1.0.0',
@@ -655,20 +580,7 @@ test('fault: with the gallery role only, creating, re-tagging and deleting never
 
 for (const statusLinks of ['both', 'location', 'azure-async-operation'] as const) {
   test(`status links '${statusLinks}': each wait reads the resource every Retry-After, and ends`, async () => {
-    const variant = await startFakeArm({
-      subscriptionId,
-      resourceGroup,
-      galleryName,
-      location: region,
-      storage: {
-        blobEndpoint: azurite.blobEndpoint,
-        accountName: azurite.accountName,
-        sharedKeyCredential: azurite.sharedKeyCredential,
-      },
-      appPrincipalId: identity.principalId,
-      statusLinks,
-      retryAfterSeconds: 3,
-    });
+    const variant = await local.startArm({ statusLinks, retryAfterSeconds: 3 });
     const waits: number[] = [];
     try {
       const client = galleryAt(variant.url, {
@@ -677,9 +589,9 @@ for (const statusLinks of ['both', 'location', 'azure-async-operation'] as const
           return Promise.resolve();
         },
       });
-      const spec = imageDefinitionFor(manifest(`links-${statusLinks}`), naming);
+      const spec = imageDefinitionFor(stemcellManifest(`links-${statusLinks}`), naming);
       assert.equal(await client.ensureImageDefinition(spec), 'created');
-      const blobUrl = await vhdPageBlob(`links-${statusLinks}.vhd`);
+      const blobUrl = await vhdPageBlob(container, `links-${statusLinks}.vhd`);
       await client.startImageVersion({ definitionName: spec.name, versionName: '1.0.0', blobUrl, tags: {} });
       for (let read = 0; read < 10; read++) {
         if ((await client.getImageVersion(spec.name, '1.0.0'))?.provisioningState === 'Succeeded') break;
@@ -706,7 +618,7 @@ test('without Retry-After (or with 0) a wait reads the resource every pollInterv
     },
   });
 
-  await client.ensureImageDefinition(imageDefinitionFor(manifest('no-retry-after'), naming));
+  await client.ensureImageDefinition(imageDefinitionFor(stemcellManifest('no-retry-after'), naming));
 
   assert.ok(waits.length > 0);
   assert.deepEqual(new Set(waits), new Set([40]));
@@ -714,7 +626,7 @@ test('without Retry-After (or with 0) a wait reads the resource every pollInterv
 
 test('fault: a version created by someone else between the look and the PUT is never overwritten (412, VersionExists)', async () => {
   const spec = await existingDefinition('if-none-match');
-  const blobUrl = await vhdPageBlob('if-none-match.vhd');
+  const blobUrl = await vhdPageBlob(container, 'if-none-match.vhd');
   const director = { ...tagsFor('if-none-match', spec.name), stemcell_references: 'bosh-director-1' };
   await gallery.startImageVersion({
     definitionName: spec.name,
@@ -740,7 +652,7 @@ test('fault: a version created by someone else between the look and the PUT is n
 
 test('fault: ARM answers 429 and then 503 to the first try of every call: each call is retried and the whole cycle succeeds', async () => {
   const series = 'throttled';
-  const spec = imageDefinitionFor(manifest(series), naming);
+  const spec = imageDefinitionFor(stemcellManifest(series), naming);
   const version = `/images/${spec.name}/versions/1.0.0`;
   const calls: Array<[string, string]> = [
     ['GET', '/images'],
@@ -759,7 +671,7 @@ test('fault: ARM answers 429 and then 503 to the first try of every call: each c
 
   await gallery.listSeriesVersions(series, naming);
   assert.equal(await gallery.ensureImageDefinition(spec), 'created');
-  const blobUrl = await vhdPageBlob('throttled.vhd');
+  const blobUrl = await vhdPageBlob(container, 'throttled.vhd');
   await gallery.startImageVersion({ definitionName: spec.name, versionName: '1.0.0', blobUrl, tags: {} });
   await waitForState(spec.name, '1.0.0', ['Succeeded']);
   await gallery.listSeriesVersions(series, naming);
@@ -771,7 +683,7 @@ test('fault: ARM answers 429 and then 503 to the first try of every call: each c
 });
 
 test('fault: ARM keeps answering 503 to a call: a transient GalleryError once the retries are spent', async () => {
-  const spec = imageDefinitionFor(manifest('unavailable'), naming);
+  const spec = imageDefinitionFor(stemcellManifest('unavailable'), naming);
   arm.answerNext('GET', `/images/${spec.name}`, { status: 503, code: 'ServiceUnavailable', times: 10 });
   try {
     await rejectsWithin(gallery.ensureImageDefinition(spec), 10_000, (error) => {
@@ -786,7 +698,7 @@ test('fault: ARM keeps answering 503 to a call: a transient GalleryError once th
 
 test('fault: without listKeys and write on the VHD account, starting a version is a permanent 403 naming the role to check', async () => {
   const spec = await existingDefinition('no-vhd-source');
-  const blobUrl = await vhdPageBlob('no-vhd-source.vhd');
+  const blobUrl = await vhdPageBlob(container, 'no-vhd-source.vhd');
   const index = arm.roleAssignments.findIndex((assignment) => assignment.role.id === 'vhdSourceRole');
   const [vhdSource] = arm.roleAssignments.splice(index, 1);
   try {

@@ -4,7 +4,7 @@
  * `env` is what the command line needs to run against them, exactly as an operator would set it.
  */
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAzurite, type AzuriteBlob } from './azurite.js';
@@ -12,6 +12,11 @@ import { startFakeArm, type FakeArm } from './fake-arm/index.js';
 import { startFakeBoshio, type FakeBoshio } from './fake-boshio.js';
 import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
 import { startIdentityEndpoint, type IdentityEndpoint } from './identity.js';
+import {
+  buildStemcellFixture,
+  type StemcellFixture,
+  type StemcellFixtureOptions,
+} from './stemcell-fixture.js';
 import { ensureTestCertificate } from './tls.js';
 
 export const TEST_SUBSCRIPTION = '00000000-0000-4000-8000-000000000001';
@@ -144,4 +149,31 @@ export async function startLocalAzure(
 
 async function stopAll(stops: Array<() => Promise<void>>): Promise<void> {
   for (const stop of stops.reverse()) await stop().catch(() => undefined);
+}
+
+/** A story's own environment: the local services, and a temp directory no other story uses. */
+export interface Story {
+  env: Record<string, string>;
+  workDir: string;
+}
+
+/** The story `name`'s environment, with `settings` over the local services' own. */
+export async function storyIn(
+  local: LocalAzure,
+  name: string,
+  settings: Record<string, string> = {},
+): Promise<Story> {
+  const workDir = join(local.workDir, name);
+  await mkdir(workDir, { recursive: true });
+  return { env: { ...local.env, BASM_MOUNTED_DIRECTORY: workDir, ...settings }, workDir };
+}
+
+/** Builds a stemcell of `series` and `version` and has the bosh.io fake list it. */
+export async function publishStemcell(
+  local: LocalAzure,
+  options: StemcellFixtureOptions & { series: string; version: string },
+): Promise<StemcellFixture> {
+  const fixture = await buildStemcellFixture(options);
+  local.boshio.publish(options.series, { version: options.version, tarball: fixture.tarball });
+  return fixture;
 }

@@ -6,7 +6,6 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { StemcellRelease } from '../../src/boshio.js';
 import { InProcessRunner } from '../../src/in-process-runner.js';
 import type { StemcellManifest } from '../../src/manifest.js';
 import type { Logger } from '../../src/services.js';
@@ -22,21 +21,14 @@ import {
   type VersionResult,
   type VersionStatus,
 } from '../../src/workflow.js';
+import { SERIES, release } from '../support/stemcell-release.js';
 
-const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 // getImageVersionState hands the settings to the workflow: here a plain object, so the config's 1 s minimum
 // poll interval does not apply, and a 10 ms interval keeps the monitor loop's real timers short.
 const MONITOR: MonitorSettings = { pollIntervalSeconds: 0.01, deadlineMinutes: 5 };
 // acquireSeriesLock hands the lock wait to the workflow the same way: 0 s, the settings' "report at once".
 const NO_WAIT = { waitSeconds: 0, pollIntervalSeconds: 0.01 };
 
-const release: StemcellRelease = {
-  series: SERIES,
-  version: '1.100',
-  url: `https://bosh.io/d/stemcells/${SERIES}?v=1.100`,
-  size: 1_300_000_000,
-  sha256: 'ab'.repeat(32),
-};
 const manifest = { name: SERIES, version: '1.100' } as unknown as StemcellManifest;
 const stemcell: ExtractedStemcellSummary = {
   series: SERIES,
