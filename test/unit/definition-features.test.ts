@@ -67,6 +67,29 @@ test('feature drift: what each side leaves out counts as Azure default, so spell
       },
       gen2,
     ],
+    [
+      'values with spaces around them',
+      {
+        ...gen2Definition,
+        features: gen2Definition.features!.map((f) => ({ ...f, value: ` ${f.value ?? ''} ` })),
+      },
+      gen2,
+    ],
+    [
+      'an empty entry in a controller list',
+      { osType: 'Linux', features: [{ name: 'DiskControllerTypes', value: 'SCSI,' }] },
+      gen1,
+    ],
+    [
+      'features without a name are ignored',
+      { osType: 'Linux', features: [{ value: 'True' }, { name: '', value: 'True' }] },
+      gen1,
+    ],
+    [
+      'a feature without a value is its empty value',
+      { osType: 'Linux', features: [{ name: 'IsSecureBootSupported' }] },
+      { ...gen1, features: [{ name: 'IsSecureBootSupported', value: '' }] },
+    ],
   ];
   for (const [why, existing, spec] of fits) assert.deepEqual(definitionDrift(existing, spec), [], why);
 });
@@ -131,6 +154,19 @@ test('feature drift: each difference is named with both sides, in a fixed order'
       [['IsSecureBootSupported', 'True', '(not set)']],
     ],
     [
+      'a feature without a known default that only the stemcell has',
+      { osType: 'Linux' },
+      { ...gen1, features: [{ name: 'IsSecureBootSupported', value: 'True' }] },
+      [['IsSecureBootSupported', '(not set)', 'True']],
+    ],
+    [
+      'only the controller list compares as a set: another feature compares as its whole value',
+      { osType: 'Linux', features: [{ name: 'IsSecureBootSupported', value: 'True,False' }] },
+      { ...gen1, features: [{ name: 'IsSecureBootSupported', value: 'False,True' }] },
+      [['IsSecureBootSupported', 'True,False', 'False,True']],
+    ],
+    ['a definition without an OS type', {}, gen1, [['osType', '(none)', 'Linux']]],
+    [
       'generation and architecture before features',
       {
         osType: 'Linux',
@@ -164,6 +200,48 @@ test('feature drift: every drift says what it does to a director VM', () => {
   );
 });
 
+test('feature drift: each property and feature has its own consequence, any other a general one', () => {
+  const drifts = definitionDrift(
+    {
+      osType: 'Windows',
+      osState: 'Specialized',
+      architecture: 'Arm64',
+      features: [
+        { name: 'IsHibernateSupported', value: 'True' },
+        { name: 'IsSecureBootSupported', value: 'True' },
+      ],
+    },
+    gen2,
+  );
+  assert.deepEqual(
+    drifts.map((d) => [d.property, d.consequence]),
+    [
+      ['osType', 'Azure provisions the VM for the wrong operating system'],
+      ['osState', 'Azure provisions the VM as if the image were not generalized'],
+      [
+        'hyperVGeneration',
+        'the VM starts the image with the wrong firmware (BIOS or UEFI) and does not boot',
+      ],
+      ['architecture', "no VM of the stemcell's architecture can be created from it"],
+      [
+        'DiskControllerTypes',
+        'it decides which VM sizes can boot the image (NVMe-only sizes such as Dv6 need NVMe)',
+      ],
+      [
+        'IsAcceleratedNetworkSupported',
+        'it decides whether VMs from the image may use accelerated networking',
+      ],
+      ['SecurityType', 'it decides whether Trusted Launch or confidential VMs can be created from the image'],
+      ['IsHibernateSupported', 'it decides whether VMs from the image may hibernate'],
+      ['IsSecureBootSupported', 'Azure applies it to every VM created from the image'],
+    ],
+  );
+  assert.match(
+    describeDrift(drifts.slice(0, 2)),
+    /^osType is Windows there but the stemcell needs Linux \([^)]*\); osState is Specialized there/,
+  );
+});
+
 test('feature drift: the refusal names the definition, the stemcell, what the CPI would do and the way out', () => {
   const message = driftRefusal(
     gen2.name,
@@ -177,7 +255,11 @@ test('feature drift: the refusal names the definition, the stemcell, what the CP
   );
   assert.match(message, /CPI would not notice: it uses an existing definition as it is/);
   assert.match(message, /Nothing was created\./);
-  assert.match(message, /delete the definition and its versions/);
+  assert.match(message, /changes features only for all its versions at once \(allowUpdateImage\)/);
+  assert.match(
+    message,
+    /delete the definition and its versions, and the next run creates it as the CPI would\.$/,
+  );
   assert.match(
     driftRefusal('d', 's', 'g', [], 'A run would create nothing.'),
     /A run would create nothing\./,

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   decideRetention,
+  deletionBlocker,
   directorUse,
   ownSourceVersion,
   type RetentionCandidate,
@@ -50,6 +51,12 @@ describe('decideRetention', () => {
       keep: 2,
       versions: [mirrored('1.12.0'), mirrored('1.9.0'), mirrored('1.10.0'), mirrored('1.11.0')],
       deleted: ['1.9.0<-1.9', '1.10.0<-1.10'],
+    },
+    {
+      name: 'deletions come oldest first whatever order the gallery lists them in',
+      keep: 1,
+      versions: [mirrored('1.11.0'), mirrored('1.10.0'), mirrored('1.12.0'), mirrored('1.9.0')],
+      deleted: ['1.9.0<-1.9', '1.10.0<-1.10', '1.11.0<-1.11'],
     },
     {
       name: 'keep 1 never deletes the newest',
@@ -154,12 +161,50 @@ describe('ownSourceVersion', () => {
     ['another series', `${CONTAINER}/other-series/1.10/root.vhd`, undefined],
     ['another version', `${CONTAINER}/${SERIES}/1.11/root.vhd`, undefined],
     ['not root.vhd', `${CONTAINER}/${SERIES}/1.10/other.vhd`, undefined],
+    ['another blob of the same length', `${CONTAINER}/${SERIES}/1.10/boot.vhd`, undefined],
+    [
+      'another series of the same length',
+      `${CONTAINER}/${SERIES.replace('jammy', 'noble')}/1.10/root.vhd`,
+      undefined,
+    ],
     ['a nested path', `${CONTAINER}/${SERIES}/x/1.10/root.vhd`, undefined],
     ['no source', undefined, undefined],
     ['not a URL', 'root.vhd', undefined],
   ];
   for (const [name, uri, expected] of cases) {
     test(name, () => assert.equal(ownSourceVersion(uri, CONTAINER, SERIES, '1.10.0'), expected));
+  }
+
+  for (const container of [`${CONTAINER}/`, `${CONTAINER}//`]) {
+    test(`a container URL ending in "${container.slice(CONTAINER.length)}" names the same container`, () =>
+      assert.equal(
+        ownSourceVersion(`${CONTAINER}/${SERIES}/1.10/root.vhd`, container, SERIES, '1.10.0'),
+        '1.10',
+      ));
+  }
+});
+
+describe('deletionBlocker', () => {
+  const cases: Array<[string, RetentionCandidate, RegExp | undefined]> = [
+    ['finished, no director', mirrored('1.10.0'), undefined],
+    ['still Creating', mirrored('1.10.0', { provisioningState: 'Creating' }), /^it is Creating$/],
+    [
+      'its run not finished',
+      mirrored('1.10.0', { tags: { stemcell_references: MIRROR } }),
+      /^its run has not finished \(not notified\)$/,
+    ],
+    [
+      'a director uses it',
+      withTags(mirrored('1.10.0'), { stemcell_references: `${MIRROR},bosh-stemcell-1` }),
+      /^1 director references it/,
+    ],
+  ];
+  for (const [name, candidate, expected] of cases) {
+    test(name, () => {
+      const blocker = deletionBlocker(candidate);
+      if (expected === undefined) assert.equal(blocker, undefined);
+      else assert.match(blocker ?? '', expected);
+    });
   }
 });
 
@@ -170,6 +215,7 @@ describe('directorUse', () => {
     [{ stemcell_references: `${MIRROR},bosh-stemcell-1,bosh-stemcell-2` }, /^2 directors reference it/],
     [{ stemcell_references: MIRROR, stemcell_name: 'bosh-stemcell-3' }, /stemcell_name/],
     [{ stemcell_references: MIRROR, stemcell_name: '' }, undefined],
+    [{ stemcell_references: MIRROR, stemcell_name: MIRROR }, undefined],
   ];
   for (const [tags, expected] of cases) {
     test(JSON.stringify(tags), () => {
