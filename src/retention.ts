@@ -11,10 +11,10 @@ import {
 } from './cpi.js';
 import { compareStemcellVersions, galleryVersionName, isStemcellVersion } from './versions.js';
 
-/** One gallery version of the series, as retention looks at it. */
 /** Deletions one run makes at most, oldest first (the rest next run): bounds its history and its record. */
 export const MAX_DELETIONS_PER_RUN = 20;
 
+/** One gallery version of the series, as retention looks at it. */
 export interface RetentionCandidate {
   definitionName: string;
   /** `Major.Minor.Patch`. */
