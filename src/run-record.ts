@@ -5,7 +5,7 @@
  */
 
 import type { ContainerClient } from '@azure/storage-blob';
-import type { VersionAction, VersionResult } from './workflow.js';
+import { VERSION_ACTIONS, type VersionAction, type VersionResult } from './workflow-contract.js';
 
 /** Blob names of run records start with this; no VHD blob does (those are `<series>/<version>/root.vhd`). */
 export const RUN_RECORD_PREFIX = 'runs/';
@@ -36,15 +36,7 @@ export function runRecordBlobName(series: string): string {
   return `${RUN_RECORD_PREFIX}${series}.json`;
 }
 
-const ACTIONS: ReadonlySet<string> = new Set<VersionAction>([
-  'created',
-  'exists',
-  'planned',
-  'failed',
-  'deleted',
-  'planned-delete',
-  'skipped',
-]);
+const ACTIONS: ReadonlySet<string> = new Set<VersionAction>(VERSION_ACTIONS);
 // More versions than a run mirrors (BASM_MAX_VERSIONS_PER_RUN is at most 50, plus versions to finish and
 // src/retention.ts's MAX_DELETIONS_PER_RUN).
 const MAX_VERSIONS = 100;

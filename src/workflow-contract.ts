@@ -231,19 +231,25 @@ export interface MirrorVersionInput extends StemcellRef {
   lock?: SeriesLockClaim;
 }
 
-export type VersionAction =
-  | 'created'
-  | 'exists'
-  | 'planned'
-  | 'failed'
-  /** A version the mirror created, given new target regions (an update, never a recreation). */
-  | 'extended'
-  | 'planned-extend'
-  /** Retention (BASM_KEEP_VERSIONS): an old version of the mirror's no director uses, deleted or to be. */
-  | 'deleted'
-  | 'planned-delete'
-  /** BASM_SKIP_VERSIONS: a version never mirrored, listed by a dry run only. */
-  | 'skipped';
+/**
+ * Every action a result may carry: the type and the run record's check both come from this one list.
+ * `extended`/`planned-extend`: a version the mirror created, given new target regions (an update, never a
+ * recreation). `deleted`/`planned-delete`: retention (BASM_KEEP_VERSIONS), an old version of the mirror's no
+ * director uses. `skipped`: BASM_SKIP_VERSIONS, a version never mirrored, listed by a dry run only.
+ */
+export const VERSION_ACTIONS = [
+  'created',
+  'exists',
+  'planned',
+  'failed',
+  'extended',
+  'planned-extend',
+  'deleted',
+  'planned-delete',
+  'skipped',
+] as const;
+
+export type VersionAction = (typeof VERSION_ACTIONS)[number];
 
 /** One line of the CLI's `--json` results, and of the orchestration output. */
 export interface VersionResult {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runLogLine, runRecordOf } from '../../src/run-record.js';
-import type { VersionResult } from '../../src/workflow.js';
+import { VERSION_ACTIONS, type VersionResult } from '../../src/workflow.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 const START = '2026-12-02T06:00:00.000Z';
@@ -32,6 +32,24 @@ test('a run with any failed version is recorded as failed, with each version’s
     ],
   });
   assert.equal(runLogLine(record), `mirror check of ${SERIES}: failed; 1 created, 1 failed`);
+});
+
+test('a run that extended a version to a new region is recorded, as a run with every other action is', () => {
+  const extended: VersionResult = {
+    series: SERIES,
+    version: '1.1',
+    galleryVersion: '1.1.0',
+    action: 'extended',
+    reason: 'adds eastus',
+  };
+
+  const record = runRecordOf(SERIES, 'functions', START, END, [extended]);
+
+  assert.equal(record.outcome, 'succeeded');
+  assert.deepEqual(record.versions, [{ version: '1.1', galleryVersion: '1.1.0', action: 'extended' }]);
+  for (const action of VERSION_ACTIONS) {
+    assert.doesNotThrow(() => runRecordOf(SERIES, 'cli', START, END, [{ ...extended, action }]), action);
+  }
 });
 
 test('a long error is kept short', () => {
