@@ -3,7 +3,8 @@
  */
 
 import { tmpdir } from 'node:os';
-import { REGION, readReplication, readRetention, type LifecycleSettings } from './lifecycle-config.js';
+import { readReplication, readRetention, type LifecycleSettings } from './lifecycle-config.js';
+import { REGION_NAME } from './target-regions.js';
 import { Secret } from './secret.js';
 import { ConfigError, SettingsReader, type Env } from './settings-reader.js';
 
@@ -159,7 +160,7 @@ function readAzureTarget(r: SettingsReader) {
     RESOURCE_GROUP,
     'a resource group name (1-90 letters, digits, "_", "-", ".", "(", ")"; not ending in ".")',
   );
-  const region = r.required('AZURE_REGION', REGION, 'an Azure region name such as westeurope');
+  const region = r.required('AZURE_REGION', REGION_NAME, 'an Azure region name such as westeurope');
   const storageAccountName = r.required(
     'AZURE_STORAGE_ACCOUNT_NAME',
     STORAGE_ACCOUNT,

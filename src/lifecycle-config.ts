@@ -5,6 +5,7 @@
 
 import type { SettingsReader } from './settings-reader.js';
 import {
+  REGION_NAME,
   REPLICA_STORAGE_TYPES,
   parseTargetRegions,
   type ReplicaStorageType,
@@ -25,9 +26,6 @@ export interface LifecycleSettings {
   deleteSourceBlob: boolean;
 }
 
-/** An Azure region name, as AZURE_REGION expects it. */
-export const REGION = /^[a-z][a-z0-9]{1,39}$/;
-
 /** Where versions are replicated, on what storage, and for how long they are meant to be used. */
 export function readReplication(
   r: SettingsReader,
@@ -37,7 +35,7 @@ export function readReplication(
   const text = r.text(name) ?? region;
   let targetRegions: TargetRegion[] = [{ name: region, regionalReplicaCount: 1 }];
   // A bad AZURE_REGION is reported on its own; the list is only checked against a valid one.
-  if (REGION.test(region)) {
+  if (REGION_NAME.test(region)) {
     const parsed = parseTargetRegions(text, region);
     if ('problems' in parsed) {
       r.problem(

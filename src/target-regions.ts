@@ -43,7 +43,8 @@ export function regionKey(name: string | undefined): string {
   return (name ?? '').replace(/\s+/g, '').toLowerCase();
 }
 
-const REGION_NAME = /^[a-z][a-z0-9]{1,39}$/;
+/** An Azure region name in its short form (`westeurope`): AZURE_REGION and each BASM_TARGET_REGIONS entry. */
+export const REGION_NAME = /^[a-z][a-z0-9]{1,39}$/;
 
 /**
  * Parses `westeurope=2,eastus` (BASM_TARGET_REGIONS): each region once, in Azure's short form (case and
