@@ -139,6 +139,20 @@ function presentVersions(inGallery: readonly GalleryVersionSummary[]): Set<strin
 }
 
 /**
+ * BASM_KEEP_VERSIONS: the oldest of bosh.io's newest `keep` (not skipped) versions, below which catch-up does not
+ * reach, since retention would delete such a version again; undefined when every version is kept. `status`
+ * explains what the plan leaves out with the same floor.
+ */
+export function oldestKeptRelease(
+  allowed: readonly StemcellRelease[],
+  keep: number,
+): StemcellRelease | undefined {
+  if (keep <= 0) return undefined;
+  const ascending = [...allowed].sort((a, b) => compareStemcellVersions(a.version, b.version));
+  return ascending[Math.max(0, ascending.length - keep)];
+}
+
+/**
  * docs/architecture.md "Which versions": the newest version the gallery lacks is always mirrored; where the
  * gallery already holds versions this mirror created, every missing version newer than the oldest of them
  * is mirrored too, oldest first, at most `maxVersions` a run. Counting from the oldest (rather than only past
@@ -169,8 +183,7 @@ export function planSeries(
     failed.has(nameOf(r)) ? 'retry-failed' : fallback;
 
   const anchor = ascending.find((r) => present.has(nameOf(r)) && mirrored.has(nameOf(r)));
-  const keep = rules.keep ?? 0;
-  const oldestKept = keep > 0 ? ascending[Math.max(0, ascending.length - keep)] : undefined;
+  const oldestKept = oldestKeptRelease(ascending, rules.keep ?? 0);
   const candidates = ascending.filter(
     (r) =>
       r !== newest &&

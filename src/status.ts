@@ -14,6 +14,7 @@ import type { ComputeGallery, ImageVersionState } from './gallery.js';
 import type { NotificationRecords } from './notification-record.js';
 import {
   isSkippedVersion,
+  oldestKeptRelease,
   planSeries,
   type GalleryVersionSummary,
   type PlanRules,
@@ -176,13 +177,10 @@ function skippedVersionsOf(
     .find((r) => summaries.some((s) => s.name === galleryVersionName(r.version) && s.createdByMirror));
   // BASM_KEEP_VERSIONS bounds catch-up to bosh.io's newest N (planSeries): older ones are not gaps.
   const keep = rules.keep ?? 0;
-  const keptFloor =
-    keep > 0
-      ? releases
-          .filter((r) => !isSkippedVersion(r.version, rules.skip))
-          .sort((a, b) => compareStemcellVersions(b.version, a.version))
-          .at(keep - 1)
-      : undefined;
+  const keptFloor = oldestKeptRelease(
+    releases.filter((r) => !isSkippedVersion(r.version, rules.skip)),
+    keep,
+  );
   return releases
     .filter((r) => !present.has(galleryVersionName(r.version)) && !decided.has(galleryVersionName(r.version)))
     .sort((a, b) => compareStemcellVersions(a.version, b.version))
