@@ -522,7 +522,9 @@ function printSize(result: SizeResult, opts: Options): void {
     `download: original ${mib(original.downloadedBytes)} MiB in ${original.downloadRequests} request(s) on ` +
       `${original.downloadConnections} connection(s); mirror ${mib(mirror.downloadedBytes)} MiB in ` +
       `${mirror.downloadRequests} request(s), up to ${mirror.downloadConnections} at once ` +
-      `(cap ${(opts.perConnectionBytesPerSecond / MIB).toFixed(1)} MiB/s per connection)`,
+      `(cap ${(opts.perConnectionBytesPerSecond / MIB).toFixed(1)} MiB/s per connection); bytes received past ` +
+      `the tarball's ${result.tarballBytes}: original ${original.downloadedBytes - result.tarballBytes}, ` +
+      `mirror ${mirror.downloadedBytes - result.tarballBytes}`,
   );
   log(
     `mirror / original: wall ${ratio(mirror.wallSeconds, original.wallSeconds)}, CPU ${ratio(mirror.cpuSeconds, original.cpuSeconds)}, ` +
