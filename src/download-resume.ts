@@ -43,7 +43,9 @@ export interface ResumeValidator {
  * the date is strong (the response's Date at least a second later). A weak ETag guards nothing.
  */
 export function resumeValidator(response: Response): ResumeValidator | undefined {
-  const acceptRanges = response.headers.get('accept-ranges')?.toLowerCase();
+  // A 206 is itself proof of ranges, whether or not it repeats Accept-Ranges.
+  const acceptRanges =
+    response.status === 206 ? 'bytes' : response.headers.get('accept-ranges')?.toLowerCase();
   if (acceptRanges === undefined || acceptRanges === 'none') return undefined;
   const etag = response.headers.get('etag');
   if (etag !== null) return etag.startsWith('W/') ? undefined : { ifRange: etag, header: 'etag' };
@@ -60,6 +62,13 @@ export function contentLength(response: Response): number | undefined {
   return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
 }
 
+/** A 206 answer's `Content-Range: bytes start-end/total` (total undefined for `*`); undefined when malformed. */
+function contentRange(response: Response): { start: number; total: number | undefined } | undefined {
+  const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec((response.headers.get('content-range') ?? '').trim());
+  if (match === null) return undefined;
+  return { start: Number(match[1]), total: match[3] === '*' ? undefined : Number(match[3]) };
+}
+
 /** Checks a 206 answer: it must continue exactly at `offset` (and agree on the total, when known). */
 export function checkContentRange(
   response: Response,
@@ -68,9 +77,7 @@ export function checkContentRange(
   url: string,
 ): void {
   const range = response.headers.get('content-range') ?? '';
-  const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range.trim());
-  const start = match ? Number(match[1]) : NaN;
-  const rangeTotal = match && match[3] !== '*' ? Number(match[3]) : undefined;
+  const { start, total: rangeTotal } = contentRange(response) ?? { start: NaN };
   if (start !== offset || (total !== undefined && rangeTotal !== undefined && rangeTotal !== total)) {
     throw new DownloadError(
       `resuming ${displayUrl(url)} at byte ${offset}: server answered Content-Range ${JSON.stringify(range)}, expected "bytes ${offset}-.../${total ?? '*'}"; download again from the start`,
@@ -79,12 +86,16 @@ export function checkContentRange(
   }
 }
 
-/** A Content-Length that contradicts the size the publisher lists: the file is not the one listed. */
+/**
+ * A Content-Length (of a 206, the Content-Range's total) that contradicts the size the publisher lists:
+ * the file is not the one listed.
+ */
 export function checkListedSize(response: Response, expectedSize: number | undefined, url: string): void {
-  const length = contentLength(response);
+  const ranged = response.status === 206;
+  const length = ranged ? contentRange(response)?.total : contentLength(response);
   if (expectedSize === undefined || length === undefined || length === expectedSize) return;
   throw new DownloadError(
-    `GET ${displayUrl(url)} announces Content-Length ${length}, but bosh.io lists ${expectedSize} bytes; refused (not the listed file)`,
+    `GET ${displayUrl(url)} announces ${ranged ? 'a Content-Range of' : 'Content-Length'} ${length}${ranged ? ' bytes' : ''}, but bosh.io lists ${expectedSize} bytes; refused (not the listed file)`,
     { status: response.status, transient: false },
   );
 }

@@ -41,7 +41,8 @@ export interface DownloadOptions {
   onProgress?: (bytes: number, total: number | undefined) => void;
   /**
    * Ranged GETs in flight at once after the first segment (default 6; 1 keeps one connection). Used only
-   * when the first response offers ranges with a strong validator and the file is at least two segments.
+   * when the listed size is at least two segments and the first answer (a GET of the first segment) is a
+   * 206 with a strong validator.
    */
   connections?: number;
   /** Bytes per ranged GET (default 4 MiB): the memory held is at most `connections` segments. */
@@ -123,8 +124,9 @@ export function downloadStream(url: string, options: DownloadOptions): Readable 
 }
 
 /**
- * The download over one connection at a time, resumed where it stopped; when the first answer allows it,
- * the first connection stops after one segment and the ranged GETs fetch the rest.
+ * The download over one connection at a time, resumed where it stopped. When the listed size allows going
+ * parallel, the first GET asks for the first segment only and the ranged GETs fetch the rest: a GET of the
+ * whole file, cut after one segment, has megabytes more in flight by then, received and thrown away.
  */
 class SingleStream {
   private offset = 0;
@@ -147,6 +149,9 @@ class SingleStream {
     this.total = options.expectedSize;
     this.connections = options.connections ?? DEFAULT_CONNECTIONS;
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    const { expectedSize, connections, segmentBytes } = this;
+    if (expectedSize !== undefined && connections > 1 && expectedSize >= 2 * segmentBytes)
+      this.parallelFrom = segmentBytes;
   }
 
   async run(): Promise<void> {
@@ -188,13 +193,12 @@ class SingleStream {
   /** One GET from the current offset; true when the download is complete, false to go on. */
   private async attempt(watch: RequestWatch): Promise<boolean> {
     watch.arm();
-    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
-    if (this.offset > 0 && this.validator) {
-      headers.range = `bytes=${this.offset}-`;
-      headers['if-range'] = this.validator.ifRange;
-    }
-    const { response, url: answeredBy } = await fetchOverHttps(this.url, { signal: watch.signal, headers });
+    const { response, url: answeredBy } = await fetchOverHttps(this.url, {
+      signal: watch.signal,
+      headers: this.requestHeaders(),
+    });
     const skip = await this.accept(response, answeredBy);
+    if (skip === undefined) return false;
     await this.read(response, watch, skip);
     const { total, validator } = this;
     if (
@@ -205,7 +209,7 @@ class SingleStream {
     ) {
       const from = this.offset;
       this.parallelFrom = undefined;
-      // The first connection's part is done: close it now, or it keeps filling buffers meanwhile.
+      // The first connection's segment is all here: nothing more is due on it.
       watch.request.abort();
       const plan = { from, total, validator, segmentBytes: this.segmentBytes, connections: this.connections };
       this.offset = await downloadRanged(this.context, plan);
@@ -219,35 +223,35 @@ class SingleStream {
   }
 
   /**
-   * Checks the answer against what was asked: the first one sets the size, validator and whether to go
-   * parallel. Answers how many bytes of it the consumer already has (a whole file sent to a Range request).
+   * The Range of the next GET: up to the parallel start while the first connection has its segment to
+   * fetch, to the end when resuming one stream; If-Range whenever the validator is known.
    */
-  private async accept(response: Response, answeredBy: string): Promise<number> {
+  private requestHeaders(): Record<string, string> {
+    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+    const { offset, parallelFrom, validator } = this;
+    if (parallelFrom !== undefined) headers.range = `bytes=${offset}-${parallelFrom - 1}`;
+    else if (offset > 0 && validator) headers.range = `bytes=${offset}-`;
+    if (headers.range !== undefined && validator) headers['if-range'] = validator.ifRange;
+    return headers;
+  }
+
+  /**
+   * Checks the answer against what was asked. Answers how many bytes of it the consumer already has (a
+   * whole file sent to a Range request), or undefined when it was set aside and the file is to be asked
+   * for again whole (a range without a strong validator that would keep the ranged GETs to one file).
+   */
+  private async accept(response: Response, answeredBy: string): Promise<number | undefined> {
     const { url, offset, expectedSize } = this;
-    if (offset === 0) {
-      if (!response.ok) {
-        await discardBody(response);
-        throw new DownloadError(
-          `GET ${displayUrl(url)} answered HTTP ${response.status} ${response.statusText}, expected 200; check the URL or try again later`,
-          { status: response.status },
-        );
-      }
-      checkListedSize(response, expectedSize, url);
-      this.total = expectedSize ?? contentLength(response);
-      this.validator = resumeValidator(response);
-      this.context.rangeUrl = answeredBy;
-      const { total, connections, segmentBytes } = this;
-      if (this.validator !== undefined && total !== undefined && connections > 1 && total >= 2 * segmentBytes)
-        this.parallelFrom = segmentBytes;
-      return 0;
-    }
+    if (offset === 0) return this.acceptFirst(response, answeredBy);
     if (response.status === 206) {
       checkContentRange(response, offset, this.total, url);
       return 0;
     }
     if (response.status === 200 && sameFile(response, this.validator)) {
-      // The server ignored Range but sent the very same file: read on past what was delivered.
+      // The server ignored Range but sent the very same file: read on past what was delivered, to the end
+      // (cut at the parallel start, the rest of it would be in flight for nothing).
       checkListedSize(response, expectedSize, url);
+      this.parallelFrom = undefined;
       return offset;
     }
     await discardBody(response);
@@ -255,6 +259,37 @@ class SingleStream {
       `resuming ${displayUrl(url)} at byte ${offset} answered HTTP ${response.status}, expected 206 (the file may have changed on the server); download again from the start`,
       response,
     );
+  }
+
+  /** The first answer sets the size, the validator and whether the ranged GETs fetch the rest. */
+  private async acceptFirst(response: Response, answeredBy: string): Promise<number | undefined> {
+    const { url, expectedSize } = this;
+    if (response.status === 206 && this.parallelFrom !== undefined) {
+      checkListedSize(response, expectedSize, url);
+      checkContentRange(response, 0, expectedSize, url);
+      const validator = resumeValidator(response);
+      if (validator === undefined) {
+        // Ranges, but nothing to tell one file from another: the whole file, over one stream, as before.
+        await discardBody(response);
+        this.parallelFrom = undefined;
+        return undefined;
+      }
+      this.validator = validator;
+    } else if (response.ok) {
+      checkListedSize(response, expectedSize, url);
+      this.validator = resumeValidator(response);
+      // The whole file came: one stream to its end, never cut (what is in flight would be thrown away).
+      this.parallelFrom = undefined;
+    } else {
+      await discardBody(response);
+      throw new DownloadError(
+        `GET ${displayUrl(url)} answered HTTP ${response.status} ${response.statusText}, expected 200; check the URL or try again later`,
+        { status: response.status },
+      );
+    }
+    this.total = expectedSize ?? contentLength(response);
+    this.context.rangeUrl = answeredBy;
+    return 0;
   }
 
   /** Passes the body on to the consumer, past `skip` bytes, never beyond the size or the parallel start. */

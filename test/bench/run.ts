@@ -16,13 +16,12 @@
  * wrong (a blob that differs from the fixture, a failed run), never because of a timing.
  */
 
-import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ContainerClient } from '@azure/storage-blob';
+import { ContainerClient, type PageBlobClient } from '@azure/storage-blob';
 import { createAzureCredential } from '../../src/credentials.js';
 import { VHD_CONTAINER } from '../../src/config.js';
 import { DEFAULT_CONNECTIONS, downloadStream } from '../../src/download.js';
@@ -34,6 +33,7 @@ import { startLocalAzure } from '../support/local-azure.js';
 import type { LocalAzure } from '../support/local-azure.js';
 import { writeLargeStemcellFixture } from '../support/stemcell-fixture.js';
 import { extractionFloor } from './floor.js';
+import { measureChild, type Measured } from './measure.js';
 import type { ProbeReading, ProbeReport } from './probe.js';
 import { summariseProfile } from './profile.js';
 import type { ProfileSummary } from './profile.js';
@@ -46,7 +46,6 @@ const SEED = 20250102;
 /** Azure's scalability targets for one standard page blob. */
 const AZURE_BYTES_PER_SECOND = 60 * MIB;
 const AZURE_WRITES_PER_SECOND = 500;
-const PROBE = join(REPO_ROOT, 'dist/test/bench/probe.js');
 const ORIGINAL = join(REPO_ROOT, 'dist/test/bench/original.js');
 
 interface Options {
@@ -161,71 +160,6 @@ function phasesFrom(
   });
 }
 
-/** Allocated bytes under `dir`, sampled every 100 ms until stopped: the peak temp disk. */
-function sampleDisk(dir: string): { stop(): Promise<number> } {
-  let peak = 0;
-  let running = true;
-  const usage = async (path: string): Promise<number> => {
-    let total = 0;
-    for (const entry of await readdir(path, { withFileTypes: true }).catch(() => [])) {
-      const child = join(path, entry.name);
-      if (entry.isDirectory()) total += await usage(child);
-      else
-        total += await stat(child).then(
-          (s) => s.blocks * 512,
-          () => 0,
-        );
-    }
-    return total;
-  };
-  const loop = (async () => {
-    while (running) {
-      peak = Math.max(peak, await usage(dir));
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return peak;
-    },
-  };
-}
-
-async function runChild(
-  args: string[],
-  env: Record<string, string>,
-  probeOut: string,
-): Promise<{ report: ProbeReport; stdout: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', PROBE, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...env, BENCH_PROBE_OUT: probeOut },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', fail);
-    child.on('close', (status) => {
-      if (status !== 0) {
-        fail(
-          new Error(
-            `${args.join(' ')} exited ${status}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`,
-          ),
-        );
-        return;
-      }
-      readFile(probeOut, 'utf8').then(
-        (text) => done({ report: JSON.parse(text) as ProbeReport, stdout }),
-        fail,
-      );
-    });
-  });
-}
-
 interface Subject {
   tarball: string;
   tarballSize: number;
@@ -240,54 +174,69 @@ function modelUpload(putPageBytes: number, putPages: number): number {
   return Math.max(putPageBytes / AZURE_BYTES_PER_SECOND, putPages / AZURE_WRITES_PER_SECOND);
 }
 
+/** The upload's figures on its phase: the pages it sent and their time on Azure's page-blob targets. */
+function withUpload(phase: Phase, report: ProbeReport): void {
+  phase.putPageBytes = report.putPageBytes;
+  phase.putPages = report.putPages;
+  phase.modeledNetworkSeconds = modelUpload(report.putPageBytes, report.putPages);
+}
+
+/** The phases' time on Azure: each as long as the slower of its network and its CPU on one core. */
+function modeledSeconds(phases: Phase[]): number {
+  return phases.reduce((total, p) => total + Math.max(p.modeledNetworkSeconds ?? 0, p.cpuSeconds), 0);
+}
+
+/** A run's figures: its measurement, its phases, the page blob it left (read back) and its modeled time. */
+async function runOf(
+  who: string,
+  measured: Measured,
+  phases: Phase[],
+  blob: PageBlobClient,
+  modeledAzureSeconds: number,
+): Promise<Run> {
+  const { report } = measured;
+  return {
+    who,
+    phases,
+    wallSeconds: (report.end.at - measured.started) / 1000,
+    cpuSeconds: report.end.cpuSeconds,
+    peakRssBytes: report.end.maxRssBytes,
+    peakTempDiskBytes: measured.peakTempDiskBytes,
+    downloadedBytes: measured.downloadedBytes,
+    downloadRequests: measured.downloadRequests,
+    downloadConnections: measured.downloadConnections,
+    blobRequests: report.blobRequests,
+    putPages: report.putPages,
+    putPageBytes: report.putPageBytes,
+    storedBytes: (await pageRangeBytes(blob)).bytes,
+    modeledAzureSeconds,
+  };
+}
+
 async function runOriginal(local: LocalAzure, subject: Subject, temp: string, cap: number): Promise<Run> {
   const workDir = join(temp, 'original');
   await mkdir(workDir);
-  local.boshio.resetServed();
-  const requestsBefore = local.boshio.requests.length;
-  const disk = sampleDisk(workDir);
-  const started = performance.timeOrigin + performance.now();
   const blobName = vhdBlobName(SERIES, subject.version);
-  const { report } = await runChild(
+  const measured = await measureChild(
+    local,
+    workDir,
     [ORIGINAL, subject.url, workDir, `${local.azurite.blobEndpoint}/original`, blobName],
     local.env,
     join(temp, 'original-probe.json'),
   );
-  const peakTempDiskBytes = await disk.stop();
-  const downloadedBytes = local.boshio.bytesServed;
+  const { report } = measured;
   const marks = ['download', 'extractTarball', 'extractImage', 'upload'].map(
     (name) => [name, report.marks[name]!] as [string, ProbeReading],
   );
   const phases: Phase[] = phasesFrom(marks, report.start);
-  phases[0]!.modeledNetworkSeconds = downloadedBytes / cap;
-  phases[3]!.putPageBytes = report.putPageBytes;
-  phases[3]!.putPages = report.putPages;
-  phases[3]!.modeledNetworkSeconds = modelUpload(report.putPageBytes, report.putPages);
+  phases[0]!.modeledNetworkSeconds = measured.downloadedBytes / cap;
+  withUpload(phases[3]!, report);
   const blob = new ContainerClient(
     `${local.azurite.blobEndpoint}/original`,
     local.azurite.sharedKeyCredential,
   ).getPageBlobClient(blobName);
-  const stored = await pageRangeBytes(blob);
-  return {
-    who: 'original',
-    phases,
-    wallSeconds: (report.end.at - started) / 1000,
-    cpuSeconds: report.end.cpuSeconds,
-    peakRssBytes: report.end.maxRssBytes,
-    peakTempDiskBytes,
-    downloadedBytes,
-    downloadRequests: local.boshio.requests.length - requestsBefore,
-    downloadConnections: local.boshio.peakConnections,
-    blobRequests: report.blobRequests,
-    putPages: report.putPages,
-    putPageBytes: report.putPageBytes,
-    storedBytes: stored.bytes,
-    // The original's phases run one after the other: network, then CPU, then upload.
-    modeledAzureSeconds: phases.reduce(
-      (total, p) => total + Math.max(p.modeledNetworkSeconds ?? 0, p.cpuSeconds),
-      0,
-    ),
-  };
+  // The original's phases run one after the other: network, then CPU, then upload.
+  return runOf('original', measured, phases, blob, modeledSeconds(phases));
 }
 
 async function runMirror(
@@ -298,19 +247,15 @@ async function runMirror(
   concurrency: number,
   cpuProfDir: string | undefined,
 ): Promise<Run> {
-  local.boshio.resetServed();
-  const requestsBefore = local.boshio.requests.length;
-  const disk = sampleDisk(local.workDir);
-  const started = performance.timeOrigin + performance.now();
   const profile = cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir];
-  const { report, stdout } = await runChild(
+  const measured = await measureChild(
+    local,
+    local.workDir,
     [...profile, CLI_ENTRY, 'mirror', '--json', '--series', SERIES],
     { ...local.env, BASM_UPLOAD_CONCURRENCY: String(concurrency) },
     join(temp, `mirror-probe-${subject.version}.json`),
   );
-  const peakTempDiskBytes = await disk.stop();
-  const downloadedBytes = local.boshio.bytesServed;
-  const downloadConnections = local.boshio.peakConnections;
+  const { report, stdout } = measured;
   check(
     report.firstPageWrite !== undefined && report.lastPageWrite !== undefined,
     `the mirror wrote no page: ${stdout}`,
@@ -323,35 +268,15 @@ async function runMirror(
     ],
     report.start,
   );
-  phases[0]!.modeledNetworkSeconds = downloadedBytes / (cap * downloadConnections);
-  phases[1]!.putPageBytes = report.putPageBytes;
-  phases[1]!.putPages = report.putPages;
-  phases[1]!.modeledNetworkSeconds = modelUpload(report.putPageBytes, report.putPages);
+  phases[0]!.modeledNetworkSeconds = measured.downloadedBytes / (cap * measured.downloadConnections);
+  withUpload(phases[1]!, report);
   const blob = new ContainerClient(
     `${local.azurite.blobEndpoint}/${VHD_CONTAINER}`,
     local.azurite.sharedKeyCredential,
   ).getPageBlobClient(vhdBlobName(SERIES, subject.version));
-  const stored = await pageRangeBytes(blob);
-  return {
-    who: 'mirror',
-    phases,
-    wallSeconds: (report.end.at - started) / 1000,
-    cpuSeconds: report.end.cpuSeconds,
-    peakRssBytes: report.end.maxRssBytes,
-    peakTempDiskBytes,
-    downloadedBytes,
-    downloadRequests: local.boshio.requests.length - requestsBefore,
-    downloadConnections,
-    blobRequests: report.blobRequests,
-    putPages: report.putPages,
-    putPageBytes: report.putPageBytes,
-    storedBytes: stored.bytes,
-    // Download and extraction stream together (the slower one sets the pace), then the upload; the
-    // gallery's replication is Azure's time, not the mirror's, and is left out.
-    modeledAzureSeconds: phases
-      .slice(0, 2)
-      .reduce((total, p) => total + Math.max(p.modeledNetworkSeconds ?? 0, p.cpuSeconds), 0),
-  };
+  // Download and extraction stream together (the slower one sets the pace), then the upload; the
+  // gallery's replication is Azure's time, not the mirror's, and is left out.
+  return runOf('mirror', measured, phases, blob, modeledSeconds(phases.slice(0, 2)));
 }
 
 interface Floors {
@@ -597,7 +522,9 @@ function printSize(result: SizeResult, opts: Options): void {
     `download: original ${mib(original.downloadedBytes)} MiB in ${original.downloadRequests} request(s) on ` +
       `${original.downloadConnections} connection(s); mirror ${mib(mirror.downloadedBytes)} MiB in ` +
       `${mirror.downloadRequests} request(s), up to ${mirror.downloadConnections} at once ` +
-      `(cap ${(opts.perConnectionBytesPerSecond / MIB).toFixed(1)} MiB/s per connection)`,
+      `(cap ${(opts.perConnectionBytesPerSecond / MIB).toFixed(1)} MiB/s per connection); bytes received past ` +
+      `the tarball's ${result.tarballBytes}: original ${original.downloadedBytes - result.tarballBytes}, ` +
+      `mirror ${mirror.downloadedBytes - result.tarballBytes}`,
   );
   log(
     `mirror / original: wall ${ratio(mirror.wallSeconds, original.wallSeconds)}, CPU ${ratio(mirror.cpuSeconds, original.cpuSeconds)}, ` +

@@ -229,6 +229,25 @@ async function withoutVersion(p: Prepared): Promise<void> {
   }
 }
 
+/** createImageVersion over the version as the test left it: its outcome, and what it wrote (not GETs) to it. */
+async function createOverExisting(p: Prepared): Promise<{ outcome: unknown; writes: string[] }> {
+  const from = local.arm.requests.length;
+  const { outcome } = await activity('createImageVersion', REF);
+  return { outcome, writes: versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET') };
+}
+
+/** createImageVersion's answer for the stemcell's version. */
+function createAnswer(
+  p: Prepared,
+  outcome: 'started' | 'exists',
+  provisioningState: 'Creating' | 'Succeeded',
+): StepOutputs['createImageVersion'] {
+  return { outcome, provisioningState, definitionName: p.definitionName };
+}
+
+/** How the ARM fake fails a version's replication. */
+const REPLICATION_FAILED = { code: 'InternalOperationError', message: 'replication failed' };
+
 async function freshVersion(
   p: Prepared,
   tags: Record<string, string>,
@@ -346,121 +365,70 @@ describe('createImageVersion with a version of that name already in the gallery'
   test('fault: an existing version with another image_sha256 is refused, naming both digests, and nothing is sent', async () => {
     const other = 'f'.repeat(64);
     await freshVersion(p, { ...mirrorTags(p), image_sha256: other });
-    const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', REF);
+    const { outcome, writes } = await createOverExisting(p);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
     const { error } = outcome as { error: string };
     assert.ok(error.includes(other), error);
     assert.ok(error.includes(p.stemcell.imageSha256), error);
-    assert.deepEqual(
-      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
-      [],
-    );
+    assert.deepEqual(writes, []);
   });
 
   test('fault: an existing Failed version is deleted and then created again', async () => {
-    await freshVersion(p, mirrorTags(p), {
-      code: 'InternalOperationError',
-      message: 'replication failed',
-    });
-    const from = local.arm.requests.length;
+    await freshVersion(p, mirrorTags(p), REPLICATION_FAILED);
 
-    const { outcome } = await activity('createImageVersion', REF);
+    const { outcome, writes } = await createOverExisting(p);
 
-    assert.deepEqual(valueOf(outcome), {
-      outcome: 'started',
-      provisioningState: 'Creating',
-      definitionName: p.definitionName,
-    });
-    assert.deepEqual(
-      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
-      ['DELETE', 'PUT'],
-    );
+    assert.deepEqual(valueOf(outcome), createAnswer(p, 'started', 'Creating'));
+    assert.deepEqual(writes, ['DELETE', 'PUT']);
   });
 
   test('fault: a Failed version a director made of another image is reported and never deleted', async () => {
     const director = `bosh-stemcell-${randomUUID()}`;
     const other = '9'.repeat(64);
-    await freshVersion(
-      p,
-      { ...directorTags(p, director), image_sha256: other },
-      { code: 'InternalOperationError', message: 'replication failed' },
-    );
-    const from = local.arm.requests.length;
+    await freshVersion(p, { ...directorTags(p, director), image_sha256: other }, REPLICATION_FAILED);
 
-    const { outcome } = await activity('createImageVersion', REF);
+    const { outcome, writes } = await createOverExisting(p);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
     const { error } = outcome as { error: string };
     assert.match(error, /1\.100\.0 is Failed/);
     assert.match(error, /not created by this mirror/);
     assert.ok(error.includes(other), error);
-    assert.deepEqual(
-      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
-      [],
-    );
+    assert.deepEqual(writes, []);
   });
 
   test('fault: a Failed version a director made without image_sha256 is reported and never deleted', async () => {
     const director = `bosh-stemcell-${randomUUID()}`;
     const tags = directorTags(p, director);
     delete tags['image_sha256'];
-    await freshVersion(p, tags, {
-      code: 'InternalOperationError',
-      message: 'replication failed',
-    });
-    const from = local.arm.requests.length;
+    await freshVersion(p, tags, REPLICATION_FAILED);
 
-    const { outcome } = await activity('createImageVersion', REF);
+    const { outcome, writes } = await createOverExisting(p);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
     assert.match((outcome as { error: string }).error, /not created by this mirror.*delete it by hand/);
-    assert.deepEqual(
-      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
-      [],
-    );
+    assert.deepEqual(writes, []);
   });
 
   test('a Failed version a director made of this very image is deleted and created again', async () => {
-    await freshVersion(p, directorTags(p, `bosh-stemcell-${randomUUID()}`), {
-      code: 'InternalOperationError',
-      message: 'replication failed',
-    });
-    const from = local.arm.requests.length;
+    await freshVersion(p, directorTags(p, `bosh-stemcell-${randomUUID()}`), REPLICATION_FAILED);
 
-    const { outcome } = await activity('createImageVersion', REF);
+    const { outcome, writes } = await createOverExisting(p);
 
-    assert.deepEqual(valueOf(outcome), {
-      outcome: 'started',
-      provisioningState: 'Creating',
-      definitionName: p.definitionName,
-    });
-    assert.deepEqual(
-      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
-      ['DELETE', 'PUT'],
-    );
+    assert.deepEqual(valueOf(outcome), createAnswer(p, 'started', 'Creating'));
+    assert.deepEqual(writes, ['DELETE', 'PUT']);
   });
 
   test('a Succeeded version a BOSH director created is adopted: the mirror’s reference joins the director’s', async () => {
     const director = `bosh-stemcell-${randomUUID()}`;
-    const cpiTags: Record<string, string> = {
-      ...mirrorTags(p),
-      stemcell_references: director,
-      stemcell_name: director,
-    };
-    delete cpiTags['stemcell_source_url'];
-    await freshVersion(p, cpiTags);
+    await freshVersion(p, directorTags(p, director));
 
     const { outcome } = await activity('createImageVersion', REF);
 
     // Not yet notified by the mirror: the run goes on to finish it.
-    assert.deepEqual(valueOf(outcome), {
-      outcome: 'started',
-      provisioningState: 'Succeeded',
-      definitionName: p.definitionName,
-    });
+    assert.deepEqual(valueOf(outcome), createAnswer(p, 'started', 'Succeeded'));
     const references = (await versionTags(p, GALLERY_VERSION))['stemcell_references']?.split(',');
     assert.deepEqual(references?.sort(), [director, MIRROR_STEMCELL_REFERENCE].sort());
   });
@@ -469,19 +437,15 @@ describe('createImageVersion with a version of that name already in the gallery'
     const foreign = { ...mirrorTags(p) };
     delete foreign['stemcell_references'];
     await freshVersion(p, foreign);
-    const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', REF);
+    const { outcome, writes } = await createOverExisting(p);
 
     assert.equal((outcome as StepOutcome<unknown>).ok, false);
     assert.match(
       (outcome as { error: string }).error,
       /is untagged, from another tool: see docs\/operations\.md#/,
     );
-    assert.deepEqual(
-      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
-      [],
-    );
+    assert.deepEqual(writes, []);
   });
 
   test('a Succeeded version of the mirror’s that it already notified about exists: nothing to do', async () => {
@@ -489,19 +453,11 @@ describe('createImageVersion with a version of that name already in the gallery'
       ...mirrorTags(p),
       [MIRROR_NOTIFIED_TAG]: new Date().toISOString(),
     });
-    const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', REF);
+    const { outcome, writes } = await createOverExisting(p);
 
-    assert.deepEqual(valueOf(outcome), {
-      outcome: 'exists',
-      provisioningState: 'Succeeded',
-      definitionName: p.definitionName,
-    });
-    assert.deepEqual(
-      versionRequests(p, GALLERY_VERSION, from).filter((m) => m !== 'GET'),
-      [],
-    );
+    assert.deepEqual(valueOf(outcome), createAnswer(p, 'exists', 'Succeeded'));
+    assert.deepEqual(writes, []);
   });
 });
 
@@ -678,6 +634,20 @@ function fiftyTags(p: Prepared): Record<string, string> {
   return tags;
 }
 
+/** notify run twice on a version, in a worker with notifications on: both invocations, and the dispatches sent. */
+async function notifyTwice(
+  p: Prepared,
+  version: string,
+): Promise<{ results: ChildInvocation[]; dispatches: number }> {
+  const dispatchesBefore = local.github.dispatches.length;
+  const input = { series: SERIES, version, definitionName: p.definitionName };
+  const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
+    ['notify', input],
+    ['notify', input],
+  ]);
+  return { results, dispatches: local.github.dispatches.length - dispatchesBefore };
+}
+
 describe('tag limits', () => {
   let p: Prepared;
   before(async () => {
@@ -687,16 +657,12 @@ describe('tag limits', () => {
   test('fault: a director’s version whose references leave no room for the mirror’s: one dispatch, mirror_notified set, references untouched', async () => {
     const references = fiveReferences();
     await existingVersion(p, '1.100.20', { ...directorTags(p, 'x'), stemcell_references: references });
-    const dispatchesBefore = local.github.dispatches.length;
 
-    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
-      ['notify', { series: SERIES, version: '1.100.20', definitionName: p.definitionName }],
-      ['notify', { series: SERIES, version: '1.100.20', definitionName: p.definitionName }],
-    ]);
+    const { results, dispatches } = await notifyTwice(p, '1.100.20');
 
     assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
     assert.deepEqual(valueOf(results[1]?.outcome), { notified: false });
-    assert.equal(local.github.dispatches.length - dispatchesBefore, 1);
+    assert.equal(dispatches, 1);
     const tags = await versionTags(p, '1.100.20');
     assert.equal(tags['stemcell_references'], references);
     assert.match(tags[MIRROR_NOTIFIED_TAG] ?? '', /^\d{4}-\d\d-\d\dT/);
@@ -709,30 +675,21 @@ describe('tag limits', () => {
   test('fault: createImageVersion adopts a director’s version whose references are full without failing', async () => {
     const references = fiveReferences();
     await freshVersion(p, { ...directorTags(p, 'x'), stemcell_references: references });
-    const from = local.arm.requests.length;
 
-    const { outcome } = await activity('createImageVersion', REF);
+    const { outcome, writes } = await createOverExisting(p);
 
-    assert.deepEqual(valueOf(outcome), {
-      outcome: 'started',
-      provisioningState: 'Succeeded',
-      definitionName: p.definitionName,
-    });
-    assert.deepEqual(versionWrites(p, GALLERY_VERSION, from), []);
+    assert.deepEqual(valueOf(outcome), createAnswer(p, 'started', 'Succeeded'));
+    assert.deepEqual(writes, []);
   });
 
   test('fault: a version at Azure’s 50 tags: the notification is recorded in the mirror’s storage, and never sent twice', async () => {
     await existingVersion(p, '1.100.22', fiftyTags(p));
-    const dispatchesBefore = local.github.dispatches.length;
 
-    const { results } = await activitiesInWorker({ ...local.env, ...notifySettings() }, [
-      ['notify', { series: SERIES, version: '1.100.22', definitionName: p.definitionName }],
-      ['notify', { series: SERIES, version: '1.100.22', definitionName: p.definitionName }],
-    ]);
+    const { results, dispatches } = await notifyTwice(p, '1.100.22');
 
     assert.deepEqual(valueOf(results[0]?.outcome), { notified: true });
     assert.deepEqual(valueOf(results[1]?.outcome), { notified: false });
-    assert.equal(local.github.dispatches.length - dispatchesBefore, 1);
+    assert.equal(dispatches, 1);
     assert.equal((await versionTags(p, '1.100.22'))[MIRROR_NOTIFIED_TAG], undefined);
     const record = await new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential)
       .getContainerClient('stemcell')

@@ -23,6 +23,8 @@ import {
   MONITOR,
   SERIES,
   START,
+  afterCreationStarted,
+  afterUpload,
   expectedRetryOptions,
   ok,
   type OrchestratorState,
@@ -56,6 +58,39 @@ const blobUrl = `https://account.blob.core.windows.net/stemcell/${SERIES}-1.100.
 const definitionName = SERIES;
 const versionInput: MirrorVersionInput = { series: SERIES, version: '1.100' };
 const REF = { series: SERIES, version: '1.100' };
+/** The steps of a new version up to the first read of its state. */
+const UNTIL_FIRST_POLL = [
+  'downloadAndExtract',
+  'uploadVhd',
+  'ensureImageDefinition',
+  'createImageVersion',
+  'getImageVersionState',
+];
+
+/** resolveVersions' plan that mirrors 1.100 only, for `entry.reason` (and by its route, if any). */
+function planOf(entry: { reason: string; finish?: unknown; adopt?: unknown }) {
+  return {
+    series: SERIES,
+    mirror: [{ release, galleryVersion: '1.100.0', ...entry }],
+    newest: release,
+    deferred: [],
+  };
+}
+
+/** mirrorSeries' output when the series fails at `step`, before any version. */
+function seriesFailure(step: string, error: string) {
+  return {
+    series: SERIES,
+    results: [{ series: SERIES, version: null, galleryVersion: null, action: 'failed', step, error }],
+  };
+}
+
+/** mirrorVersion's output once `history` ends with its cleanup (the version is done). */
+async function outputAfterCleanup(history: OrchestrationHistory, removed = true): Promise<unknown> {
+  const done = await replay(history.activityCompleted('cleanup', ok({ removed })));
+  assert.equal(done.isDone, true);
+  return done.output;
+}
 
 before(async () => {
   await loadFunctionsApp();
@@ -150,27 +185,23 @@ describe('mirrorSeries', () => {
       state.all.map((a) => a.functionName),
       ['acquireSeriesLock'],
     );
-    assert.deepEqual(state.output, {
-      series: SERIES,
-      results: [
-        {
-          series: SERIES,
-          version: null,
-          galleryVersion: null,
-          action: 'failed',
-          step: 'acquireSeriesLock',
-          error:
-            `another run holds series ${SERIES}: ${holder.holder}, since ${holder.since}, last heartbeat ` +
-            `${holder.heartbeatAt}; this run waited 0 s and leaves the series to it (BASM_SERIES_LOCK_WAIT_SECONDS)`,
-        },
-      ],
-    });
+    assert.deepEqual(
+      state.output,
+      seriesFailure(
+        'acquireSeriesLock',
+        `another run holds series ${SERIES}: ${holder.holder}, since ${holder.since}, last heartbeat ` +
+          `${holder.heartbeatAt}; this run waited 0 s and leaves the series to it (BASM_SERIES_LOCK_WAIT_SECONDS)`,
+      ),
+    );
   });
-  const plan = {
+  const plan = planOf({ reason: 'newest' });
+  /** mirrorVersion's result for 1.100 when it created the version. */
+  const versionResult: VersionResult = {
     series: SERIES,
-    mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' }],
-    newest: release,
-    deferred: [],
+    version: '1.100',
+    galleryVersion: '1.100.0',
+    action: 'created',
+    blobUrl,
   };
   const release101: StemcellRelease = {
     ...release,
@@ -237,13 +268,6 @@ describe('mirrorSeries', () => {
   });
 
   test('replaying a complete history schedules nothing new and returns the series result', async () => {
-    const versionResult: VersionResult = {
-      series: SERIES,
-      version: '1.100',
-      galleryVersion: '1.100.0',
-      action: 'created',
-      blobUrl,
-    };
     const versionsDone = seriesHeld()
       .activityCompleted('resolveVersions', ok(plan))
       .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), versionResult)
@@ -273,29 +297,10 @@ describe('mirrorSeries', () => {
 
     assert.equal(state.isDone, true);
     assert.ok(!state.all.some((a) => a.functionName === 'mirrorVersion'), 'no version is started');
-    assert.deepEqual(state.output, {
-      series: SERIES,
-      results: [
-        {
-          series: SERIES,
-          version: null,
-          galleryVersion: null,
-          action: 'failed',
-          step: 'resolveVersions',
-          error: message,
-        },
-      ],
-    });
+    assert.deepEqual(state.output, seriesFailure('resolveVersions', message));
   });
 
   test('every run ends by recording it for status, holding the series: runner functions, the run start, every result', async () => {
-    const versionResult: VersionResult = {
-      series: SERIES,
-      version: '1.100',
-      galleryVersion: '1.100.0',
-      action: 'created',
-      blobUrl,
-    };
     const state = await replay(
       seriesHeld()
         .activityCompleted('resolveVersions', ok(plan))
@@ -344,6 +349,15 @@ describe('mirrorSeries', () => {
     });
   });
 
+  /** A dry run's result for 1.100 of twoVersionPlan. */
+  const plannedCatchUp = {
+    series: SERIES,
+    version: '1.100',
+    galleryVersion: '1.100.0',
+    action: 'planned',
+    reason: 'catch-up',
+  };
+
   test('a dry run starts no mirrorVersion and reports every planned version as planned', async () => {
     const dryRunInput = { request: { series: SERIES, dryRun: true } };
     const history = new OrchestrationHistory(
@@ -364,13 +378,7 @@ describe('mirrorSeries', () => {
     assert.deepEqual(state.output, {
       series: SERIES,
       results: [
-        {
-          series: SERIES,
-          version: '1.100',
-          galleryVersion: '1.100.0',
-          action: 'planned',
-          reason: 'catch-up',
-        },
+        plannedCatchUp,
         { series: SERIES, version: '1.101', galleryVersion: '1.101.0', action: 'planned', reason: 'newest' },
       ],
     });
@@ -391,13 +399,7 @@ describe('mirrorSeries', () => {
     assert.deepEqual(state.output, {
       series: SERIES,
       results: [
-        {
-          series: SERIES,
-          version: '1.100',
-          galleryVersion: '1.100.0',
-          action: 'planned',
-          reason: 'catch-up',
-        },
+        plannedCatchUp,
         {
           series: SERIES,
           version: '1.101',
@@ -458,13 +460,7 @@ describe('mirrorSeries', () => {
   });
 
   test('a planned version left unfinished by an earlier run is passed to mirrorVersion as finish', async () => {
-    const finish = { definitionName, blobUrl };
-    const finishPlan = {
-      series: SERIES,
-      mirror: [{ release, galleryVersion: '1.100.0', reason: 'finish', finish }],
-      newest: release,
-      deferred: [],
-    };
+    const finishPlan = planOf({ reason: 'finish', finish: { definitionName, blobUrl } });
 
     const state = await replay(seriesHeld().activityCompleted('resolveVersions', ok(finishPlan)));
 
@@ -479,12 +475,7 @@ describe('mirrorSeries', () => {
 
   test('a planned adoption is passed to mirrorVersion as a route only: no definition, blob or digest', async () => {
     const adopt = { definitionName, blobUrl: 'https://old.blob.core.windows.net/vhds/1.100.vhd' };
-    const adoptPlan = {
-      series: SERIES,
-      mirror: [{ release, galleryVersion: '1.100.0', reason: 'adopt', adopt }],
-      newest: release,
-      deferred: [],
-    };
+    const adoptPlan = planOf({ reason: 'adopt', adopt });
 
     const state = await replay(seriesHeld().activityCompleted('resolveVersions', ok(adoptPlan)));
 
@@ -496,20 +487,7 @@ describe('mirrorSeries', () => {
 describe('mirrorVersion', () => {
   test('every step of a version carries the series claim its input holds, and only that', async () => {
     const lock = { series: SERIES, leaseId: '3f1c2a9e-8b7d-4c6e-9a5f-0d1e2f3a4b5c' };
-    const history = new OrchestrationHistory(
-      'mirrorVersion',
-      versionInstanceId(SERIES, '1.100', START),
-      { ...versionInput, lock },
-      START,
-      'mirror-x',
-    )
-      .activityCompleted('downloadAndExtract', ok(stemcell))
-      .activityCompleted(
-        'uploadVhd',
-        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
-      )
-      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
-      .activityCompleted('createImageVersion', ok({ outcome: 'started', provisioningState: 'Creating' }))
+    const history = afterCreationStarted(versionHistory({ ...versionInput, lock }), stemcell, blobUrl)
       .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded' }))
       .activityCompleted('notify', ok({ notified: true }));
 
@@ -544,12 +522,7 @@ describe('mirrorVersion', () => {
   });
 
   test('fault: after a restart it resumes with ensureImageDefinition once download and upload are in the history', async () => {
-    const history = versionHistory()
-      .activityCompleted('downloadAndExtract', ok(stemcell))
-      .activityCompleted(
-        'uploadVhd',
-        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
-      );
+    const history = afterUpload(versionHistory(), stemcell, blobUrl);
 
     const state = await replay(history);
 
@@ -578,9 +551,7 @@ describe('mirrorVersion', () => {
     assert.deepEqual(state.last.input, { series: SERIES, version: '1.100' });
     assert.equal(state.customStatus?.error, message);
 
-    const done = await replay(history.activityCompleted('cleanup', ok({ removed: true })));
-    assert.equal(done.isDone, true);
-    assert.deepEqual(done.output, {
+    assert.deepEqual(await outputAfterCleanup(history), {
       series: SERIES,
       version: '1.100',
       galleryVersion: '1.100.0',
@@ -619,16 +590,7 @@ describe('mirrorVersion', () => {
 
     assert.deepEqual(
       state.all.map((a) => a.functionName ?? 'timer'),
-      [
-        'downloadAndExtract',
-        'uploadVhd',
-        'ensureImageDefinition',
-        'createImageVersion',
-        'getImageVersionState',
-        'timer',
-        'getImageVersionState',
-        'notify',
-      ],
+      [...UNTIL_FIRST_POLL, 'timer', 'getImageVersionState', 'notify'],
     );
     assert.deepEqual(state.last.input, { series: SERIES, version: '1.100', definitionName });
   });
@@ -643,14 +605,7 @@ describe('mirrorVersion', () => {
 
     assert.deepEqual(
       state.all.map((a) => a.functionName ?? 'timer'),
-      [
-        'downloadAndExtract',
-        'uploadVhd',
-        'ensureImageDefinition',
-        'createImageVersion',
-        'getImageVersionState',
-        'cleanup',
-      ],
+      [...UNTIL_FIRST_POLL, 'cleanup'],
       'no timer, no notify: a Failed version is not waited for',
     );
     assert.deepEqual(state.last.input, { series: SERIES, version: '1.100' });
@@ -658,9 +613,7 @@ describe('mirrorVersion', () => {
     assert.equal(state.customStatus?.provisioningState, 'Failed');
     assert.match(String(state.customStatus?.error), /Failed: The VHD footer is invalid/);
 
-    const done = await replay(history.activityCompleted('cleanup', ok({ removed: true })));
-    assert.equal(done.isDone, true);
-    assert.deepEqual(done.output, {
+    assert.deepEqual(await outputAfterCleanup(history), {
       series: SERIES,
       version: '1.100',
       galleryVersion: '1.100.0',
@@ -679,23 +632,7 @@ describe('mirrorVersion', () => {
     // Years before any wall clock running this test: a deadline taken from the wall clock instead of the
     // orchestration time would never be reached by these timers (or, on a clock set earlier, at once).
     const longAgo = new Date('2020-01-01T00:00:00.000Z');
-    const history = new OrchestrationHistory(
-      'mirrorVersion',
-      versionInstanceId(SERIES, '1.100', longAgo),
-      versionInput,
-      longAgo,
-      'mirror-x',
-    )
-      .activityCompleted('downloadAndExtract', ok(stemcell))
-      .activityCompleted(
-        'uploadVhd',
-        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
-      )
-      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
-      .activityCompleted(
-        'createImageVersion',
-        ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
-      );
+    const history = afterCreationStarted(versionHistory(versionInput, longAgo), stemcell, blobUrl);
     // The deadline counts from the episode in which the creation was seen started.
     const waitingSince = history.currentTime.getTime();
 
@@ -728,9 +665,7 @@ describe('mirrorVersion', () => {
     );
     assert.ok(polls >= 4, `expected several polls within ${monitor.deadlineMinutes} minutes, saw ${polls}`);
 
-    const done = await replay(history.activityCompleted('cleanup', ok({ removed: true })));
-    assert.equal(done.isDone, true);
-    const output = done.output as VersionResult;
+    const output = (await outputAfterCleanup(history)) as VersionResult;
     assert.equal(output.action, 'failed');
     assert.equal(output.step, 'waitForImageVersion');
     assert.equal(
@@ -783,9 +718,7 @@ describe('mirrorVersion', () => {
     assert.deepEqual(state.last.input, { series: SERIES, version: '1.100' });
     assert.equal(state.customStatus?.step, 'done');
 
-    const done = await replay(history.activityCompleted('cleanup', ok({ removed: false })));
-    assert.equal(done.isDone, true);
-    assert.deepEqual(done.output, {
+    assert.deepEqual(await outputAfterCleanup(history, false), {
       series: SERIES,
       version: '1.100',
       galleryVersion: '1.100.0',
@@ -798,14 +731,7 @@ describe('mirrorVersion', () => {
   test('finishing a version an earlier run created only waits for it and notifies, with the blob URL the gallery reports', async () => {
     const finishBlobUrl = `https://account.blob.core.windows.net/stemcell/${SERIES}-1.100-earlier.vhd`;
     const finishInput = { ...versionInput, finish: { definitionName } };
-    const finishHistory = () =>
-      new OrchestrationHistory(
-        'mirrorVersion',
-        versionInstanceId(SERIES, '1.100', START),
-        finishInput,
-        START,
-        'mirror-x',
-      );
+    const finishHistory = () => versionHistory(finishInput);
 
     const first = await replay(finishHistory());
     assert.deepEqual(first.all, [
@@ -846,20 +772,15 @@ describe('mirrorVersion', () => {
 
 describe('mirrorVersion adopting an untagged version another tool made', () => {
   const sourceBlob = `https://old.blob.core.windows.net/vhds/${SERIES}-1.100.vhd`;
-  const adoptHistory = (input: unknown = { ...versionInput, adopt: true }) =>
-    new OrchestrationHistory(
-      'mirrorVersion',
-      versionInstanceId(SERIES, '1.100', START),
-      input,
-      START,
-      'mirror-x',
-    );
+  /** mirrorVersion on the adoption route to its end: the stemcell verified, `adopted` the adoption's outcome. */
+  const adoption = (adopted: unknown, input: unknown = { ...versionInput, adopt: true }) =>
+    versionHistory(input)
+      .activityCompleted('downloadAndExtract', ok(stemcell))
+      .activityCompleted('adoptImageVersion', adopted)
+      .activityCompleted('cleanup', ok({ removed: true }));
 
   test('verifies the stemcell, then adopts: no upload, no definition, no create, no wait, no dispatch', async () => {
-    const history = adoptHistory()
-      .activityCompleted('downloadAndExtract', ok(stemcell))
-      .activityCompleted('adoptImageVersion', ok({ definitionName, blobUrl: sourceBlob }))
-      .activityCompleted('cleanup', ok({ removed: true }));
+    const history = adoption(ok({ definitionName, blobUrl: sourceBlob }));
 
     const state = await replay(history);
 
@@ -884,10 +805,7 @@ describe('mirrorVersion adopting an untagged version another tool made', () => {
   test('fault: a refused adoption fails the version at adoptImageVersion, and cleanup still runs', async () => {
     const message =
       'image version x/1.100.0 is untagged and its source blob ... is not ...; refusing to adopt it';
-    const history = adoptHistory()
-      .activityCompleted('downloadAndExtract', ok(stemcell))
-      .activityCompleted('adoptImageVersion', { ok: false, error: message })
-      .activityCompleted('cleanup', ok({ removed: true }));
+    const history = adoption({ ok: false, error: message });
 
     const state = await replay(history);
 
@@ -909,10 +827,7 @@ describe('mirrorVersion adopting an untagged version another tool made', () => {
       sourceUri: 'https://attacker.example/evil.vhd',
       imageSha256: 'ff'.repeat(32),
     };
-    const history = adoptHistory(forged)
-      .activityCompleted('downloadAndExtract', ok(stemcell))
-      .activityCompleted('adoptImageVersion', ok({ definitionName }))
-      .activityCompleted('cleanup', ok({ removed: true }));
+    const history = adoption(ok({ definitionName }), forged);
 
     const state = await replay(history);
 
@@ -939,27 +854,10 @@ describe('orchestrations started by hand with forged input (the system key start
     blobUrl: 'https://attacker.blob.core.windows.net/x/evil.vhd',
     definitionName: 'another-definition',
   };
-  const forgedHistory = () =>
-    new OrchestrationHistory(
-      'mirrorVersion',
-      versionInstanceId(SERIES, '1.100', START),
-      forged,
-      START,
-      'mirror-x',
-    );
+  const forgedHistory = () => versionHistory(forged);
 
   test('fault: mirrorVersion with a foreign tarball URL, gallery version, blob and definition passes none of them to a step', async () => {
-    const history = forgedHistory()
-      .activityCompleted('downloadAndExtract', ok(stemcell))
-      .activityCompleted(
-        'uploadVhd',
-        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
-      )
-      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
-      .activityCompleted(
-        'createImageVersion',
-        ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
-      )
+    const history = afterCreationStarted(forgedHistory(), stemcell, blobUrl)
       .activityCompleted('getImageVersionState', ok({ provisioningState: 'Succeeded', monitor: MONITOR }))
       .activityCompleted('notify', ok({ notified: true }))
       .activityCompleted('cleanup', ok({ removed: true }));
@@ -983,18 +881,10 @@ describe('orchestrations started by hand with forged input (the system key start
   });
 
   test('fault: a tiny poll interval in the input does not make the wait poll faster than the settings', async () => {
-    const history = forgedHistory()
-      .activityCompleted('downloadAndExtract', ok(stemcell))
-      .activityCompleted(
-        'uploadVhd',
-        ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
-      )
-      .activityCompleted('ensureImageDefinition', ok({ definitionName, created: true }))
-      .activityCompleted(
-        'createImageVersion',
-        ok({ outcome: 'started', provisioningState: 'Creating', definitionName }),
-      )
-      .activityCompleted('getImageVersionState', ok({ provisioningState: 'Creating', monitor: MONITOR }));
+    const history = afterCreationStarted(forgedHistory(), stemcell, blobUrl).activityCompleted(
+      'getImageVersionState',
+      ok({ provisioningState: 'Creating', monitor: MONITOR }),
+    );
 
     const state = await replay(history);
 
@@ -1006,13 +896,7 @@ describe('orchestrations started by hand with forged input (the system key start
   });
 
   test('fault: mirrorVersion named with a version that is not a stemcell version schedules no step', async () => {
-    const history = new OrchestrationHistory(
-      'mirrorVersion',
-      versionInstanceId(SERIES, '1.100', START),
-      { series: SERIES, version: '../../1.100' },
-      START,
-      'mirror-x',
-    );
+    const history = versionHistory({ series: SERIES, version: '../../1.100' });
 
     // The worker reports a failed orchestrator as an error carrying its state.
     await assert.rejects(
@@ -1026,10 +910,7 @@ describe('orchestrations started by hand with forged input (the system key start
     );
   });
 
-  const forgedSeriesInput = {
-    request: { series: SERIES },
-    monitor: { ...forged.monitor, seriesLockWaitSeconds: 86_400 },
-  };
+  const forgedMonitor = { monitor: { ...forged.monitor, seriesLockWaitSeconds: 86_400 } };
   const holder = {
     holder: 'command line (pid 4242 on build-7)',
     since: '2026-05-04T05:50:00.000Z',
@@ -1037,20 +918,15 @@ describe('orchestrations started by hand with forged input (the system key start
   };
 
   test('fault: mirrorSeries with forged monitor settings passes nothing but the stemcell (and its claim) to mirrorVersion', async () => {
-    const history = new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, forgedSeriesInput, START)
-      .activityCompleted(
-        'acquireSeriesLock',
-        ok({ acquired: true, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
-      )
-      .activityCompleted(
-        'resolveVersions',
-        ok({
-          series: SERIES,
-          mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' }],
-          newest: release,
-          deferred: [],
-        }),
-      );
+    const history = seriesHeld(seriesStarted({}, forgedMonitor)).activityCompleted(
+      'resolveVersions',
+      ok({
+        series: SERIES,
+        mirror: [{ release, galleryVersion: '1.100.0', reason: 'newest' }],
+        newest: release,
+        deferred: [],
+      }),
+    );
 
     const state = await replay(history);
 
@@ -1060,8 +936,7 @@ describe('orchestrations started by hand with forged input (the system key start
   });
 
   test("fault: a forged lock wait in mirrorSeries' input neither makes it wait for a held series nor look sooner", async () => {
-    const started = () =>
-      new OrchestrationHistory('mirrorSeries', `mirror-${SERIES}`, forgedSeriesInput, START);
+    const started = () => seriesStarted({}, forgedMonitor);
 
     const gaveUp = await replay(
       started().activityCompleted(
@@ -1099,17 +974,7 @@ describe('custom status', () => {
   const LIMIT = 16 * 1024;
 
   test('fault: a run over 60 versions, each failing with a long message, keeps its custom status under 16 KB with counts', async () => {
-    const history = new OrchestrationHistory(
-      'mirrorSeries',
-      `mirror-${SERIES}`,
-      { request: { series: SERIES } },
-      START,
-    )
-      .activityCompleted(
-        'acquireSeriesLock',
-        ok({ acquired: true, wait: { waitSeconds: 0, pollIntervalSeconds: 30 } }),
-      )
-      .activityCompleted('resolveVersions', ok(manyPlan));
+    const history = seriesHeld().activityCompleted('resolveVersions', ok(manyPlan));
     let largest = 0;
     for (const r of releases) {
       const state = await replay(history);

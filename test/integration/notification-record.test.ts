@@ -1,33 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { ContainerClient } from '@azure/storage-blob';
-import { createAzureCredential } from '../../src/credentials.js';
+import { test } from 'node:test';
 import { NotificationRecords } from '../../src/notification-record.js';
-import { startAzurite, type AzuriteBlob } from '../support/azurite.js';
-import { startIdentityEndpoint, type IdentityEndpoint } from '../support/identity.js';
+import { identityStorage } from '../support/identity-storage.js';
 
-let identity: IdentityEndpoint;
-let azurite: AzuriteBlob;
-let containerCount = 0;
-
-before(async () => {
-  identity = await startIdentityEndpoint();
-  Object.assign(process.env, identity.env());
-  azurite = await startAzurite();
-});
-
-after(async () => {
-  await azurite?.stop();
-  await identity?.stop();
-  delete process.env.IDENTITY_ENDPOINT;
-  delete process.env.IDENTITY_HEADER;
-});
+const storage = identityStorage();
 
 function records(): NotificationRecords {
-  containerCount += 1;
-  return new NotificationRecords(
-    new ContainerClient(`${azurite.blobEndpoint}/records-${containerCount}`, createAzureCredential()),
-  );
+  return new NotificationRecords(storage.newContainer('records'));
 }
 
 test('a version without a record has none', async () => {

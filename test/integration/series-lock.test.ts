@@ -1,36 +1,18 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { ContainerClient } from '@azure/storage-blob';
-import { createAzureCredential } from '../../src/credentials.js';
 import { SeriesLockLost, SeriesLocks, type SeriesLockClaim } from '../../src/series-lock.js';
-import { startAzurite, type AzuriteBlob } from '../support/azurite.js';
-import { startIdentityEndpoint, type IdentityEndpoint } from '../support/identity.js';
+import { identityStorage } from '../support/identity-storage.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 
-let identity: IdentityEndpoint;
-let azurite: AzuriteBlob;
-let containerCount = 0;
-
-before(async () => {
-  identity = await startIdentityEndpoint();
-  Object.assign(process.env, identity.env());
-  azurite = await startAzurite();
-});
-
-after(async () => {
-  await azurite?.stop();
-  await identity?.stop();
-  delete process.env.IDENTITY_ENDPOINT;
-  delete process.env.IDENTITY_HEADER;
-});
+const storage = identityStorage();
 
 /** A fresh container, reached as the mirror reaches it: managed-identity token. */
 function newContainer(): ContainerClient {
-  containerCount += 1;
-  return new ContainerClient(`${azurite.blobEndpoint}/locks-${containerCount}`, createAzureCredential());
+  return storage.newContainer('locks');
 }
 
 function locksIn(container: ContainerClient, staleAfterSeconds = 600): SeriesLocks {
@@ -43,7 +25,7 @@ function claim(): SeriesLockClaim {
 
 /** The lock blob as an administrator sees it (shared key). */
 async function lockBlob(container: ContainerClient) {
-  return new ContainerClient(container.url, azurite.sharedKeyCredential)
+  return new ContainerClient(container.url, storage.azurite.sharedKeyCredential)
     .getBlobClient(`locks/${SERIES}`)
     .getProperties();
 }

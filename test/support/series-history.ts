@@ -68,43 +68,70 @@ export function expectedRetryOptions(name: StepName): Record<string, unknown> {
   };
 }
 
-/** mirrorSeries' first episode for SERIES, before it holds its series. */
-export function seriesStarted(request: Record<string, unknown> = {}): OrchestrationHistory {
+/**
+ * mirrorSeries' first episode for SERIES, before it holds its series; `input` adds to (or forges) what
+ * the starter passes beside the request.
+ */
+export function seriesStarted(
+  request: Record<string, unknown> = {},
+  input: Record<string, unknown> = {},
+): OrchestrationHistory {
   return new OrchestrationHistory(
     'mirrorSeries',
     `mirror-${SERIES}`,
-    { request: { series: SERIES, ...request } },
+    { request: { series: SERIES, ...request }, ...input },
     START,
   );
 }
 
-/** mirrorSeries holding its series. */
-export function seriesHeld(): OrchestrationHistory {
-  return seriesStarted().activityCompleted('acquireSeriesLock', ok({ acquired: true, wait: LOCK_WAIT }));
+/** mirrorSeries holding its series: `started` once acquireSeriesLock took it. */
+export function seriesHeld(started = seriesStarted()): OrchestrationHistory {
+  return started.activityCompleted('acquireSeriesLock', ok({ acquired: true, wait: LOCK_WAIT }));
 }
 
-/** mirrorVersion of 1.100, started by mirrorSeries. */
-export function versionHistory(): OrchestrationHistory {
+/** mirrorVersion, started by mirrorSeries at `start`, with `input` (by default 1.100 of SERIES). */
+export function versionHistory(
+  input: unknown = { series: SERIES, version: '1.100' },
+  start = START,
+): OrchestrationHistory {
   return new OrchestrationHistory(
     'mirrorVersion',
-    versionInstanceId(SERIES, '1.100', START),
-    { series: SERIES, version: '1.100' },
-    START,
+    versionInstanceId(SERIES, '1.100', start),
+    input,
+    start,
     'mirror-x',
   );
 }
 
-/** mirrorVersion up to the point where the image version's creation has started. */
-export function versionHistoryUntilCreation(extracted: unknown, blobUrl: string): OrchestrationHistory {
-  return versionHistory()
+/** `history` (a mirrorVersion) once the stemcell was `extracted` and its root.vhd uploaded to `blobUrl`. */
+export function afterUpload(
+  history: OrchestrationHistory,
+  extracted: unknown,
+  blobUrl: string,
+): OrchestrationHistory {
+  return history
     .activityCompleted('downloadAndExtract', ok(extracted))
     .activityCompleted(
       'uploadVhd',
       ok({ blobUrl, bytesUploaded: 1_048_576, dataBytes: 1_048_576, alreadyComplete: false }),
-    )
+    );
+}
+
+/** `history` (a mirrorVersion) up to the point where the image version's creation has started. */
+export function afterCreationStarted(
+  history: OrchestrationHistory,
+  extracted: unknown,
+  blobUrl: string,
+): OrchestrationHistory {
+  return afterUpload(history, extracted, blobUrl)
     .activityCompleted('ensureImageDefinition', ok({ definitionName: SERIES, created: true }))
     .activityCompleted(
       'createImageVersion',
       ok({ outcome: 'started', provisioningState: 'Creating', definitionName: SERIES }),
     );
+}
+
+/** mirrorVersion of 1.100 up to the point where the image version's creation has started. */
+export function versionHistoryUntilCreation(extracted: unknown, blobUrl: string): OrchestrationHistory {
+  return afterCreationStarted(versionHistory(), extracted, blobUrl);
 }

@@ -23,6 +23,8 @@ const ETAG = '"v1"';
 interface Behaviour {
   /** Send Accept-Ranges and a strong ETag (default true). */
   ranges?: boolean;
+  /** Send a weak ETag: ranges are served, but nothing tells one file from another (RFC 9110 13.1.5). */
+  weakEtag?: boolean;
   /** Ranged GETs get the whole file (200) with the same ETag: the server ignores Range after the first answer. */
   ignoreRangeAfterFirst?: boolean;
   /** Ranged GETs get another file (200, another ETag): it changed on the server. */
@@ -84,7 +86,8 @@ async function serve(behaviour: Behaviour = {}): Promise<Server> {
     state.peakActive = Math.max(state.peakActive, active);
     res.on('close', () => active--);
     const headers: Record<string, string | number> = {};
-    if (behaviour.ranges !== false) Object.assign(headers, { etag: ETAG, 'accept-ranges': 'bytes' });
+    if (behaviour.ranges !== false)
+      Object.assign(headers, { etag: behaviour.weakEtag ? `W/${ETAG}` : ETAG, 'accept-ranges': 'bytes' });
     const match = /^bytes=(\d+)-(\d*)$/.exec(range ?? '');
     const file = behaviour.body ?? BODY;
     let body = file;
@@ -92,7 +95,13 @@ async function serve(behaviour: Behaviour = {}): Promise<Server> {
       body = OTHER_BODY;
       headers.etag = '"v2"';
       res.writeHead(200, { ...headers, 'content-length': body.length });
-    } else if (match && ifRange === ETAG && behaviour.ranges !== false && !behaviour.ignoreRangeAfterFirst) {
+    } else if (
+      match &&
+      // RFC 9110 13.1.5: a Range without If-Range applies; with one, only when it matches.
+      (ifRange === undefined || (ifRange === ETAG && !behaviour.weakEtag)) &&
+      behaviour.ranges !== false &&
+      !(behaviour.ignoreRangeAfterFirst && index > 0)
+    ) {
       const start = Number(match[1]);
       const end = match[2] === '' ? file.length : Math.min(file.length, Number(match[2]) + 1);
       body = file.subarray(start, end);
@@ -132,7 +141,8 @@ test('after the first segment the rest comes as ranged GETs with If-Range, in or
   try {
     const bytes = await buffer(downloadStream(server.url, options));
     assert.ok(bytes.equals(BODY), 'the bytes differ');
-    assert.equal(server.requests[0]?.range, undefined, 'the first GET asks for the whole file');
+    assert.equal(server.requests[0]?.range, `bytes=0-${SEGMENT - 1}`, 'the first GET asks for one segment');
+    assert.equal(server.requests[0]?.ifRange, undefined, 'no validator is known before the first answer');
     const segments = Math.ceil((BODY.length - SEGMENT) / SEGMENT);
     assert.equal(server.requests.length, 1 + segments);
     let next = SEGMENT;
@@ -187,7 +197,8 @@ test('a dropped first connection resumes with Range, then goes on with ranged GE
   try {
     const bytes = await buffer(downloadStream(server.url, options));
     assert.ok(bytes.equals(BODY), 'the bytes differ');
-    assert.equal(server.requests[1]?.range, 'bytes=50000-');
+    assert.equal(server.requests[1]?.range, `bytes=50000-${SEGMENT - 1}`);
+    assert.equal(server.requests[1]?.ifRange, ETAG);
   } finally {
     await server.close();
   }
@@ -199,6 +210,25 @@ test('fault: a server without ranges or a strong validator is read as one stream
     const bytes = await buffer(downloadStream(server.url, options));
     assert.ok(bytes.equals(BODY), 'the bytes differ');
     assert.equal(server.requests.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a server with ranges but only a weak ETag: the first segment is set aside and the file read whole as one stream', async () => {
+  const server = await serve({ weakEtag: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.deepEqual(
+      server.requests.map((request) => request.range),
+      [`bytes=0-${SEGMENT - 1}`, undefined],
+      'one ranged GET set aside, then the whole file',
+    );
+    assert.ok(
+      server.requests.every((request) => request.ifRange === undefined),
+      'never If-Range',
+    );
   } finally {
     await server.close();
   }
@@ -223,6 +253,28 @@ test('fault: a file that changes between the first GET and the ranged ones is re
       assert.match(error.message, /expected 206/);
       return true;
     });
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a first segment whose Content-Range total disagrees with the listed size is refused as permanent', async () => {
+  const server = await serve();
+  try {
+    const listed = BODY.length + 1;
+    await assert.rejects(
+      buffer(downloadStream(server.url, { ...options, expectedSize: listed })),
+      (error: unknown) => {
+        assert.ok(error instanceof DownloadError, String(error));
+        assert.equal(error.transient, false);
+        assert.match(
+          error.message,
+          new RegExp(`Content-Range of ${BODY.length} bytes, but bosh.io lists ${listed}`),
+        );
+        return true;
+      },
+    );
+    assert.equal(server.requests.length, 1, 'nothing more was asked');
   } finally {
     await server.close();
   }
