@@ -32,6 +32,19 @@ export interface GalleryVersionSummary {
    * BASM_TARGET_REGIONS (or a replica count raised) extends it. `stemcellVersion` is the bosh.io version.
    */
   replicated?: { definitionName: string; stemcellVersion: string; targetRegions: ReportedTargetRegion[] };
+  /**
+   * Set for a Failed version of the mirror's that directors use: the mirror never deletes it, so no run recreates
+   * it (or downloads its stemcell); every run reports it failed with `error`, which says what the operator must do.
+   */
+  inUseFailure?: { stemcellVersion: string; error: string };
+}
+
+/** A version the plan reports failed without any step: a Failed version of the mirror's that directors use. */
+export interface RefusedVersion {
+  version: string;
+  galleryVersion: string;
+  reason: 'failed-in-use';
+  error: string;
 }
 
 /** A version this mirror created that the run gives new target regions (an update, never a recreation). */
@@ -75,6 +88,8 @@ export interface SeriesPlan {
   extend?: PlannedExtension[];
   /** Versions bosh.io lists and the gallery lacks that BASM_SKIP_VERSIONS keeps out, oldest first; absent when none. */
   skipped?: string[];
+  /** Failed versions of the mirror's that directors use, oldest first: reported failed, never mirrored; absent when none. */
+  refused?: RefusedVersion[];
 }
 
 /**
@@ -133,9 +148,35 @@ function withoutSkipped(
   return skipped.length > 0 ? { allowed, skipped } : { allowed };
 }
 
-/** A gallery version counts as present unless Azure gave up on it (a Failed version is recreated). */
+/**
+ * A gallery version counts as present unless Azure gave up on it (a Failed version is recreated); one directors
+ * use stays, Failed or not, since the mirror never deletes it.
+ */
 function presentVersions(inGallery: readonly GalleryVersionSummary[]): Set<string> {
-  return new Set(inGallery.filter((v) => v.provisioningState !== 'Failed').map((v) => v.name));
+  return new Set(
+    inGallery
+      .filter((v) => v.provisioningState !== 'Failed' || v.inUseFailure !== undefined)
+      .map((v) => v.name),
+  );
+}
+
+/** The Failed versions directors use among `inGallery`, oldest first, as the run reports them. */
+function refusedVersions(inGallery: readonly GalleryVersionSummary[]): { refused?: RefusedVersion[] } {
+  const refused = inGallery
+    .flatMap((v): RefusedVersion[] =>
+      v.inUseFailure === undefined
+        ? []
+        : [
+            {
+              version: v.inUseFailure.stemcellVersion,
+              galleryVersion: v.name,
+              reason: 'failed-in-use',
+              error: v.inUseFailure.error,
+            },
+          ],
+    )
+    .sort((a, b) => compareStemcellVersions(a.galleryVersion, b.galleryVersion));
+  return refused.length > 0 ? { refused } : {};
 }
 
 /**
@@ -158,7 +199,8 @@ export function oldestKeptRelease(
  * is mirrored too, oldest first, at most `maxVersions` a run. Counting from the oldest (rather than only past
  * the newest) means a gap that had to wait for a later run is still filled once the newest has landed;
  * counting only the mirror's own versions means an old stemcell a director uploaded causes no backfill.
- * A version the mirror created that Azure failed is created again. Versions whose run did not finish are
+ * A version the mirror created that Azure failed is created again, unless directors use it: that one is only
+ * reported (`refused`), every run, until the operator acts. Versions whose run did not finish are
  * finished (no download), after the rest and outside the cap. A skipped version (BASM_SKIP_VERSIONS) is as if
  * bosh.io did not list it: when the newest is skipped, the next newest is what the run is about. With
  * BASM_KEEP_VERSIONS, catch-up reaches back no further than the newest `keep` versions.
@@ -223,7 +265,14 @@ export function planSeries(
     if (finish) chosen.push({ release: r, galleryVersion: nameOf(r), reason: 'finish', finish });
   }
   const deferred = [...candidates.slice(room), ...toAdopt.slice(adoptRoom)].map((r) => r.version);
-  return { series, mirror: chosen, newest, deferred, ...(skipped ? { skipped } : {}) };
+  return {
+    series,
+    mirror: chosen,
+    newest,
+    deferred,
+    ...(skipped ? { skipped } : {}),
+    ...refusedVersions(inGallery),
+  };
 }
 
 /**
@@ -259,7 +308,8 @@ export function planRequestedVersion(
       : presentVersions(inGallery).has(galleryVersion)
         ? []
         : [{ release, galleryVersion, reason: 'requested' }];
-  return { series, mirror, newest: release, deferred: [] };
+  const refused = refusedVersions(inGallery.filter((v) => v.name === galleryVersion));
+  return { series, mirror, newest: release, deferred: [], ...refused };
 }
 
 /** Why an explicit request for a skipped version is refused (CLI, HTTP starter and the plan say the same). */

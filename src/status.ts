@@ -138,7 +138,8 @@ export function seriesStatusOf(
   }));
 
   const decided = new Set([...status.missing, ...status.deferred].map((m) => m.galleryVersion));
-  status.skipped = skippedVersionsOf(releases, inGallery, summaries, decided, rules);
+  const inUse = new Set((plan.refused ?? []).map((r) => r.galleryVersion));
+  status.skipped = skippedVersionsOf(releases, inGallery, summaries, decided, rules, inUse);
   return status;
 }
 
@@ -162,6 +163,10 @@ function galleryVersionsOf(
     .sort((a, b) => compareStemcellVersions(a.galleryVersion, b.galleryVersion));
 }
 
+const FAILED_IN_USE =
+  'Azure failed it and a director uses it: every run reports it failed, downloading nothing, until an operator ' +
+  'removes the failed region from it or deletes it';
+
 /** bosh.io's versions the gallery lacks and the next run does not mirror (`decided`), oldest first, with why. */
 function skippedVersionsOf(
   releases: readonly StemcellRelease[],
@@ -169,6 +174,8 @@ function skippedVersionsOf(
   summaries: readonly GalleryVersionSummary[],
   decided: ReadonlySet<string>,
   rules: PlanRules,
+  /** Failed versions of the mirror's that directors use: the plan reports them failed, never mirrors them. */
+  failedInUse: ReadonlySet<string>,
 ): MissingVersion[] {
   const present = new Set(inGallery.filter((v) => v.provisioningState !== 'Failed').map((v) => v.name));
   const failed = new Set(inGallery.filter((v) => v.provisioningState === 'Failed').map((v) => v.name));
@@ -189,13 +196,15 @@ function skippedVersionsOf(
       galleryVersion: galleryVersionName(r.version),
       reason: isSkippedVersion(r.version, rules.skip)
         ? 'BASM_SKIP_VERSIONS: never mirrored'
-        : keptFloor !== undefined && compareStemcellVersions(r.version, keptFloor.version) < 0
-          ? `older than the newest ${keep} (BASM_KEEP_VERSIONS): retention would delete it again`
-          : failed.has(galleryVersionName(r.version))
-            ? 'Azure failed it and the mirror did not make it: it is left to whoever did'
-            : oldestMirrored === undefined
-              ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
-              : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
+        : failedInUse.has(galleryVersionName(r.version))
+          ? FAILED_IN_USE
+          : keptFloor !== undefined && compareStemcellVersions(r.version, keptFloor.version) < 0
+            ? `older than the newest ${keep} (BASM_KEEP_VERSIONS): retention would delete it again`
+            : failed.has(galleryVersionName(r.version))
+              ? 'Azure failed it and the mirror did not make it: it is left to whoever did'
+              : oldestMirrored === undefined
+                ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
+                : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
     }));
 }
 

@@ -8,7 +8,7 @@ import {
   isCreatedByMirror,
 } from './cpi.js';
 import { definitionDrift, driftRefusal } from './definition-features.js';
-import { isFromAnotherTool } from './existing-version.js';
+import { inUseFailure, isFromAnotherTool } from './existing-version.js';
 import { errorMessage, isTransientError } from './failures.js';
 import type { ImageVersionState } from './gallery.js';
 import { previewManifest } from './manifest-preview.js';
@@ -43,6 +43,14 @@ export function summaryOf(
     createdByMirror: isCreatedByMirror(version.tags),
   };
   const gone = version.provisioningState === 'Failed' || version.provisioningState === 'Deleting';
+  // Decided here, not when the run gets to create it: a run must not download a stemcell it cannot use.
+  const inUse = inUseFailure(version);
+  if (inUse !== undefined) {
+    summary.inUseFailure = {
+      stemcellVersion: stemcellVersionOf(version),
+      error: `image version ${version.definitionName}/${version.name} ${inUse}`,
+    };
+  }
   if (summary.createdByMirror && version.provisioningState === 'Succeeded') {
     summary.replicated = {
       definitionName: version.definitionName,
@@ -90,7 +98,13 @@ export async function resolveVersions(
   });
   const versions = await gallery.listSeriesVersions(series, config.gallery);
   const inGallery = await Promise.all(
-    versions.map(async (v) => {
+    versions.map(async (listed) => {
+      // The list carries no replication status: a Failed version in use is read again, for Azure's reason.
+      const read =
+        summaryOf(listed, config.adoptUntagged).inUseFailure !== undefined
+          ? await gallery.getImageVersion(listed.definitionName, listed.name)
+          : undefined;
+      const v = read !== undefined ? { ...read, definitionName: listed.definitionName } : listed;
       const summary = summaryOf(v, config.adoptUntagged);
       // A run whose tag Azure refused recorded its notification in the mirror's storage: finished too.
       if (summary.unfinished && (await notificationRecords.find(v.definitionName, v.name)) !== undefined) {
@@ -116,6 +130,7 @@ export async function resolveVersions(
   }
   for (const p of plan.mirror) log.info(`${series} ${p.release.version}: to mirror (${p.reason})`);
   for (const e of plan.extend ?? []) log.info(`${series} ${e.version}: to extend (${e.reason})`);
+  for (const r of plan.refused ?? []) log.warn(`${series} ${r.version}: ${r.error}`);
   if (plan.deferred.length > 0) {
     log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
   }

@@ -6,7 +6,7 @@
  */
 
 import { errorMessage } from './failures.js';
-import { dryRunResults, existsResult, retained } from './series-results.js';
+import { decidedResults, dryRunResults, retained } from './series-results.js';
 import { describeHolder, type SeriesLockClaim } from './series-lock.js';
 import { brief, seriesStatus } from './run-status.js';
 import type { PlannedExtension } from './plan.js';
@@ -186,11 +186,11 @@ function* mirrorHeldSeries(
 
   const extensions = plan.extend ?? [];
   if (request.dryRun) return { series, results: dryRunResults(plan) };
+  const results: VersionResult[] = decidedResults(plan);
   if (plan.mirror.length === 0 && extensions.length === 0 && plan.retention === undefined)
-    return { series, results: [existsResult(plan)] };
+    return { series, results };
 
   const planned = plan.mirror.map((p) => p.release.version);
-  const results: VersionResult[] = plan.mirror.length === 0 ? [existsResult(plan)] : [];
   for (const { release, galleryVersion, finish, adopt } of plan.mirror) {
     const instanceId = versionInstanceId(series, release.version, startedAt);
     // The version's own instance shows its step, bytes uploaded and provisioning state.

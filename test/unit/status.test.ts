@@ -125,6 +125,34 @@ test('a Failed version of the mirror’s is in the next run; an older one it did
   );
 });
 
+test('fault: a Failed version of the mirror’s that a director uses is not in the next run; skipped says why and what to do', () => {
+  const status = seriesStatusOf(
+    SERIES,
+    releases('1.1', '1.2', '1.3'),
+    [
+      inGallery('1.1.0', MIRROR),
+      inGallery(
+        '1.2.0',
+        { ...MIRROR, stemcell_references: `${MIRROR.stemcell_references},bosh-stemcell-1` },
+        'Failed',
+      ),
+      // An older CPI recorded its stemcell in stemcell_name: in use too.
+      inGallery('1.3.0', { ...MIRROR, stemcell_name: 'bosh-stemcell-2' }, 'Failed'),
+    ],
+    3,
+    null,
+  );
+
+  assert.deepEqual(status.missing, []);
+  const reason =
+    'Azure failed it and a director uses it: every run reports it failed, downloading nothing, until an operator ' +
+    'removes the failed region from it or deletes it';
+  assert.deepEqual(status.skipped, [
+    { version: '1.2', galleryVersion: '1.2.0', reason },
+    { version: '1.3', galleryVersion: '1.3.0', reason },
+  ]);
+});
+
 test('a version the mirror made but did not finish is what the next run does, outside the cap', () => {
   const status = seriesStatusOf(
     SERIES,
