@@ -84,8 +84,10 @@ export interface SeriesPlan {
   newest: StemcellRelease;
   /** Missing versions left for a later run because of `maxVersionsPerRun`. */
   deferred: string[];
-  /** Versions to give the configured target regions they lack, newest first (see planExtensions). */
+  /** Versions to give the configured target regions they lack, newest first (see planExtensions): this run's share. */
   extend?: PlannedExtension[];
+  /** Versions to extend that `maxVersionsPerRun` leaves for later runs, newest first; absent when none. */
+  extendDeferred?: string[];
   /** Versions bosh.io lists and the gallery lacks that BASM_SKIP_VERSIONS keeps out, oldest first; absent when none. */
   skipped?: string[];
   /** Failed versions of the mirror's that directors use, oldest first: reported failed, never mirrored; absent when none. */
@@ -111,6 +113,18 @@ export function planExtensions(
     ];
   });
   return extensions.sort((a, b) => compareStemcellVersions(b.version, a.version));
+}
+
+/**
+ * The extensions one run makes: at most `maxPerRun` (BASM_MAX_VERSIONS_PER_RUN), since each waits for
+ * replication as a new version does; newest first, so the rest are the oldest, extended by the next runs.
+ */
+export function extensionsThisRun(
+  extensions: readonly PlannedExtension[],
+  maxPerRun: number,
+): Pick<SeriesPlan, 'extend' | 'extendDeferred'> {
+  const later = extensions.slice(maxPerRun).map((e) => e.version);
+  return { extend: extensions.slice(0, maxPerRun), ...(later.length > 0 ? { extendDeferred: later } : {}) };
 }
 
 /** What the settings add to the plan: versions never mirrored, and how far back catch-up reaches. */

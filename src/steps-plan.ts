@@ -14,6 +14,7 @@ import type { ImageVersionState } from './gallery.js';
 import { previewManifest } from './manifest-preview.js';
 import { vhdBlobName } from './pageblob.js';
 import {
+  extensionsThisRun,
   planExtensions,
   planRequestedVersion,
   planSeries,
@@ -119,7 +120,10 @@ export async function resolveVersions(
       ? planRequestedVersion(series, releases, inGallery, version, rules)
       : planSeries(series, releases, inGallery, config.maxVersionsPerRun, rules);
   // An explicit version mirrors exactly that one; every other run also extends the mirror's versions.
-  if (version === undefined) plan.extend = planExtensions(inGallery, config.targetRegions);
+  if (version === undefined) {
+    const extensions = planExtensions(inGallery, config.targetRegions);
+    Object.assign(plan, extensionsThisRun(extensions, config.maxVersionsPerRun));
+  }
   const newest = versions.find((v) => v.name === galleryVersionName(plan.newest.version));
   if (dryRun === true) {
     for (const p of plan.mirror) {
@@ -133,6 +137,11 @@ export async function resolveVersions(
   for (const r of plan.refused ?? []) log.warn(`${series} ${r.version}: ${r.error}`);
   if (plan.deferred.length > 0) {
     log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
+  }
+  if (plan.extendDeferred !== undefined) {
+    log.info(
+      `${series}: ${plan.extendDeferred.join(', ')} extended by a later run (BASM_MAX_VERSIONS_PER_RUN)`,
+    );
   }
   if (plan.skipped !== undefined) {
     log.info(`${series}: ${plan.skipped.join(', ')} never mirrored (BASM_SKIP_VERSIONS)`);

@@ -192,6 +192,52 @@ describe('target regions', { concurrency: true }, () => {
     assert.deepEqual(versionChanges(againBefore, series), []);
   });
 
+  test('extensions are capped per run by BASM_MAX_VERSIONS_PER_RUN, newest first; the next run extends the rest', async () => {
+    const series = 'bosh-azure-hyperv-ubuntu-regions-cap';
+    const cap = { BASM_MAX_VERSIONS_PER_RUN: '1' };
+    const one = await story('regions-cap', cap);
+    await publish(series, '7.7', 77);
+    assert.equal((await mirror(one, '--series', series)).status, 0);
+    await publish(series, '7.8', 78);
+    assert.equal((await mirror(one, '--series', series)).status, 0);
+
+    const two = await story('regions-cap', { ...cap, BASM_TARGET_REGIONS: `${TEST_REGION},eastus` });
+    const dry = await mirror(two, '--series', series, '--dry-run');
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.deepEqual(
+      jsonResults(dry).map((r) => [r.version, r.action, r.reason ?? null]),
+      [
+        ['7.8', 'exists', null],
+        ['7.8', 'planned-extend', 'adds eastus'],
+      ],
+    );
+    assert.match(dry.stderr, /7\.7 extended by a later run \(BASM_MAX_VERSIONS_PER_RUN\)/);
+
+    const firstBefore = local.arm.requests.length;
+    const first = await mirror(two, '--series', series);
+    assert.equal(first.status, 0, first.stderr);
+    assert.deepEqual(
+      jsonResults(first).map((r) => [r.version, r.action]),
+      [
+        ['7.8', 'exists'],
+        ['7.8', 'extended'],
+      ],
+    );
+    assert.deepEqual(versionChanges(firstBefore, series), ['PATCH 7.8.0']);
+    assert.deepEqual(regionsOf(series, '7.7.0'), [`${TEST_REGION}=1`], 'the oldest waits for the next run');
+
+    const secondBefore = local.arm.requests.length;
+    const second = await mirror(two, '--series', series);
+    assert.deepEqual(
+      jsonResults(second).map((r) => [r.version, r.action]),
+      [
+        ['7.8', 'exists'],
+        ['7.7', 'extended'],
+      ],
+    );
+    assert.deepEqual(versionChanges(secondBefore, series), ['PATCH 7.7.0']);
+  });
+
   // A region added later fails a version directors adopted: every later run reports it, downloading nothing.
   test('fault: a Failed version of the mirror that a director adopted is refused by the plan: no download, in the run, the dry run and status', async () => {
     const series = 'bosh-azure-hyperv-ubuntu-regions-inuse';

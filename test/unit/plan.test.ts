@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { StemcellRelease } from '../../src/boshio.js';
 import {
+  extensionsThisRun,
   planExtensions,
   isSkippedVersion,
   planRequestedVersion,
@@ -393,6 +394,20 @@ test('extensions: a raised replica count is planned with its reason', () => {
   assert.deepEqual(plan, [
     { version: '1.4', galleryVersion: '1.4.0', definitionName: SERIES, reason: 'westeurope 1 -> 3 replicas' },
   ]);
+});
+
+test('extensions: a run takes at most its cap, newest first; the older rest are left for later runs', () => {
+  const all = planExtensions(
+    [replicated('1.8', 'westeurope'), replicated('1.10', 'westeurope'), replicated('1.9', 'westeurope')],
+    WANTED,
+  );
+  const run = extensionsThisRun(all, 2);
+  assert.deepEqual(
+    run.extend?.map((e) => e.version),
+    ['1.10', '1.9'],
+  );
+  assert.deepEqual(run.extendDeferred, ['1.8']);
+  assert.deepEqual(extensionsThisRun(all, 3), { extend: all }, 'within the cap: nothing left for later');
 });
 
 describe('BASM_SKIP_VERSIONS', () => {
