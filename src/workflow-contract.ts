@@ -166,8 +166,12 @@ export interface StepInputs {
   adoptImageVersion: StemcellRef;
   /** `definitionName` must be one of the series' definitions in the configured gallery. */
   getImageVersionState: StemcellRef & { definitionName: string };
-  /** Which version is decided from the gallery (the mirror's own) and the regions from the settings. */
-  extendImageVersion: StemcellRef;
+  /**
+   * `definitionName` (the plan's) must be one of the series' definitions, and the version there the mirror's own;
+   * the regions come from the settings. Absent in inputs written before it was passed: the step then lists the
+   * series to find it.
+   */
+  extendImageVersion: StemcellRef & { definitionName?: string };
   notify: StemcellRef & { definitionName: string };
   /** The step deletes only the mirror's own blob of a Succeeded version, and only with BASM_DELETE_SOURCE_BLOB. */
   deleteSourceBlob: StemcellRef & { definitionName: string };

@@ -240,7 +240,10 @@ function* extendVersion(
   const result: VersionResult = { ...ref, galleryVersion, action: 'failed', reason };
   try {
     enter('extendImageVersion');
-    const extended = yield* step(ctx, 'extendImageVersion', ref);
+    const extended = yield* step(ctx, 'extendImageVersion', {
+      ...ref,
+      definitionName: extension.definitionName,
+    });
     enter('waitForImageVersion');
     yield* waitForImageVersion(ctx, ref, extended.definitionName, enter);
     result.action = 'extended';
