@@ -131,12 +131,8 @@ export class ComputeGallery {
     const { resourceGroup, galleryName, region } = this.#options;
     const existing = await this.#getImageDefinition(spec.name);
     if (existing !== undefined) {
-      const drifts = definitionDrift(existing, spec);
-      if (drifts.length > 0) {
-        throw new GalleryError(driftRefusal(spec.name, subject, this.#where, drifts), {
-          code: 'ImageDefinitionMismatch',
-        });
-      }
+      const refusal = this.#driftRefusal(existing, spec, subject, 'Nothing was created.');
+      if (refusal !== undefined) throw new GalleryError(refusal, { code: 'ImageDefinitionMismatch' });
       return 'exists';
     }
     const definition: GalleryImage = {
@@ -382,9 +378,28 @@ export class ComputeGallery {
     }
   }
 
-  /** The definition as ARM has it, or undefined when absent (a missing gallery is an error). */
-  async getImageDefinition(name: string): Promise<ExistingDefinition | undefined> {
-    return this.#getImageDefinition(name);
+  /**
+   * Why ensureImageDefinition would refuse the stemcell `subject`, its existing definition not fitting `spec`, in
+   * the words it would use but for `outcome`; undefined when it fits or the definition is still to be made.
+   */
+  async definitionRefusal(
+    spec: ImageDefinitionSpec,
+    subject: string,
+    outcome: string,
+  ): Promise<string | undefined> {
+    const existing = await this.#getImageDefinition(spec.name);
+    return existing === undefined ? undefined : this.#driftRefusal(existing, spec, subject, outcome);
+  }
+
+  /** The one builder of the feature-drift refusal (src/definition-features.ts), for a run and a dry run alike. */
+  #driftRefusal(
+    existing: ExistingDefinition,
+    spec: ImageDefinitionSpec,
+    subject: string,
+    outcome: string,
+  ): string | undefined {
+    const drifts = definitionDrift(existing, spec);
+    return drifts.length === 0 ? undefined : driftRefusal(spec.name, subject, this.#where, drifts, outcome);
   }
 
   async #getImageDefinition(name: string): Promise<GalleryImage | undefined> {

@@ -7,7 +7,6 @@ import {
   imageDefinitionFor,
   isCreatedByMirror,
 } from './cpi.js';
-import { definitionDrift, driftRefusal } from './definition-features.js';
 import { inUseFailure, isFromAnotherTool } from './existing-version.js';
 import { errorMessage, isTransientError } from './failures.js';
 import type { ImageVersionState } from './gallery.js';
@@ -201,15 +200,5 @@ async function driftOf(
     log.warn(`${subject}: no feature drift check, stemcell.MF could not be read: ${errorMessage(error)}`);
     return undefined;
   }
-  const existing = await gallery.getImageDefinition(spec.name);
-  if (existing === undefined) return undefined;
-  const drifts = definitionDrift(existing, spec);
-  if (drifts.length === 0) return undefined;
-  return driftRefusal(
-    spec.name,
-    subject,
-    `gallery ${config.galleryName}`,
-    drifts,
-    'A run would create nothing.',
-  );
+  return gallery.definitionRefusal(spec, subject, 'A run would create nothing.');
 }
