@@ -7,12 +7,12 @@
 import { errorMessage } from './failures.js';
 import type { SeriesLockClaim } from './series-lock.js';
 import { galleryVersionName } from './versions.js';
-import type {
-  StepOutcome,
-  StepOutputs,
-  VersionResult,
-  Workflow,
-  WorkflowContext,
+import {
+  step,
+  type StepOutputs,
+  type VersionResult,
+  type Workflow,
+  type WorkflowContext,
 } from './workflow-contract.js';
 
 type Plan = StepOutputs['resolveVersions'];
@@ -112,18 +112,9 @@ export function* retained(
   for (const { version, galleryVersion, definitionName } of plan.retention) {
     const result: VersionResult = { series, version, galleryVersion, action: 'failed' };
     try {
-      const outcome = (yield ctx.callStep('deleteImageVersion', {
-        series,
-        version,
-        definitionName,
-      })) as StepOutcome<StepOutputs['deleteImageVersion']>;
-      if (outcome.ok) {
-        result.action = outcome.value.deleted ? 'deleted' : 'exists';
-        result.reason = outcome.value.reason;
-      } else {
-        result.step = 'deleteImageVersion';
-        result.error = outcome.error;
-      }
+      const outcome = yield* step(ctx, 'deleteImageVersion', { series, version, definitionName });
+      result.action = outcome.deleted ? 'deleted' : 'exists';
+      result.reason = outcome.reason;
     } catch (error) {
       result.step = 'deleteImageVersion';
       result.error = errorMessage(error);

@@ -13,6 +13,8 @@ import type { PlannedExtension } from './plan.js';
 import { describeFailedRegions, replicationProgress, type ReplicationProgress } from './target-regions.js';
 import { galleryVersionName } from './versions.js';
 import {
+  StepFailure,
+  step,
   versionInstanceId,
   type ImageVersionStart,
   type ImageVersionStatus,
@@ -21,8 +23,6 @@ import {
   type SeriesResult,
   type StemcellRef,
   type StepInputs,
-  type StepName,
-  type StepOutcome,
   type StepOutputs,
   type VersionResult,
   type VersionStatus,
@@ -33,27 +33,6 @@ import {
 
 // The contract stays importable from here, so callers name one module for the workflow.
 export * from './workflow-contract.js';
-
-function* step<N extends StepName>(
-  ctx: WorkflowContext,
-  name: N,
-  input: StepInputs[N],
-): Workflow<StepOutputs[N]> {
-  const outcome = (yield ctx.callStep(name, input)) as StepOutcome<StepOutputs[N]>;
-  if (!outcome.ok) throw new StepFailure(name, outcome.error);
-  return outcome.value;
-}
-
-/** A step that failed permanently, or exhausted its retries. */
-export class StepFailure extends Error {
-  constructor(
-    readonly step: VersionStep | 'resolveVersions' | 'acquireSeriesLock',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'StepFailure';
-  }
-}
 
 /** A failed sub-orchestration reports `reason \n details`, the details a stack trace: keep the reason. */
 function subOrchestrationFailure(error: unknown): string {
