@@ -13,8 +13,10 @@ import { errorMessage } from './failures.js';
 import type { ComputeGallery, ImageVersionState } from './gallery.js';
 import type { NotificationRecords } from './notification-record.js';
 import {
+  extensionsThisRun,
   isSkippedVersion,
   oldestKeptRelease,
+  planExtensions,
   planSeries,
   type GalleryVersionSummary,
   type PlanRules,
@@ -22,6 +24,7 @@ import {
 } from './plan.js';
 import { readRunRecord, type RunRecord } from './run-record.js';
 import { summaryOf } from './steps-plan.js';
+import type { TargetRegion } from './target-regions.js';
 import { compareStemcellVersions, galleryVersionName } from './versions.js';
 
 export interface GalleryVersionStatus {
@@ -55,6 +58,10 @@ export interface SeriesStatus {
   deferred: MissingVersion[];
   /** Missing versions no run will mirror unless asked for, and why. */
   skipped: MissingVersion[];
+  /** Versions of the mirror's the next run gives the target regions they lack, newest first, and what it adds; absent when none. */
+  extend?: MissingVersion[];
+  /** Versions to extend that BASM_MAX_VERSIONS_PER_RUN leaves for later runs; absent when none. */
+  extendDeferred?: MissingVersion[];
   lastRun: RunRecord | null;
   /** What could not be read; the rest of the entry is what could. */
   errors?: string[];
@@ -62,6 +69,11 @@ export interface SeriesStatus {
 
 export interface MirrorStatus {
   series: SeriesStatus[];
+}
+
+/** What the status plans with besides the cap: the plan's rules, and BASM_TARGET_REGIONS for extensions. */
+export interface StatusRules extends PlanRules {
+  targetRegions?: readonly TargetRegion[];
 }
 
 export interface StatusServices {
@@ -103,8 +115,8 @@ export function seriesStatusOf(
   recordedFinished: ReadonlySet<string> = new Set(),
   /** BASM_ADOPT_UNTAGGED: untagged versions another tool made are verified and adopted. */
   adoptUntagged = false,
-  /** BASM_SKIP_VERSIONS and BASM_KEEP_VERSIONS, as the next run plans with them. */
-  rules: PlanRules = {},
+  /** BASM_SKIP_VERSIONS, BASM_KEEP_VERSIONS and BASM_TARGET_REGIONS, as the next run plans with them. */
+  rules: StatusRules = {},
 ): SeriesStatus {
   const recorded = (v: ListedVersion) => recordedFinished.has(recordedKey(v.definitionName, v.name));
   const status: SeriesStatus = {
@@ -140,7 +152,33 @@ export function seriesStatusOf(
   const decided = new Set([...status.missing, ...status.deferred].map((m) => m.galleryVersion));
   const inUse = new Set((plan.refused ?? []).map((r) => r.galleryVersion));
   status.skipped = skippedVersionsOf(releases, inGallery, summaries, decided, rules, inUse);
+  if (rules.targetRegions !== undefined) {
+    Object.assign(status, extensionsOf(summaries, rules.targetRegions, maxVersionsPerRun));
+  }
   return status;
+}
+
+/** What the next run extends (and what it leaves for later runs), as resolveVersions plans it. */
+function extensionsOf(
+  summaries: readonly GalleryVersionSummary[],
+  targetRegions: readonly TargetRegion[],
+  maxVersionsPerRun: number,
+): Pick<SeriesStatus, 'extend' | 'extendDeferred'> {
+  const all = planExtensions(summaries, targetRegions);
+  const { extend = [], extendDeferred = [] } = extensionsThisRun(all, maxVersionsPerRun);
+  const later = all
+    .filter((e) => extendDeferred.includes(e.version))
+    .map(({ version, galleryVersion, reason }) => ({
+      version,
+      galleryVersion,
+      reason: `BASM_MAX_VERSIONS_PER_RUN reached; a later run extends it (${reason})`,
+    }));
+  return {
+    ...(extend.length > 0
+      ? { extend: extend.map(({ version, galleryVersion, reason }) => ({ version, galleryVersion, reason })) }
+      : {}),
+    ...(later.length > 0 ? { extendDeferred: later } : {}),
+  };
 }
 
 /** The gallery's versions of the series, in version order, each named as bosh.io spells it where it can be. */
@@ -284,7 +322,7 @@ export async function readSeriesStatus(services: StatusServices, series: string)
     lastRun,
     recordedFinished,
     config.adoptUntagged,
-    { skip: config.skipVersions, keep: config.keepVersions },
+    { skip: config.skipVersions, keep: config.keepVersions, targetRegions: config.targetRegions },
   );
   if (errors.length > 0) status.errors = errors;
   return status;
@@ -346,7 +384,10 @@ export function formatStatus(status: MirrorStatus): string {
     if (s.missing.length > 0) lines.push(`  next run: ${versionList(s.missing)}`);
     if (s.deferred.length > 0) lines.push(`  deferred: ${versionList(s.deferred)}`);
     if (s.skipped.length > 0) lines.push(`  skipped:  ${versionList(s.skipped)}`);
-    if (s.newest !== null && s.missing.length === 0) lines.push('  next run: nothing to do');
+    if (s.extend !== undefined) lines.push(`  extend:   ${versionList(s.extend)}`);
+    if (s.extendDeferred !== undefined) lines.push(`  extend later: ${versionList(s.extendDeferred)}`);
+    if (s.newest !== null && s.missing.length === 0 && s.extend === undefined)
+      lines.push('  next run: nothing to do');
     const run = s.lastRun;
     lines.push(
       run === null

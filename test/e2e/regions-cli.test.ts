@@ -212,6 +212,17 @@ describe('target regions', { concurrency: true }, () => {
       ],
     );
     assert.match(dry.stderr, /7\.7 extended by a later run \(BASM_MAX_VERSIONS_PER_RUN\)/);
+    const status = await runStemcellMirrorDirect(['status', '--json', '--series', series], two.env);
+    assert.equal(status.status, 0, status.stderr);
+    const [entry] = (JSON.parse(status.stdout) as { series: Array<Record<string, unknown>> }).series;
+    assert.deepEqual(entry?.['extend'], [{ version: '7.8', galleryVersion: '7.8.0', reason: 'adds eastus' }]);
+    assert.deepEqual(entry?.['extendDeferred'], [
+      {
+        version: '7.7',
+        galleryVersion: '7.7.0',
+        reason: 'BASM_MAX_VERSIONS_PER_RUN reached; a later run extends it (adds eastus)',
+      },
+    ]);
 
     const firstBefore = local.arm.requests.length;
     const first = await mirror(two, '--series', series);
