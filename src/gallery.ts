@@ -253,7 +253,7 @@ export class ComputeGallery {
         throw new GalleryError(
           `${what} failed: the version is ${current.provisioningState}; ` +
             (failed
-              ? 'the next run deletes and recreates it with every target region.'
+              ? 'the next run deletes and recreates it with every target region, unless a director uses it.'
               : 'Azure takes no update until that ends. This looks temporary; it is retried.'),
           { code: failed ? 'VersionFailed' : 'VersionBusy', transient: !failed },
         );

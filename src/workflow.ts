@@ -245,7 +245,7 @@ function versionFailure(
   if (state.provisioningState === 'Failed') {
     const why =
       replication.failed.length > 0 ? ` in ${regions}` : state.errorMessage ? `: ${state.errorMessage}` : '';
-    return `Azure reports ${where} Failed${why}; the next run deletes and recreates it`;
+    return `Azure reports ${where} Failed${why}; the next run deletes and recreates it, unless a director uses it`;
   }
   return (
     `Azure reports the replication of ${where} Failed in ${regions}; check the region's quota and access, ` +
