@@ -131,7 +131,7 @@ export class ComputeGallery {
     const { resourceGroup, galleryName, region } = this.#options;
     const existing = await this.#getImageDefinition(spec.name);
     if (existing !== undefined) {
-      const refusal = this.#driftRefusal(existing, spec, subject, 'Nothing was created.');
+      const refusal = await this.definitionRefusal(spec, subject, 'Nothing was created.', existing);
       if (refusal !== undefined) throw new GalleryError(refusal, { code: 'ImageDefinitionMismatch' });
       return 'exists';
     }
@@ -379,26 +379,17 @@ export class ComputeGallery {
   }
 
   /**
-   * Why ensureImageDefinition would refuse the stemcell `subject`, its existing definition not fitting `spec`, in
-   * the words it would use but for `outcome`; undefined when it fits or the definition is still to be made.
+   * Why the stemcell `subject` may not go into its existing definition (feature drift), in one wording for a run
+   * and a dry run but for `outcome`; undefined when it fits or the definition is still to be made.
    */
   async definitionRefusal(
     spec: ImageDefinitionSpec,
     subject: string,
     outcome: string,
+    existing?: ExistingDefinition,
   ): Promise<string | undefined> {
-    const existing = await this.#getImageDefinition(spec.name);
-    return existing === undefined ? undefined : this.#driftRefusal(existing, spec, subject, outcome);
-  }
-
-  /** The one builder of the feature-drift refusal (src/definition-features.ts), for a run and a dry run alike. */
-  #driftRefusal(
-    existing: ExistingDefinition,
-    spec: ImageDefinitionSpec,
-    subject: string,
-    outcome: string,
-  ): string | undefined {
-    const drifts = definitionDrift(existing, spec);
+    const definition = existing ?? (await this.#getImageDefinition(spec.name));
+    const drifts = definition === undefined ? [] : definitionDrift(definition, spec);
     return drifts.length === 0 ? undefined : driftRefusal(spec.name, subject, this.#where, drifts, outcome);
   }
 
