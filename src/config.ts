@@ -110,8 +110,6 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     storageContainer: VHD_CONTAINER,
     series,
     gallery,
-    targetRegions: [],
-    storageAccountType: 'Standard_LRS',
     workDir: r.absolutePath('BASM_MOUNTED_DIRECTORY', tmpdir()),
     maxVersionsPerRun: r.integer('BASM_MAX_VERSIONS_PER_RUN', 3, 1, 50),
     boshioUrl: r.httpsUrl('BASM_BOSHIO_URL', 'https://bosh.io'),
@@ -124,10 +122,10 @@ export function loadConfig(env: Env = process.env, overrides: { series?: string 
     ...readRetention(r),
     seriesLockStaleSeconds: r.integer('BASM_SERIES_LOCK_STALE_SECONDS', 900, 1, 24 * 3600),
     seriesLockWaitSeconds: r.integer('BASM_SERIES_LOCK_WAIT_SECONDS', 1200, 0, 24 * 3600),
+    ...readReplication(r, target.region),
     warnings: r.warnings,
   };
 
-  Object.assign(config, readReplication(r, target.region));
   const notify = readNotify(r);
   if (notify !== undefined) config.notify = notify;
   checkHistoryBounds(r, config);

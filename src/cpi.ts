@@ -81,6 +81,24 @@ export function directorReferenceCount(tags: Readonly<Record<string, string>>): 
 }
 
 /**
+ * Why a director may be using the version, or undefined when none is: a `stemcell_references` entry other
+ * than the mirror's (the CPI appends its stemcell id when a director adopts the version, and removes it on
+ * `delete-stemcell`), or a `stemcell_name` tag (how CPIs before `stemcell_references` recorded their stemcell).
+ * The one rule for "in use": retention never deletes such a version, nor does a run to recreate it.
+ */
+export function directorUse(tags: Readonly<Record<string, string>>): string | undefined {
+  const references = directorReferenceCount(tags);
+  if (references > 0) {
+    return `${references} director${references === 1 ? '' : 's'} reference${references === 1 ? 's' : ''} it (stemcell_references)`;
+  }
+  const stemcellName = tags['stemcell_name'];
+  if (stemcellName !== undefined && stemcellName !== '' && stemcellName !== MIRROR_STEMCELL_REFERENCE) {
+    return `a director's stemcell ${stemcellName} names it (stemcell_name)`;
+  }
+  return undefined;
+}
+
+/**
  * Whether a director's CPI would adopt this existing version on `bosh upload-stemcell` rather than refuse it
  * as "not created by BOSH CPI" (it needs a `stemcell_references` or a `stemcell_name` tag). With
  * `imageSha256`, also false when the version's `image_sha256` tag names other content (the CPI's SHA256

@@ -6,7 +6,7 @@
 import {
   MAX_TAG_VALUE,
   MIRROR_NOTIFIED_TAG,
-  directorReferenceCount,
+  directorUse,
   isAdoptableByCpi,
   isCreatedByMirror,
   stemcellReferencesWith,
@@ -57,6 +57,22 @@ export function isFromAnotherTool(tags: Readonly<Record<string, string>>): boole
   return !isAdoptableByCpi(tags);
 }
 
+/**
+ * Why a Failed version of the mirror's is left to the operator, said after its name; undefined when it is not
+ * one. Directors adopted it, so it was Succeeded once (a region added later can fail it): a deletion would take
+ * it from under their deployments.
+ */
+export function inUseFailure(existing: ImageVersionState): string | undefined {
+  if (existing.provisioningState !== 'Failed' || !isCreatedByMirror(existing.tags)) return undefined;
+  const use = directorUse(existing.tags);
+  if (use === undefined) return undefined;
+  const cause = existing.errorMessage ? ` (${existing.errorMessage})` : '';
+  return (
+    `is Failed${cause}, and ${use}; the mirror never deletes a version in use: remove the failed target region ` +
+    'from it by hand (az sig image-version update), or delete it once no director uses it'
+  );
+}
+
 export interface ExistingVersionRules {
   /** BASM_ADOPT_UNTAGGED: adopt a Succeeded version another tool made, once verified. */
   adoptUntagged?: boolean;
@@ -84,16 +100,8 @@ export function decideExistingVersion(
     }
     // The mirror's version that directors adopted was Succeeded once (a region added later can fail it): a
     // deletion would take it from under their deployments, so it is left to the operator.
-    const users = isCreatedByMirror(tags) ? directorReferenceCount(tags) : 0;
-    if (users > 0) {
-      return {
-        action: 'refuse',
-        reason:
-          `is Failed${cause}, and ${users} director${users === 1 ? ' uses' : 's use'} it (stemcell_references); ` +
-          'the mirror never deletes a version in use: remove the failed target region from it by hand ' +
-          '(az sig image-version update), or delete it once no director uses it',
-      };
-    }
+    const inUse = inUseFailure(existing);
+    if (inUse !== undefined) return { action: 'refuse', reason: inUse };
     return { action: 'recreate', reason: `is Failed${cause}; deleting it to create it again` };
   }
   if (provisioningState === 'Deleting') {

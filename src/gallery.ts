@@ -131,12 +131,8 @@ export class ComputeGallery {
     const { resourceGroup, galleryName, region } = this.#options;
     const existing = await this.#getImageDefinition(spec.name);
     if (existing !== undefined) {
-      const drifts = definitionDrift(existing, spec);
-      if (drifts.length > 0) {
-        throw new GalleryError(driftRefusal(spec.name, subject, this.#where, drifts), {
-          code: 'ImageDefinitionMismatch',
-        });
-      }
+      const refusal = await this.definitionRefusal(spec, subject, 'Nothing was created.', existing);
+      if (refusal !== undefined) throw new GalleryError(refusal, { code: 'ImageDefinitionMismatch' });
       return 'exists';
     }
     const definition: GalleryImage = {
@@ -257,7 +253,7 @@ export class ComputeGallery {
         throw new GalleryError(
           `${what} failed: the version is ${current.provisioningState}; ` +
             (failed
-              ? 'the next run deletes and recreates it with every target region.'
+              ? 'the next run deletes and recreates it with every target region, unless a director uses it.'
               : 'Azure takes no update until that ends. This looks temporary; it is retried.'),
           { code: failed ? 'VersionFailed' : 'VersionBusy', transient: !failed },
         );
@@ -382,9 +378,19 @@ export class ComputeGallery {
     }
   }
 
-  /** The definition as ARM has it, or undefined when absent (a missing gallery is an error). */
-  async getImageDefinition(name: string): Promise<ExistingDefinition | undefined> {
-    return this.#getImageDefinition(name);
+  /**
+   * Why the stemcell `subject` may not go into its existing definition (feature drift), in one wording for a run
+   * and a dry run but for `outcome`; undefined when it fits or the definition is still to be made.
+   */
+  async definitionRefusal(
+    spec: ImageDefinitionSpec,
+    subject: string,
+    outcome: string,
+    existing?: ExistingDefinition,
+  ): Promise<string | undefined> {
+    const definition = existing ?? (await this.#getImageDefinition(spec.name));
+    const drifts = definition === undefined ? [] : definitionDrift(definition, spec);
+    return drifts.length === 0 ? undefined : driftRefusal(spec.name, subject, this.#where, drifts, outcome);
   }
 
   async #getImageDefinition(name: string): Promise<GalleryImage | undefined> {

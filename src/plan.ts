@@ -32,6 +32,19 @@ export interface GalleryVersionSummary {
    * BASM_TARGET_REGIONS (or a replica count raised) extends it. `stemcellVersion` is the bosh.io version.
    */
   replicated?: { definitionName: string; stemcellVersion: string; targetRegions: ReportedTargetRegion[] };
+  /**
+   * Set for a Failed version of the mirror's that directors use: the mirror never deletes it, so no run recreates
+   * it (or downloads its stemcell); every run reports it failed with `error`, which says what the operator must do.
+   */
+  inUseFailure?: { stemcellVersion: string; error: string };
+}
+
+/** A version the plan reports failed without any step: a Failed version of the mirror's that directors use. */
+export interface RefusedVersion {
+  version: string;
+  galleryVersion: string;
+  reason: 'failed-in-use';
+  error: string;
 }
 
 /** A version this mirror created that the run gives new target regions (an update, never a recreation). */
@@ -71,10 +84,14 @@ export interface SeriesPlan {
   newest: StemcellRelease;
   /** Missing versions left for a later run because of `maxVersionsPerRun`. */
   deferred: string[];
-  /** Versions to give the configured target regions they lack, newest first (see planExtensions). */
+  /** Versions to give the configured target regions they lack, newest first (see planExtensions): this run's share. */
   extend?: PlannedExtension[];
+  /** Versions to extend that `maxVersionsPerRun` leaves for later runs, newest first; absent when none. */
+  extendDeferred?: string[];
   /** Versions bosh.io lists and the gallery lacks that BASM_SKIP_VERSIONS keeps out, oldest first; absent when none. */
   skipped?: string[];
+  /** Failed versions of the mirror's that directors use, oldest first: reported failed, never mirrored; absent when none. */
+  refused?: RefusedVersion[];
 }
 
 /**
@@ -96,6 +113,18 @@ export function planExtensions(
     ];
   });
   return extensions.sort((a, b) => compareStemcellVersions(b.version, a.version));
+}
+
+/**
+ * The extensions one run makes: at most `maxPerRun` (BASM_MAX_VERSIONS_PER_RUN), since each waits for
+ * replication as a new version does; newest first, so the rest are the oldest, extended by the next runs.
+ */
+export function extensionsThisRun(
+  extensions: readonly PlannedExtension[],
+  maxPerRun: number,
+): Pick<SeriesPlan, 'extend' | 'extendDeferred'> {
+  const later = extensions.slice(maxPerRun).map((e) => e.version);
+  return { extend: extensions.slice(0, maxPerRun), ...(later.length > 0 ? { extendDeferred: later } : {}) };
 }
 
 /** What the settings add to the plan: versions never mirrored, and how far back catch-up reaches. */
@@ -133,9 +162,35 @@ function withoutSkipped(
   return skipped.length > 0 ? { allowed, skipped } : { allowed };
 }
 
-/** A gallery version counts as present unless Azure gave up on it (a Failed version is recreated). */
+/**
+ * A gallery version counts as present unless Azure gave up on it (a Failed version is recreated); one directors
+ * use stays, Failed or not, since the mirror never deletes it.
+ */
 function presentVersions(inGallery: readonly GalleryVersionSummary[]): Set<string> {
-  return new Set(inGallery.filter((v) => v.provisioningState !== 'Failed').map((v) => v.name));
+  return new Set(
+    inGallery
+      .filter((v) => v.provisioningState !== 'Failed' || v.inUseFailure !== undefined)
+      .map((v) => v.name),
+  );
+}
+
+/** The Failed versions directors use among `inGallery`, oldest first, as the run reports them. */
+function refusedVersions(inGallery: readonly GalleryVersionSummary[]): { refused?: RefusedVersion[] } {
+  const refused = inGallery
+    .flatMap((v): RefusedVersion[] =>
+      v.inUseFailure === undefined
+        ? []
+        : [
+            {
+              version: v.inUseFailure.stemcellVersion,
+              galleryVersion: v.name,
+              reason: 'failed-in-use',
+              error: v.inUseFailure.error,
+            },
+          ],
+    )
+    .sort((a, b) => compareStemcellVersions(a.galleryVersion, b.galleryVersion));
+  return refused.length > 0 ? { refused } : {};
 }
 
 /**
@@ -158,7 +213,8 @@ export function oldestKeptRelease(
  * is mirrored too, oldest first, at most `maxVersions` a run. Counting from the oldest (rather than only past
  * the newest) means a gap that had to wait for a later run is still filled once the newest has landed;
  * counting only the mirror's own versions means an old stemcell a director uploaded causes no backfill.
- * A version the mirror created that Azure failed is created again. Versions whose run did not finish are
+ * A version the mirror created that Azure failed is created again, unless directors use it: that one is only
+ * reported (`refused`), every run, until the operator acts. Versions whose run did not finish are
  * finished (no download), after the rest and outside the cap. A skipped version (BASM_SKIP_VERSIONS) is as if
  * bosh.io did not list it: when the newest is skipped, the next newest is what the run is about. With
  * BASM_KEEP_VERSIONS, catch-up reaches back no further than the newest `keep` versions.
@@ -223,7 +279,14 @@ export function planSeries(
     if (finish) chosen.push({ release: r, galleryVersion: nameOf(r), reason: 'finish', finish });
   }
   const deferred = [...candidates.slice(room), ...toAdopt.slice(adoptRoom)].map((r) => r.version);
-  return { series, mirror: chosen, newest, deferred, ...(skipped ? { skipped } : {}) };
+  return {
+    series,
+    mirror: chosen,
+    newest,
+    deferred,
+    ...(skipped ? { skipped } : {}),
+    ...refusedVersions(inGallery),
+  };
 }
 
 /**
@@ -259,7 +322,8 @@ export function planRequestedVersion(
       : presentVersions(inGallery).has(galleryVersion)
         ? []
         : [{ release, galleryVersion, reason: 'requested' }];
-  return { series, mirror, newest: release, deferred: [] };
+  const refused = refusedVersions(inGallery.filter((v) => v.name === galleryVersion));
+  return { series, mirror, newest: release, deferred: [], ...refused };
 }
 
 /** Why an explicit request for a skipped version is refused (CLI, HTTP starter and the plan say the same). */

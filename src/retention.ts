@@ -3,12 +3,7 @@
  * (and its dry run) and the step that deletes decide with one rule; the step decides again on what it reads.
  */
 
-import {
-  MIRROR_NOTIFIED_TAG,
-  MIRROR_STEMCELL_REFERENCE,
-  directorReferenceCount,
-  isCreatedByMirror,
-} from './cpi.js';
+import { MIRROR_NOTIFIED_TAG, directorUse, isCreatedByMirror } from './cpi.js';
 import { compareStemcellVersions, galleryVersionName, isStemcellVersion } from './versions.js';
 
 /** Deletions one run makes at most, oldest first (the rest next run): bounds its history and its record. */
@@ -68,23 +63,6 @@ export function ownSourceVersion(
   const version = source.pathname.slice(prefix.length, -'/root.vhd'.length);
   if (!isStemcellVersion(version) || galleryVersionName(version) !== galleryVersion) return undefined;
   return version;
-}
-
-/**
- * Why a director may be using the version, or undefined when none is: a `stemcell_references` entry other
- * than the mirror's (the CPI appends its stemcell id when a director adopts the version, and removes it on
- * `delete-stemcell`), or a `stemcell_name` tag (how CPIs before `stemcell_references` recorded their stemcell).
- */
-export function directorUse(tags: Readonly<Record<string, string>>): string | undefined {
-  const references = directorReferenceCount(tags);
-  if (references > 0) {
-    return `${references} director${references === 1 ? '' : 's'} reference${references === 1 ? 's' : ''} it (stemcell_references)`;
-  }
-  const stemcellName = tags['stemcell_name'];
-  if (stemcellName !== undefined && stemcellName !== '' && stemcellName !== MIRROR_STEMCELL_REFERENCE) {
-    return `a director's stemcell ${stemcellName} names it (stemcell_name)`;
-  }
-  return undefined;
 }
 
 /** Why the version may not be deleted now, or undefined when it may (the step asks this again just before). */

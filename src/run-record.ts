@@ -37,9 +37,9 @@ export function runRecordBlobName(series: string): string {
 }
 
 const ACTIONS: ReadonlySet<string> = new Set<VersionAction>(VERSION_ACTIONS);
-// More versions than a run mirrors (BASM_MAX_VERSIONS_PER_RUN is at most 50, plus versions to finish and
-// src/retention.ts's MAX_DELETIONS_PER_RUN).
-const MAX_VERSIONS = 100;
+// More results than a run has: BASM_MAX_VERSIONS_PER_RUN (at most 50) mirrored and as many extended, plus
+// versions to finish and src/retention.ts's MAX_DELETIONS_PER_RUN.
+const MAX_VERSIONS = 200;
 
 const text = (value: unknown, max: number): string | null =>
   typeof value === 'string' ? value.slice(0, max) : null;

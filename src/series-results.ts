@@ -7,12 +7,12 @@
 import { errorMessage } from './failures.js';
 import type { SeriesLockClaim } from './series-lock.js';
 import { galleryVersionName } from './versions.js';
-import type {
-  StepOutcome,
-  StepOutputs,
-  VersionResult,
-  Workflow,
-  WorkflowContext,
+import {
+  step,
+  type StepOutputs,
+  type VersionResult,
+  type Workflow,
+  type WorkflowContext,
 } from './workflow-contract.js';
 
 type Plan = StepOutputs['resolveVersions'];
@@ -30,8 +30,29 @@ export function existsResult(plan: Plan): VersionResult {
 }
 
 /**
- * A dry run's answer, every decision with its reason and nothing changed: skipped versions, what to mirror (or
- * exists), what to extend, what to delete.
+ * What the plan alone decides, before any version is mirrored: the Failed versions of the mirror's that directors
+ * use, reported failed (no step runs for them), and, when nothing is to be mirrored, that the gallery has the
+ * version the run is about (unless that is one of the failed ones).
+ */
+export function decidedResults(plan: Plan): VersionResult[] {
+  const refused = (plan.refused ?? []).map(({ version, galleryVersion, reason, error }): VersionResult => ({
+    series: plan.series,
+    version,
+    galleryVersion,
+    action: 'failed',
+    step: 'resolveVersions',
+    reason,
+    error,
+  }));
+  const newest = galleryVersionName(plan.newest.version);
+  const exists =
+    plan.mirror.length === 0 && !refused.some((r) => r.galleryVersion === newest) ? [existsResult(plan)] : [];
+  return [...exists, ...refused];
+}
+
+/**
+ * A dry run's answer, every decision with its reason and nothing changed: skipped versions, what the plan decided
+ * (exists, failed in use), what to mirror, what to extend, what to delete.
  */
 export function dryRunResults(plan: Plan): VersionResult[] {
   const { series } = plan;
@@ -42,23 +63,20 @@ export function dryRunResults(plan: Plan): VersionResult[] {
     action: 'skipped',
     reason: 'BASM_SKIP_VERSIONS: never mirrored',
   }));
-  const mirror =
-    plan.mirror.length === 0
-      ? [existsResult(plan)]
-      : plan.mirror.map((p): VersionResult => {
-          const result = { series, version: p.release.version, galleryVersion: p.galleryVersion };
-          // A drift found in a dry run fails it as the real run would, before anything is downloaded.
-          if (p.drift !== undefined) {
-            return {
-              ...result,
-              action: 'failed',
-              step: 'ensureImageDefinition',
-              reason: 'feature-drift',
-              error: p.drift,
-            };
-          }
-          return { ...result, action: 'planned', reason: p.reason };
-        });
+  const mirror = plan.mirror.map((p): VersionResult => {
+    const result = { series, version: p.release.version, galleryVersion: p.galleryVersion };
+    // A drift found in a dry run fails it as the real run would, before anything is downloaded.
+    if (p.drift !== undefined) {
+      return {
+        ...result,
+        action: 'failed',
+        step: 'ensureImageDefinition',
+        reason: 'feature-drift',
+        error: p.drift,
+      };
+    }
+    return { ...result, action: 'planned', reason: p.reason };
+  });
   const extensions = (plan.extend ?? []).map((e): VersionResult => ({
     series,
     version: e.version,
@@ -73,7 +91,7 @@ export function dryRunResults(plan: Plan): VersionResult[] {
     action: 'planned-delete',
     reason: d.reason,
   }));
-  return [...skipped, ...mirror, ...extensions, ...deletions];
+  return [...skipped, ...decidedResults(plan), ...mirror, ...extensions, ...deletions];
 }
 
 /**
@@ -94,18 +112,9 @@ export function* retained(
   for (const { version, galleryVersion, definitionName } of plan.retention) {
     const result: VersionResult = { series, version, galleryVersion, action: 'failed' };
     try {
-      const outcome = (yield ctx.callStep('deleteImageVersion', {
-        series,
-        version,
-        definitionName,
-      })) as StepOutcome<StepOutputs['deleteImageVersion']>;
-      if (outcome.ok) {
-        result.action = outcome.value.deleted ? 'deleted' : 'exists';
-        result.reason = outcome.value.reason;
-      } else {
-        result.step = 'deleteImageVersion';
-        result.error = outcome.error;
-      }
+      const outcome = yield* step(ctx, 'deleteImageVersion', { series, version, definitionName });
+      result.action = outcome.deleted ? 'deleted' : 'exists';
+      result.reason = outcome.reason;
     } catch (error) {
       result.step = 'deleteImageVersion';
       result.error = errorMessage(error);

@@ -13,8 +13,10 @@ import { errorMessage } from './failures.js';
 import type { ComputeGallery, ImageVersionState } from './gallery.js';
 import type { NotificationRecords } from './notification-record.js';
 import {
+  extensionsThisRun,
   isSkippedVersion,
   oldestKeptRelease,
+  planExtensions,
   planSeries,
   type GalleryVersionSummary,
   type PlanRules,
@@ -22,6 +24,7 @@ import {
 } from './plan.js';
 import { readRunRecord, type RunRecord } from './run-record.js';
 import { summaryOf } from './steps-plan.js';
+import type { TargetRegion } from './target-regions.js';
 import { compareStemcellVersions, galleryVersionName } from './versions.js';
 
 export interface GalleryVersionStatus {
@@ -55,6 +58,10 @@ export interface SeriesStatus {
   deferred: MissingVersion[];
   /** Missing versions no run will mirror unless asked for, and why. */
   skipped: MissingVersion[];
+  /** Versions of the mirror's the next run gives the target regions they lack, newest first, and what it adds; absent when none. */
+  extend?: MissingVersion[];
+  /** Versions to extend that BASM_MAX_VERSIONS_PER_RUN leaves for later runs; absent when none. */
+  extendDeferred?: MissingVersion[];
   lastRun: RunRecord | null;
   /** What could not be read; the rest of the entry is what could. */
   errors?: string[];
@@ -62,6 +69,11 @@ export interface SeriesStatus {
 
 export interface MirrorStatus {
   series: SeriesStatus[];
+}
+
+/** What the status plans with besides the cap: the plan's rules, and BASM_TARGET_REGIONS for extensions. */
+export interface StatusRules extends PlanRules {
+  targetRegions?: readonly TargetRegion[];
 }
 
 export interface StatusServices {
@@ -103,8 +115,8 @@ export function seriesStatusOf(
   recordedFinished: ReadonlySet<string> = new Set(),
   /** BASM_ADOPT_UNTAGGED: untagged versions another tool made are verified and adopted. */
   adoptUntagged = false,
-  /** BASM_SKIP_VERSIONS and BASM_KEEP_VERSIONS, as the next run plans with them. */
-  rules: PlanRules = {},
+  /** BASM_SKIP_VERSIONS, BASM_KEEP_VERSIONS and BASM_TARGET_REGIONS, as the next run plans with them. */
+  rules: StatusRules = {},
 ): SeriesStatus {
   const recorded = (v: ListedVersion) => recordedFinished.has(recordedKey(v.definitionName, v.name));
   const status: SeriesStatus = {
@@ -138,8 +150,35 @@ export function seriesStatusOf(
   }));
 
   const decided = new Set([...status.missing, ...status.deferred].map((m) => m.galleryVersion));
-  status.skipped = skippedVersionsOf(releases, inGallery, summaries, decided, rules);
+  const inUse = new Set((plan.refused ?? []).map((r) => r.galleryVersion));
+  status.skipped = skippedVersionsOf(releases, inGallery, summaries, decided, rules, inUse);
+  if (rules.targetRegions !== undefined) {
+    Object.assign(status, extensionsOf(summaries, rules.targetRegions, maxVersionsPerRun));
+  }
   return status;
+}
+
+/** What the next run extends (and what it leaves for later runs), as resolveVersions plans it. */
+function extensionsOf(
+  summaries: readonly GalleryVersionSummary[],
+  targetRegions: readonly TargetRegion[],
+  maxVersionsPerRun: number,
+): Pick<SeriesStatus, 'extend' | 'extendDeferred'> {
+  const all = planExtensions(summaries, targetRegions);
+  const { extend = [], extendDeferred = [] } = extensionsThisRun(all, maxVersionsPerRun);
+  const later = all
+    .filter((e) => extendDeferred.includes(e.version))
+    .map(({ version, galleryVersion, reason }) => ({
+      version,
+      galleryVersion,
+      reason: `BASM_MAX_VERSIONS_PER_RUN reached; a later run extends it (${reason})`,
+    }));
+  return {
+    ...(extend.length > 0
+      ? { extend: extend.map(({ version, galleryVersion, reason }) => ({ version, galleryVersion, reason })) }
+      : {}),
+    ...(later.length > 0 ? { extendDeferred: later } : {}),
+  };
 }
 
 /** The gallery's versions of the series, in version order, each named as bosh.io spells it where it can be. */
@@ -162,6 +201,10 @@ function galleryVersionsOf(
     .sort((a, b) => compareStemcellVersions(a.galleryVersion, b.galleryVersion));
 }
 
+const FAILED_IN_USE =
+  'Azure failed it and a director uses it: every run reports it failed, downloading nothing, until an operator ' +
+  'removes the failed region from it or deletes it';
+
 /** bosh.io's versions the gallery lacks and the next run does not mirror (`decided`), oldest first, with why. */
 function skippedVersionsOf(
   releases: readonly StemcellRelease[],
@@ -169,6 +212,8 @@ function skippedVersionsOf(
   summaries: readonly GalleryVersionSummary[],
   decided: ReadonlySet<string>,
   rules: PlanRules,
+  /** Failed versions of the mirror's that directors use: the plan reports them failed, never mirrors them. */
+  failedInUse: ReadonlySet<string>,
 ): MissingVersion[] {
   const present = new Set(inGallery.filter((v) => v.provisioningState !== 'Failed').map((v) => v.name));
   const failed = new Set(inGallery.filter((v) => v.provisioningState === 'Failed').map((v) => v.name));
@@ -189,13 +234,15 @@ function skippedVersionsOf(
       galleryVersion: galleryVersionName(r.version),
       reason: isSkippedVersion(r.version, rules.skip)
         ? 'BASM_SKIP_VERSIONS: never mirrored'
-        : keptFloor !== undefined && compareStemcellVersions(r.version, keptFloor.version) < 0
-          ? `older than the newest ${keep} (BASM_KEEP_VERSIONS): retention would delete it again`
-          : failed.has(galleryVersionName(r.version))
-            ? 'Azure failed it and the mirror did not make it: it is left to whoever did'
-            : oldestMirrored === undefined
-              ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
-              : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
+        : failedInUse.has(galleryVersionName(r.version))
+          ? FAILED_IN_USE
+          : keptFloor !== undefined && compareStemcellVersions(r.version, keptFloor.version) < 0
+            ? `older than the newest ${keep} (BASM_KEEP_VERSIONS): retention would delete it again`
+            : failed.has(galleryVersionName(r.version))
+              ? 'Azure failed it and the mirror did not make it: it is left to whoever did'
+              : oldestMirrored === undefined
+                ? 'older than the newest, and the gallery holds no version the mirror made: no backfill'
+                : `older than ${oldestMirrored.version}, the oldest version the mirror made: no backfill below it`,
     }));
 }
 
@@ -275,7 +322,7 @@ export async function readSeriesStatus(services: StatusServices, series: string)
     lastRun,
     recordedFinished,
     config.adoptUntagged,
-    { skip: config.skipVersions, keep: config.keepVersions },
+    { skip: config.skipVersions, keep: config.keepVersions, targetRegions: config.targetRegions },
   );
   if (errors.length > 0) status.errors = errors;
   return status;
@@ -337,7 +384,10 @@ export function formatStatus(status: MirrorStatus): string {
     if (s.missing.length > 0) lines.push(`  next run: ${versionList(s.missing)}`);
     if (s.deferred.length > 0) lines.push(`  deferred: ${versionList(s.deferred)}`);
     if (s.skipped.length > 0) lines.push(`  skipped:  ${versionList(s.skipped)}`);
-    if (s.newest !== null && s.missing.length === 0) lines.push('  next run: nothing to do');
+    if (s.extend !== undefined) lines.push(`  extend:   ${versionList(s.extend)}`);
+    if (s.extendDeferred !== undefined) lines.push(`  extend later: ${versionList(s.extendDeferred)}`);
+    if (s.newest !== null && s.missing.length === 0 && s.extend === undefined)
+      lines.push('  next run: nothing to do');
     const run = s.lastRun;
     lines.push(
       run === null

@@ -322,25 +322,30 @@ export async function getImageVersionState(
 
 /**
  * Gives a version this mirror created the configured target regions it lacks (BASM_TARGET_REGIONS): an
- * update of its publishing profile, never a recreation, never a region removed. Which version is decided
- * here: the series' version of that name whose tags say the mirror created it; a director's is never touched.
- * Running it again once the update is sent changes nothing, so the wait that follows is the same.
+ * update of its publishing profile, never a recreation, never a region removed. The input's definition (the
+ * plan's) must be one of the series' and the version there one whose tags say the mirror created it; a
+ * director's is never touched. Running it again once the update is sent changes nothing, so the wait that follows
+ * is the same.
  */
 export async function extendImageVersion(
-  { config, gallery, log }: MirrorServices,
-  { series, version }: StepInputs['extendImageVersion'],
+  services: MirrorServices,
+  input: StepInputs['extendImageVersion'],
 ): Promise<StepOutputs['extendImageVersion']> {
+  const { config, gallery, log } = services;
+  const { series, version } = input;
   requireConfiguredStemcell(config, series, version);
   const galleryVersion = galleryVersionName(version);
-  const own = (await gallery.listSeriesVersions(series, config.gallery)).find(
-    (v) => v.name === galleryVersion && isCreatedByMirror(v.tags),
-  );
-  if (own === undefined) {
+  const definitionName =
+    input.definitionName !== undefined
+      ? requireSeriesDefinition(config, series, input.definitionName)
+      : await ownDefinitionOf(services, series, galleryVersion);
+  const own = await gallery.getImageVersion(definitionName, galleryVersion);
+  if (own === undefined || !isCreatedByMirror(own.tags)) {
     throw new Error(
-      `${series} ${version}: no image version ${galleryVersion} this mirror created is in the gallery; nothing to extend`,
+      `${series} ${version}: no image version ${definitionName}/${galleryVersion} this mirror created is in the ` +
+        'gallery; nothing to extend',
     );
   }
-  const { definitionName } = own;
   const change = await gallery.extendImageVersion(definitionName, galleryVersion);
   const extended = !isNoChange(change);
   if (extended) {
@@ -349,4 +354,21 @@ export async function extendImageVersion(
     );
   }
   return { definitionName, extended, change: describeChange(change) };
+}
+
+/** For an input written before the plan passed the definition: the one holding the mirror's version of that name. */
+async function ownDefinitionOf(
+  { config, gallery }: MirrorServices,
+  series: string,
+  galleryVersion: string,
+): Promise<string> {
+  const own = (await gallery.listSeriesVersions(series, config.gallery)).find(
+    (v) => v.name === galleryVersion && isCreatedByMirror(v.tags),
+  );
+  if (own === undefined) {
+    throw new Error(
+      `${series}: no image version ${galleryVersion} this mirror created is in the gallery; nothing to extend`,
+    );
+  }
+  return own.definitionName;
 }

@@ -7,13 +7,13 @@ import {
   imageDefinitionFor,
   isCreatedByMirror,
 } from './cpi.js';
-import { definitionDrift, driftRefusal } from './definition-features.js';
-import { isFromAnotherTool } from './existing-version.js';
+import { inUseFailure, isFromAnotherTool } from './existing-version.js';
 import { errorMessage, isTransientError } from './failures.js';
 import type { ImageVersionState } from './gallery.js';
 import { previewManifest } from './manifest-preview.js';
 import { vhdBlobName } from './pageblob.js';
 import {
+  extensionsThisRun,
   planExtensions,
   planRequestedVersion,
   planSeries,
@@ -43,6 +43,14 @@ export function summaryOf(
     createdByMirror: isCreatedByMirror(version.tags),
   };
   const gone = version.provisioningState === 'Failed' || version.provisioningState === 'Deleting';
+  // Decided here, not when the run gets to create it: a run must not download a stemcell it cannot use.
+  const inUse = inUseFailure(version);
+  if (inUse !== undefined) {
+    summary.inUseFailure = {
+      stemcellVersion: stemcellVersionOf(version),
+      error: `image version ${version.definitionName}/${version.name} ${inUse}`,
+    };
+  }
   if (summary.createdByMirror && version.provisioningState === 'Succeeded') {
     summary.replicated = {
       definitionName: version.definitionName,
@@ -90,7 +98,13 @@ export async function resolveVersions(
   });
   const versions = await gallery.listSeriesVersions(series, config.gallery);
   const inGallery = await Promise.all(
-    versions.map(async (v) => {
+    versions.map(async (listed) => {
+      // The list carries no replication status: a Failed version in use is read again, for Azure's reason.
+      const read =
+        summaryOf(listed, config.adoptUntagged).inUseFailure !== undefined
+          ? await gallery.getImageVersion(listed.definitionName, listed.name)
+          : undefined;
+      const v = read !== undefined ? { ...read, definitionName: listed.definitionName } : listed;
       const summary = summaryOf(v, config.adoptUntagged);
       // A run whose tag Azure refused recorded its notification in the mirror's storage: finished too.
       if (summary.unfinished && (await notificationRecords.find(v.definitionName, v.name)) !== undefined) {
@@ -105,7 +119,10 @@ export async function resolveVersions(
       ? planRequestedVersion(series, releases, inGallery, version, rules)
       : planSeries(series, releases, inGallery, config.maxVersionsPerRun, rules);
   // An explicit version mirrors exactly that one; every other run also extends the mirror's versions.
-  if (version === undefined) plan.extend = planExtensions(inGallery, config.targetRegions);
+  if (version === undefined) {
+    const extensions = planExtensions(inGallery, config.targetRegions);
+    Object.assign(plan, extensionsThisRun(extensions, config.maxVersionsPerRun));
+  }
   const newest = versions.find((v) => v.name === galleryVersionName(plan.newest.version));
   if (dryRun === true) {
     for (const p of plan.mirror) {
@@ -116,8 +133,14 @@ export async function resolveVersions(
   }
   for (const p of plan.mirror) log.info(`${series} ${p.release.version}: to mirror (${p.reason})`);
   for (const e of plan.extend ?? []) log.info(`${series} ${e.version}: to extend (${e.reason})`);
+  for (const r of plan.refused ?? []) log.warn(`${series} ${r.version}: ${r.error}`);
   if (plan.deferred.length > 0) {
     log.info(`${series}: ${plan.deferred.join(', ')} left for a later run (BASM_MAX_VERSIONS_PER_RUN)`);
+  }
+  if (plan.extendDeferred !== undefined) {
+    log.info(
+      `${series}: ${plan.extendDeferred.join(', ')} extended by a later run (BASM_MAX_VERSIONS_PER_RUN)`,
+    );
   }
   if (plan.skipped !== undefined) {
     log.info(`${series}: ${plan.skipped.join(', ')} never mirrored (BASM_SKIP_VERSIONS)`);
@@ -177,15 +200,5 @@ async function driftOf(
     log.warn(`${subject}: no feature drift check, stemcell.MF could not be read: ${errorMessage(error)}`);
     return undefined;
   }
-  const existing = await gallery.getImageDefinition(spec.name);
-  if (existing === undefined) return undefined;
-  const drifts = definitionDrift(existing, spec);
-  if (drifts.length === 0) return undefined;
-  return driftRefusal(
-    spec.name,
-    subject,
-    `gallery ${config.galleryName}`,
-    drifts,
-    'A run would create nothing.',
-  );
+  return gallery.definitionRefusal(spec, subject, 'A run would create nothing.');
 }

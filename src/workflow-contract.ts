@@ -1,7 +1,8 @@
 /**
  * The workflow's contract: step names, their inputs, outputs and retry policies, the results, the context the
- * generators of src/workflow.ts run in, and the instance ids. Shared by the activities, both runners and the
- * orchestrators; nothing here may do I/O either, since the generators replay with it.
+ * generators of src/workflow.ts and src/series-results.ts run in, how they call a step, and the instance ids.
+ * Shared by the activities, both runners and the orchestrators; nothing here may do I/O either, since the
+ * generators replay with it.
  */
 
 import type { StemcellManifest } from './manifest.js';
@@ -166,8 +167,12 @@ export interface StepInputs {
   adoptImageVersion: StemcellRef;
   /** `definitionName` must be one of the series' definitions in the configured gallery. */
   getImageVersionState: StemcellRef & { definitionName: string };
-  /** Which version is decided from the gallery (the mirror's own) and the regions from the settings. */
-  extendImageVersion: StemcellRef;
+  /**
+   * `definitionName` (the plan's) must be one of the series' definitions, and the version there the mirror's own;
+   * the regions come from the settings. Absent in inputs written before it was passed: the step then lists the
+   * series to find it.
+   */
+  extendImageVersion: StemcellRef & { definitionName?: string };
   notify: StemcellRef & { definitionName: string };
   /** The step deletes only the mirror's own blob of a Succeeded version, and only with BASM_DELETE_SOURCE_BLOB. */
   deleteSourceBlob: StemcellRef & { definitionName: string };
@@ -321,6 +326,28 @@ export interface WorkflowContext {
 }
 
 export type Workflow<R> = Generator<unknown, R, unknown>;
+
+/** Runs one step: its value, or a StepFailure when it failed permanently (or exhausted its retries). */
+export function* step<N extends StepName>(
+  ctx: WorkflowContext,
+  name: N,
+  input: StepInputs[N],
+): Workflow<StepOutputs[N]> {
+  const outcome = (yield ctx.callStep(name, input)) as StepOutcome<StepOutputs[N]>;
+  if (!outcome.ok) throw new StepFailure(name, outcome.error);
+  return outcome.value;
+}
+
+/** A step that failed permanently, or exhausted its retries. */
+export class StepFailure extends Error {
+  constructor(
+    readonly step: VersionStep | 'resolveVersions' | 'acquireSeriesLock',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StepFailure';
+  }
+}
 
 /** Instance id of a series' orchestration: one per series, so two starts never run at once. */
 export function seriesInstanceId(series: string): string {

@@ -6,13 +6,15 @@
  */
 
 import { errorMessage } from './failures.js';
-import { dryRunResults, existsResult, retained } from './series-results.js';
+import { decidedResults, dryRunResults, retained } from './series-results.js';
 import { describeHolder, type SeriesLockClaim } from './series-lock.js';
 import { brief, seriesStatus } from './run-status.js';
 import type { PlannedExtension } from './plan.js';
 import { describeFailedRegions, replicationProgress, type ReplicationProgress } from './target-regions.js';
 import { galleryVersionName } from './versions.js';
 import {
+  StepFailure,
+  step,
   versionInstanceId,
   type ImageVersionStart,
   type ImageVersionStatus,
@@ -21,8 +23,6 @@ import {
   type SeriesResult,
   type StemcellRef,
   type StepInputs,
-  type StepName,
-  type StepOutcome,
   type StepOutputs,
   type VersionResult,
   type VersionStatus,
@@ -33,27 +33,6 @@ import {
 
 // The contract stays importable from here, so callers name one module for the workflow.
 export * from './workflow-contract.js';
-
-function* step<N extends StepName>(
-  ctx: WorkflowContext,
-  name: N,
-  input: StepInputs[N],
-): Workflow<StepOutputs[N]> {
-  const outcome = (yield ctx.callStep(name, input)) as StepOutcome<StepOutputs[N]>;
-  if (!outcome.ok) throw new StepFailure(name, outcome.error);
-  return outcome.value;
-}
-
-/** A step that failed permanently, or exhausted its retries. */
-export class StepFailure extends Error {
-  constructor(
-    readonly step: VersionStep | 'resolveVersions' | 'acquireSeriesLock',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'StepFailure';
-  }
-}
 
 /** A failed sub-orchestration reports `reason \n details`, the details a stack trace: keep the reason. */
 function subOrchestrationFailure(error: unknown): string {
@@ -186,11 +165,11 @@ function* mirrorHeldSeries(
 
   const extensions = plan.extend ?? [];
   if (request.dryRun) return { series, results: dryRunResults(plan) };
+  const results: VersionResult[] = decidedResults(plan);
   if (plan.mirror.length === 0 && extensions.length === 0 && plan.retention === undefined)
-    return { series, results: [existsResult(plan)] };
+    return { series, results };
 
   const planned = plan.mirror.map((p) => p.release.version);
-  const results: VersionResult[] = plan.mirror.length === 0 ? [existsResult(plan)] : [];
   for (const { release, galleryVersion, finish, adopt } of plan.mirror) {
     const instanceId = versionInstanceId(series, release.version, startedAt);
     // The version's own instance shows its step, bytes uploaded and provisioning state.
@@ -240,7 +219,10 @@ function* extendVersion(
   const result: VersionResult = { ...ref, galleryVersion, action: 'failed', reason };
   try {
     enter('extendImageVersion');
-    const extended = yield* step(ctx, 'extendImageVersion', ref);
+    const extended = yield* step(ctx, 'extendImageVersion', {
+      ...ref,
+      definitionName: extension.definitionName,
+    });
     enter('waitForImageVersion');
     yield* waitForImageVersion(ctx, ref, extended.definitionName, enter);
     result.action = 'extended';
@@ -263,7 +245,7 @@ function versionFailure(
   if (state.provisioningState === 'Failed') {
     const why =
       replication.failed.length > 0 ? ` in ${regions}` : state.errorMessage ? `: ${state.errorMessage}` : '';
-    return `Azure reports ${where} Failed${why}; the next run deletes and recreates it`;
+    return `Azure reports ${where} Failed${why}; the next run deletes and recreates it, unless a director uses it`;
   }
   return (
     `Azure reports the replication of ${where} Failed in ${regions}; check the region's quota and access, ` +

@@ -445,6 +445,7 @@ describe('stories', { concurrency: 4 }, () => {
     const drift = /DiskControllerTypes is SCSI there but the stemcell needs SCSI,NVMe \(.*Dv6.*\)/;
     let s: Story;
     let before_: string;
+    let dryRunRefusal = '';
 
     before(async () => {
       s = await story('feature-drift');
@@ -483,6 +484,7 @@ describe('stories', { concurrency: 4 }, () => {
       assert.match(String(result?.error), new RegExp(`^Image definition ${definition} in gallery `));
       assert.match(String(result?.error), drift);
       assert.match(String(result?.error), /A run would create nothing\./);
+      dryRunRefusal = String(result?.error);
       assert.deepEqual(armChanges(armBefore, series), []);
       // The one stemcell request is the head of the tarball, for stemcell.MF.
       assert.deepEqual(
@@ -502,6 +504,11 @@ describe('stories', { concurrency: 4 }, () => {
       assert.match(String(result?.error), drift);
       assert.match(String(result?.error), /CPI would not notice: it uses an existing definition as it is/);
       assert.match(String(result?.error), /Nothing was created\./);
+      assert.equal(
+        String(result?.error),
+        dryRunRefusal.replace('A run would create nothing.', 'Nothing was created.'),
+        'the dry run and the run refuse in the same words, but for what they did',
+      );
       assert.deepEqual(versionsOf(definition), []);
       assert.equal(JSON.stringify(local.arm.imageDefinitions.get(definition)), before_);
       assert.deepEqual(

@@ -6,7 +6,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { MIRROR_STEMCELL_REFERENCE } from '../../src/cpi.js';
 import { jsonResults, runStemcellMirrorDirect, type CliRun } from '../support/cli-process.js';
+import { foreignGallery } from '../support/foreign-versions.js';
 import {
   publishStemcell,
   startLocalAzure,
@@ -188,5 +190,123 @@ describe('target regions', { concurrency: true }, () => {
       [['7.5', 'exists']],
     );
     assert.deepEqual(versionChanges(againBefore, series), []);
+  });
+
+  test('extensions are capped per run by BASM_MAX_VERSIONS_PER_RUN, newest first; the next run extends the rest', async () => {
+    const series = 'bosh-azure-hyperv-ubuntu-regions-cap';
+    const cap = { BASM_MAX_VERSIONS_PER_RUN: '1' };
+    const one = await story('regions-cap', cap);
+    await publish(series, '7.7', 77);
+    assert.equal((await mirror(one, '--series', series)).status, 0);
+    await publish(series, '7.8', 78);
+    assert.equal((await mirror(one, '--series', series)).status, 0);
+
+    const two = await story('regions-cap', { ...cap, BASM_TARGET_REGIONS: `${TEST_REGION},eastus` });
+    const dry = await mirror(two, '--series', series, '--dry-run');
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.deepEqual(
+      jsonResults(dry).map((r) => [r.version, r.action, r.reason ?? null]),
+      [
+        ['7.8', 'exists', null],
+        ['7.8', 'planned-extend', 'adds eastus'],
+      ],
+    );
+    assert.match(dry.stderr, /7\.7 extended by a later run \(BASM_MAX_VERSIONS_PER_RUN\)/);
+    const status = await runStemcellMirrorDirect(['status', '--json', '--series', series], two.env);
+    assert.equal(status.status, 0, status.stderr);
+    const [entry] = (JSON.parse(status.stdout) as { series: Array<Record<string, unknown>> }).series;
+    assert.deepEqual(entry?.['extend'], [{ version: '7.8', galleryVersion: '7.8.0', reason: 'adds eastus' }]);
+    assert.deepEqual(entry?.['extendDeferred'], [
+      {
+        version: '7.7',
+        galleryVersion: '7.7.0',
+        reason: 'BASM_MAX_VERSIONS_PER_RUN reached; a later run extends it (adds eastus)',
+      },
+    ]);
+
+    const firstBefore = local.arm.requests.length;
+    const first = await mirror(two, '--series', series);
+    assert.equal(first.status, 0, first.stderr);
+    assert.deepEqual(
+      jsonResults(first).map((r) => [r.version, r.action]),
+      [
+        ['7.8', 'exists'],
+        ['7.8', 'extended'],
+      ],
+    );
+    assert.deepEqual(versionChanges(firstBefore, series), ['PATCH 7.8.0']);
+    assert.deepEqual(regionsOf(series, '7.7.0'), [`${TEST_REGION}=1`], 'the oldest waits for the next run');
+
+    const secondBefore = local.arm.requests.length;
+    const second = await mirror(two, '--series', series);
+    assert.deepEqual(
+      jsonResults(second).map((r) => [r.version, r.action]),
+      [
+        ['7.8', 'exists'],
+        ['7.7', 'extended'],
+      ],
+    );
+    assert.deepEqual(versionChanges(secondBefore, series), ['PATCH 7.7.0']);
+  });
+
+  // A region added later fails a version directors adopted: every later run reports it, downloading nothing.
+  test('fault: a Failed version of the mirror that a director adopted is refused by the plan: no download, in the run, the dry run and status', async () => {
+    const series = 'bosh-azure-hyperv-ubuntu-regions-inuse';
+    const one = await story('regions-inuse');
+    await publish(series, '7.6', 76);
+    assert.equal((await mirror(one, '--series', series)).status, 0);
+    await foreignGallery(local).tagImageVersion(series, '7.6.0', {
+      stemcell_references: `${MIRROR_STEMCELL_REFERENCE},bosh-stemcell-1111`,
+    });
+    const two = await story('regions-inuse', { BASM_TARGET_REGIONS: `${TEST_REGION},eastus` });
+    local.arm.failNextReplication(series, '7.6.0', 'eastus', {
+      code: 'ReplicationJobsNotCompleted',
+      message: 'Replication job not completed at region: eastus. Quota exceeded.',
+    });
+    const extension = await mirror(two, '--series', series);
+    assert.equal(extension.status, 1);
+    assert.equal(stored(series, '7.6.0')?.properties.provisioningState, 'Failed');
+
+    const tarballGets = (since: number) =>
+      local.boshio.requests.slice(since).filter((r) => !r.path.startsWith('/api/')).length;
+    const expected = {
+      series,
+      version: '7.6',
+      galleryVersion: '7.6.0',
+      action: 'failed',
+      reason: 'failed-in-use',
+    };
+    const refusal =
+      /^image version \S+\/7\.6\.0 is Failed .*, and 1 director references it \(stemcell_references\); the mirror never deletes a version in use: remove the failed target region from it by hand \(az sig image-version update\), or delete it once no director uses it$/;
+    for (const args of [['--dry-run'], []]) {
+      const boshioBefore = local.boshio.requests.length;
+      const armBefore = local.arm.requests.length;
+      const run = await mirror(two, '--series', series, ...args);
+      assert.equal(run.status, 1, run.stderr);
+      const results = jsonResults(run);
+      assert.deepEqual(
+        results.map(({ error: _, ...r }) => r),
+        [expected],
+      );
+      assert.match(String(results[0]?.error), refusal);
+      assert.equal(tarballGets(boshioBefore), 0, `${args.join(' ') || 'a run'} downloads nothing`);
+      assert.deepEqual(versionChanges(armBefore, series), [], 'the version in use is left as it is');
+    }
+
+    const status = await runStemcellMirrorDirect(['status', '--json', '--series', series], two.env);
+    assert.equal(status.status, 0, status.stderr);
+    const [entry] = (
+      JSON.parse(status.stdout) as { series: Array<{ missing: unknown[]; skipped: unknown[] }> }
+    ).series;
+    assert.deepEqual(entry?.missing, []);
+    assert.deepEqual(entry?.skipped, [
+      {
+        version: '7.6',
+        galleryVersion: '7.6.0',
+        reason:
+          'Azure failed it and a director uses it: every run reports it failed, downloading nothing, until an ' +
+          'operator removes the failed region from it or deletes it',
+      },
+    ]);
   });
 });

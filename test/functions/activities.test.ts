@@ -1076,11 +1076,11 @@ describe('steps given forged input (an orchestration started by hand with the sy
     assert.equal(after.etag, before.etag, 'the blob is untouched');
   });
 
-  test('fault: getImageVersionState and notify refuse a definition that is not one of the series’, with no request and no dispatch', async () => {
+  test('fault: getImageVersionState, notify and extendImageVersion refuse a definition that is not one of the series’, with no request and no dispatch', async () => {
     const armFrom = local.arm.requests.length;
     const dispatchesBefore = local.github.dispatches.length;
 
-    for (const name of ['getImageVersionState', 'notify'] as const) {
+    for (const name of ['getImageVersionState', 'notify', 'extendImageVersion'] as const) {
       const { outcome } = await activity(name, { ...REF, definitionName: 'another-stemcell' });
       assert.equal((outcome as StepOutcome<unknown>).ok, false, name);
       assert.match(
@@ -1091,6 +1091,42 @@ describe('steps given forged input (an orchestration started by hand with the sy
     }
     assert.deepEqual(local.arm.requests.slice(armFrom), []);
     assert.equal(local.github.dispatches.length, dispatchesBefore);
+  });
+
+  test('extendImageVersion reads the version in the definition the plan passed, listing nothing; an older input without it still works', async () => {
+    await freshVersion(p, mirrorTags(p));
+    const lists = (from: number) =>
+      local.arm.requests
+        .slice(from)
+        .filter((r) => r.method === 'GET' && /\/images(\/[^/]+\/versions)?$/.test(r.path));
+    const unchanged = { definitionName: p.definitionName, extended: false, change: '' };
+
+    const armFrom = local.arm.requests.length;
+    const { outcome } = await activity('extendImageVersion', { ...REF, definitionName: p.definitionName });
+    assert.deepEqual(valueOf(outcome), unchanged);
+    assert.deepEqual(lists(armFrom), [], 'the plan already knows the definition');
+
+    const olderFrom = local.arm.requests.length;
+    const older = await activity('extendImageVersion', REF);
+    assert.deepEqual(valueOf(older.outcome), unchanged);
+    assert.ok(lists(olderFrom).length > 0, 'an input from before the change finds it by listing');
+  });
+
+  test("fault: extendImageVersion refuses a version of the series' definition that the mirror did not create", async () => {
+    await freshVersion(p, { stemcell_references: 'bosh-stemcell-1', image_sha256: p.stemcell.imageSha256 });
+    const armFrom = local.arm.requests.length;
+
+    const { outcome } = await activity('extendImageVersion', { ...REF, definitionName: p.definitionName });
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match(
+      (outcome as { error: string }).error,
+      /this mirror created is in the gallery; nothing to extend/,
+    );
+    assert.deepEqual(
+      local.arm.requests.slice(armFrom).filter((r) => r.method !== 'GET'),
+      [],
+    );
   });
 
   test('fault: adoptImageVersion without BASM_ADOPT_UNTAGGED adopts nothing, whatever the input says', async () => {

@@ -54,12 +54,12 @@ test('extendImageVersion is an activity of the app, like every step', () => {
   assert.ok(STEP_RETRY.extendImageVersion.maxAttempts > 1);
 });
 
-test('a planned extension calls extendImageVersion with the stemcell only, under the series lock, with its retry policy', async () => {
+test("a planned extension calls extendImageVersion with the stemcell and the plan's definition, under the series lock, with its retry policy", async () => {
   const state = await replay(planned());
   const last = state.all.at(-1);
   assert.equal(last?.functionName, 'extendImageVersion');
   const { lock, ...input } = last?.input as { lock: unknown };
-  assert.deepEqual(input, { series: SERIES, version: '1.100' });
+  assert.deepEqual(input, { series: SERIES, version: '1.100', definitionName });
   assert.ok(lock !== undefined);
   assert.equal(last?.retryOptions?.['maxNumberOfAttempts'], STEP_RETRY.extendImageVersion.maxAttempts);
   assert.deepEqual((state.customStatus?.['extending'] as { step?: string })?.step, 'extendImageVersion');

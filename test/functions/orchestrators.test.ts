@@ -623,7 +623,7 @@ describe('mirrorVersion', () => {
       step: 'waitForImageVersion',
       error:
         `Azure reports image version ${definitionName}/1.100.0 Failed: The VHD footer is invalid.; ` +
-        'the next run deletes and recreates it',
+        'the next run deletes and recreates it, unless a director uses it',
     });
   });
 

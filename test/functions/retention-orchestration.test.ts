@@ -131,6 +131,60 @@ describe('mirrorSeries with retention', () => {
     assert.ok(!state.all.some((a) => a.functionName === 'deleteImageVersion'));
   });
 
+  test('fault: a Failed version of the mirror that directors use is reported failed by the plan alone, and holds back retention', async () => {
+    const error = `image version ${definitionName}/1.99.0 is Failed (eastus), and 1 director references it ...`;
+    const refused = [{ version: '1.99', galleryVersion: '1.99.0', reason: 'failed-in-use', error }];
+    const history = seriesHeld()
+      .activityCompleted('resolveVersions', ok({ ...plan, refused }))
+      .subOrchestrationCompleted('mirrorVersion', versionInstanceId(SERIES, '1.100', START), created);
+
+    const state = await replay(history);
+
+    assert.deepEqual(
+      state.all.map((a) => a.functionName),
+      ['acquireSeriesLock', 'resolveVersions', 'mirrorVersion', 'recordRun'],
+      'no step for the version in use, and no deletion',
+    );
+    assert.deepEqual((state.last.input as { results: unknown }).results, [
+      {
+        series: SERIES,
+        version: '1.99',
+        galleryVersion: '1.99.0',
+        action: 'failed',
+        step: 'resolveVersions',
+        reason: 'failed-in-use',
+        error,
+      },
+      created,
+    ]);
+  });
+
+  test('fault: with the newest Failed and in use, the run reports it failed, not exists', async () => {
+    const error = `image version ${definitionName}/1.100.0 is Failed, and 1 director references it ...`;
+    const refused = [{ version: '1.100', galleryVersion: '1.100.0', reason: 'failed-in-use', error }];
+    const history = seriesStarted({ dryRun: true }).activityCompleted(
+      'resolveVersions',
+      ok({ ...plan, mirror: [], skipped: [], retention: [], refused }),
+    );
+
+    const state = await replay(history);
+
+    assert.deepEqual(state.output, {
+      series: SERIES,
+      results: [
+        {
+          series: SERIES,
+          version: '1.100',
+          galleryVersion: '1.100.0',
+          action: 'failed',
+          step: 'resolveVersions',
+          reason: 'failed-in-use',
+          error,
+        },
+      ],
+    });
+  });
+
   test('with nothing to mirror, retention runs right after the plan', async () => {
     const nothing = { ...plan, mirror: [] };
     const state = await replay(seriesHeld().activityCompleted('resolveVersions', ok(nothing)));

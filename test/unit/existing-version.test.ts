@@ -57,9 +57,20 @@ const cases: Array<[string, ImageVersionState | undefined, ExistingVersionDecisi
     {
       action: 'refuse',
       reason:
-        'is Failed (replication failed in eastus), and 1 director uses it (stemcell_references); the mirror never ' +
-        'deletes a version in use: remove the failed target region from it by hand (az sig image-version update), ' +
-        'or delete it once no director uses it',
+        'is Failed (replication failed in eastus), and 1 director references it (stemcell_references); the mirror ' +
+        'never deletes a version in use: remove the failed target region from it by hand (az sig image-version ' +
+        'update), or delete it once no director uses it',
+    },
+  ],
+  [
+    "fault: a Failed version of the mirror a director's older CPI named (stemcell_name): refuse it, as retention keeps it",
+    version('Failed', { ...MIRRORS, stemcell_name: DIRECTOR }),
+    {
+      action: 'refuse',
+      reason:
+        `is Failed, and a director's stemcell ${DIRECTOR} names it (stemcell_name); the mirror never deletes a ` +
+        'version in use: remove the failed target region from it by hand (az sig image-version update), or ' +
+        'delete it once no director uses it',
     },
   ],
   [

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { StemcellRelease } from '../../src/boshio.js';
 import {
+  extensionsThisRun,
   planExtensions,
   isSkippedVersion,
   planRequestedVersion,
@@ -91,6 +92,84 @@ test('a Failed gallery version is planned again as a retry', () => {
   assert.deepEqual(planned(releases('1.10', '1.11'), gallery('1.10.0', ['1.11.0', 'Failed'])), [
     '1.11:retry-failed',
   ]);
+});
+
+/** A Failed version of the mirror's that directors use, as summaryOf describes it. */
+function failedInUse(name: string): GalleryVersionSummary {
+  const error = `image version ${SERIES}/${name} is Failed, and 1 director references it ...`;
+  return {
+    name,
+    provisioningState: 'Failed',
+    createdByMirror: true,
+    inUseFailure: { stemcellVersion: name.replace(/\.0$/, ''), error },
+  };
+}
+
+describe('a Failed version of the mirror that directors use', () => {
+  test('is never planned (nothing downloaded), but reported, and the newer ones still come', () => {
+    const plan = planSeries(
+      SERIES,
+      releases('1.10', '1.11', '1.12'),
+      [...gallery('1.10.0'), failedInUse('1.11.0')],
+      3,
+    );
+    assert.deepEqual(
+      plan.mirror.map((p) => `${p.release.version}:${p.reason}`),
+      ['1.12:newest'],
+    );
+    assert.deepEqual(plan.refused, [
+      {
+        version: '1.11',
+        galleryVersion: '1.11.0',
+        reason: 'failed-in-use',
+        error: `image version ${SERIES}/1.11.0 is Failed, and 1 director references it ...`,
+      },
+    ]);
+  });
+
+  test('as the newest: nothing to mirror, and it is reported', () => {
+    const plan = planSeries(
+      SERIES,
+      releases('1.10', '1.11'),
+      [...gallery('1.10.0'), failedInUse('1.11.0')],
+      3,
+    );
+    assert.deepEqual(plan.mirror, []);
+    assert.deepEqual(
+      plan.refused?.map((r) => r.galleryVersion),
+      ['1.11.0'],
+    );
+  });
+
+  test('does not take room under the cap, and each is reported, oldest first', () => {
+    const inGallery = [failedInUse('1.12.0'), ...gallery('1.10.0'), failedInUse('1.11.0')];
+    const plan = planSeries(SERIES, releases('1.10', '1.11', '1.12', '1.13', '1.14'), inGallery, 2);
+    assert.deepEqual(
+      plan.mirror.map((p) => p.release.version),
+      ['1.13', '1.14'],
+    );
+    assert.deepEqual(plan.deferred, []);
+    assert.deepEqual(
+      plan.refused?.map((r) => r.version),
+      ['1.11', '1.12'],
+    );
+  });
+
+  test('asked for explicitly: not mirrored, reported; other versions in use are not part of that run', () => {
+    const inGallery = [failedInUse('1.10.0'), failedInUse('1.11.0')];
+    const plan = planRequestedVersion(SERIES, releases('1.10', '1.11'), inGallery, '1.10');
+    assert.deepEqual(plan.mirror, []);
+    assert.deepEqual(
+      plan.refused?.map((r) => r.version),
+      ['1.10'],
+    );
+    const other = planRequestedVersion(SERIES, releases('1.10', '1.11', '1.12'), inGallery, '1.12');
+    assert.equal(other.refused, undefined);
+  });
+
+  test('none in the gallery: the plan has no refused list', () => {
+    assert.equal(planSeries(SERIES, releases('1.10'), gallery(['1.10.0', 'Failed']), 3).refused, undefined);
+  });
 });
 
 test('a version still being created counts as present', () => {
@@ -315,6 +394,20 @@ test('extensions: a raised replica count is planned with its reason', () => {
   assert.deepEqual(plan, [
     { version: '1.4', galleryVersion: '1.4.0', definitionName: SERIES, reason: 'westeurope 1 -> 3 replicas' },
   ]);
+});
+
+test('extensions: a run takes at most its cap, newest first; the older rest are left for later runs', () => {
+  const all = planExtensions(
+    [replicated('1.8', 'westeurope'), replicated('1.10', 'westeurope'), replicated('1.9', 'westeurope')],
+    WANTED,
+  );
+  const run = extensionsThisRun(all, 2);
+  assert.deepEqual(
+    run.extend?.map((e) => e.version),
+    ['1.10', '1.9'],
+  );
+  assert.deepEqual(run.extendDeferred, ['1.8']);
+  assert.deepEqual(extensionsThisRun(all, 3), { extend: all }, 'within the cap: nothing left for later');
 });
 
 describe('BASM_SKIP_VERSIONS', () => {

@@ -3,10 +3,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { directorUse } from '../../src/cpi.js';
 import {
   decideRetention,
   deletionBlocker,
-  directorUse,
   ownSourceVersion,
   type RetentionCandidate,
 } from '../../src/retention.js';

@@ -67,7 +67,15 @@ test('fault: a forged input is refused: another runner, no start time, an unknow
   const forged = { ...ok, action: 'destroyed' } as unknown as VersionResult;
   assert.throws(() => runRecordOf(SERIES, 'cli', START, END, [forged]), /action/);
   assert.throws(
-    () => runRecordOf(SERIES, 'cli', START, END, Array<VersionResult>(101).fill(ok)),
-    /at most 100/,
+    () => runRecordOf(SERIES, 'cli', START, END, Array<VersionResult>(201).fill(ok)),
+    /at most 200/,
+  );
+});
+
+test('a run at the largest caps is recorded: 50 mirrored, 50 extended, 20 deleted, and what exists', () => {
+  const ok: VersionResult = { series: SERIES, version: '1.1', galleryVersion: '1.1.0', action: 'extended' };
+  assert.equal(
+    runRecordOf(SERIES, 'cli', START, END, Array<VersionResult>(121).fill(ok)).versions.length,
+    121,
   );
 });

@@ -125,6 +125,76 @@ test('a Failed version of the mirror’s is in the next run; an older one it did
   );
 });
 
+test('fault: a Failed version of the mirror’s that a director uses is not in the next run; skipped says why and what to do', () => {
+  const status = seriesStatusOf(
+    SERIES,
+    releases('1.1', '1.2', '1.3'),
+    [
+      inGallery('1.1.0', MIRROR),
+      inGallery(
+        '1.2.0',
+        { ...MIRROR, stemcell_references: `${MIRROR.stemcell_references},bosh-stemcell-1` },
+        'Failed',
+      ),
+      // An older CPI recorded its stemcell in stemcell_name: in use too.
+      inGallery('1.3.0', { ...MIRROR, stemcell_name: 'bosh-stemcell-2' }, 'Failed'),
+    ],
+    3,
+    null,
+  );
+
+  assert.deepEqual(status.missing, []);
+  const reason =
+    'Azure failed it and a director uses it: every run reports it failed, downloading nothing, until an operator ' +
+    'removes the failed region from it or deletes it';
+  assert.deepEqual(status.skipped, [
+    { version: '1.2', galleryVersion: '1.2.0', reason },
+    { version: '1.3', galleryVersion: '1.3.0', reason },
+  ]);
+});
+
+test('the versions the next run extends to a region added to BASM_TARGET_REGIONS, newest first, the rest left for later', () => {
+  const replicatedIn = (name: string) => ({
+    ...inGallery(name, MIRROR),
+    targetRegions: [{ name: 'westeurope', regionalReplicaCount: 1 }],
+  });
+  const targetRegions = [
+    { name: 'westeurope', regionalReplicaCount: 1 },
+    { name: 'eastus', regionalReplicaCount: 1 },
+  ];
+  const status = seriesStatusOf(
+    SERIES,
+    releases('1.1', '1.2', '1.3'),
+    [replicatedIn('1.1.0'), replicatedIn('1.2.0'), replicatedIn('1.3.0')],
+    2,
+    null,
+    new Set(),
+    false,
+    { targetRegions },
+  );
+
+  assert.deepEqual(status.extend, [
+    { version: '1.3', galleryVersion: '1.3.0', reason: 'adds eastus' },
+    { version: '1.2', galleryVersion: '1.2.0', reason: 'adds eastus' },
+  ]);
+  assert.deepEqual(status.extendDeferred, [
+    {
+      version: '1.1',
+      galleryVersion: '1.1.0',
+      reason: 'BASM_MAX_VERSIONS_PER_RUN reached; a later run extends it (adds eastus)',
+    },
+  ]);
+  const text = formatStatus({ series: [status] });
+  assert.match(text, /\n {2}extend: {3}1\.3 \(adds eastus\), 1\.2 \(adds eastus\)\n/);
+  assert.match(text, /\n {2}extend later: 1\.1 \(BASM_MAX_VERSIONS_PER_RUN reached/);
+  assert.doesNotMatch(text, /nothing to do/);
+
+  const none = seriesStatusOf(SERIES, releases('1.3'), [replicatedIn('1.3.0')], 2, null, new Set(), false, {
+    targetRegions: [{ name: 'westeurope', regionalReplicaCount: 1 }],
+  });
+  assert.equal('extend' in none || 'extendDeferred' in none, false, 'no new field when nothing is to extend');
+});
+
 test('a version the mirror made but did not finish is what the next run does, outside the cap', () => {
   const status = seriesStatusOf(
     SERIES,
