@@ -119,7 +119,7 @@ async function fetchSegment(
       const response = await requestSegment(context, segment, plan.validator, watch.signal);
       if (response === undefined) continue;
       const answered = checkContentRange(response, segment.next, plan.total, context.url);
-      await readSegment(context, segment, response, watch, Math.min(answered.end, segment.end));
+      await readSegment(context, segment, response, watch, answered.end);
       if (segment.next >= segment.end) return;
     } catch (error) {
       if (signal.aborted) throw signal.reason;
@@ -171,27 +171,33 @@ async function requestSegment(
   return response;
 }
 
-/** Queues the answer's bytes on the segment, never past its end; a body short of `until` is a dropped connection. */
+/**
+ * Queues the answer's bytes on the segment, never past its end, nor past `answeredEnd` (where the answer's
+ * Content-Range ends); a body short of either is a dropped connection.
+ */
 async function readSegment(
   context: DownloadContext,
   segment: Segment,
   response: Response,
   watch: RequestWatch,
-  until: number,
+  answeredEnd: number,
 ): Promise<void> {
+  const from = segment.next;
   const reader = bodyReader(response, context.url);
   try {
     for (;;) {
+      // An answer that runs past the segment (open-ended) is cut at its end: what follows is later segments'.
+      if (answeredEnd > segment.end && segment.next >= segment.end) break;
       watch.arm();
       const { done, value } = await reader.read();
       if (done) break;
-      const chunk = toBuffer(value);
-      if (segment.next + chunk.length > segment.end) {
+      if (segment.next + value.length > answeredEnd) {
         throw new DownloadError(
-          `GET ${displayUrl(context.url)} sent more than the ${segment.end - segment.start} bytes of range ${segment.start}-${segment.end - 1}; refused (not the listed file)`,
+          `GET ${displayUrl(context.url)} sent more than the ${answeredEnd - from} bytes of range ${from}-${answeredEnd - 1} it announced; refused (not the listed file)`,
           { transient: false },
         );
       }
+      const chunk = toBuffer(value).subarray(0, segment.end - segment.next);
       segment.next += chunk.length;
       segment.chunks.push(chunk);
       segment.notify?.();
@@ -199,7 +205,7 @@ async function readSegment(
   } finally {
     reader.releaseLock();
   }
-  if (segment.next < until) {
+  if (segment.next < Math.min(answeredEnd, segment.end)) {
     throw new ConnectionDropped(`connection closed at byte ${segment.next} of ${segment.end}`);
   }
 }

@@ -47,6 +47,11 @@ interface Behaviour {
   wrongFirstStart?: boolean;
   /** Ranged answers run to the end of the file, whatever end was asked. */
   openEnded?: boolean;
+  /**
+   * Like openEnded, for the answers after the first only, and what follows the end asked is never sent:
+   * a client that reads on past its segment waits for nothing.
+   */
+  openEndedAfterFirst?: boolean;
   /** Ranged answers hold at most this many bytes, as a server that caps ranges sends. */
   capRange?: number;
   /** Ranged answers after the first hold no bytes: a Content-Range whose end comes before its start. */
@@ -129,7 +134,9 @@ async function serve(behaviour: Behaviour = {}): Promise<Server> {
     ) {
       const start = Number(match[1]);
       let end =
-        match[2] === '' || behaviour.openEnded ? file.length : Math.min(file.length, Number(match[2]) + 1);
+        match[2] === '' || behaviour.openEnded || (behaviour.openEndedAfterFirst && index > 0)
+          ? file.length
+          : Math.min(file.length, Number(match[2]) + 1);
       if (behaviour.capRange !== undefined) end = Math.min(end, start + behaviour.capRange);
       body = file.subarray(start, end);
       if (behaviour.emptyAfterFirst && index > 0) end = start;
@@ -140,7 +147,10 @@ async function serve(behaviour: Behaviour = {}): Promise<Server> {
       res.writeHead(200, { ...headers, 'content-length': body.length });
     }
     const drop = behaviour.dropRequest?.index === index ? behaviour.dropRequest.after : undefined;
+    const asked = match?.[2] ? Number(match[2]) + 1 - Number(match[1]) : undefined;
     if (drop !== undefined) res.write(body.subarray(0, drop), () => res.socket?.destroy());
+    else if (behaviour.openEndedAfterFirst && index > 0 && asked !== undefined)
+      res.write(body.subarray(0, asked));
     else res.end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -403,6 +413,21 @@ test('fault: a first answer that runs to the end of the file (an open-ended 206)
     const bytes = await buffer(downloadStream(server.url, options));
     assert.ok(bytes.equals(BODY), 'the bytes differ');
     assert.equal(server.requests.length, 1, 'one GET');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: ranged GETs answered with the rest of the file (open-ended 206s) are each cut at their segment', async () => {
+  const server = await serve({ openEndedAfterFirst: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, { ...options, timeoutMs: 1000, maxResumes: 0 }));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(
+      server.requests.length,
+      1 + Math.ceil((BODY.length - SEGMENT) / SEGMENT),
+      'one GET a segment',
+    );
   } finally {
     await server.close();
   }
