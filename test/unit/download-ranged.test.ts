@@ -56,6 +56,8 @@ interface Behaviour {
   capRange?: number;
   /** Ranged answers after the first hold no bytes: a Content-Range whose end comes before its start. */
   emptyAfterFirst?: boolean;
+  /** Ranged answers after the first send 10 bytes more than their Content-Range announces. */
+  understatedAfterFirst?: boolean;
   /** Every request is answered 416 Range Not Satisfiable. */
   unsatisfiable?: boolean;
 }
@@ -141,7 +143,8 @@ async function serve(behaviour: Behaviour = {}): Promise<Server> {
       body = file.subarray(start, end);
       if (behaviour.emptyAfterFirst && index > 0) end = start;
       const said = behaviour.wrongFirstStart && index === 0 ? start + 1 : start;
-      headers['content-range'] = `bytes ${said}-${end - 1}/${file.length}`;
+      const last = behaviour.understatedAfterFirst && index > 0 ? end - 11 : end - 1;
+      headers['content-range'] = `bytes ${said}-${last}/${file.length}`;
       res.writeHead(206, { ...headers, 'content-length': body.length });
     } else {
       res.writeHead(200, { ...headers, 'content-length': body.length });
@@ -428,6 +431,20 @@ test('fault: ranged GETs answered with the rest of the file (open-ended 206s) ar
       1 + Math.ceil((BODY.length - SEGMENT) / SEGMENT),
       'one GET a segment',
     );
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a ranged answer with more bytes than its Content-Range announces is refused as permanent', async () => {
+  const server = await serve({ understatedAfterFirst: true });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, options)), (error: unknown) => {
+      assert.ok(error instanceof DownloadError, String(error));
+      assert.equal(error.transient, false);
+      assert.match(error.message, /sent more than the \d+ bytes of range \d+-\d+ it announced; refused/);
+      return true;
+    });
   } finally {
     await server.close();
   }
