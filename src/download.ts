@@ -348,6 +348,12 @@ class SingleStream {
             { transient: false },
           );
         }
+        if (this.answerEnd !== undefined && this.offset + chunk.length > this.answerEnd) {
+          throw new DownloadError(
+            `GET ${displayUrl(this.url)} sent more than the bytes up to ${this.answerEnd - 1} its Content-Range announced; refused (not the listed file)`,
+            { transient: false },
+          );
+        }
         if (this.parallelFrom !== undefined) chunk = chunk.subarray(0, this.parallelFrom - this.offset);
         this.offset += chunk.length;
         this.context.onProgress?.(this.offset, this.total);
