@@ -62,28 +62,51 @@ export function contentLength(response: Response): number | undefined {
   return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
 }
 
-/** A 206 answer's `Content-Range: bytes start-end/total` (total undefined for `*`); undefined when malformed. */
-function contentRange(response: Response): { start: number; total: number | undefined } | undefined {
-  const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec((response.headers.get('content-range') ?? '').trim());
-  if (match === null) return undefined;
-  return { start: Number(match[1]), total: match[3] === '*' ? undefined : Number(match[3]) };
+/** What a 206 answer holds: bytes `start` up to `end` (exclusive) of a file of `total` (undefined for `*`). */
+export interface AnsweredRange {
+  start: number;
+  end: number;
+  total: number | undefined;
 }
 
-/** Checks a 206 answer: it must continue exactly at `offset` (and agree on the total, when known). */
+/** A 206 answer's `Content-Range: bytes first-last/total`; undefined when malformed or empty. */
+function contentRange(response: Response): AnsweredRange | undefined {
+  const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec((response.headers.get('content-range') ?? '').trim());
+  if (match === null) return undefined;
+  const range = {
+    start: Number(match[1]),
+    end: Number(match[2]) + 1,
+    total: match[3] === '*' ? undefined : Number(match[3]),
+  };
+  if (range.end <= range.start || (range.total !== undefined && range.end > range.total)) return undefined;
+  return range;
+}
+
+/**
+ * Checks a 206 answer: it must start exactly at `offset`, hold at least one byte and agree on the total,
+ * when known. Answers the range it holds, which may end short of what was asked (a server that caps ranges).
+ */
 export function checkContentRange(
   response: Response,
   offset: number,
   total: number | undefined,
   url: string,
-): void {
-  const range = response.headers.get('content-range') ?? '';
-  const { start, total: rangeTotal } = contentRange(response) ?? { start: NaN };
-  if (start !== offset || (total !== undefined && rangeTotal !== undefined && rangeTotal !== total)) {
+): AnsweredRange {
+  const header = response.headers.get('content-range') ?? '';
+  const range = contentRange(response);
+  if (
+    range === undefined ||
+    range.start !== offset ||
+    (total !== undefined && range.total !== undefined && range.total !== total)
+  ) {
+    // The first GET asks for a range too: "resuming" would mislead there.
+    const asked = offset === 0 ? `GET ${displayUrl(url)}` : `resuming ${displayUrl(url)} at byte ${offset}`;
     throw new DownloadError(
-      `resuming ${displayUrl(url)} at byte ${offset}: server answered Content-Range ${JSON.stringify(range)}, expected "bytes ${offset}-.../${total ?? '*'}"; download again from the start`,
+      `${asked}: server answered Content-Range ${JSON.stringify(header)}, expected "bytes ${offset}-.../${total ?? '*'}"; ${offset === 0 ? 'try again later' : 'download again from the start'}`,
       { status: response.status, transient: true },
     );
   }
+  return range;
 }
 
 /**
@@ -113,6 +136,9 @@ export function unexpectedStatus(message: string, response: Response): DownloadE
     transient: response.ok || response.status === 416 || isTransientStatus(response.status),
   });
 }
+
+/** Answers of a redirect target (a signed bucket URL) that the listed link may well renew. */
+export const REDIRECT_TARGET_GONE = new Set([401, 403, 404, 410]);
 
 /** Discards a body that will not be read, so the connection is freed. */
 export async function discardBody(response: Response): Promise<void> {
@@ -169,7 +195,10 @@ export interface DownloadContext {
   maxResumes: number;
   /** One allowance for the whole download, whichever connection drops. */
   resumes: { count: number };
-  /** Where the first GET's redirects ended: ranged GETs go there straight, one round trip fewer each. */
+  /**
+   * Where the first GET's redirects ended: resumes and ranged GETs go there straight, one round trip fewer
+   * each; undefined again once it refuses them (an expired signed URL).
+   */
   rangeUrl: string | undefined;
   /** Ends with the download: its abort stops every request. */
   lifetime: AbortSignal;

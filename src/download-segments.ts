@@ -7,6 +7,7 @@ import { HttpsRequiredError, displayUrl, fetchOverHttps } from './https-fetch.js
 import {
   ConnectionDropped,
   DownloadError,
+  REDIRECT_TARGET_GONE,
   RangesIgnored,
   RequestWatch,
   bodyReader,
@@ -17,9 +18,6 @@ import {
   unexpectedStatus,
 } from './download-resume.js';
 import type { DownloadContext, ResumeValidator } from './download-resume.js';
-
-/** Answers of a redirect target (a signed bucket URL) that the listed link may well renew. */
-const REDIRECT_TARGET_GONE = new Set([401, 403, 404, 410]);
 
 /** A ranged GET's share of the file: its bytes queue here until the consumer reaches its start. */
 interface Segment {
@@ -103,7 +101,10 @@ export async function downloadRanged(context: DownloadContext, plan: RangedPlan)
   }
 }
 
-/** One segment's bytes into its queue, resumed where it stopped after a drop or stall. */
+/**
+ * One segment's bytes into its queue, resumed where it stopped after a drop or stall. A short answer that
+ * came whole (a server that caps ranges) is followed by a GET of the rest, no resume spent: each holds a byte.
+ */
 async function fetchSegment(
   context: DownloadContext,
   segment: Segment,
@@ -117,9 +118,9 @@ async function fetchSegment(
       watch.arm();
       const response = await requestSegment(context, segment, plan.validator, watch.signal);
       if (response === undefined) continue;
-      checkContentRange(response, segment.next, plan.total, context.url);
-      await readSegment(context, segment, response, watch);
-      return;
+      const answered = checkContentRange(response, segment.next, plan.total, context.url);
+      await readSegment(context, segment, response, watch, answered.end);
+      if (segment.next >= segment.end) return;
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof HttpsRequiredError) throw new DownloadError(error.message, { cause: error });
@@ -170,26 +171,33 @@ async function requestSegment(
   return response;
 }
 
-/** Queues the answer's bytes on the segment, never past its end; a short answer is a dropped connection. */
+/**
+ * Queues the answer's bytes on the segment, never past its end, nor past `answeredEnd` (where the answer's
+ * Content-Range ends); a body short of either is a dropped connection.
+ */
 async function readSegment(
   context: DownloadContext,
   segment: Segment,
   response: Response,
   watch: RequestWatch,
+  answeredEnd: number,
 ): Promise<void> {
+  const from = segment.next;
   const reader = bodyReader(response, context.url);
   try {
     for (;;) {
+      // An answer that runs past the segment (open-ended) is cut at its end: what follows is later segments'.
+      if (answeredEnd > segment.end && segment.next >= segment.end) break;
       watch.arm();
       const { done, value } = await reader.read();
       if (done) break;
-      const chunk = toBuffer(value);
-      if (segment.next + chunk.length > segment.end) {
+      if (segment.next + value.length > answeredEnd) {
         throw new DownloadError(
-          `GET ${displayUrl(context.url)} sent more than the ${segment.end - segment.start} bytes of range ${segment.start}-${segment.end - 1}; refused (not the listed file)`,
+          `GET ${displayUrl(context.url)} sent more than the ${answeredEnd - from} bytes of range ${from}-${answeredEnd - 1} it announced; refused (not the listed file)`,
           { transient: false },
         );
       }
+      const chunk = toBuffer(value).subarray(0, segment.end - segment.next);
       segment.next += chunk.length;
       segment.chunks.push(chunk);
       segment.notify?.();
@@ -197,7 +205,7 @@ async function readSegment(
   } finally {
     reader.releaseLock();
   }
-  if (segment.next < segment.end) {
+  if (segment.next < Math.min(answeredEnd, segment.end)) {
     throw new ConnectionDropped(`connection closed at byte ${segment.next} of ${segment.end}`);
   }
 }

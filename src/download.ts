@@ -9,6 +9,7 @@ import { HttpsRequiredError, displayUrl, fetchOverHttps } from './https-fetch.js
 import {
   ConnectionDropped,
   DownloadError,
+  REDIRECT_TARGET_GONE,
   RequestWatch,
   bodyReader,
   checkListedSize,
@@ -134,6 +135,8 @@ class SingleStream {
   private total: number | undefined;
   // Where the first connection stops and the ranged GETs take over (undefined: one stream to the end).
   private parallelFrom: number | undefined;
+  // Where the bytes of the answer being read end (exclusive): a 206 may hold less than was asked.
+  private answerEnd: number | undefined;
   private readonly url: string;
   private readonly expectedSize: number | undefined;
   private readonly connections: number;
@@ -190,16 +193,36 @@ class SingleStream {
     }
   }
 
-  /** One GET from the current offset; true when the download is complete, false to go on. */
+  /**
+   * One GET from the current offset; true when the download is complete, false to go on. Once the first
+   * GET was redirected, the next go straight to where it ended, as the ranged GETs do.
+   */
   private async attempt(watch: RequestWatch): Promise<boolean> {
     watch.arm();
-    const { response, url: answeredBy } = await fetchOverHttps(this.url, {
+    const target = this.context.rangeUrl ?? this.url;
+    const { response, url: answeredBy } = await fetchOverHttps(target, {
       signal: watch.signal,
       headers: this.requestHeaders(),
     });
+    if (target !== this.url && REDIRECT_TARGET_GONE.has(response.status)) {
+      // A signed bucket URL that expired or was refused: back to the listed link and its redirect.
+      await discardBody(response);
+      this.context.rangeUrl = undefined;
+      return false;
+    }
     const skip = await this.accept(response, answeredBy);
     if (skip === undefined) return false;
+    const from = this.offset;
     await this.read(response, watch, skip);
+    return this.afterRead(watch, from);
+  }
+
+  /**
+   * After one answer was read: the ranged GETs fetch the rest once the first segment is here; a short
+   * answer that came whole (a server that caps ranges) is followed by a GET of the rest, no resume spent,
+   * each holding at least a byte; anything else short of the end is a dropped connection.
+   */
+  private async afterRead(watch: RequestWatch, from: number): Promise<boolean> {
     const { total, validator } = this;
     if (
       this.parallelFrom !== undefined &&
@@ -217,6 +240,7 @@ class SingleStream {
       return this.offset >= total;
     }
     if (total !== undefined && this.offset < total) {
+      if (this.answerEnd !== undefined && this.offset >= this.answerEnd && this.offset > from) return false;
       throw new ConnectionDropped(`connection closed at byte ${this.offset} of ${total}`);
     }
     return true;
@@ -244,14 +268,14 @@ class SingleStream {
     const { url, offset, expectedSize } = this;
     if (offset === 0) return this.acceptFirst(response, answeredBy);
     if (response.status === 206) {
-      checkContentRange(response, offset, this.total, url);
+      this.answered(checkContentRange(response, offset, this.total, url).end);
       return 0;
     }
     if (response.status === 200 && sameFile(response, this.validator)) {
       // The server ignored Range but sent the very same file: read on past what was delivered, to the end
       // (cut at the parallel start, the rest of it would be in flight for nothing).
       checkListedSize(response, expectedSize, url);
-      this.parallelFrom = undefined;
+      this.answered(this.total);
       return offset;
     }
     await discardBody(response);
@@ -261,30 +285,40 @@ class SingleStream {
     );
   }
 
+  /**
+   * Where the answer's bytes end: an answer that runs to the end of the file is read to its end as one
+   * stream, never cut (what is in flight would be thrown away).
+   */
+  private answered(end: number | undefined): void {
+    this.answerEnd = end;
+    if (end === undefined || end === this.total) this.parallelFrom = undefined;
+  }
+
   /** The first answer sets the size, the validator and whether the ranged GETs fetch the rest. */
   private async acceptFirst(response: Response, answeredBy: string): Promise<number | undefined> {
     const { url, expectedSize } = this;
     if (response.status === 206 && this.parallelFrom !== undefined) {
       checkListedSize(response, expectedSize, url);
-      checkContentRange(response, 0, expectedSize, url);
+      const { end } = checkContentRange(response, 0, expectedSize, url);
       const validator = resumeValidator(response);
-      if (validator === undefined) {
+      if (validator === undefined && end !== expectedSize) {
         // Ranges, but nothing to tell one file from another: the whole file, over one stream, as before.
         await discardBody(response);
         this.parallelFrom = undefined;
         return undefined;
       }
       this.validator = validator;
+      this.answered(end);
     } else if (response.ok) {
       checkListedSize(response, expectedSize, url);
       this.validator = resumeValidator(response);
-      // The whole file came: one stream to its end, never cut (what is in flight would be thrown away).
-      this.parallelFrom = undefined;
+      this.answered(undefined);
     } else {
       await discardBody(response);
-      throw new DownloadError(
-        `GET ${displayUrl(url)} answered HTTP ${response.status} ${response.statusText}, expected 200; check the URL or try again later`,
-        { status: response.status },
+      // A 416 to the first segment: the file is not the size listed (it changed), so worth another try.
+      throw unexpectedStatus(
+        `GET ${displayUrl(url)}${this.parallelFrom === undefined ? '' : ` bytes 0-${this.parallelFrom - 1}`} answered HTTP ${response.status} ${response.statusText}, expected ${this.parallelFrom === undefined ? 200 : 206}; check the URL or try again later`,
+        response,
       );
     }
     this.total = expectedSize ?? contentLength(response);
@@ -311,6 +345,12 @@ class SingleStream {
         if (this.total !== undefined && this.offset + chunk.length > this.total) {
           throw new DownloadError(
             `GET ${displayUrl(this.url)} sent more than the ${this.total} bytes ${this.expectedSize === undefined ? 'it announced' : 'bosh.io lists'}; refused (not the listed file)`,
+            { transient: false },
+          );
+        }
+        if (this.answerEnd !== undefined && this.offset + chunk.length > this.answerEnd) {
+          throw new DownloadError(
+            `GET ${displayUrl(this.url)} sent more than the bytes up to ${this.answerEnd - 1} its Content-Range announced; refused (not the listed file)`,
             { transient: false },
           );
         }

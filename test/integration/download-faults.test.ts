@@ -15,6 +15,8 @@ import { startFakeBoshio, type FakeBoshio } from '../support/fake-boshio.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 const TARBALL = randomBytes(3 * 1024 * 1024 + 321);
+// Four segments: the validator cases go through the first-segment GET and the ranged GETs after it.
+const SEGMENT = 1024 * 1024;
 
 let boshio: FakeBoshio;
 let plainHttp: { server: Server; url: string; hits: number };
@@ -42,14 +44,28 @@ beforeEach(() => {
   plainHttp.hits = 0;
 });
 
-function download(options: { timeoutMs?: number; deadlineMs?: number } = {}): Promise<Buffer> {
+function download(
+  options: { timeoutMs?: number; deadlineMs?: number; segmentBytes?: number } = {},
+): Promise<Buffer> {
   return buffer(
     downloadStream(release.url, {
       timeoutMs: options.timeoutMs ?? 5000,
       expectedSize: release.size,
       ...(options.deadlineMs === undefined ? {} : { deadlineMs: options.deadlineMs }),
+      ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }),
     }),
   );
+}
+
+/** `bytes=start-last` of a request as [start, last], or undefined for any other Range. */
+function boundedRange(request: { range?: string }): [number, number] | undefined {
+  const match = /^bytes=(\d+)-(\d+)$/.exec(request.range ?? '');
+  return match === null ? undefined : [Number(match[1]), Number(match[2])];
+}
+
+/** The last byte a GET from `start` asks for: the end of the segment it lies in. */
+function segmentLast(start: number): number {
+  return Math.min(TARBALL.length, (Math.floor(start / SEGMENT) + 1) * SEGMENT) - 1;
 }
 
 /** The bucket's requests (not the listing, not the `/d/` redirect). */
@@ -80,19 +96,21 @@ test('fault: connection drops at 1 B, 64 KiB, 1 MiB and the last byte resume wit
   assert.match(etag ?? '', /^"[0-9a-f]+"$/);
   boshio.faults.dropConnectionAt = [...OFFSETS];
 
-  const bytes = await download();
+  const bytes = await download({ segmentBytes: SEGMENT });
 
   assert.ok(bytes.equals(TARBALL), 'the bytes differ from the tarball');
-  const [first, ...resumed] = bucketRequests();
-  assert.equal(first?.range, undefined);
-  assert.equal(resumed.length, OFFSETS.length);
-  let previous = 0;
-  for (const request of resumed) {
+  const [first, ...later] = bucketRequests();
+  assert.equal(first?.range, `bytes=0-${SEGMENT - 1}`, 'the first GET asks for the first segment');
+  assert.equal(first?.ifRange, undefined);
+  for (const request of later) {
     assert.equal(request.ifRange, etag);
-    const from = Number(/^bytes=(\d+)-$/.exec(request.range ?? '')?.[1]);
-    assert.ok(from > previous && from <= TARBALL.length - 1, `resumed with ${request.range}`);
-    previous = from;
+    const [start, last] = boundedRange(request) ?? [NaN, NaN];
+    assert.equal(last, segmentLast(start), `${request.range} asks for the rest of its segment only`);
   }
+  // Each segment's GET, and one resume per cut: 1 B and 64 KiB in the first segment, 1 MiB as the second
+  // segment begins, the last byte in the last segment.
+  const starts = later.map((request) => boundedRange(request)?.[0]).sort((a, b) => (a ?? 0) - (b ?? 0));
+  assert.deepEqual(starts, [1, 65_536, SEGMENT, SEGMENT, 2 * SEGMENT, 3 * SEGMENT, TARBALL.length - 1]);
 });
 
 test('fault: connection drops resume with If-Range: the Last-Modified date when the bucket sends no ETag', async () => {
@@ -101,41 +119,48 @@ test('fault: connection drops resume with If-Range: the Last-Modified date when 
   assert.equal(etag, null);
   boshio.faults.dropConnectionAt = [65_536, 2_000_000];
 
-  const bytes = await download();
+  const bytes = await download({ segmentBytes: SEGMENT });
 
   assert.ok(bytes.equals(TARBALL), 'the bytes differ from the tarball');
-  const resumed = bucketRequests().slice(1);
-  assert.equal(resumed.length, 2);
-  for (const request of resumed) {
+  const later = bucketRequests().slice(1);
+  for (const request of later) {
     assert.equal(request.ifRange, lastModified);
-    assert.match(request.range ?? '', /^bytes=\d+-$/);
+    const [start, last] = boundedRange(request) ?? [NaN, NaN];
+    assert.equal(last, segmentLast(start), `${request.range} asks for the rest of its segment only`);
   }
+  const starts = later.map((request) => boundedRange(request)?.[0]).sort((a, b) => (a ?? 0) - (b ?? 0));
+  assert.deepEqual(starts, [65_536, SEGMENT, 2_000_000, 2 * SEGMENT, 3 * SEGMENT], 'two resumes, in place');
 });
 
 test('fault: a weak ETag is never used for If-Range: the dropped download is not resumed and fails as transient', async () => {
   boshio.faults.validators = 'weak-etag';
   boshio.faults.dropConnectionAt = [1_048_576];
 
-  const error = await downloadError(download());
+  const error = await downloadError(download({ segmentBytes: SEGMENT }));
 
   assert.match(error.message, /cannot be resumed/);
   assert.equal(error.transient, true);
-  for (const request of bucketRequests()) {
-    assert.equal(request.ifRange, undefined);
-    assert.equal(request.range, undefined);
-  }
+  const requests = bucketRequests();
+  assert.deepEqual(
+    requests.map((request) => request.range),
+    [`bytes=0-${SEGMENT - 1}`, undefined],
+    'the first segment is set aside, then the file asked whole, never resumed',
+  );
+  for (const request of requests) assert.equal(request.ifRange, undefined);
 });
 
 test('fault: a bucket that ignores Range (200, the same file) still yields exactly the tarball', async () => {
   boshio.faults.ignoreRange = true;
   boshio.faults.dropConnectionAt = [1_048_576, 2_500_000];
 
-  const bytes = await download();
+  const bytes = await download({ segmentBytes: SEGMENT });
 
   assert.ok(bytes.equals(TARBALL), 'the bytes differ from the tarball');
-  const requests = bucketRequests();
-  assert.equal(requests.length, 3);
-  assert.ok(requests.slice(1).every((request) => request.range !== undefined));
+  assert.deepEqual(
+    bucketRequests().map((request) => request.range),
+    [`bytes=0-${SEGMENT - 1}`, 'bytes=1048576-', 'bytes=2500000-'],
+    'the whole-file answers are read on to the end, resumed where each dropped',
+  );
 });
 
 test('fault: the download link redirecting to http:// is refused, naming the host; nothing is fetched over http', async () => {
@@ -223,11 +248,12 @@ for (const [status, transient] of [
 
 test('fault: the tarball changes on the bucket between a drop and its resume: refused, never two files mixed', async () => {
   const changed = randomBytes(TARBALL.length);
-  boshio.faults.dropConnectionAt = [1_048_576];
+  boshio.faults.dropConnectionAt = [65_536];
   let republished = false;
   const stream = downloadStream(release.url, {
     timeoutMs: 5000,
     expectedSize: release.size,
+    segmentBytes: SEGMENT,
     onProgress: (bytes) => {
       if (!republished && bytes > 0) {
         republished = true;
@@ -245,7 +271,7 @@ test('fault: the tarball changes on the bucket between a drop and its resume: re
       /answered HTTP 200, expected 206 \(the file may have changed on the server\)/,
     );
     const [, resumed] = bucketRequests();
-    assert.match(resumed?.range ?? '', /^bytes=\d+-$/);
+    assert.equal(resumed?.range, `bytes=65536-${SEGMENT - 1}`);
     assert.match(resumed?.ifRange ?? '', /^"[0-9a-f]+"$/);
   } finally {
     boshio.publish(SERIES, { version: '1.200', tarball: TARBALL });

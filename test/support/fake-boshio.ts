@@ -26,7 +26,10 @@ export interface FakeBoshioFaults {
   failDownloadsWithStatus?: number;
   /** The first response that reaches this absolute byte is cut there; later ones (Range resumes) succeed. */
   dropConnectionOnceAt?: number;
-  /** Like dropConnectionOnceAt for each of these absolute bytes in turn: one cut per offset. */
+  /**
+   * Like dropConnectionOnceAt for each of these absolute bytes: a response is cut at the lowest one inside
+   * it, which is then spent, so ranged GETs in flight at once each meet the cuts in their own range.
+   */
   dropConnectionAt?: number[];
   /**
    * Which validators the bucket sends: both a strong ETag and Last-Modified (default, as object stores do),
@@ -342,14 +345,10 @@ async function serveTarball(
     delete faults.dropConnectionOnceAt;
     cutAt = dropAt;
   }
-  const nextDrop = faults.dropConnectionAt?.[0];
-  if (
-    nextDrop !== undefined &&
-    nextDrop >= start &&
-    nextDrop < end &&
-    (cutAt === undefined || nextDrop <= cutAt)
-  ) {
-    faults.dropConnectionAt?.shift();
+  const drops = faults.dropConnectionAt ?? [];
+  const nextDrop = Math.min(...drops.filter((at) => at >= start && at < end));
+  if (Number.isFinite(nextDrop) && (cutAt === undefined || nextDrop <= cutAt)) {
+    drops.splice(drops.indexOf(nextDrop), 1);
     cutAt = nextDrop;
   }
   const extra = faults.trailingZeros ?? Math.max(0, (faults.contentLength ?? 0) - (end - start));

@@ -19,6 +19,8 @@ const SEGMENT = 256 * 1024;
 const BODY = randomBytes(3 * 1024 * 1024 + 4321);
 const OTHER_BODY = randomBytes(BODY.length);
 const ETAG = '"v1"';
+// Long before any response's Date: a strong validator (RFC 9110 8.8.2.2).
+const LAST_MODIFIED = 'Wed, 21 Oct 2015 07:28:00 GMT';
 
 interface Behaviour {
   /** Send Accept-Ranges and a strong ETag (default true). */
@@ -37,6 +39,27 @@ interface Behaviour {
   redirect?: boolean;
   /** The first signed bucket URL is refused (403) after one request, as an expired signature would be. */
   bucketExpiresAfterFirst?: boolean;
+  /** No Accept-Ranges header, though ranges are served: a 206 is proof enough. */
+  noAcceptRanges?: boolean;
+  /** Last-Modified instead of an ETag: the date is the validator. */
+  lastModifiedOnly?: boolean;
+  /** The first answer's Content-Range starts a byte later than the bytes it sends. */
+  wrongFirstStart?: boolean;
+  /** Ranged answers run to the end of the file, whatever end was asked. */
+  openEnded?: boolean;
+  /**
+   * Like openEnded, for the answers after the first only, and what follows the end asked is never sent:
+   * a client that reads on past its segment waits for nothing.
+   */
+  openEndedAfterFirst?: boolean;
+  /** Ranged answers hold at most this many bytes, as a server that caps ranges sends. */
+  capRange?: number;
+  /** Ranged answers after the first hold no bytes: a Content-Range whose end comes before its start. */
+  emptyAfterFirst?: boolean;
+  /** Ranged answers (the first, or those after it) send 10 bytes more than their Content-Range announces. */
+  understated?: 'first' | 'after-first';
+  /** Every request is answered 416 Range Not Satisfiable. */
+  unsatisfiable?: boolean;
 }
 
 interface Server {
@@ -86,11 +109,20 @@ async function serve(behaviour: Behaviour = {}): Promise<Server> {
     state.peakActive = Math.max(state.peakActive, active);
     res.on('close', () => active--);
     const headers: Record<string, string | number> = {};
-    if (behaviour.ranges !== false)
-      Object.assign(headers, { etag: behaviour.weakEtag ? `W/${ETAG}` : ETAG, 'accept-ranges': 'bytes' });
+    if (behaviour.ranges !== false) {
+      if (!behaviour.noAcceptRanges) headers['accept-ranges'] = 'bytes';
+      if (behaviour.lastModifiedOnly) headers['last-modified'] = LAST_MODIFIED;
+      else headers.etag = behaviour.weakEtag ? `W/${ETAG}` : ETAG;
+    }
     const match = /^bytes=(\d+)-(\d*)$/.exec(range ?? '');
     const file = behaviour.body ?? BODY;
     let body = file;
+    const validator = behaviour.lastModifiedOnly ? LAST_MODIFIED : behaviour.weakEtag ? undefined : ETAG;
+    if (behaviour.unsatisfiable) {
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${file.length}`, 'content-length': 0 });
+      res.end();
+      return;
+    }
     if (index > 0 && behaviour.changedAfterFirst) {
       body = OTHER_BODY;
       headers.etag = '"v2"';
@@ -98,20 +130,30 @@ async function serve(behaviour: Behaviour = {}): Promise<Server> {
     } else if (
       match &&
       // RFC 9110 13.1.5: a Range without If-Range applies; with one, only when it matches.
-      (ifRange === undefined || (ifRange === ETAG && !behaviour.weakEtag)) &&
+      (ifRange === undefined || ifRange === validator) &&
       behaviour.ranges !== false &&
       !(behaviour.ignoreRangeAfterFirst && index > 0)
     ) {
       const start = Number(match[1]);
-      const end = match[2] === '' ? file.length : Math.min(file.length, Number(match[2]) + 1);
+      let end =
+        match[2] === '' || behaviour.openEnded || (behaviour.openEndedAfterFirst && index > 0)
+          ? file.length
+          : Math.min(file.length, Number(match[2]) + 1);
+      if (behaviour.capRange !== undefined) end = Math.min(end, start + behaviour.capRange);
       body = file.subarray(start, end);
-      headers['content-range'] = `bytes ${start}-${end - 1}/${file.length}`;
+      if (behaviour.emptyAfterFirst && index > 0) end = start;
+      const said = behaviour.wrongFirstStart && index === 0 ? start + 1 : start;
+      const last = behaviour.understated === (index === 0 ? 'first' : 'after-first') ? end - 11 : end - 1;
+      headers['content-range'] = `bytes ${said}-${last}/${file.length}`;
       res.writeHead(206, { ...headers, 'content-length': body.length });
     } else {
       res.writeHead(200, { ...headers, 'content-length': body.length });
     }
     const drop = behaviour.dropRequest?.index === index ? behaviour.dropRequest.after : undefined;
+    const asked = match?.[2] ? Number(match[2]) + 1 - Number(match[1]) : undefined;
     if (drop !== undefined) res.write(body.subarray(0, drop), () => res.socket?.destroy());
+    else if (behaviour.openEndedAfterFirst && index > 0 && asked !== undefined)
+      res.write(body.subarray(0, asked));
     else res.end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -314,6 +356,187 @@ test('fault: a redirect target that refuses the ranged GETs (an expired signed U
       1 + Math.ceil((BODY.length - SEGMENT) / SEGMENT),
       'every ranged GET asked the link',
     );
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a first answer whose Content-Range does not start at byte 0 is refused, worded for the first GET', async () => {
+  const server = await serve({ wrongFirstStart: true });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, options)), (error: unknown) => {
+      assert.ok(error instanceof DownloadError, String(error));
+      assert.equal(error.transient, true);
+      assert.ok(
+        error.message.includes(
+          `GET ${server.url}: server answered Content-Range "bytes 1-${SEGMENT - 1}/${BODY.length}", expected "bytes 0-.../${BODY.length}"`,
+        ),
+        error.message,
+      );
+      assert.doesNotMatch(error.message, /resuming/);
+      return true;
+    });
+    assert.equal(server.requests.length, 1, 'nothing more was asked');
+  } finally {
+    await server.close();
+  }
+});
+
+test('a 206 without Accept-Ranges and with only a Last-Modified date goes parallel, the date as If-Range', async () => {
+  const server = await serve({ noAcceptRanges: true, lastModifiedOnly: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.requests.length, 1 + Math.ceil((BODY.length - SEGMENT) / SEGMENT));
+    for (const request of server.requests.slice(1)) assert.equal(request.ifRange, LAST_MODIFIED);
+    assert.equal(rangesAsked(server)[0]?.[0], SEGMENT, 'the ranged GETs start after the first segment');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a drop in the first segment answered by the same file whole (200) is read on in one GET to the end', async () => {
+  const server = await serve({ dropRequest: { index: 0, after: 50_000 }, ignoreRangeAfterFirst: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.deepEqual(
+      server.requests.map((request) => request.range),
+      [`bytes=0-${SEGMENT - 1}`, `bytes=50000-${SEGMENT - 1}`],
+      'the whole-file answer is read to its end, not cut at the segment',
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a first answer that runs to the end of the file (an open-ended 206) is read to its end, nothing thrown away', async () => {
+  const server = await serve({ openEnded: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.requests.length, 1, 'one GET');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: ranged GETs answered with the rest of the file (open-ended 206s) are each cut at their segment', async () => {
+  const server = await serve({ openEndedAfterFirst: true });
+  try {
+    const bytes = await buffer(downloadStream(server.url, { ...options, timeoutMs: 1000, maxResumes: 0 }));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(
+      server.requests.length,
+      1 + Math.ceil((BODY.length - SEGMENT) / SEGMENT),
+      'one GET a segment',
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+for (const [understated, message] of [
+  ['first', `sent more than the bytes up to ${SEGMENT - 11} its Content-Range announced; refused`],
+  [
+    'after-first',
+    `sent more than the ${SEGMENT - 10} bytes of range ${SEGMENT}-${2 * SEGMENT - 11} it announced; refused`,
+  ],
+] as const) {
+  test(`fault: a ranged answer (${understated}) with more bytes than its Content-Range announces is refused as permanent`, async () => {
+    const server = await serve({ understated });
+    try {
+      await assert.rejects(buffer(downloadStream(server.url, options)), (error: unknown) => {
+        assert.ok(error instanceof DownloadError, String(error));
+        assert.equal(error.transient, false);
+        assert.ok(error.message.includes(message), error.message);
+        return true;
+      });
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+test('fault: a server that caps ranges: each short 206 is followed by a GET of the rest, no resume spent', async () => {
+  const cap = 100_000;
+  const server = await serve({ capRange: cap });
+  try {
+    const bytes = await buffer(downloadStream(server.url, { ...options, maxResumes: 0 }));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    let expected = 0;
+    for (let start = 0; start < BODY.length; start += SEGMENT)
+      expected += Math.ceil((Math.min(BODY.length, start + SEGMENT) - start) / cap);
+    assert.equal(server.requests.length, expected, 'each segment asked again from where its answer ended');
+    assert.deepEqual(
+      server.requests.slice(0, 3).map((request) => request.range),
+      [`bytes=0-${SEGMENT - 1}`, `bytes=${cap}-${SEGMENT - 1}`, `bytes=${2 * cap}-${SEGMENT - 1}`],
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a 206 that holds no bytes is refused, never asked for again and again', async () => {
+  const server = await serve({ dropRequest: { index: 0, after: 50_000 }, emptyAfterFirst: true });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, options)), (error: unknown) => {
+      assert.ok(error instanceof DownloadError, String(error));
+      assert.ok(error.message.includes('server answered Content-Range "bytes 50000-49999/'), error.message);
+      return true;
+    });
+    assert.equal(server.requests.length, 2, 'the empty answer was not asked again');
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a 416 to the first segment is a transient error that says 206 was expected', async () => {
+  const server = await serve({ unsatisfiable: true });
+  try {
+    await assert.rejects(buffer(downloadStream(server.url, options)), (error: unknown) => {
+      assert.ok(error instanceof DownloadError, String(error));
+      assert.equal(error.status, 416);
+      assert.equal(error.transient, true);
+      assert.match(error.message, new RegExp(`bytes 0-${SEGMENT - 1} answered HTTP 416 .*, expected 206;`));
+      return true;
+    });
+    assert.equal(server.requests.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a resume of the first segment goes straight to where the first GET was redirected', async () => {
+  const server = await serve({ redirect: true, dropRequest: { index: 0, after: 50_000 } });
+  try {
+    const bytes = await buffer(downloadStream(server.url, options));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.equal(server.redirects, 1, 'only the first GET went through the redirect');
+    assert.deepEqual(server.requests[1], {
+      path: '/bucket/stemcell.tgz?sig=1',
+      range: `bytes=50000-${SEGMENT - 1}`,
+      ifRange: ETAG,
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+test('fault: a first-segment resume refused by the redirect target (an expired signed URL) goes back through the listed link', async () => {
+  const server = await serve({
+    redirect: true,
+    bucketExpiresAfterFirst: true,
+    dropRequest: { index: 0, after: 50_000 },
+  });
+  try {
+    const bytes = await buffer(downloadStream(server.url, { ...options, maxResumes: 1 }));
+    assert.ok(bytes.equals(BODY), 'the bytes differ');
+    assert.deepEqual(server.requests[1], {
+      path: '/bucket/stemcell.tgz?sig=2',
+      range: `bytes=50000-${SEGMENT - 1}`,
+      ifRange: ETAG,
+    });
   } finally {
     await server.close();
   }
