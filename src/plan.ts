@@ -202,6 +202,7 @@ export function oldestKeptRelease(
   allowed: readonly StemcellRelease[],
   keep: number,
 ): StemcellRelease | undefined {
+  // Stryker disable next-line ConditionalExpression,EqualityOperator: without it, keep <= 0 indexes past the end: undefined too
   if (keep <= 0) return undefined;
   const ascending = [...allowed].sort((a, b) => compareStemcellVersions(a.version, b.version));
   return ascending[Math.max(0, ascending.length - keep)];
@@ -267,6 +268,7 @@ export function planSeries(
   const adoptRoom = Math.max(0, maxVersions - chosen.length);
   for (const r of toAdopt.slice(0, adoptRoom)) {
     const adopt = adoptable.get(nameOf(r));
+    // Stryker disable next-line ConditionalExpression: toAdopt holds only names in adoptable; the check is for the type checker
     if (adopt) chosen.push({ release: r, galleryVersion: nameOf(r), reason: 'adopt', adopt });
   }
   // Finishing costs no download, so it does not count against the cap; it comes last, so a version stuck

@@ -78,6 +78,19 @@ test('absent generation means gen1', () => {
   assert.equal(imageDefinitionName(jammy, undefined, defaults), jammy);
 });
 
+test('a blank generation means gen1, as an absent one', () => {
+  assert.equal(imageDefinitionName(jammy, ' ', defaults), jammy);
+  const spec = imageDefinitionFor(manifest({ generation: ' ' }), defaults);
+  assert.deepEqual([spec.name, spec.sku, spec.hyperVGeneration], [jammy, 'gen1', 'V1']);
+  const image = JSON.parse(tagsFor(manifest({ generation: '' })).image ?? '{}') as { sku?: string };
+  assert.equal(image.sku, 'gen1');
+});
+
+test('a generation written with spaces around it is that generation', () => {
+  const spec = imageDefinitionFor(manifest({ generation: ' gen2 ' }), defaults);
+  assert.deepEqual([spec.sku, spec.hyperVGeneration], ['gen2', 'V2']);
+});
+
 test('gen2 definition name appends the generation', () => {
   assert.equal(imageDefinitionName(jammy, 'gen2', defaults), `${jammy}-gen2`);
 });
@@ -88,6 +101,13 @@ test('BASM_GALLERY_IMAGE_NAME overrides the definition name for every generation
     ['gen1', 'gen2', undefined].map((generation) => imageDefinitionName(jammy, generation, naming)),
     ['stemcells', 'stemcells', 'stemcells'],
   );
+});
+
+test('an empty BASM_GALLERY_IMAGE_NAME overrides nothing', () => {
+  const naming = { ...defaults, imageName: '' };
+  assert.equal(imageDefinitionName(jammy, 'gen2', naming), `${jammy}-gen2`);
+  const belongs = candidateDefinitionNames(jammy, naming);
+  assert.deepEqual([belongs(jammy), belongs(`${jammy}-gen2`), belongs('')], [true, true, false]);
 });
 
 test('candidate names include the gen1 name and generation suffixes, any case', () => {
@@ -282,6 +302,7 @@ test('fault: cloud properties spelled like the mirror’s own tags, in any case,
     Stemcell_References: 'bosh-stemcell-evil',
     mirror_notified: '2026-01-01T00:00:00.000Z',
     Compute_Gallery_Name: 'elsewhere',
+    COMPUTE_GALLERY_IMAGE_DEFINITION: 'other-definition',
     Stemcell_Source_Url: 'https://evil.example/stemcell.tgz',
     IMAGE: '{}',
   });
@@ -293,6 +314,7 @@ test('fault: cloud properties spelled like the mirror’s own tags, in any case,
   assert.equal(tags.image_sha256, sha256);
   assert.equal(tags.stemcell_references, MIRROR_STEMCELL_REFERENCE);
   assert.equal(tags.compute_gallery_name, 'stemcells');
+  assert.equal(tags.compute_gallery_image_definition, jammy);
   assert.equal(tags.stemcell_source_url, 'https://bosh.io/d/stemcells/x');
   assert.equal((JSON.parse(tags.image ?? '{}') as { publisher?: string }).publisher, 'bosh');
   assert.ok(!names.includes('mirror_notified'), 'a stemcell marked its own run finished');

@@ -4,6 +4,7 @@ import {
   MIGRATION_DOCS,
   UNTAGGED_FROM_ANOTHER_TOOL,
   decideExistingVersion,
+  inUseFailure,
   type ExistingVersionDecision,
   type ExistingVersionRules,
 } from '../../src/existing-version.js';
@@ -16,6 +17,9 @@ const DIRECTOR = 'bosh-stemcell-0d8c9a3e';
 
 const MIRRORS = { stemcell_references: MIRROR_STEMCELL_REFERENCE, image_sha256: IMAGE };
 const DIRECTORS = { stemcell_references: DIRECTOR, stemcell_name: DIRECTOR, image_sha256: IMAGE };
+
+// Azure's 256-character tag value, less the mirror's reference and its comma.
+const LONGEST_ADOPTABLE = `bosh-stemcell-`.padEnd(256 - MIRROR_STEMCELL_REFERENCE.length - 1, '0');
 
 const SOURCE =
   'https://oldmirror.blob.core.windows.net/vhds/bosh-stemcell-1.100-azure-hyperv-ubuntu-jammy.vhd';
@@ -109,6 +113,26 @@ const cases: Array<[string, ImageVersionState | undefined, ExistingVersionDecisi
       ),
     }),
     { action: 'use', referencesFull: true, finished: false, provisioningState: 'Succeeded' },
+  ],
+  [
+    'a director’s references that leave exactly room for the mirror’s (256 characters with it): adopt it',
+    version('Succeeded', { ...DIRECTORS, stemcell_name: '', stemcell_references: LONGEST_ADOPTABLE }),
+    {
+      action: 'use',
+      references: `${LONGEST_ADOPTABLE},${MIRROR_STEMCELL_REFERENCE}`,
+      finished: false,
+      provisioningState: 'Succeeded',
+    },
+  ],
+  [
+    'a director’s references one character too long for the mirror’s: use it, references untouched',
+    version('Succeeded', { ...DIRECTORS, stemcell_name: '', stemcell_references: `${LONGEST_ADOPTABLE}0` }),
+    { action: 'use', referencesFull: true, finished: false, provisioningState: 'Succeeded' },
+  ],
+  [
+    'the mirror’s own version announced earlier, being updated (a target region added): not finished, waited for',
+    version('Updating', { ...MIRRORS, [MIRROR_NOTIFIED_TAG]: '2026-01-01T00:00:00.000Z' }),
+    { action: 'use', finished: false, provisioningState: 'Updating' },
   ],
   [
     'a version being deleted: wait for it',
@@ -270,4 +294,18 @@ test('an untagged version is reported as from another tool, with the docs sectio
     /^is untagged, from another tool: see docs\/operations\.md#migrating-from-the-container-apps-job /,
   );
   assert.match(UNTAGGED_FROM_ANOTHER_TOOL, /BASM_ADOPT_UNTAGGED=true/);
+});
+
+test('a version directors use is a failure to leave to the operator only once Azure failed it', () => {
+  const inUse = { stemcell_references: `${MIRROR_STEMCELL_REFERENCE},${DIRECTOR}`, image_sha256: IMAGE };
+  for (const state of ['Succeeded', 'Creating', 'Updating', 'Deleting']) {
+    assert.equal(inUseFailure(version(state, inUse)), undefined, state);
+  }
+  assert.match(inUseFailure(version('Failed', inUse)) ?? '', /^is Failed, and 1 director references it/);
+  assert.equal(inUseFailure(version('Failed', MIRRORS)), undefined, 'no director uses it');
+  assert.equal(
+    inUseFailure(version('Failed', DIRECTORS)),
+    undefined,
+    'a director’s own version: not the mirror’s to keep or refuse',
+  );
 });

@@ -5,6 +5,7 @@ import {
   extensionsThisRun,
   planExtensions,
   isSkippedVersion,
+  oldestKeptRelease,
   planRequestedVersion,
   planSeries,
   type GalleryVersionSummary,
@@ -457,6 +458,14 @@ describe('BASM_SKIP_VERSIONS', () => {
       newest: '1.919',
     },
     {
+      name: 'bosh.io lists newest first: the skipped versions are still reported oldest first',
+      available: ['1.931', '1.926', '1.918', '1.910'],
+      inGallery: gallery('1.910.0'),
+      mirror: ['1.931:newest'],
+      newest: '1.931',
+      skipped: ['1.918', '1.926'],
+    },
+    {
       name: 'a skip entry with a patch part matches the version without one',
       skip: ['1.918.0'],
       available: ['1.917', '1.918'],
@@ -490,7 +499,10 @@ describe('BASM_SKIP_VERSIONS', () => {
   test('an explicit request for a skipped version is refused, naming the setting', () => {
     assert.throws(
       () => planRequestedVersion(SERIES, releases('1.918', '1.919'), [], '1.918', { skip }),
-      new RegExp(`${SERIES} 1\\.918 is in BASM_SKIP_VERSIONS: the mirror never mirrors it`),
+      new RegExp(
+        `${SERIES} 1\\.918 is in BASM_SKIP_VERSIONS: the mirror never mirrors it; ` +
+          'remove it from BASM_SKIP_VERSIONS to mirror it$',
+      ),
     );
     assert.equal(isSkippedVersion('1.918.0', skip), true);
     assert.equal(isSkippedVersion('1.9180', skip), false);
@@ -524,6 +536,12 @@ describe('BASM_KEEP_VERSIONS bounds catch-up', () => {
       mirror: ['1.13:newest'],
     },
   ];
+  test('the window is the newest keep versions whatever order bosh.io lists them in', () => {
+    const listed = releases('1.13', '1.10', '1.12', '1.11');
+    assert.equal(oldestKeptRelease(listed, 2)?.version, '1.12');
+    assert.equal(oldestKeptRelease(listed, 9)?.version, '1.10');
+    assert.equal(oldestKeptRelease(listed, 0), undefined);
+  });
   for (const c of cases) {
     test(c.name, () => {
       const plan = planSeries(SERIES, releases('1.10', '1.11', '1.12', '1.13'), c.inGallery, 5, {
