@@ -94,7 +94,7 @@ export class OverlappedUpload implements ExtractionFollower {
       this.#pending = { ...run };
     }
     // Whole 4 MiB writes go as soon as they are on disk; the rest waits for the data that may join it.
-    for (let rest = this.#pending!; rest.length >= MAX_PAGE_WRITE; ) {
+    for (let rest = this.#pending!; rest.length >= MAX_PAGE_WRITE;) {
       this.#queue.push({ offset: rest.offset, length: MAX_PAGE_WRITE });
       rest.offset += MAX_PAGE_WRITE;
       rest.length -= MAX_PAGE_WRITE;
@@ -177,7 +177,11 @@ export class OverlappedUpload implements ExtractionFollower {
       // No image_sha256: pages of an attempt that never verified them (or not the mirror's): never resumed.
       await replaceGuard(this.#where, 'changed', () =>
         calls.run('delete', (abortSignal) =>
-          blob.deleteIfExists({ deleteSnapshots: 'include', conditions: { ifMatch: found.etag }, abortSignal }),
+          blob.deleteIfExists({
+            deleteSnapshots: 'include',
+            conditions: { ifMatch: found.etag },
+            abortSignal,
+          }),
         ),
       );
     }

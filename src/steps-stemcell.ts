@@ -92,7 +92,12 @@ function overlappedUpload(services: MirrorServices, release: StemcellRelease): O
   return new OverlappedUpload({
     container: services.vhdContainer,
     blobName: vhdBlobName(series, version),
-    label: { stemcell_series: series, stemcell_version: version, source_url: displayUrl(release.url), ...digest },
+    label: {
+      stemcell_series: series,
+      stemcell_version: version,
+      source_url: displayUrl(release.url),
+      ...digest,
+    },
     concurrency: services.config.uploadConcurrency,
     log: services.log,
   });

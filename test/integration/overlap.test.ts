@@ -189,7 +189,11 @@ describe('an overlapped extraction', () => {
     assert.equal(requests[stamp]?.metadata['image_sha256'], fixture.imageSha256);
     const properties = await stored(containerName).getProperties();
     assert.equal(properties.metadata?.['image_sha256'], fixture.imageSha256);
-    assert.equal(properties.metadata?.['upload_complete'], undefined, 'only the upload step marks it complete');
+    assert.equal(
+      properties.metadata?.['upload_complete'],
+      undefined,
+      'only the upload step marks it complete',
+    );
     assert.equal(properties.leaseState, 'available');
     assert.equal(follower.stamped, true);
   });

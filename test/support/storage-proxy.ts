@@ -161,7 +161,10 @@ export async function startStorageProxy(azuriteBlobEndpoint: string): Promise<St
 }
 
 const ERRORS = {
-  403: ['AuthorizationPermissionMismatch', 'This request is not authorized to perform this operation using this permission.'],
+  403: [
+    'AuthorizationPermissionMismatch',
+    'This request is not authorized to perform this operation using this permission.',
+  ],
   500: ['InternalError', 'The server encountered an internal error. Please retry the request.'],
   503: ['ServerBusy', 'The server is busy.'],
 } as const;
