@@ -34,6 +34,10 @@ export interface OverlappedUploadOptions {
   /** Deadline of each Storage call (milliseconds, default 120 000). */
   requestTimeoutMs?: number;
   log: Pick<Logger, 'info' | 'warn'>;
+  /** Starts every log line: `<series> <version>`. */
+  subject: string;
+  /** Bytes sent so far, once as the first write goes and once at the end, of the VHD's data when known. */
+  onProgress?: (bytes: number, total: number | undefined) => void;
 }
 
 /** The blob this attempt created, and what it writes with once it holds the lease. */
@@ -46,6 +50,8 @@ interface OwnBlob {
 export class OverlappedUpload implements ExtractionFollower {
   readonly #options: OverlappedUploadOptions;
   readonly #where: string;
+  /** How log lines start. */
+  readonly #say: string;
   /** Creating, stamping and deleting the blob: each call under its deadline only, so it is seen through. */
   readonly #setupCalls: StorageCalls;
   /** Page writes: also stopped at once when the overlap stops. */
@@ -66,6 +72,8 @@ export class OverlappedUpload implements ExtractionFollower {
   #wake: (() => void) | undefined;
   #stopped = false;
   #ended = false;
+  /** The first write went. */
+  #writing = false;
   /** Bytes of page writes Storage accepted. */
   bytesSent = 0;
   /** The blob was stamped with the verified image's `image_sha256`. */
@@ -74,6 +82,7 @@ export class OverlappedUpload implements ExtractionFollower {
   constructor(options: OverlappedUploadOptions) {
     this.#options = options;
     this.#where = `page blob '${options.blobName}' in container '${options.container.containerName}'`;
+    this.#say = `${options.subject}: ${options.blobName}:`;
     const timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#setupCalls = storageCalls(this.#where, undefined, timeoutMs);
     this.#writeCalls = storageCalls(this.#where, this.#stop.signal, timeoutMs);
@@ -103,7 +112,7 @@ export class OverlappedUpload implements ExtractionFollower {
     this.#pump();
   }
 
-  async verified(imageSha256: string): Promise<void> {
+  async verified({ imageSha256, dataBytes }: { imageSha256: string; dataBytes: number }): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     if (this.#pending !== undefined) this.#queue.push(this.#pending);
@@ -111,6 +120,7 @@ export class OverlappedUpload implements ExtractionFollower {
     this.#pump();
     await this.#opening;
     await this.#drained();
+    if (this.bytesSent > 0) this.#options.onProgress?.(this.bytesSent, dataBytes);
     const own = this.#own;
     const lease = own?.lease;
     if (own === undefined || lease === undefined) return this.#close();
@@ -125,7 +135,7 @@ export class OverlappedUpload implements ExtractionFollower {
       );
       this.stamped = true;
       this.#options.log.info(
-        `${this.#where}: ${this.bytesSent} bytes sent while extracting, labelled with the verified image`,
+        `${this.#say} ${this.bytesSent} bytes sent while extracting; labelled with the verified image`,
       );
     } catch (error) {
       this.#halt(error);
@@ -147,10 +157,10 @@ export class OverlappedUpload implements ExtractionFollower {
         await this.#setupCalls.run('delete', (abortSignal) =>
           own.blob.deleteIfExists({ deleteSnapshots: 'include', conditions, abortSignal }),
         );
-        this.#options.log.info(`${this.#where}: deleted, the extraction that was writing it failed`);
+        this.#options.log.info(`${this.#say} deleted, the extraction that was writing it failed`);
       } catch (error) {
         this.#options.log.warn(
-          `${this.#where}: could not delete it after the extraction failed (${errorMessage(error)}); it holds no verified image, the next upload replaces it`,
+          `${this.#say} could not delete it after the extraction failed (${errorMessage(error)}); it holds no verified image, the next upload replaces it`,
         );
       }
     }
@@ -170,7 +180,7 @@ export class OverlappedUpload implements ExtractionFollower {
     if (image !== undefined) {
       // Complete or resumable: whether it is this image is known only at the end; uploadVhd decides then.
       this.#stopped = true;
-      this.#options.log.info(`${this.#where}: holds image ${image}; nothing sent while extracting`);
+      this.#options.log.info(`${this.#say} holds image ${image}; nothing sent while extracting`);
       return;
     }
     if (found !== undefined) {
@@ -221,6 +231,9 @@ export class OverlappedUpload implements ExtractionFollower {
   async #send(write: Extent, lease: UploadLease): Promise<void> {
     const blob = this.#own!.blob;
     const buffers = this.#buffers.pop() ?? vhdReadBuffers(MAX_PAGE_WRITE);
+    // The phase's clock starts with its first write; the total is known only once the VHD is whole.
+    if (!this.#writing) this.#options.onProgress?.(0, undefined);
+    this.#writing = true;
     try {
       this.#file ??= open(this.#path, 'r');
       const body = await readVhdRange(await this.#file, buffers, write, this.#path);
@@ -252,7 +265,7 @@ export class OverlappedUpload implements ExtractionFollower {
     this.#stopped = true;
     this.#stop.abort();
     this.#options.log.warn(
-      `${this.#where}: the upload while extracting stopped (${errorMessage(reason)}); the uploadVhd step sends the rest`,
+      `${this.#say} the upload while extracting stopped (${errorMessage(reason)}); the uploadVhd step sends the rest`,
     );
   }
 

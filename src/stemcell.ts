@@ -42,8 +42,8 @@ export interface ExtractedStemcell {
 
 /** Follows root.vhd while it is extracted (the overlapped upload) and hears how the extraction ended. */
 export interface ExtractionFollower extends VhdObserver {
-  /** Every check passed, the image has this SHA-256; resolves once the follower is done, never rejects. */
-  verified(imageSha256: string): Promise<void>;
+  /** Every check passed: the image's SHA-256 and the VHD's data bytes; resolves once done, never rejects. */
+  verified(stemcell: { imageSha256: string; dataBytes: number }): Promise<void>;
   /** The extraction failed: undo what was done for it; never rejects. */
   failed(): Promise<void>;
 }
@@ -138,7 +138,7 @@ export async function extractStemcellFrom(
       dataBytes: streamed.vhd.dataBytes,
       tarballBytes: streamed.tarball.bytes,
     };
-    await follower?.verified(result.imageSha256);
+    await follower?.verified(result);
     await attempt.complete(result);
     return result;
   } catch (error) {

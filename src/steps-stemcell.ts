@@ -100,6 +100,9 @@ function overlappedUpload(services: MirrorServices, release: StemcellRelease): O
     },
     concurrency: services.config.uploadConcurrency,
     log: services.log,
+    subject: `${series} ${version}`,
+    onProgress: (bytes, total) =>
+      services.onProgress?.({ series, version, phase: 'upload', bytes, ...(total !== undefined ? { total } : {}) }),
   });
 }
 

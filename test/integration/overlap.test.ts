@@ -94,6 +94,7 @@ function overlapped(containerName: string, warnings: string[] = []): OverlappedU
     label: { ...LABEL, tarball_sha256: fixture.sha256 },
     concurrency: 4,
     log: { info: () => undefined, warn: (message) => warnings.push(message) },
+    subject: `${SERIES} ${VERSION}`,
   });
 }
 
