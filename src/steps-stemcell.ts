@@ -102,7 +102,13 @@ function overlappedUpload(services: MirrorServices, release: StemcellRelease): O
     log: services.log,
     subject: `${series} ${version}`,
     onProgress: (bytes, total) =>
-      services.onProgress?.({ series, version, phase: 'upload', bytes, ...(total !== undefined ? { total } : {}) }),
+      services.onProgress?.({
+        series,
+        version,
+        phase: 'upload',
+        bytes,
+        ...(total !== undefined ? { total } : {}),
+      }),
   });
 }
 
