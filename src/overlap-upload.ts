@@ -24,6 +24,14 @@ import type { StorageCalls } from './storage-calls.js';
 import type { Extent } from './vhd.js';
 import { readVhdRange, vhdReadBuffers } from './vhd.js';
 
+/**
+ * The most page writes in flight while extracting, whatever BASM_UPLOAD_CONCURRENCY allows: their buffers
+ * (4 MiB each) add to the extraction's live memory, where uploadVhd's reuse what the extraction freed (8 in
+ * flight took the 512 MiB bench's peak RSS about 20 MiB higher than 4). Four writes of 4 MiB keep a page
+ * blob at its 60 MiB/s up to about 250 ms per write, more than the extraction yields on one vCPU.
+ */
+export const OVERLAP_MAX_WRITES = 4;
+
 export interface OverlappedUploadOptions {
   container: ContainerClient;
   blobName: string;

@@ -2,7 +2,7 @@
 
 import type { StemcellRelease } from './boshio.js';
 import { displayUrl } from './https-fetch.js';
-import { OverlappedUpload } from './overlap-upload.js';
+import { OVERLAP_MAX_WRITES, OverlappedUpload } from './overlap-upload.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import {
   MANIFEST_METADATA,
@@ -98,7 +98,7 @@ function overlappedUpload(services: MirrorServices, release: StemcellRelease): O
       source_url: displayUrl(release.url),
       ...digest,
     },
-    concurrency: services.config.uploadConcurrency,
+    concurrency: Math.min(services.config.uploadConcurrency, OVERLAP_MAX_WRITES),
     log: services.log,
     subject: `${series} ${version}`,
     onProgress: (bytes, total) =>
