@@ -19,7 +19,7 @@ import type { ReadEntry } from 'tar';
 import type { StemcellRelease } from './boshio.js';
 import type { StemcellManifest } from './manifest.js';
 import { StemcellError, parseStemcellManifest } from './manifest.js';
-import type { Extent } from './vhd.js';
+import type { Extent, VhdObserver } from './vhd.js';
 import { MIB, SparseFileWriter } from './vhd.js';
 import type { StemcellBounds } from './stemcell-bounds.js';
 import { BEFORE_MANIFEST_BYTES, MAX_MANIFEST_BYTES, stemcellBounds } from './stemcell-bounds.js';
@@ -46,6 +46,12 @@ export interface StreamedVhd {
   extents: Extent[];
   dataBytes: number;
   size: number;
+}
+
+/** Where root.vhd goes, and who follows it there. */
+export interface VhdTarget {
+  path: string;
+  observer?: VhdObserver | undefined;
 }
 
 export interface StreamedStemcell {
@@ -198,7 +204,7 @@ class RootVhd {
 
   constructor(
     entry: ReadEntry,
-    path: string,
+    target: VhdTarget,
     bounds: StemcellBounds,
     subject: string,
     onError: (error: unknown) => void,
@@ -210,7 +216,9 @@ class RootVhd {
     }
     this.#subject = subject;
     this.#expectedBytes = entry.size;
-    const writer = new SparseFileWriter(path);
+    const { path, observer } = target;
+    observer?.start({ path, size: entry.size });
+    const writer = new SparseFileWriter(path, observer ? { onData: (run) => observer.data(run) } : {});
     this.#writer = writer;
     this.closed = new Promise((resolve) => writer.once('close', resolve));
     writer.on('error', onError);
@@ -238,7 +246,7 @@ class ImageExtraction {
   readonly #digests = new DigestTap();
   readonly #innerTar: TarSink;
   readonly #subject: string;
-  readonly #vhdPath: string;
+  readonly #target: VhdTarget;
   readonly #bounds: StemcellBounds;
   readonly #onError: (error: unknown) => void;
   #vhd: RootVhd | undefined;
@@ -247,7 +255,7 @@ class ImageExtraction {
   constructor(
     entry: ReadEntry,
     stemcell: { manifest: StemcellManifest; bounds: StemcellBounds },
-    vhdPath: string,
+    target: VhdTarget,
     subject: string,
     onError: (error: unknown) => void,
   ) {
@@ -258,7 +266,7 @@ class ImageExtraction {
       );
     }
     this.#subject = subject;
-    this.#vhdPath = vhdPath;
+    this.#target = target;
     this.#bounds = bounds;
     this.#onError = onError;
     this.#innerTar = new TarSink(`${subject} image`, (vhdEntry) => this.#accept(vhdEntry), {
@@ -280,7 +288,7 @@ class ImageExtraction {
       checkEntry(entry, `${this.#subject} image`, [VHD_FILE]);
       if (!isRegularFile(entry) || entryName(entry) !== VHD_FILE) return void entry.resume();
       if (this.#vhd) throw new StemcellError(`${this.#subject}: the image holds ${VHD_FILE} twice`);
-      this.#vhd = new RootVhd(entry, this.#vhdPath, this.#bounds, this.#subject, this.#onError);
+      this.#vhd = new RootVhd(entry, this.#target, this.#bounds, this.#subject, this.#onError);
     } catch (error) {
       entry.resume();
       this.#onError(error);
@@ -310,7 +318,7 @@ class ImageExtraction {
 class StemcellContents {
   readonly #release: StemcellRelease;
   readonly #subject: string;
-  readonly #vhdPath: string;
+  readonly #target: VhdTarget;
   readonly #tar: TarSink;
   #firstEntry = true;
   #stemcell: { manifest: StemcellManifest; bounds: StemcellBounds } | undefined;
@@ -318,10 +326,10 @@ class StemcellContents {
   #failure: Error | undefined;
 
   /** `tar` is the stemcell tar whose entries these are: bounded by the manifest, stopped on failure. */
-  constructor(release: StemcellRelease, vhdPath: string, tar: TarSink) {
+  constructor(release: StemcellRelease, target: VhdTarget, tar: TarSink) {
     this.#release = release;
     this.#subject = subjectOf(release);
-    this.#vhdPath = vhdPath;
+    this.#target = target;
     this.#tar = tar;
   }
 
@@ -373,7 +381,7 @@ class StemcellContents {
       throw new StemcellError(`${this.#subject}: ${IMAGE_ENTRY} comes before a valid ${MANIFEST_ENTRY}`);
     if (this.#image) throw new StemcellError(`${this.#subject}: the tarball holds ${IMAGE_ENTRY} twice`);
     const fail = (error: unknown): void => this.fail(error);
-    this.#image = new ImageExtraction(entry, this.#stemcell, this.#vhdPath, this.#subject, fail);
+    this.#image = new ImageExtraction(entry, this.#stemcell, this.#target, this.#subject, fail);
   }
 
   /** Records the first failure and stops every stage. */
@@ -409,7 +417,7 @@ function subjectOf(release: StemcellRelease): string {
 export async function streamStemcell(
   source: Readable,
   release: StemcellRelease,
-  vhdPath: string,
+  target: VhdTarget,
   signal: AbortSignal | undefined,
 ): Promise<StreamedStemcell> {
   // bosh.io's SHA-256 verifies the tarball when listed; its SHA-1 is computed only when it is all there is.
@@ -418,7 +426,7 @@ export async function streamStemcell(
     bytes: BEFORE_MANIFEST_BYTES,
     reason: `${MANIFEST_ENTRY} comes first and is at most ${MAX_MANIFEST_BYTES} bytes`,
   });
-  const contents = new StemcellContents(release, vhdPath, outerTar);
+  const contents = new StemcellContents(release, target, outerTar);
   try {
     await pipeline(
       source,

@@ -14,6 +14,7 @@ import type { StemcellManifest } from './manifest.js';
 import { StemcellError } from './manifest.js';
 import type { StreamedStemcell } from './stemcell-pipeline.js';
 import { streamStemcell } from './stemcell-pipeline.js';
+import type { VhdObserver } from './vhd.js';
 import { VHD_FOOTER_SIZE, VhdError, checkFixedVhd, parseVhdFooter, writeExtents } from './vhd.js';
 import { ExtractionAttempt, VHD_FILE, stemcellWorkPaths } from './workdir.js';
 
@@ -37,6 +38,14 @@ export interface ExtractedStemcell {
   /** Bytes inside the non-zero extents. */
   dataBytes: number;
   tarballBytes: number;
+}
+
+/** Follows root.vhd while it is extracted (the overlapped upload) and hears how the extraction ended. */
+export interface ExtractionFollower extends VhdObserver {
+  /** Every check passed: the image's SHA-256 and the VHD's data bytes; resolves once done, never rejects. */
+  verified(stemcell: { imageSha256: string; dataBytes: number }): Promise<void>;
+  /** The extraction failed: undo what was done for it; never rejects. */
+  failed(): Promise<void>;
 }
 
 function checkTarballDigest(release: StemcellRelease, tarball: StreamedStemcell['tarball']): void {
@@ -101,15 +110,17 @@ function asFailure(error: unknown, subject: string, sourceError: unknown, workDi
 export async function extractStemcellFrom(
   source: Readable,
   release: StemcellRelease,
-  options: { workDir: string; signal?: AbortSignal },
+  options: { workDir: string; signal?: AbortSignal; follower?: ExtractionFollower },
 ): Promise<ExtractedStemcell> {
+  const { follower } = options;
   const subject = `stemcell ${release.series}/${release.version}`;
   const paths = stemcellWorkPaths(options.workDir, release.series, release.version);
   let sourceError: unknown;
   source.once('error', (error) => (sourceError ??= error));
   const attempt = await ExtractionAttempt.start(paths);
   try {
-    const streamed = await streamStemcell(source, release, attempt.vhdPartial, options.signal);
+    const target = { path: attempt.vhdPartial, observer: follower };
+    const streamed = await streamStemcell(source, release, target, options.signal);
     checkTarballDigest(release, streamed.tarball);
     await checkVhdFile(attempt.vhdPartial, streamed.vhd.size, subject);
     await writeExtents(attempt.extentsPartial, streamed.vhd.extents);
@@ -127,9 +138,11 @@ export async function extractStemcellFrom(
       dataBytes: streamed.vhd.dataBytes,
       tarballBytes: streamed.tarball.bytes,
     };
+    await follower?.verified(result);
     await attempt.complete(result);
     return result;
   } catch (error) {
+    await follower?.failed();
     await attempt.discard();
     throw asFailure(error, subject, sourceError, options.workDir);
   }
@@ -143,6 +156,7 @@ export async function downloadAndExtractStemcell(
     timeoutMs: number;
     signal?: AbortSignal;
     onProgress?: (p: { phase: 'download'; bytes: number; total?: number }) => void;
+    follower?: ExtractionFollower;
   },
 ): Promise<ExtractedStemcell> {
   const onProgress = options.onProgress;
@@ -161,6 +175,7 @@ export async function downloadAndExtractStemcell(
   return extractStemcellFrom(source, release, {
     workDir: options.workDir,
     ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.follower ? { follower: options.follower } : {}),
   });
 }
 

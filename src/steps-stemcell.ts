@@ -2,6 +2,7 @@
 
 import type { StemcellRelease } from './boshio.js';
 import { displayUrl } from './https-fetch.js';
+import { OVERLAP_MAX_WRITES, OverlappedUpload } from './overlap-upload.js';
 import { findCompletedVhdBlob, uploadSparseVhd, vhdBlobName } from './pageblob.js';
 import {
   MANIFEST_METADATA,
@@ -15,6 +16,7 @@ import {
   findExtractedStemcell,
   removeStemcellWorkFiles,
   type ExtractedStemcell,
+  type ExtractionFollower,
 } from './stemcell.js';
 import { readExtents } from './vhd.js';
 import type { ExtractedStemcellSummary, StepInputs, StepOutputs } from './workflow-contract.js';
@@ -32,10 +34,15 @@ function summarize(stemcell: ExtractedStemcell): ExtractedStemcellSummary {
   };
 }
 
-function extract(services: MirrorServices, release: StemcellRelease): Promise<ExtractedStemcell> {
+function extract(
+  services: MirrorServices,
+  release: StemcellRelease,
+  follower?: ExtractionFollower,
+): Promise<ExtractedStemcell> {
   return downloadAndExtractStemcell(release, {
     workDir: services.config.workDir,
     timeoutMs: services.config.httpTimeoutMs,
+    ...(follower ? { follower } : {}),
     onProgress: (p) =>
       services.onProgress?.({
         series: release.series,
@@ -73,10 +80,45 @@ export async function localStemcell(
   return local;
 }
 
-/** Step 2.1: the stemcell's root.vhd on local disk, reusing an extraction of the very same tarball. */
+/**
+ * The page blob's upload while the stemcell is extracted, labelled with what is known before the first page:
+ * the tarball digest bosh.io lists (the one that verifies it), its source and (added at root.vhd) the size.
+ */
+function overlappedUpload(services: MirrorServices, release: StemcellRelease): OverlappedUpload {
+  const { series, version, sha256, sha1 } = release;
+  const digest: Record<string, string> = sha256
+    ? { tarball_sha256: sha256.toLowerCase() }
+    : { tarball_sha1: (sha1 ?? '').toLowerCase() };
+  return new OverlappedUpload({
+    container: services.vhdContainer,
+    blobName: vhdBlobName(series, version),
+    label: {
+      stemcell_series: series,
+      stemcell_version: version,
+      source_url: displayUrl(release.url),
+      ...digest,
+    },
+    concurrency: Math.min(services.config.uploadConcurrency, OVERLAP_MAX_WRITES),
+    log: services.log,
+    subject: `${series} ${version}`,
+    onProgress: (bytes, total) =>
+      services.onProgress?.({
+        series,
+        version,
+        phase: 'upload',
+        bytes,
+        ...(total !== undefined ? { total } : {}),
+      }),
+  });
+}
+
+/**
+ * Step 2.1: the stemcell's root.vhd on local disk, reusing an extraction of the very same tarball; with
+ * `overlapUpload`, its data also goes to the page blob while it is extracted (uploadVhd completes it).
+ */
 export async function downloadAndExtract(
   services: MirrorServices,
-  { series, version }: StepInputs['downloadAndExtract'],
+  { series, version, overlapUpload }: StepInputs['downloadAndExtract'],
 ): Promise<StepOutputs['downloadAndExtract']> {
   requireConfiguredStemcell(services.config, series, version);
   const release = await boshioRelease(services.config, series, version);
@@ -86,7 +128,8 @@ export async function downloadAndExtract(
   });
   if (previous) return summarize(previous);
   services.log.info(`${series} ${version}: downloading ${displayUrl(release.url)}`);
-  return summarize(await extract(services, release));
+  const follower = overlapUpload === true ? overlappedUpload(services, release) : undefined;
+  return summarize(await extract(services, release, follower));
 }
 
 /** Step 2.2: the VHD's non-zero extents in the page blob; a complete blob of the same image is kept. */

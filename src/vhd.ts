@@ -126,6 +126,15 @@ function isZero(data: Buffer, from: number, to: number): boolean {
 }
 
 /**
+ * Follows a VHD while it is written (the overlapped upload): its size (from the tar header) before the
+ * first byte, then each run of non-zero data once it is on disk, in the order of the file.
+ */
+export interface VhdObserver {
+  start(vhd: { path: string; size: number }): void;
+  data(run: Extent): void;
+}
+
+/**
  * Writes a byte stream to a sparse file: all-zero 512-byte sectors are skipped (the file is
  * truncated to the full logical size at the end) and the non-zero ones are recorded as extents.
  * The map never holds more than `maxExtents`: past it, extents separated by a zero gap smaller than
@@ -145,12 +154,15 @@ export class SparseFileWriter extends Writable {
   readonly #maxExtents: number;
   /** Zero bytes between two data runs that still join them into one extent. */
   #mergeGap = 0;
+  readonly #onData: ((run: Extent) => void) | undefined;
 
-  constructor(path: string, options: { maxExtents?: number } = {}) {
+  /** `onData` hears of each run of non-zero sectors once it is on disk, in the order of the file. */
+  constructor(path: string, options: { maxExtents?: number; onData?: (run: Extent) => void } = {}) {
     // Stryker disable next-line ObjectLiteral: how much is buffered changes speed, not what is written
     super({ highWaterMark: 4 * MIB });
     this.#path = path;
     this.#maxExtents = Math.max(2, options.maxExtents ?? MAX_EXTENTS);
+    this.#onData = options.onData;
   }
 
   get path(): string {
@@ -226,6 +238,7 @@ export class SparseFileWriter extends Writable {
   async #consume(chunk: Buffer): Promise<void> {
     const file = this.#requireFile();
     const writes: Promise<void>[] = [];
+    const runs: Extent[] = [];
     let start = 0;
     // Stryker disable next-line ConditionalExpression,EqualityOperator: with an empty carry, the same sectors go the long way
     if (this.#carryLength > 0) {
@@ -236,6 +249,7 @@ export class SparseFileWriter extends Writable {
       if (!isZero(this.#carry, 0, SECTOR)) {
         this.#record(this.#offset, SECTOR);
         await writeFully(file, this.#carry, 0, SECTOR, this.#offset);
+        this.#onData?.({ offset: this.#offset, length: SECTOR });
       }
       this.#offset += SECTOR;
       this.#carryLength = 0;
@@ -246,6 +260,7 @@ export class SparseFileWriter extends Writable {
     let runStart = -1;
     const closeRun = (runEnd: number) => {
       this.#record(base + runStart, runEnd - runStart);
+      runs.push({ offset: base + runStart, length: runEnd - runStart });
       writes.push(writeFully(file, chunk, runStart, runEnd, base + runStart));
       runStart = -1;
     };
@@ -269,6 +284,7 @@ export class SparseFileWriter extends Writable {
     chunk.copy(this.#carry, 0, end);
     this.#carryLength = chunk.length - end;
     await Promise.all(writes);
+    if (this.#onData) for (const run of runs) this.#onData(run);
   }
 
   async #finish(): Promise<void> {

@@ -158,7 +158,11 @@ export interface StepInputs {
   acquireSeriesLock: { claim: SeriesLockClaim; run: string };
   /** `dryRun`: also read each planned version's stemcell.MF and image definition, to report feature drift. */
   resolveVersions: { series: string; version?: string; dryRun?: boolean };
-  downloadAndExtract: StemcellRef;
+  /**
+   * `overlapUpload`: also send root.vhd's data to the page blob while extracting, for uploadVhd to complete
+   * (the upload route; adoption uploads nothing).
+   */
+  downloadAndExtract: StemcellRef & { overlapUpload?: boolean };
   /** `imageSha256`: what downloadAndExtract extracted; the upload refuses to mix it with another image. */
   uploadVhd: StemcellRef & { imageSha256: string };
   ensureImageDefinition: StemcellRef;

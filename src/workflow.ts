@@ -321,7 +321,7 @@ export function* mirrorVersion(ctx: WorkflowContext, input: MirrorVersionInput):
       started = { outcome: 'exists', provisioningState: 'Succeeded', definitionName: adopted.definitionName };
     } else {
       enter('downloadAndExtract');
-      const stemcell = yield* step(ctx, 'downloadAndExtract', ref);
+      const stemcell = yield* step(ctx, 'downloadAndExtract', { ...ref, overlapUpload: true });
 
       enter('uploadVhd');
       const uploaded = yield* step(ctx, 'uploadVhd', { ...ref, imageSha256: stemcell.imageSha256 });

@@ -1,8 +1,9 @@
 /**
  * Loaded into a measured child process with `node --import`: counts what it sends to the Blob service
  * (through Node's `http.client.*` diagnostics channels, which the Azure SDK's Node HTTP client goes
- * through), takes CPU and peak-RSS readings at named marks and at the first and last page write, and
- * writes them as JSON to BENCH_PROBE_OUT when the process exits.
+ * through), takes CPU and peak-RSS readings at named marks, at the first and last page write, when the
+ * blob is stamped with the verified image (the end of the overlapped extraction) and when it is marked
+ * complete, and writes them as JSON to BENCH_PROBE_OUT when the process exits.
  */
 
 import { subscribe } from 'node:diagnostics_channel';
@@ -23,6 +24,10 @@ export interface ProbeReport {
   marks: Record<string, ProbeReading>;
   firstPageWrite?: ProbeReading;
   lastPageWrite?: ProbeReading;
+  /** The blob stamped with image_sha256 before it is complete: downloadAndExtract's end (with the overlap). */
+  extracted?: ProbeReading & { putPages: number; putPageBytes: number };
+  /** The blob marked complete (the answer to that metadata write). */
+  completed?: ProbeReading;
   end: ProbeReading;
   /** Requests to the Blob service (every request whose path has a container). */
   blobRequests: number;
@@ -53,6 +58,14 @@ export function mark(name: string): void {
 }
 
 const pageWrites = new WeakSet<ClientRequest>();
+const completeMarks = new WeakSet<ClientRequest>();
+
+/** A metadata write: `stamp` labels the blob with the verified image, `complete` marks it complete. */
+function metadataWrite(request: ClientRequest): 'stamp' | 'complete' | undefined {
+  if (request.method !== 'PUT' || !request.path.includes('comp=metadata')) return undefined;
+  if (request.getHeader('x-ms-meta-upload_complete') === 'true') return 'complete';
+  return request.getHeader('x-ms-meta-image_sha256') !== undefined ? 'stamp' : undefined;
+}
 
 function isPageWrite(request: ClientRequest): boolean {
   return (
@@ -66,6 +79,11 @@ subscribe('http.client.request.start', (message) => {
   const { request } = message as { request: ClientRequest };
   // The SDK talks to Azurite through Node's https; the download goes through fetch (undici), not here.
   report.blobRequests++;
+  const metadata = metadataWrite(request);
+  if (metadata === 'stamp') {
+    report.extracted ??= { ...reading(), putPages: report.putPages, putPageBytes: report.putPageBytes };
+  }
+  if (metadata === 'complete') completeMarks.add(request);
   if (!isPageWrite(request)) return;
   pageWrites.add(request);
   report.putPages++;
@@ -76,6 +94,7 @@ subscribe('http.client.request.start', (message) => {
 subscribe('http.client.response.finish', (message) => {
   const { request } = message as { request: ClientRequest };
   if (pageWrites.has(request)) report.lastPageWrite = reading();
+  if (completeMarks.has(request)) report.completed = reading();
 });
 
 process.once('exit', () => {

@@ -3,11 +3,13 @@
  * phase, in the same run, on the same generated stemcell, the same bosh.io fake and the same Azurite.
  *
  *   node dist/test/bench/run.js [--quick] [--virtual-mib 512,5120] [--data-percent 35]
- *     [--per-connection-mbps 400] [--concurrency 8] [--cpu-prof DIR] [--json]
+ *     [--per-connection-mbps 400] [--concurrency 8] [--cpu-prof DIR] [--baseline-cli PATH] [--json]
  *
  * - original: download the whole tarball to disk, extract it, extract `image`, upload root.vhd in 4 MiB
  *   chunks skipping all-zero ones, 4 workers (test/bench/original.ts), as a child process;
  * - mirror: the built CLI (`node dist/src/cli.js mirror`), as a child process, against the same services;
+ * - baseline (with --baseline-cli): another build's CLI (e.g. the commit before a change), run the same way
+ *   right after the mirror on the same stemcell, to measure a change side by side in one run;
  * - floors: bare decompression of the tarball (read -> SHA-256 -> gunzip -> tar -> gunzip -> discard),
  *   bare Put Page of the same non-zero ranges at the same concurrency, and the network time of the
  *   tarball at the per-connection cap.
@@ -54,6 +56,7 @@ interface Options {
   perConnectionBytesPerSecond: number;
   concurrency: number;
   cpuProfDir: string | undefined;
+  baselineCli: string | undefined;
   json: boolean;
   sweep: boolean;
 }
@@ -67,6 +70,7 @@ function options(): Options {
       'per-connection-mbps': { type: 'string', default: '400' },
       concurrency: { type: 'string', default: '8' },
       'cpu-prof': { type: 'string' },
+      'baseline-cli': { type: 'string' },
       json: { type: 'boolean', default: false },
       sweep: { type: 'boolean', default: false },
     },
@@ -85,6 +89,7 @@ function options(): Options {
     perConnectionBytesPerSecond: (integer('per-connection-mbps', values['per-connection-mbps'], 1) * 1e6) / 8,
     concurrency: integer('concurrency', values.concurrency, 1),
     cpuProfDir: values['cpu-prof'],
+    baselineCli: values['baseline-cli'],
     json: values.json,
     sweep: values.sweep,
   };
@@ -127,6 +132,8 @@ interface Phase {
 
 interface Run {
   who: string;
+  /** The upload ran during the extraction (the blob was stamped before it was complete). */
+  overlapped?: boolean;
   phases: Phase[];
   wallSeconds: number;
   cpuSeconds: number;
@@ -239,6 +246,35 @@ async function runOriginal(local: LocalAzure, subject: Subject, temp: string, ca
   return runOf('original', measured, phases, blob, modeledSeconds(phases));
 }
 
+/**
+ * The mirror's phases. With the overlap: download + extract with the upload alongside, up to the blob's stamp
+ * (one vCPU runs both: CPU adds up, the networks run side by side), then uploadVhd sending what is left,
+ * verifying and marking the blob complete. Without it: download + extract up to the first page write, then
+ * the upload up to the complete mark.
+ */
+function mirrorPhases(report: ProbeReport, downloadNetworkSeconds: number): Phase[] {
+  const { extracted } = report;
+  const uploaded = report.completed ?? report.lastPageWrite!;
+  const phases: Phase[] = phasesFrom(
+    [
+      [extracted ? 'download + extract + upload' : 'download + extract', extracted ?? report.firstPageWrite!],
+      [extracted ? 'upload: the rest, verify, complete' : 'upload', uploaded],
+      ['gallery + notify', report.end],
+    ],
+    report.start,
+  );
+  const early = { putPages: extracted?.putPages ?? 0, putPageBytes: extracted?.putPageBytes ?? 0 };
+  const late = {
+    putPages: report.putPages - early.putPages,
+    putPageBytes: report.putPageBytes - early.putPageBytes,
+  };
+  Object.assign(phases[0]!, extracted ? early : {}, {
+    modeledNetworkSeconds: Math.max(downloadNetworkSeconds, modelUpload(early.putPageBytes, early.putPages)),
+  });
+  Object.assign(phases[1]!, late, { modeledNetworkSeconds: modelUpload(late.putPageBytes, late.putPages) });
+  return phases;
+}
+
 async function runMirror(
   local: LocalAzure,
   subject: Subject,
@@ -246,37 +282,30 @@ async function runMirror(
   cap: number,
   concurrency: number,
   cpuProfDir: string | undefined,
+  build: { cli: string; who: string } = { cli: CLI_ENTRY, who: 'mirror' },
 ): Promise<Run> {
   const profile = cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir];
   const measured = await measureChild(
     local,
     local.workDir,
-    [...profile, CLI_ENTRY, 'mirror', '--json', '--series', SERIES],
+    [...profile, build.cli, 'mirror', '--json', '--series', SERIES],
     { ...local.env, BASM_UPLOAD_CONCURRENCY: String(concurrency) },
-    join(temp, `mirror-probe-${subject.version}.json`),
+    join(temp, `${build.who}-probe-${subject.version}.json`),
   );
   const { report, stdout } = measured;
   check(
     report.firstPageWrite !== undefined && report.lastPageWrite !== undefined,
     `the mirror wrote no page: ${stdout}`,
   );
-  const phases: Phase[] = phasesFrom(
-    [
-      ['download + extract', report.firstPageWrite!],
-      ['upload', report.lastPageWrite!],
-      ['gallery + notify', report.end],
-    ],
-    report.start,
-  );
-  phases[0]!.modeledNetworkSeconds = measured.downloadedBytes / (cap * measured.downloadConnections);
-  withUpload(phases[1]!, report);
+  const phases = mirrorPhases(report, measured.downloadedBytes / (cap * measured.downloadConnections));
   const blob = new ContainerClient(
     `${local.azurite.blobEndpoint}/${VHD_CONTAINER}`,
     local.azurite.sharedKeyCredential,
   ).getPageBlobClient(vhdBlobName(SERIES, subject.version));
-  // Download and extraction stream together (the slower one sets the pace), then the upload; the
-  // gallery's replication is Azure's time, not the mirror's, and is left out.
-  return runOf('mirror', measured, phases, blob, modeledSeconds(phases.slice(0, 2)));
+  // Download and extraction stream together (the slower one sets the pace), the upload alongside them or
+  // after; the gallery's replication is Azure's time, not the mirror's, and is left out.
+  const run = await runOf(build.who, measured, phases, blob, modeledSeconds(phases.slice(0, 2)));
+  return report.extracted ? { ...run, overlapped: true } : run;
 }
 
 interface Floors {
@@ -358,6 +387,7 @@ interface SizeResult {
   loadAfter: number[];
   original: Run;
   mirror: Run;
+  baseline?: Run;
   floors: Floors;
   profile?: ProfileSummary;
 }
@@ -411,6 +441,10 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
       `the mirror stored ${mirror.storedBytes} bytes, expected ${dataBytes}`,
     );
     check(local.arm.imageVersions.size === 1, 'the mirror created no image version');
+    const baseline =
+      opts.baselineCli === undefined
+        ? undefined
+        : await runBaseline(local, subject, temp, opts, { cli: opts.baselineCli, who: 'baseline' });
     log(`floors ... (load average ${load().join(' ')})`);
     const floors = await measureFloors(
       local,
@@ -434,6 +468,7 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
       loadAfter: load(),
       original,
       mirror,
+      ...(baseline ? { baseline } : {}),
       floors,
       ...(profile ? { profile } : {}),
     };
@@ -442,6 +477,36 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
     await rm(join(temp, 'original'), { recursive: true, force: true });
     await rm(tarball, { force: true });
   }
+}
+
+/** Another build's CLI on the same stemcell, after the mirror's version and blob are removed again. */
+async function runBaseline(
+  local: LocalAzure,
+  subject: Subject,
+  temp: string,
+  opts: Options,
+  build: { cli: string; who: string },
+): Promise<Run> {
+  local.arm.imageVersions.clear();
+  await new ContainerClient(
+    `${local.azurite.blobEndpoint}/${VHD_CONTAINER}`,
+    local.azurite.sharedKeyCredential,
+  )
+    .getPageBlobClient(vhdBlobName(SERIES, subject.version))
+    .delete();
+  log(`${build.who} (${build.cli}) ... (load average ${load().join(' ')})`);
+  const run = await runMirror(
+    local,
+    subject,
+    temp,
+    opts.perConnectionBytesPerSecond,
+    opts.concurrency,
+    undefined,
+    build,
+  );
+  check(run.storedBytes === subject.dataBytes, `the ${build.who} stored ${run.storedBytes} bytes`);
+  check(local.arm.imageVersions.size === 1, `the ${build.who} created no image version`);
+  return run;
 }
 
 function printSize(result: SizeResult, opts: Options): void {
@@ -476,6 +541,9 @@ function printSize(result: SizeResult, opts: Options): void {
     totalRow(original),
     ...mirror.phases.map((p) => phaseRow('mirror', p)),
     totalRow(mirror),
+    ...(result.baseline
+      ? [...result.baseline.phases.map((p) => phaseRow('baseline', p)), totalRow(result.baseline)]
+      : []),
     [
       'floor: decompression',
       secs(floors.decompression.wallSeconds),
@@ -517,7 +585,7 @@ function printSize(result: SizeResult, opts: Options): void {
       '',
     ]),
   ]);
-  const [downloadExtract, upload] = mirror.phases;
+  const [downloadExtract, upload] = mirror.phases as [Phase, Phase];
   log(
     `download: original ${mib(original.downloadedBytes)} MiB in ${original.downloadRequests} request(s) on ` +
       `${original.downloadConnections} connection(s); mirror ${mib(mirror.downloadedBytes)} MiB in ` +
@@ -542,11 +610,31 @@ function printSize(result: SizeResult, opts: Options): void {
     floors.decompression.wallSeconds,
     floors.networkOneConnectionSeconds / Math.max(1, mirror.downloadConnections),
   );
-  log(
-    `mirror / floor: download + extract ${ratio(downloadExtract!.wallSeconds, decompressionFloor)} of max(decompression, ` +
-      `network at ${mirror.downloadConnections} connection(s)) = ${secs(decompressionFloor)} s; ` +
-      `upload ${ratio(upload!.wallSeconds, floors.upload.wallSeconds)} of the bare upload`,
-  );
+  if (mirror.overlapped) {
+    const floorsMax = Math.max(decompressionFloor, floors.upload.wallSeconds);
+    log(
+      `mirror / floor: download + extract + upload ${ratio(downloadExtract.wallSeconds + upload.wallSeconds, floorsMax)} ` +
+        `of max(decompression or network at ${mirror.downloadConnections} connection(s), bare upload) = ${secs(floorsMax)} s, ` +
+        `${ratio(downloadExtract.wallSeconds + upload.wallSeconds, decompressionFloor + floors.upload.wallSeconds)} of their sum`,
+    );
+  } else {
+    log(
+      `mirror / floor: download + extract ${ratio(downloadExtract.wallSeconds, decompressionFloor)} of max(decompression, ` +
+        `network at ${mirror.downloadConnections} connection(s)) = ${secs(decompressionFloor)} s; ` +
+        `upload ${ratio(upload.wallSeconds, floors.upload.wallSeconds)} of the bare upload`,
+    );
+  }
+  const { baseline } = result;
+  if (baseline) {
+    const toBlob = (run: Run): Phase[] => run.phases.slice(0, 2);
+    const sum = (phases: Phase[], key: 'wallSeconds' | 'cpuSeconds'): number =>
+      phases.reduce((t, p) => t + p[key], 0);
+    log(
+      `mirror / baseline (same run): up to the complete blob wall ${ratio(sum(toBlob(mirror), 'wallSeconds'), sum(toBlob(baseline), 'wallSeconds'))}, ` +
+        `CPU ${ratio(sum(toBlob(mirror), 'cpuSeconds'), sum(toBlob(baseline), 'cpuSeconds'))}; peak RSS ` +
+        `${ratio(mirror.peakRssBytes, baseline.peakRssBytes)}, Azure model ${ratio(mirror.modeledAzureSeconds, baseline.modeledAzureSeconds)}`,
+    );
+  }
   log(
     `mirror / non-zero bytes: temp disk ${ratio(mirror.peakTempDiskBytes, result.nonZeroBytes)}, ` +
       `bytes sent ${ratio(mirror.putPageBytes, result.nonZeroBytes)}, stored ${ratio(mirror.storedBytes, result.nonZeroBytes)}; ` +
@@ -604,7 +692,8 @@ async function main(): Promise<void> {
     log(
       '\n"Azure model s" = per phase max(network, CPU on one core): download at the per-connection cap times the ' +
         "connections used, upload at max(bytes / 60 MiB/s, Put Page / 500 per s); the original's phases add up, " +
-        "the mirror's download and extraction stream together. Azurite on loopback is not Azure: its upload " +
+        "the mirror's download and extraction stream together, with its upload alongside (then one vCPU runs " +
+        'all of their CPU). Azurite on loopback is not Azure: its upload ' +
         'times show the client only.',
     );
     if (opts.json) {

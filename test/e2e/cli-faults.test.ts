@@ -86,9 +86,17 @@ describe('the process killed mid-upload', { concurrency: 1 }, () => {
     const workDir = await workDirFor('killed');
     const env = { ...local.env, BASM_MOUNTED_DIRECTORY: workDir };
 
-    // One write at a time: the first lands, the second is held, and the process dies waiting for it.
+    // One write at a time. The page blob is first written while extracting (downloadAndExtract, under a lease
+    // of its own): one write lands, the next is refused, so that step leaves the rest to uploadVhd. There the
+    // first write lands, the second is held, and the process dies waiting for it.
     proxy.reset();
-    proxy.fault = ({ index }) => (index === 0 ? 'pass' : 'hold');
+    let overlapLease: string | undefined;
+    let uploadWrites = 0;
+    proxy.fault = ({ index, leaseId }) => {
+      overlapLease ??= leaseId;
+      if (leaseId === overlapLease) return index === 0 ? 'pass' : 403;
+      return uploadWrites++ === 0 ? 'pass' : 'hold';
+    };
     const killed = startStemcellMirrorDirect(['mirror', '--json', '--series', JAMMY], {
       ...env,
       BASM_UPLOAD_CONCURRENCY: '1',
@@ -130,6 +138,67 @@ describe('the process killed mid-upload', { concurrency: 1 }, () => {
       'blob differs from root.vhd',
     );
     assert.deepEqual(versionsOf(JAMMY), [`${JAMMY}/1.300.0`]);
+    assert.deepEqual(await readdir(workDir), [], "the killed run's extraction was left behind");
+  });
+
+  test('fault: the CLI SIGKILLed mid-extraction after pages were sent: the next run replaces the unverified blob, byte-identical', async () => {
+    const fixture = await publish(JAMMY, '1.301');
+    const dataBytes = dataBytesOf(fixture);
+    const workDir = await workDirFor('killed-extracting');
+    const env = { ...local.env, BASM_MOUNTED_DIRECTORY: workDir };
+
+    // A slow bucket (about 5 s for the tarball): the first page write lands, the second is held, and the
+    // process dies while it still downloads and extracts.
+    proxy.reset();
+    proxy.fault = ({ index }) => (index === 0 ? 'pass' : 'hold');
+    local.boshio.faults.perConnectionBytesPerSecond = 256 * 1024;
+    const servedBefore = local.boshio.bytesServed;
+    const killed = startStemcellMirrorDirect(['mirror', '--json', '--series', JAMMY], {
+      ...env,
+      BASM_UPLOAD_CONCURRENCY: '1',
+    });
+    try {
+      const early = await Promise.race([proxy.nextHold(), killed.done]);
+      assert.ok('index' in early, `the CLI ended before its second page write:\n${JSON.stringify(early)}`);
+      killed.kill('SIGKILL');
+      const ended = await killed.done;
+      assert.equal(ended.signal, 'SIGKILL');
+    } finally {
+      proxy.fault = () => 'pass';
+      delete local.boshio.faults.perConnectionBytesPerSecond;
+    }
+    const served = local.boshio.bytesServed - servedBefore;
+    assert.ok(served < fixture.tarball.length, `the download had ended (${served} bytes) before the kill`);
+    const landed = await writtenBytes(JAMMY, '1.301');
+    assert.ok(landed > 0 && landed < dataBytes, `${landed} of ${dataBytes} bytes landed before the kill`);
+    const metadata = (await pageBlob(JAMMY, '1.301').getProperties()).metadata ?? {};
+    assert.equal(metadata['tarball_sha256'], fixture.sha256, 'the blob is labelled with the listed tarball');
+    assert.equal(metadata['image_sha256'], undefined, 'a blob of unverified pages carries an image digest');
+    assert.deepEqual(
+      versionsOf(JAMMY).filter((v) => v.endsWith('/1.301.0')),
+      [],
+    );
+
+    // The dead writer's lease lasts until it expires: the next run comes after.
+    await untilNoLease(JAMMY, '1.301');
+    proxy.reset();
+    const next = await runStemcellMirrorDirect(
+      ['mirror', '--json', '--series', JAMMY, '--version', '1.301'],
+      {
+        ...env,
+        BASM_SERIES_LOCK_STALE_SECONDS: '1',
+      },
+    );
+    assert.equal(next.status, 0, `${next.stdout}\n${next.stderr}`);
+    const [result] = jsonResults(next);
+    assert.equal(result?.action, 'created');
+    // Replaced, not resumed: the killed attempt's pages were never verified, so every page is sent again.
+    assert.equal(proxy.writtenBytes, dataBytes);
+    const blob = pageBlob(JAMMY, '1.301');
+    assert.ok((await blob.downloadToBuffer()).equals(fixture.vhd), 'blob differs from root.vhd');
+    const complete = (await blob.getProperties()).metadata ?? {};
+    assert.equal(complete['upload_complete'], 'true');
+    assert.equal(complete['image_sha256'], fixture.imageSha256);
     assert.deepEqual(await readdir(workDir), [], "the killed run's extraction was left behind");
   });
 });

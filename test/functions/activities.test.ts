@@ -19,6 +19,7 @@ import {
   imageVersionTags,
 } from '../../src/cpi.js';
 import type { ComputeGallery } from '../../src/gallery.js';
+import { vhdBlobName } from '../../src/pageblob.js';
 import { computeGalleryFor } from '../../src/services.js';
 import { STEP_RETRY, type StepName, type StepOutcome, type StepOutputs } from '../../src/workflow.js';
 
@@ -318,6 +319,68 @@ describe('downloadAndExtract, then uploadVhd', () => {
     );
 
     assert.deepEqual(again, { ...uploaded, bytesUploaded: 0, alreadyComplete: true });
+  });
+});
+
+describe('downloadAndExtract with the overlapped upload, then uploadVhd as a replay resumes it on another worker', () => {
+  const ref = { series: BIONIC, version: '1.5' };
+  let bionic: StemcellFixture;
+  let stemcell: StepOutputs['downloadAndExtract'];
+  const vhdBlob = (version: string) =>
+    new BlobServiceClient(local.azurite.blobEndpoint, local.azurite.sharedKeyCredential)
+      .getContainerClient(loadConfig(process.env).storageContainer)
+      .getPageBlobClient(vhdBlobName(BIONIC, version));
+
+  before(async () => {
+    bionic = await buildStemcellFixture({ series: BIONIC, version: '1.5', seed: 5 });
+    local.boshio.publish(BIONIC, { version: '1.5', tarball: bionic.tarball });
+    stemcell = valueOf((await activity('downloadAndExtract', { ...ref, overlapUpload: true })).outcome);
+  });
+
+  test('downloadAndExtract leaves every page on the blob, stamped with the verified image, not yet complete', async () => {
+    assert.equal(stemcell.imageSha256, bionic.imageSha256);
+    const properties = await vhdBlob('1.5').getProperties();
+    assert.equal(properties.metadata?.['image_sha256'], bionic.imageSha256);
+    assert.equal(properties.metadata?.['tarball_sha256'], bionic.sha256);
+    assert.equal(properties.metadata?.['upload_complete'], undefined);
+    const written: Array<{ start: number; end: number }> = [];
+    for await (const range of vhdBlob('1.5').listPageRanges()) written.push(range);
+    const bytes = (ranges: Array<{ start: number; end: number }>) =>
+      ranges.reduce((sum, r) => sum + r.end - r.start + 1, 0);
+    assert.equal(
+      bytes(written),
+      bytes(bionic.extents.map((e) => ({ start: e.offset, end: e.offset + e.length - 1 }))),
+    );
+  });
+
+  test('uploadVhd, on a worker without the extraction, extracts again, sends no page and completes the blob', async () => {
+    valueOf((await activity('cleanup', ref)).outcome);
+
+    const settings = { ...local.env, BASM_STEMCELL_SERIES: process.env.BASM_STEMCELL_SERIES ?? '' };
+    const { results } = await activitiesInWorker(settings, [
+      ['uploadVhd', { ...ref, imageSha256: stemcell.imageSha256 }],
+    ]);
+
+    const uploaded = valueOf<StepOutputs['uploadVhd']>(results[0]?.outcome);
+    assert.equal(uploaded.bytesUploaded, 0);
+    assert.equal(uploaded.alreadyComplete, false);
+    assert.ok((await vhdBlob('1.5').downloadToBuffer()).equals(bionic.vhd), 'the blob differs from root.vhd');
+    assert.equal((await vhdBlob('1.5').getProperties()).metadata?.['upload_complete'], 'true');
+  });
+
+  test('fault: a stemcell whose checksum does not match fails downloadAndExtract as a value and leaves no blob', async () => {
+    const bad = await buildStemcellFixture({ series: BIONIC, version: '1.6', seed: 8 });
+    local.boshio.publish(BIONIC, { version: '1.6', tarball: bad.tarball, sha256: '0'.repeat(64), sha1: '' });
+
+    const { outcome } = await activity('downloadAndExtract', {
+      series: BIONIC,
+      version: '1.6',
+      overlapUpload: true,
+    });
+
+    assert.equal((outcome as StepOutcome<unknown>).ok, false);
+    assert.match((outcome as { error: string }).error, /tarball SHA-256 is [0-9a-f]{64}, expected 0{64}/);
+    assert.equal(await vhdBlob('1.6').exists(), false);
   });
 });
 

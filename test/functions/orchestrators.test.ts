@@ -514,7 +514,8 @@ describe('mirrorVersion', () => {
       {
         actionType: 1,
         functionName: 'downloadAndExtract',
-        input: { series: SERIES, version: '1.100' },
+        // The upload route: the page blob is written while the stemcell is extracted.
+        input: { series: SERIES, version: '1.100', overlapUpload: true },
         retryOptions: expectedRetryOptions('downloadAndExtract'),
       },
     ]);
@@ -867,7 +868,7 @@ describe('orchestrations started by hand with forged input (the system key start
     assert.deepEqual(
       state.all.map((a) => [a.functionName, a.input]),
       [
-        ['downloadAndExtract', REF],
+        ['downloadAndExtract', { ...REF, overlapUpload: true }],
         ['uploadVhd', { ...REF, imageSha256: stemcell.imageSha256 }],
         ['ensureImageDefinition', REF],
         ['createImageVersion', REF],

@@ -15,15 +15,27 @@ import { startHttpsServer } from './https-server.js';
  * - `hold`: never answered (the sender waits until the proxy stops or the sender dies);
  * - `500` / `503`: Azure's error answer, nothing written;
  * - `drop-request`: the connection is cut after the first bytes of the body, nothing written;
- * - `drop-response`: Azurite writes the pages, then the connection is cut before the answer.
+ * - `drop-response`: Azurite writes the pages, then the connection is cut before the answer;
+ * - `403`: Azure's refusal (AuthorizationPermissionMismatch), nothing written, not retried by the SDK.
  */
-export type PutPageFault = 'pass' | 'hold' | 500 | 503 | 'drop-request' | 'drop-response';
+export type PutPageFault = 'pass' | 'hold' | 403 | 500 | 503 | 'drop-request' | 'drop-response';
+
+/** A request to the blob service as it passed the proxy: which operation, and the metadata it set. */
+export interface ProxiedRequest {
+  method: string;
+  /** The `comp` query parameter (`page`, `metadata`, `lease`, ...), absent for a blob's create or delete. */
+  comp?: string;
+  /** `x-ms-meta-*` headers, by name without the prefix. */
+  metadata: Record<string, string>;
+}
 
 export interface PutPage {
   /** 0, 1, ... in the order the requests arrived. */
   index: number;
   range: string;
   length: number;
+  /** The lease the write is made under (`x-ms-lease-id`), which tells one writer's pages from another's. */
+  leaseId?: string;
 }
 
 export interface StorageProxy {
@@ -35,6 +47,8 @@ export interface StorageProxy {
   writtenBytes: number;
   /** Every Put Page that arrived, with what the proxy did with it, since the last reset. */
   putPages: Array<PutPage & { fault: PutPageFault }>;
+  /** Every request to a blob (not the container's), in the order they arrived, since the last reset. */
+  requests: ProxiedRequest[];
   /** Resolves when the next Put Page is held. */
   nextHold(): Promise<PutPage>;
   reset(): void;
@@ -51,10 +65,12 @@ export async function startStorageProxy(azuriteBlobEndpoint: string): Promise<St
     fault: () => 'pass',
     writtenBytes: 0,
     putPages: [],
+    requests: [],
     nextHold: () => new Promise((resolve) => holdWaiters.push(resolve)),
     reset() {
       this.writtenBytes = 0;
       this.putPages = [];
+      this.requests = [];
       index = 0;
     },
   };
@@ -91,6 +107,7 @@ export async function startStorageProxy(azuriteBlobEndpoint: string): Promise<St
 
   const server = await startHttpsServer((req, res) => {
     const query = new URL(req.url ?? '/', 'https://proxy').searchParams;
+    if (query.get('restype') !== 'container') proxy.requests.push(proxiedRequest(req, query));
     const isPutPage =
       req.method === 'PUT' && query.get('comp') === 'page' && req.headers['x-ms-page-write'] !== 'clear';
     if (!isPutPage) {
@@ -101,6 +118,7 @@ export async function startStorageProxy(azuriteBlobEndpoint: string): Promise<St
       index: index++,
       range: String(req.headers['x-ms-range'] ?? req.headers['range'] ?? ''),
       length: Number(req.headers['content-length'] ?? 0),
+      ...(typeof req.headers['x-ms-lease-id'] === 'string' ? { leaseId: req.headers['x-ms-lease-id'] } : {}),
     };
     const fault = proxy.fault(putPage);
     proxy.putPages.push({ ...putPage, fault });
@@ -117,9 +135,9 @@ export async function startStorageProxy(azuriteBlobEndpoint: string): Promise<St
         for (const wake of waiters) wake(putPage);
         return;
       }
-      if (fault === 500 || fault === 503) {
-        const code = fault === 500 ? 'InternalError' : 'ServerBusy';
-        const xml = `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${code === 'ServerBusy' ? 'The server is busy.' : 'The server encountered an internal error. Please retry the request.'}</Message></Error>`;
+      if (fault === 403 || fault === 500 || fault === 503) {
+        const [code, message] = ERRORS[fault];
+        const xml = `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
         res.writeHead(fault, { 'content-type': 'application/xml', 'x-ms-error-code': code });
         res.end(xml);
         return;
@@ -140,6 +158,24 @@ export async function startStorageProxy(azuriteBlobEndpoint: string): Promise<St
     },
   });
   return running;
+}
+
+const ERRORS = {
+  403: [
+    'AuthorizationPermissionMismatch',
+    'This request is not authorized to perform this operation using this permission.',
+  ],
+  500: ['InternalError', 'The server encountered an internal error. Please retry the request.'],
+  503: ['ServerBusy', 'The server is busy.'],
+} as const;
+
+function proxiedRequest(req: IncomingMessage, query: URLSearchParams): ProxiedRequest {
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name.startsWith('x-ms-meta-') && typeof value === 'string') metadata[name.slice(10)] = value;
+  }
+  const comp = query.get('comp');
+  return { method: req.method ?? '', ...(comp !== null ? { comp } : {}), metadata };
 }
 
 function collect(req: IncomingMessage, done: (body: Buffer) => void): void {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +145,40 @@ test('sectors split across writes of odd sizes give the same extents and bytes',
   await pipeline(chunked(fixture.vhd, [1, 511, 1000, 70_001, 513]), writer);
   assert.deepEqual(writer.extents, fixture.extents);
   assert.ok((await readFile(path)).equals(fixture.vhd));
+});
+
+test('the sparse writer tells of each run of data once it is on disk, in file order: together they are the extents', async () => {
+  const fixture = await buildStemcellFixture({ seed: 9, virtualSizeMiB: 4 });
+  const path = join(dir, 'runs.vhd');
+  const runs: Extent[] = [];
+  let fd: number | undefined;
+  const writer = new SparseFileWriter(path, {
+    onData: (run) => {
+      // Read back at once (synchronously), as the overlapped upload may: the bytes must be in the file.
+      fd ??= openSync(path, 'r');
+      const bytes = Buffer.alloc(run.length);
+      readSync(fd, bytes, 0, run.length, run.offset);
+      assert.ok(
+        bytes.equals(fixture.vhd.subarray(run.offset, run.offset + run.length)),
+        `run at ${run.offset}`,
+      );
+      const last = runs.at(-1);
+      assert.ok(!last || run.offset >= last.offset + last.length, 'a run out of file order');
+      runs.push(run);
+    },
+  });
+  try {
+    await pipeline(chunked(fixture.vhd, [1, 511, 1000, 70_001, 513]), writer);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  const joined: Extent[] = [];
+  for (const run of runs) {
+    const last = joined.at(-1);
+    if (last && last.offset + last.length === run.offset) last.length += run.length;
+    else joined.push({ ...run });
+  }
+  assert.deepEqual(joined, fixture.extents);
 });
 
 test('the sparse file does not allocate its zero sectors', async () => {
