@@ -12,14 +12,14 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
-import type { BlobGetPropertiesResponse, ContainerClient, PageBlobClient } from '@azure/storage-blob';
+import type { ContainerClient, PageBlobClient } from '@azure/storage-blob';
 import { holdUploadLease, leaseGuard, replaceGuard } from './blob-lease.js';
 import type { UploadLease } from './blob-lease.js';
 import { errorMessage } from './failures.js';
 import { MAX_PAGE_WRITE, endOf } from './page-ranges.js';
 import type { Logger } from './services.js';
 import type { ExtractionFollower } from './stemcell.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, storageCalls } from './storage-calls.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, blobPropertiesIfExists, storageCalls } from './storage-calls.js';
 import type { StorageCalls } from './storage-calls.js';
 import type { Extent } from './vhd.js';
 import { readVhdRange, vhdReadBuffers } from './vhd.js';
@@ -183,7 +183,7 @@ export class OverlappedUpload implements ExtractionFollower {
       container.createIfNotExists({ abortSignal }),
     );
     const blob = container.getPageBlobClient(blobName);
-    const found = await propertiesIfExists(blob, calls);
+    const found = await blobPropertiesIfExists(blob, calls);
     const image = found?.metadata?.['image_sha256'];
     if (image !== undefined) {
       // Complete or resumable: whether it is this image is known only at the end; uploadVhd decides then.
@@ -280,17 +280,5 @@ export class OverlappedUpload implements ExtractionFollower {
   async #close(): Promise<void> {
     await this.#own?.lease?.release();
     await (await this.#file?.catch(() => undefined))?.close();
-  }
-}
-
-async function propertiesIfExists(
-  blob: PageBlobClient,
-  calls: StorageCalls,
-): Promise<BlobGetPropertiesResponse | undefined> {
-  try {
-    return await calls.run('getProperties', (abortSignal) => blob.getProperties({ abortSignal }));
-  } catch (error) {
-    if ((error as { statusCode?: unknown }).statusCode === 404) return undefined;
-    throw error;
   }
 }

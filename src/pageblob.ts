@@ -20,7 +20,12 @@ import { errorMessage } from './failures.js';
 import { holdUploadLease, leaseGuard, replaceGuard } from './blob-lease.js';
 import type { UploadLease } from './blob-lease.js';
 import { PAGE_SIZE, endOf, planPageWrites, remainingWrites, totalLength } from './page-ranges.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, PageBlobError, storageCalls } from './storage-calls.js';
+import {
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  PageBlobError,
+  blobPropertiesIfExists,
+  storageCalls,
+} from './storage-calls.js';
 import type { StorageCalls } from './storage-calls.js';
 
 /**
@@ -187,7 +192,7 @@ export async function findCompletedVhdBlob(
   const where = `page blob '${blobName}' in container '${container.containerName}'`;
   const calls = storageCalls(where, undefined, options?.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
   const blob = container.getPageBlobClient(blobName);
-  const properties = await propertiesIfExists(blob, calls);
+  const properties = await blobPropertiesIfExists(blob, calls);
   if (properties === undefined || properties.contentLength === undefined) return undefined;
   if (!isCompleteUpload(properties, imageSha256, properties.contentLength)) return undefined;
   return { blobUrl: blob.url, size: properties.contentLength, metadata: properties.metadata ?? {} };
@@ -206,7 +211,7 @@ async function inspectBlob(
   planned: readonly Extent[],
   calls: StorageCalls,
 ): Promise<FoundBlob> {
-  const properties = await propertiesIfExists(blob, calls);
+  const properties = await blobPropertiesIfExists(blob, calls);
   if (properties === undefined) return { state: 'absent' };
   const other = (reason: string): FoundBlob => ({ state: 'other', reason, etag: properties.etag });
   if (properties.blobType !== 'PageBlob') {
@@ -237,18 +242,6 @@ function isCompleteUpload(properties: BlobGetPropertiesResponse, imageSha256: st
     metadata['vhd_size'] === String(size) &&
     metadata['upload_complete'] === 'true'
   );
-}
-
-async function propertiesIfExists(
-  blob: PageBlobClient,
-  calls: StorageCalls,
-): Promise<BlobGetPropertiesResponse | undefined> {
-  try {
-    return await calls.run('getProperties', (abortSignal) => blob.getProperties({ abortSignal }));
-  } catch (error) {
-    if ((error as { statusCode?: unknown }).statusCode === 404) return undefined;
-    throw error;
-  }
 }
 
 /**

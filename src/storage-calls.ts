@@ -3,6 +3,8 @@
  * fails with a transient PageBlobError instead of hanging the upload.
  */
 
+import type { BlobGetPropertiesResponse, PageBlobClient } from '@azure/storage-blob';
+
 /** How long one Storage call may go without an answer before it is given up (milliseconds). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 
@@ -55,4 +57,17 @@ export function storageCalls(
       }
     },
   };
+}
+
+/** The blob's properties, or undefined when it does not exist: one call under its deadline. */
+export async function blobPropertiesIfExists(
+  blob: PageBlobClient,
+  calls: StorageCalls,
+): Promise<BlobGetPropertiesResponse | undefined> {
+  try {
+    return await calls.run('getProperties', (abortSignal) => blob.getProperties({ abortSignal }));
+  } catch (error) {
+    if ((error as { statusCode?: unknown }).statusCode === 404) return undefined;
+    throw error;
+  }
 }
