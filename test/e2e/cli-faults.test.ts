@@ -79,6 +79,19 @@ function versionsOf(definition: string): string[] {
 const dataBytesOf = (fixture: StemcellFixture): number =>
   planPageWrites(fixture.extents).reduce((sum, w) => sum + w.length, 0);
 
+/** Runs the CLI one page write at a time and SIGKILLs it once the proxy holds one of its writes. */
+async function killAtHeldWrite(env: Record<string, string>): Promise<void> {
+  const killed = startStemcellMirrorDirect(['mirror', '--json', '--series', JAMMY], {
+    ...env,
+    BASM_UPLOAD_CONCURRENCY: '1',
+  });
+  const early = await Promise.race([proxy.nextHold(), killed.done]);
+  assert.ok('index' in early, `the CLI ended before its second page write:\n${JSON.stringify(early)}`);
+  killed.kill('SIGKILL');
+  const ended = await killed.done;
+  assert.equal(ended.signal, 'SIGKILL');
+}
+
 describe('the process killed mid-upload', { concurrency: 1 }, () => {
   test('fault: the CLI SIGKILLed while it writes the page blob: the next run sends only the missing pages, the blob is byte-identical', async () => {
     const fixture = await publish(JAMMY, '1.300');
@@ -97,16 +110,8 @@ describe('the process killed mid-upload', { concurrency: 1 }, () => {
       if (leaseId === overlapLease) return index === 0 ? 'pass' : 403;
       return uploadWrites++ === 0 ? 'pass' : 'hold';
     };
-    const killed = startStemcellMirrorDirect(['mirror', '--json', '--series', JAMMY], {
-      ...env,
-      BASM_UPLOAD_CONCURRENCY: '1',
-    });
     try {
-      const early = await Promise.race([proxy.nextHold(), killed.done]);
-      assert.ok('index' in early, `the CLI ended before its second page write:\n${JSON.stringify(early)}`);
-      killed.kill('SIGKILL');
-      const ended = await killed.done;
-      assert.equal(ended.signal, 'SIGKILL');
+      await killAtHeldWrite(env);
     } finally {
       proxy.fault = () => 'pass';
     }
@@ -153,16 +158,8 @@ describe('the process killed mid-upload', { concurrency: 1 }, () => {
     proxy.fault = ({ index }) => (index === 0 ? 'pass' : 'hold');
     local.boshio.faults.perConnectionBytesPerSecond = 256 * 1024;
     const servedBefore = local.boshio.bytesServed;
-    const killed = startStemcellMirrorDirect(['mirror', '--json', '--series', JAMMY], {
-      ...env,
-      BASM_UPLOAD_CONCURRENCY: '1',
-    });
     try {
-      const early = await Promise.race([proxy.nextHold(), killed.done]);
-      assert.ok('index' in early, `the CLI ended before its second page write:\n${JSON.stringify(early)}`);
-      killed.kill('SIGKILL');
-      const ended = await killed.done;
-      assert.equal(ended.signal, 'SIGKILL');
+      await killAtHeldWrite(env);
     } finally {
       proxy.fault = () => 'pass';
       delete local.boshio.faults.perConnectionBytesPerSecond;
