@@ -63,13 +63,14 @@ async function writtenBytes(series: string, version: string): Promise<number> {
   return total;
 }
 
-/** Polls the blob until no lease holds it (at most 90 s: Azure's longest finite lease is 60 s). */
-async function untilNoLease(series: string, version: string): Promise<void> {
-  const deadline = Date.now() + 90_000;
-  while ((await pageBlob(series, version).getProperties()).leaseState === 'leased') {
-    assert.ok(Date.now() < deadline, 'the blob is still leased 90 s after its writer was killed');
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
+/**
+ * Frees the lease the killed writer held, as its expiry would (Azure's longest finite lease is 60 s; the
+ * refusal of a run that comes sooner is pageblob.test.ts's): breaking it spares the suite a minute's wait.
+ */
+async function expireDeadWritersLease(series: string, version: string): Promise<void> {
+  const blob = pageBlob(series, version);
+  if ((await blob.getProperties()).leaseState === 'leased') await blob.getBlobLeaseClient().breakLease(0);
+  assert.notEqual((await blob.getProperties()).leaseState, 'leased');
 }
 
 function versionsOf(definition: string): string[] {
@@ -122,7 +123,7 @@ describe('the process killed mid-upload', { concurrency: 1 }, () => {
     assert.deepEqual(versionsOf(JAMMY), [], 'a version was created from an incomplete blob');
 
     // A dead writer's blob lease (where the upload holds one) lasts until it expires: the next run comes after.
-    await untilNoLease(JAMMY, '1.300');
+    await expireDeadWritersLease(JAMMY, '1.300');
     proxy.reset();
     const next = await runStemcellMirrorDirect(['mirror', '--json', '--series', JAMMY], {
       ...env,
@@ -177,7 +178,7 @@ describe('the process killed mid-upload', { concurrency: 1 }, () => {
     );
 
     // The dead writer's lease lasts until it expires: the next run comes after.
-    await untilNoLease(JAMMY, '1.301');
+    await expireDeadWritersLease(JAMMY, '1.301');
     proxy.reset();
     const next = await runStemcellMirrorDirect(
       ['mirror', '--json', '--series', JAMMY, '--version', '1.301'],
