@@ -3,7 +3,8 @@
  * (through Node's `http.client.*` diagnostics channels, which the Azure SDK's Node HTTP client goes
  * through), takes CPU and peak-RSS readings at named marks, at the first and last page write, when the
  * blob is stamped with the verified image (the end of the overlapped extraction) and when it is marked
- * complete, and writes them as JSON to BENCH_PROBE_OUT when the process exits.
+ * complete, samples what the memory holds (where the peak RSS goes), and writes them as JSON to
+ * BENCH_PROBE_OUT when the process exits.
  */
 
 import { subscribe } from 'node:diagnostics_channel';
@@ -17,6 +18,18 @@ export interface ProbeReading {
   cpuSeconds: number;
   /** Peak resident set size of the process so far, bytes. */
   maxRssBytes: number;
+}
+
+/** The process's memory at its highest sampled RSS, bytes (process.memoryUsage()). */
+export interface MemoryPeak {
+  at: number;
+  rss: number;
+  /** V8's heap, committed and in use. */
+  heapTotal: number;
+  heapUsed: number;
+  /** Memory outside V8's heap that JavaScript objects hold; arrayBuffers (Buffers) is part of it. */
+  external: number;
+  arrayBuffers: number;
 }
 
 export interface ProbeReport {
@@ -33,6 +46,8 @@ export interface ProbeReport {
   blobRequests: number;
   putPages: number;
   putPageBytes: number;
+  /** Sampled every 20 ms: between samples the RSS may peak higher (maxRssBytes is the kernel's peak). */
+  memoryPeak?: MemoryPeak;
 }
 
 export function reading(): ProbeReading {
@@ -96,6 +111,21 @@ subscribe('http.client.response.finish', (message) => {
   if (pageWrites.has(request)) report.lastPageWrite = reading();
   if (completeMarks.has(request)) report.completed = reading();
 });
+
+/** One cheap RSS reading per tick; the breakdown only when it is a new high. */
+const memorySampler = setInterval(() => {
+  if (process.memoryUsage.rss() <= (report.memoryPeak?.rss ?? 0)) return;
+  const { rss, heapTotal, heapUsed, external, arrayBuffers } = process.memoryUsage();
+  report.memoryPeak = {
+    at: performance.timeOrigin + performance.now(),
+    rss,
+    heapTotal,
+    heapUsed,
+    external,
+    arrayBuffers,
+  };
+}, 20);
+memorySampler.unref();
 
 process.once('exit', () => {
   const out = process.env.BENCH_PROBE_OUT;
