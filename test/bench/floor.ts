@@ -5,6 +5,7 @@
  */
 
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Transform, Writable } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
@@ -12,6 +13,14 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser } from 'tar';
 import type { ReadEntry } from 'tar';
+import { ContainerClient } from '@azure/storage-blob';
+import { createAzureCredential } from '../../src/credentials.js';
+import { DEFAULT_CONNECTIONS, downloadStream } from '../../src/download.js';
+import { planPageWrites } from '../../src/page-ranges.js';
+import type { LocalAzure } from '../support/local-azure.js';
+import { check } from './output.js';
+import type { Subject } from './runs.js';
+import { uploadFloor } from './upload.js';
 
 const MIB = 1024 * 1024;
 const ZLIB_OPTIONS = { chunkSize: MIB };
@@ -68,4 +77,73 @@ export async function extractionFloor(source: Readable): Promise<FloorResult> {
   if (!inner) throw new Error('the tarball has no image entry');
   await inner;
   return { sha256: tap.hash.digest('hex'), innerBytes };
+}
+
+export interface Floors {
+  decompression: { wallSeconds: number; cpuSeconds: number };
+  upload: { wallSeconds: number; cpuSeconds: number; putPages: number; putPageBytes: number };
+  /** The tarball at the per-connection cap over one connection. */
+  networkOneConnectionSeconds: number;
+  /** downloadStream alone (read and discard), by number of connections: wall seconds. */
+  downloadAlone: Array<{ connections: number; wallSeconds: number; cpuSeconds: number; timesTheCap: number }>;
+}
+
+export async function measureFloors(
+  local: LocalAzure,
+  subject: Subject,
+  vhdPath: string,
+  concurrency: number,
+  cap: number,
+): Promise<Floors> {
+  const cpu = (): number => {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1e6;
+  };
+  let wall = performance.now();
+  let cpuAt = cpu();
+  const floor = await extractionFloor(createReadStream(subject.tarball));
+  const decompression = { wallSeconds: (performance.now() - wall) / 1000, cpuSeconds: cpu() - cpuAt };
+  check(floor.innerBytes >= subject.vhdSize, `the floor inflated ${floor.innerBytes} bytes of image`);
+
+  const container = new ContainerClient(`${local.azurite.blobEndpoint}/floor`, createAzureCredential());
+  await container.createIfNotExists(); // outside the timing, with the first token
+  const writes = planPageWrites(subject.extents);
+  wall = performance.now();
+  cpuAt = cpu();
+  const upload = await uploadFloor(container, 'floor.vhd', vhdPath, subject.vhdSize, writes, concurrency);
+  const uploadFigures = {
+    wallSeconds: (performance.now() - wall) / 1000,
+    cpuSeconds: cpu() - cpuAt,
+    putPages: writes.length,
+    putPageBytes: upload.bytesUploaded,
+  };
+  await upload.blob.delete();
+
+  const downloadAlone: Floors['downloadAlone'] = [];
+  for (const connections of [1, DEFAULT_CONNECTIONS]) {
+    wall = performance.now();
+    cpuAt = cpu();
+    let bytes = 0;
+    for await (const chunk of downloadStream(subject.url, {
+      timeoutMs: 60_000,
+      expectedSize: subject.tarballSize,
+      connections,
+    }))
+      bytes += (chunk as Buffer).length;
+    check(bytes === subject.tarballSize, `downloadStream delivered ${bytes} bytes`);
+    const wallSeconds = (performance.now() - wall) / 1000;
+    downloadAlone.push({
+      connections,
+      wallSeconds,
+      // The bosh.io fake runs in this process too: its TLS and reads are in this figure.
+      cpuSeconds: cpu() - cpuAt,
+      timesTheCap: subject.tarballSize / wallSeconds / cap,
+    });
+  }
+  return {
+    decompression,
+    upload: uploadFigures,
+    networkOneConnectionSeconds: subject.tarballSize / cap,
+    downloadAlone,
+  };
 }
