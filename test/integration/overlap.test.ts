@@ -10,48 +10,30 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
-import type { TokenCredential } from '@azure/identity';
 import type { StemcellRelease } from '../../src/boshio.js';
-import { createAzureCredential } from '../../src/credentials.js';
 import { OverlappedUpload } from '../../src/overlap-upload.js';
 import { planPageWrites } from '../../src/page-ranges.js';
 import { uploadSparseVhd } from '../../src/pageblob.js';
 import { StemcellError, extractStemcellFrom, type ExtractedStemcell } from '../../src/stemcell.js';
 import { readExtents, type Extent } from '../../src/vhd.js';
-import { startAzurite, type AzuriteBlob } from '../support/azurite.js';
-import { startIdentityEndpoint, type IdentityEndpoint } from '../support/identity.js';
 import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
-import { startStorageProxy, type PutPageFault, type StorageProxy } from '../support/storage-proxy.js';
+import { proxiedIdentityStorage } from '../support/identity-storage.js';
+import type { PutPageFault, StorageProxy } from '../support/storage-proxy.js';
 
 const SERIES = 'bosh-azure-hyperv-ubuntu-jammy-go_agent';
 const VERSION = '1.400';
 const blobName = `${SERIES}/${VERSION}/root.vhd`;
 
-let identity: IdentityEndpoint;
-let azurite: AzuriteBlob;
-let proxy: StorageProxy;
-let credential: TokenCredential;
+const storage = proxiedIdentityStorage();
 let workDir: string;
 let fixture: StemcellFixture;
-let containerCount = 0;
 
 before(async () => {
-  identity = await startIdentityEndpoint();
-  Object.assign(process.env, identity.env());
-  azurite = await startAzurite();
-  proxy = await startStorageProxy(azurite.blobEndpoint);
-  credential = createAzureCredential();
   workDir = await mkdtemp(join(tmpdir(), 'basm-overlap-'));
   fixture = await buildStemcellFixture({ series: SERIES, version: VERSION, seed: 17, dataMiB: 8 });
 });
 
 after(async () => {
-  await proxy?.stop();
-  await azurite?.stop();
-  await identity?.stop();
-  delete process.env.IDENTITY_ENDPOINT;
-  delete process.env.IDENTITY_HEADER;
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
@@ -70,22 +52,9 @@ const LABEL = {
   source_url: `https://bosh.io/d/stemcells/${SERIES}`,
 };
 
-/** The product's client (managed identity), through the proxy, with short retry delays. */
-function proxiedContainer(name: string): ContainerClient {
-  return new ContainerClient(`${proxy.blobEndpoint}/${name}`, credential, {
-    retryOptions: { retryDelayInMs: 20, maxRetryDelayInMs: 100 },
-  });
-}
-
-function stored(containerName: string) {
-  return new BlobServiceClient(azurite.blobEndpoint, azurite.sharedKeyCredential)
-    .getContainerClient(containerName)
-    .getPageBlobClient(blobName);
-}
-
-function newContainerName(): string {
-  return `overlap${Date.now()}x${containerCount++}`;
-}
+const proxiedContainer = (name: string) => storage.proxiedContainer(name);
+const stored = (containerName: string) => storage.stored(containerName, blobName);
+const newContainerName = (): string => storage.newContainerName('overlap');
 
 function overlapped(containerName: string, warnings: string[] = []): OverlappedUpload {
   return new OverlappedUpload({
@@ -162,14 +131,14 @@ describe('an overlapped extraction', () => {
   let requests: StorageProxy['requests'];
 
   before(async () => {
-    proxy.reset();
+    storage.proxy.reset();
     follower = overlapped(containerName);
     const dir = await mkdtemp(join(workDir, 'first-'));
     extracted = await extractStemcellFrom(Readable.from([fixture.tarball]), release(), {
       workDir: dir,
       follower,
     });
-    requests = proxy.requests;
+    requests = storage.proxy.requests;
   });
 
   test('labels the blob before its first page: the listed tarball digest, source and VHD size, no image_sha256', () => {
@@ -202,15 +171,15 @@ describe('an overlapped extraction', () => {
   test("leaves pages equal to the VHD's non-zero extents, no zero page", async () => {
     assert.deepEqual(merged(await writtenRanges(containerName)), merged(fixture.extents));
     assert.equal(follower.bytesSent, dataBytes());
-    assert.equal(proxy.writtenBytes, dataBytes());
+    assert.equal(storage.proxy.writtenBytes, dataBytes());
   });
 
   test('the upload then sends 0 bytes and marks the blob complete, byte-identical to root.vhd', async () => {
-    proxy.reset();
+    storage.proxy.reset();
     const result = await completeUpload(containerName, extracted);
     assert.equal(result.bytesUploaded, 0);
     assert.equal(result.resumed, true);
-    assert.equal(proxy.putPages.length, 0);
+    assert.equal(storage.proxy.putPages.length, 0);
     const blob = stored(containerName);
     assert.ok((await blob.downloadToBuffer()).equals(fixture.vhd), 'the blob differs from root.vhd');
     assert.equal((await blob.getProperties()).metadata?.['upload_complete'], 'true');
@@ -234,12 +203,12 @@ describe('a failed extraction after pages were sent', () => {
   for (const c of cases) {
     test(`fault: ${c.name} after pages were sent: the blob is deleted, the error as without the overlap`, async () => {
       const containerName = newContainerName();
-      proxy.reset();
+      storage.proxy.reset();
       const dir = await mkdtemp(join(workDir, 'failed-'));
       const length = fixture.tarball.length;
       const source = gatedSource(
         Math.floor(length / 2),
-        () => until(() => proxy.writtenBytes > 0, 'a page was written'),
+        () => until(() => storage.proxy.writtenBytes > 0, 'a page was written'),
         c.cut ? Math.floor(length * 0.7) : length,
       );
       await assert.rejects(
@@ -250,7 +219,7 @@ describe('a failed extraction after pages were sent', () => {
           return true;
         },
       );
-      assert.ok(proxy.writtenBytes > 0, 'no page was sent before the failure');
+      assert.ok(storage.proxy.writtenBytes > 0, 'no page was sent before the failure');
       assert.equal(await stored(containerName).exists(), false, 'the blob is left behind');
       assert.deepEqual(await readdir(dir), [], 'the extraction left files behind');
     });
@@ -262,9 +231,9 @@ describe('Storage failing during the overlap', () => {
   for (const fault of faults) {
     test(`fault: Put Pages answered ${fault} during the overlap: the extraction succeeds, the upload finishes the blob`, async () => {
       const containerName = newContainerName();
-      proxy.reset();
+      storage.proxy.reset();
       // The first writes land, then every write fails: the overlap stops and leaves the rest.
-      proxy.fault = ({ index }) => (index < 2 ? 'pass' : fault);
+      storage.proxy.fault = ({ index }) => (index < 2 ? 'pass' : fault);
       const warnings: string[] = [];
       const follower = overlapped(containerName, warnings);
       let extracted: ExtractedStemcell;
@@ -275,17 +244,17 @@ describe('Storage failing during the overlap', () => {
           follower,
         });
       } finally {
-        proxy.fault = () => 'pass';
+        storage.proxy.fault = () => 'pass';
       }
       assert.equal(extracted.imageSha256, fixture.imageSha256);
       assert.equal(warnings.length, 1, warnings.join('\n'));
       assert.match(warnings[0]!, /stopped .*the uploadVhd step sends the rest/);
-      const sentBefore = proxy.writtenBytes;
+      const sentBefore = storage.proxy.writtenBytes;
       assert.ok(sentBefore > 0 && sentBefore < dataBytes(), `${sentBefore} of ${dataBytes()} bytes`);
       // Every page on it came from this attempt's verified bytes, under its lease: stamped, so resumed.
       assert.equal(follower.stamped, true);
 
-      proxy.reset();
+      storage.proxy.reset();
       const result = await completeUpload(containerName, extracted);
       assert.equal(result.resumed, true);
       assert.equal(result.bytesUploaded, dataBytes() - sentBefore);
@@ -297,11 +266,11 @@ describe('Storage failing during the overlap', () => {
 
   test('fault: the lease broken during the overlap: the blob is not stamped, and the upload replaces it', async () => {
     const containerName = newContainerName();
-    proxy.reset();
+    storage.proxy.reset();
     const follower = overlapped(containerName);
     const dir = await mkdtemp(join(workDir, 'lease-'));
     const source = gatedSource(Math.floor(fixture.tarball.length / 2), async () => {
-      await until(() => proxy.writtenBytes > 0, 'a page was written');
+      await until(() => storage.proxy.writtenBytes > 0, 'a page was written');
       // Another writer's doing: the lease this attempt wrote under is gone.
       await stored(containerName).getBlobLeaseClient().breakLease(0);
     });
@@ -309,7 +278,7 @@ describe('Storage failing during the overlap', () => {
 
     assert.equal(follower.stamped, false);
     assert.equal((await stored(containerName).getProperties()).metadata?.['image_sha256'], undefined);
-    proxy.reset();
+    storage.proxy.reset();
     const result = await completeUpload(containerName, extracted);
     assert.match(result.replacedBecause ?? '', /image_sha256 'none'/);
     assert.equal(result.bytesUploaded, dataBytes());

@@ -10,34 +10,21 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
-import type { TokenCredential } from '@azure/identity';
-import { createAzureCredential } from '../../src/credentials.js';
 import { isTransientError } from '../../src/failures.js';
 import { planPageWrites } from '../../src/page-ranges.js';
 import { uploadSparseVhd, type UploadSparseVhdRequest } from '../../src/pageblob.js';
-import { startAzurite, type AzuriteBlob } from '../support/azurite.js';
-import { startIdentityEndpoint, type IdentityEndpoint } from '../support/identity.js';
 import { buildStemcellFixture, type StemcellFixture } from '../support/stemcell-fixture.js';
-import { startStorageProxy, type PutPageFault, type StorageProxy } from '../support/storage-proxy.js';
+import { proxiedIdentityStorage } from '../support/identity-storage.js';
+import type { PutPageFault } from '../support/storage-proxy.js';
 
 const blobName = 'bosh-azure-hyperv-ubuntu-jammy-go_agent/1.200/root.vhd';
 
-let identity: IdentityEndpoint;
-let azurite: AzuriteBlob;
-let proxy: StorageProxy;
-let credential: TokenCredential;
+const storage = proxiedIdentityStorage();
 let workDir: string;
 let fixture: StemcellFixture;
 let vhdPath: string;
-let containerCount = 0;
 
 before(async () => {
-  identity = await startIdentityEndpoint();
-  Object.assign(process.env, identity.env());
-  azurite = await startAzurite();
-  proxy = await startStorageProxy(azurite.blobEndpoint);
-  credential = createAzureCredential();
   workDir = await mkdtemp(join(tmpdir(), 'basm-pageblob-faults-'));
   fixture = await buildStemcellFixture({ seed: 7 });
   vhdPath = join(workDir, 'root.vhd');
@@ -45,19 +32,12 @@ before(async () => {
 });
 
 after(async () => {
-  await proxy?.stop();
-  await azurite?.stop();
-  await identity?.stop();
-  delete process.env.IDENTITY_ENDPOINT;
-  delete process.env.IDENTITY_HEADER;
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
 function request(containerName: string): UploadSparseVhdRequest {
   return {
-    container: new ContainerClient(`${proxy.blobEndpoint}/${containerName}`, credential, {
-      retryOptions: { retryDelayInMs: 20, maxRetryDelayInMs: 100 },
-    }),
+    container: storage.proxiedContainer(containerName),
     blobName,
     vhdPath,
     extents: fixture.extents,
@@ -67,15 +47,8 @@ function request(containerName: string): UploadSparseVhdRequest {
   };
 }
 
-function stored(containerName: string) {
-  return new BlobServiceClient(azurite.blobEndpoint, azurite.sharedKeyCredential)
-    .getContainerClient(containerName)
-    .getPageBlobClient(blobName);
-}
-
-function newContainerName(): string {
-  return `faults${Date.now()}x${containerCount++}`;
-}
+const stored = (containerName: string) => storage.stored(containerName, blobName);
+const newContainerName = (): string => storage.newContainerName('faults');
 
 const dataBytes = (): number => planPageWrites(fixture.extents).reduce((sum, w) => sum + w.length, 0);
 
@@ -83,32 +56,32 @@ test('fault: Put Pages answered 500 and 503, cut mid-request and cut after the w
   const containerName = newContainerName();
   // Each of the first four writes fails once, each in its own way; their retries pass.
   const faults: PutPageFault[] = [503, 'drop-request', 500, 'drop-response'];
-  proxy.reset();
-  proxy.fault = ({ index }) => faults[index] ?? 'pass';
+  storage.proxy.reset();
+  storage.proxy.fault = ({ index }) => faults[index] ?? 'pass';
   try {
     const result = await uploadSparseVhd(request(containerName));
 
     assert.deepEqual(
-      proxy.putPages.slice(0, 4).map((p) => p.fault),
+      storage.proxy.putPages.slice(0, 4).map((p) => p.fault),
       faults,
     );
     // Every planned write passed once, plus the one whose answer was cut after Azurite wrote it.
     const planned = planPageWrites(fixture.extents).length;
-    assert.equal(proxy.putPages.filter((p) => p.fault === 'pass').length, planned);
+    assert.equal(storage.proxy.putPages.filter((p) => p.fault === 'pass').length, planned);
     assert.equal(result.bytesUploaded, dataBytes());
     const blob = stored(containerName);
     assert.ok((await blob.downloadToBuffer()).equals(fixture.vhd), 'the blob differs from root.vhd');
     assert.equal((await blob.getProperties()).metadata?.['upload_complete'], 'true');
   } finally {
-    proxy.fault = () => 'pass';
+    storage.proxy.fault = () => 'pass';
   }
 });
 
 test('fault: Storage keeps answering 503 to page writes: a transient error that says the blob is left incomplete, never marked complete; the next upload resumes it', async () => {
   const containerName = newContainerName();
-  proxy.reset();
+  storage.proxy.reset();
   // The first writes land, then the account fails every write, alternately busy and cut mid-request.
-  proxy.fault = ({ index }) => (index < 2 ? 'pass' : index % 2 === 0 ? 503 : 'drop-request');
+  storage.proxy.fault = ({ index }) => (index < 2 ? 'pass' : index % 2 === 0 ? 503 : 'drop-request');
   const sentBefore = await (async () => {
     try {
       await assert.rejects(
@@ -120,23 +93,23 @@ test('fault: Storage keeps answering 503 to page writes: a transient error that 
           return true;
         },
       );
-      return proxy.writtenBytes;
+      return storage.proxy.writtenBytes;
     } finally {
-      proxy.fault = () => 'pass';
+      storage.proxy.fault = () => 'pass';
     }
   })();
   // The SDK retried each failing write before giving up (maxTries 4), never endlessly.
-  const failed = proxy.putPages.filter((p) => p.fault !== 'pass');
+  const failed = storage.proxy.putPages.filter((p) => p.fault !== 'pass');
   assert.ok(failed.length >= 2 && failed.length <= 4, `failed writes: ${JSON.stringify(failed)}`);
   const metadata = (await stored(containerName).getProperties()).metadata ?? {};
   assert.equal(metadata['upload_complete'], undefined, 'a failed upload is marked complete');
   assert.ok(sentBefore > 0);
 
-  proxy.reset();
+  storage.proxy.reset();
   const resumed = await uploadSparseVhd(request(containerName));
   assert.equal(resumed.resumed, true);
   assert.equal(resumed.bytesUploaded, dataBytes() - sentBefore);
-  assert.equal(proxy.writtenBytes, dataBytes() - sentBefore);
+  assert.equal(storage.proxy.writtenBytes, dataBytes() - sentBefore);
   assert.ok(
     (await stored(containerName).downloadToBuffer()).equals(fixture.vhd),
     'the blob differs from root.vhd',
