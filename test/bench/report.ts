@@ -3,7 +3,7 @@
 import type { Floors } from './floor.js';
 import { MIB, log, mib, ratio, secs, table } from './output.js';
 import type { ProfileSummary } from './profile.js';
-import { modelUpload, type Phase, type Run } from './runs.js';
+import { modelUpload, type Pair, type Phase, type Run } from './runs.js';
 
 export interface SizeResult {
   virtualMiB: number;
@@ -16,6 +16,8 @@ export interface SizeResult {
   original: Run;
   mirror: Run;
   baseline?: Run;
+  /** With --pairs: every pair of mirror and baseline runs, the first one included. */
+  pairs?: Pair[];
   floors: Floors;
   profile?: ProfileSummary;
 }
@@ -155,6 +157,7 @@ export function printSize(
       `original sends ${ratio(original.putPageBytes, result.nonZeroBytes)}`,
   );
   for (const run of [original, mirror, ...(result.baseline ? [result.baseline] : [])]) printMemoryPeak(run);
+  if (result.pairs) printPairs(result.pairs);
   if (result.profile) {
     log(`CPU profile of the mirror (main thread, ${secs(result.profile.totalMs / 1000)} s sampled):`);
     for (const c of result.profile.categories) log(`  ${secs(c.ms / 1000).padStart(6)} s  ${c.category}`);
@@ -173,4 +176,42 @@ function printMemoryPeak(run: Run): void {
       `(${mib(peak.heapUsed)} in use), external ${mib(peak.external)} MiB (Buffers ${mib(peak.arrayBuffers)}), ` +
       `the rest ${mib(other)} MiB (Node and V8 code, zlib, TLS, allocator slack)`,
   );
+}
+
+/** Each pair's figures up to the complete blob, and the medians of each and of the pair's ratios. */
+function printPairs(pairs: Pair[]): void {
+  const toBlob = (run: Run, key: 'wallSeconds' | 'cpuSeconds'): number =>
+    run.phases.slice(0, 2).reduce((t, p) => t + p[key], 0);
+  const figures = (run: Run): number[] => [
+    toBlob(run, 'wallSeconds'),
+    toBlob(run, 'cpuSeconds'),
+    run.peakRssBytes / MIB,
+    run.modeledAzureSeconds,
+  ];
+  const median = (values: number[]): number => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const middle = sorted.length >> 1;
+    return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  };
+  const row = (label: string, values: number[]): string[] => [
+    label,
+    ...values.map((v, i) => (i === 2 ? v.toFixed(0) : secs(v))),
+  ];
+  const rows = pairs.flatMap((pair, index) => [
+    row(`pair ${index + 1}: mirror`, figures(pair.mirror)),
+    row(`pair ${index + 1}: baseline`, figures(pair.baseline)),
+  ]);
+  const column = (who: 'mirror' | 'baseline', i: number): number[] => pairs.map((p) => figures(p[who])[i]!);
+  const medians = (who: 'mirror' | 'baseline'): number[] => [0, 1, 2, 3].map((i) => median(column(who, i)));
+  const ratios = [0, 1, 2, 3].map((i) =>
+    median(pairs.map((p) => figures(p.mirror)[i]! / figures(p.baseline)[i]!)),
+  );
+  log(`mirror and baseline in ${pairs.length} pairs, the order alternating (up to the complete blob):`);
+  table([
+    ['', 'wall s', 'CPU s', 'peak RSS MiB', 'Azure model s'],
+    ...rows,
+    row('median: mirror', medians('mirror')),
+    row('median: baseline', medians('baseline')),
+    ['median of mirror / baseline', ...ratios.map((r) => `${r.toFixed(2)}x`)],
+  ]);
 }

@@ -3,13 +3,18 @@
  * phase, in the same run, on the same generated stemcell, the same bosh.io fake and the same Azurite.
  *
  *   node dist/test/bench/run.js [--quick] [--virtual-mib 512,5120] [--data-percent 35]
- *     [--per-connection-mbps 400] [--concurrency 8] [--cpu-prof DIR] [--baseline-cli PATH] [--json]
+ *     [--per-connection-mbps 400] [--concurrency 8] [--cpu-prof DIR] [--baseline-cli PATH]
+ *     [--baseline-node-flags=FLAGS] [--pairs N] [--json]
  *
  * - original: download the whole tarball to disk, extract it, extract `image`, upload root.vhd in 4 MiB
  *   chunks skipping all-zero ones, 4 workers (test/bench/original.ts), as a child process;
- * - mirror: the built CLI (`node dist/src/cli.js mirror`), as a child process, against the same services;
+ * - mirror: the built CLI as its npm script runs it (`node <the script's flags> dist/src/cli.js mirror`), as a
+ *   child process, against the same services;
  * - baseline (with --baseline-cli): another build's CLI (e.g. the commit before a change), run the same way
- *   right after the mirror on the same stemcell, to measure a change side by side in one run;
+ *   right after the mirror on the same stemcell, to measure a change side by side in one run; with the
+ *   mirror's Node flags, or --baseline-node-flags (`--baseline-cli dist/src/cli.js --baseline-node-flags=`
+ *   measures this build without them); --pairs N runs N pairs of mirror and baseline in all, the order
+ *   alternating, and prints each pair and the medians;
  * - floors: bare decompression of the tarball (read -> SHA-256 -> gunzip -> tar -> gunzip -> discard),
  *   bare Put Page of the same non-zero ranges at the same concurrency, and the network time of the
  *   tarball at the per-connection cap.
@@ -23,14 +28,15 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startLocalAzure } from '../support/local-azure.js';
+import { CLI_ENTRY, cliNodeFlags } from '../support/cli-process.js';
+import { startLocalAzure, type LocalAzure } from '../support/local-azure.js';
 import { writeLargeStemcellFixture } from '../support/stemcell-fixture.js';
 import { measureFloors } from './floor.js';
 import { check, load, log, mib, MIB, setJsonMode } from './output.js';
 import { summariseProfile } from './profile.js';
 import type { ProfileSummary } from './profile.js';
 import { printSize, type SizeResult } from './report.js';
-import { SERIES, runBaseline, runMirror, runOriginal, type Subject } from './runs.js';
+import { SERIES, runBaseline, runMirror, runOriginal, runPairs, type Subject } from './runs.js';
 import { microFigures, writeSweep } from './sweep.js';
 
 const SEED = 20250102;
@@ -42,6 +48,10 @@ interface Options {
   concurrency: number;
   cpuProfDir: string | undefined;
   baselineCli: string | undefined;
+  /** More pairs of mirror and baseline runs after the first, order alternating (--pairs N: N - 1 more). */
+  pairs: number;
+  /** The baseline's Node flags; undefined: the mirror's. */
+  baselineNodeFlags: string[] | undefined;
   json: boolean;
   sweep: boolean;
 }
@@ -56,6 +66,8 @@ function options(): Options {
       concurrency: { type: 'string', default: '8' },
       'cpu-prof': { type: 'string' },
       'baseline-cli': { type: 'string' },
+      'baseline-node-flags': { type: 'string' },
+      pairs: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
       sweep: { type: 'boolean', default: false },
     },
@@ -75,9 +87,40 @@ function options(): Options {
     concurrency: integer('concurrency', values.concurrency, 1),
     cpuProfDir: values['cpu-prof'],
     baselineCli: values['baseline-cli'],
+    pairs: integer('pairs', values.pairs, 1),
+    baselineNodeFlags: values['baseline-node-flags']?.split(/\s+/).filter((flag) => flag !== ''),
     json: values.json,
     sweep: values.sweep,
   };
+}
+
+/**
+ * A fresh set of local services with the stemcell published on the bosh.io fake at the per-connection cap:
+ * Azurite keeps a deleted blob's pages in memory until its 10-minute collection, so each pair of extra runs
+ * gets its own.
+ */
+async function startServices(
+  tarball: string,
+  fixture: { size: number; vhdSize: number; extents: Subject['extents'] },
+  opts: Options,
+  version: string,
+): Promise<{ local: LocalAzure; subject: Subject }> {
+  const local = await startLocalAzure({ pollsUntilDone: 1 });
+  // The upload floor runs here, with a token from the same managed-identity endpoint as the CLI.
+  Object.assign(process.env, local.identity.env());
+  local.boshio.faults.perConnectionBytesPerSecond = opts.perConnectionBytesPerSecond;
+  local.boshio.publish(SERIES, { version, tarball: { path: tarball, size: fixture.size } });
+  const fileName = `bosh-stemcell-${version}-${SERIES.replace(/^bosh-/, '')}.tgz`;
+  const subject: Subject = {
+    tarball,
+    tarballSize: fixture.size,
+    vhdSize: fixture.vhdSize,
+    extents: fixture.extents,
+    dataBytes: fixture.extents.reduce((total, e) => total + e.length, 0),
+    version,
+    url: `${local.boshio.url}/d/stemcells/${SERIES}/${version}/${fileName}`,
+  };
+  return { local, subject };
 }
 
 async function benchSize(virtualMiB: number, opts: Options, temp: string): Promise<SizeResult> {
@@ -101,27 +144,22 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
     `fixture: tarball ${mib(fixture.size)} MiB, root.vhd ${mib(vhdSize)} MiB, ${mib(dataBytes)} MiB non-zero ` +
       `(${((100 * dataBytes) / vhdSize).toFixed(1)} %) in ${fixture.extents.length} extents`,
   );
-  const local = await startLocalAzure({ pollsUntilDone: 1 });
+  const shape = { size: fixture.size, vhdSize, extents: fixture.extents };
+  const { local, subject } = await startServices(tarball, shape, opts, version);
+  const cap = opts.perConnectionBytesPerSecond;
+  const settings = { cap, concurrency: opts.concurrency };
+  const baselineBuild =
+    opts.baselineCli === undefined
+      ? undefined
+      : { cli: opts.baselineCli, who: 'baseline', nodeFlags: opts.baselineNodeFlags ?? cliNodeFlags() };
+  let result: SizeResult;
   try {
-    // The upload floor runs here, with a token from the same managed-identity endpoint as the CLI.
-    Object.assign(process.env, local.identity.env());
-    local.boshio.faults.perConnectionBytesPerSecond = opts.perConnectionBytesPerSecond;
-    local.boshio.publish(SERIES, { version, tarball: { path: tarball, size: fixture.size } });
-    const fileName = `bosh-stemcell-${version}-${SERIES.replace(/^bosh-/, '')}.tgz`;
-    const subject: Subject = {
-      tarball,
-      tarballSize: fixture.size,
-      vhdSize,
-      extents: fixture.extents,
-      dataBytes,
-      version,
-      url: `${local.boshio.url}/d/stemcells/${SERIES}/${version}/${fileName}`,
-    };
-    const cap = opts.perConnectionBytesPerSecond;
     log('original ...');
     const original = await runOriginal(local, subject, temp, cap);
     check(original.storedBytes >= dataBytes, `the original stored ${original.storedBytes} bytes`);
-    log(`mirror ... (load average ${load().join(' ')})`);
+    log(
+      `mirror (node ${[...cliNodeFlags(), 'dist/src/cli.js'].join(' ')}) ... (load average ${load().join(' ')})`,
+    );
     const profileDir = opts.cpuProfDir === undefined ? undefined : join(opts.cpuProfDir, String(virtualMiB));
     const mirror = await runMirror(local, subject, temp, cap, opts.concurrency, profileDir);
     check(
@@ -129,16 +167,7 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
       `the mirror stored ${mirror.storedBytes} bytes, expected ${dataBytes}`,
     );
     check(local.arm.imageVersions.size === 1, 'the mirror created no image version');
-    const baseline =
-      opts.baselineCli === undefined
-        ? undefined
-        : await runBaseline(
-            local,
-            subject,
-            temp,
-            { cap, concurrency: opts.concurrency },
-            { cli: opts.baselineCli, who: 'baseline' },
-          );
+    const baseline = baselineBuild && (await runBaseline(local, subject, temp, settings, baselineBuild));
     log(`floors ... (load average ${load().join(' ')})`);
     const floors = await measureFloors(
       local,
@@ -152,7 +181,7 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
       const file = (await readdir(profileDir)).find((name) => name.endsWith('.cpuprofile'));
       if (file) profile = await summariseProfile(join(profileDir, file));
     }
-    return {
+    result = {
       virtualMiB,
       tarballBytes: fixture.size,
       vhdBytes: vhdSize,
@@ -169,8 +198,24 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
   } finally {
     await local.stop();
     await rm(join(temp, 'original'), { recursive: true, force: true });
+  }
+  try {
+    if (baselineBuild && result.baseline && opts.pairs > 1) {
+      const mirrorBuild = { cli: CLI_ENTRY, who: 'mirror', nodeFlags: cliNodeFlags() };
+      const more = await runPairs(
+        () => startServices(tarball, shape, opts, version),
+        temp,
+        settings,
+        { mirror: mirrorBuild, baseline: baselineBuild },
+        opts.pairs - 1,
+      );
+      result.pairs = [{ mirror: result.mirror, baseline: result.baseline }, ...more];
+      result.loadAfter = load();
+    }
+  } finally {
     await rm(tarball, { force: true });
   }
+  return result;
 }
 
 async function sweepMain(opts: Options): Promise<void> {

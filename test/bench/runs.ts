@@ -9,7 +9,7 @@ import { ContainerClient, type PageBlobClient } from '@azure/storage-blob';
 import { VHD_CONTAINER } from '../../src/config.js';
 import { vhdBlobName } from '../../src/pageblob.js';
 import type { Extent } from '../../src/vhd.js';
-import { CLI_ENTRY, REPO_ROOT } from '../support/cli-process.js';
+import { CLI_ENTRY, REPO_ROOT, cliNodeFlags } from '../support/cli-process.js';
 import type { LocalAzure } from '../support/local-azure.js';
 import { measureChild, type Measured } from './measure.js';
 import { MIB, check, load, log } from './output.js';
@@ -169,6 +169,13 @@ export async function runOriginal(
   return runOf('original', measured, phases, blob, modeledSeconds(phases));
 }
 
+/** A build of the CLI and the Node flags it runs with (the mirror: this build, as its npm script runs it). */
+export interface MirrorBuild {
+  cli: string;
+  who: string;
+  nodeFlags: string[];
+}
+
 /**
  * The mirror's phases. With the overlap: download + extract with the upload alongside, up to the blob's stamp
  * (one vCPU runs both: CPU adds up, the networks run side by side), then uploadVhd sending what is left,
@@ -205,13 +212,13 @@ export async function runMirror(
   cap: number,
   concurrency: number,
   cpuProfDir: string | undefined,
-  build: { cli: string; who: string } = { cli: CLI_ENTRY, who: 'mirror' },
+  build: MirrorBuild = { cli: CLI_ENTRY, who: 'mirror', nodeFlags: cliNodeFlags() },
 ): Promise<Run> {
   const profile = cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir];
   const measured = await measureChild(
     local,
     local.workDir,
-    [...profile, build.cli, 'mirror', '--json', '--series', SERIES],
+    [...build.nodeFlags, ...profile, build.cli, 'mirror', '--json', '--series', SERIES],
     { ...local.env, BASM_UPLOAD_CONCURRENCY: String(concurrency) },
     join(temp, `${build.who}-probe-${subject.version}.json`),
   );
@@ -237,18 +244,55 @@ export async function runBaseline(
   subject: Subject,
   temp: string,
   settings: { cap: number; concurrency: number },
-  build: { cli: string; who: string },
+  build: MirrorBuild,
 ): Promise<Run> {
   local.arm.imageVersions.clear();
-  await new ContainerClient(
+  const container = new ContainerClient(
     `${local.azurite.blobEndpoint}/${VHD_CONTAINER}`,
     local.azurite.sharedKeyCredential,
-  )
-    .getPageBlobClient(vhdBlobName(SERIES, subject.version))
-    .delete();
-  log(`${build.who} (${build.cli}) ... (load average ${load().join(' ')})`);
+  );
+  // On fresh services (runPairs) there is no container yet.
+  if (await container.exists())
+    await container.getPageBlobClient(vhdBlobName(SERIES, subject.version)).deleteIfExists();
+  log(
+    `${build.who} (node ${[...build.nodeFlags, build.cli].join(' ')}) ... (load average ${load().join(' ')})`,
+  );
   const run = await runMirror(local, subject, temp, settings.cap, settings.concurrency, undefined, build);
   check(run.storedBytes === subject.dataBytes, `the ${build.who} stored ${run.storedBytes} bytes`);
   check(local.arm.imageVersions.size === 1, `the ${build.who} created no image version`);
   return run;
+}
+
+/** The mirror's and the baseline's figures of one more pair of runs. */
+export interface Pair {
+  mirror: Run;
+  baseline: Run;
+}
+
+/**
+ * `count` more pairs of the mirror and the baseline on the same stemcell, each pair on fresh services (Azurite
+ * keeps a deleted blob's pages in memory for up to 10 minutes), the order swapped every pair (the baseline
+ * first in the first of them, as it ran second before), so a change is seen past the noise of one run and
+ * of running first or second.
+ */
+export async function runPairs(
+  services: () => Promise<{ local: LocalAzure; subject: Subject }>,
+  temp: string,
+  settings: { cap: number; concurrency: number },
+  builds: { mirror: MirrorBuild; baseline: MirrorBuild },
+  count: number,
+): Promise<Pair[]> {
+  const pairs: Pair[] = [];
+  for (let index = 0; index < count; index++) {
+    const order = index % 2 === 0 ? (['baseline', 'mirror'] as const) : (['mirror', 'baseline'] as const);
+    const runs: Partial<Pair> = {};
+    const { local, subject } = await services();
+    try {
+      for (const who of order) runs[who] = await runBaseline(local, subject, temp, settings, builds[who]);
+    } finally {
+      await local.stop();
+    }
+    pairs.push(runs as Pair);
+  }
+  return pairs;
 }

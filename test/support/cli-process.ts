@@ -8,12 +8,29 @@
  */
 
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CLI_ENTRY = resolve(REPO_ROOT, 'dist/src/cli.js');
 export const DEFAULT_CLI_TIMEOUT_MS = 90_000;
+
+/**
+ * The Node flags of the `stemcell-mirror` npm script (`node <flags> dist/src/cli.js`): what operators run the
+ * CLI with, and what the Functions worker gets through languageWorkers__node__arguments.
+ */
+export function cliNodeFlags(): string[] {
+  const manifest = JSON.parse(readFileSync(resolve(REPO_ROOT, 'package.json'), 'utf8')) as {
+    scripts: Record<string, string>;
+  };
+  const script = manifest.scripts['stemcell-mirror'] ?? '';
+  const words = script.split(/\s+/);
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/src/cli.js') {
+    throw new Error(`the stemcell-mirror script is not "node [flags] dist/src/cli.js": ${script}`);
+  }
+  return words.slice(1, -1);
+}
 
 export interface CliRun {
   status: number | null;
