@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 /**
  * `stemcell-mirror mirror [--series S[,S]] [--version V] [--dry-run] [--json] [--verbose]`, the package's
  * bin (also `npm run --silent stemcell-mirror -- mirror ...`).

@@ -12,12 +12,13 @@ import ts from 'typescript';
 import { parse as parseYaml } from 'yaml';
 import { RUN_LOG_PREFIX, runLogLine, runRecordOf } from '../../src/run-record.js';
 import { blockAt } from '../support/bicep-text.js';
+import { cliNodeFlags } from '../support/cli-process.js';
 
 // Compiled to dist/test/infra/: the repository root is three levels up.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** App settings the Functions host and App Service read, not the mirror. */
-const RUNTIME_SETTING = /^(?:FUNCTIONS_|AzureWebJobs|APPLICATIONINSIGHTS_|WEBSITE_)/;
+const RUNTIME_SETTING = /^(?:FUNCTIONS_|AzureWebJobs|APPLICATIONINSIGHTS_|WEBSITE_|languageWorkers__)/;
 const MIRROR_SETTING = /^%?((?:AZURE|BASM)_[A-Z0-9_]+)%?$/;
 const ROLE_ASSIGNMENT = /^resource\s+(\w+)\s+'Microsoft\.Authorization\/roleAssignments@[^']+'/gm;
 const ROLE_DEFINITION = /^resource\s+(\w+)\s+'Microsoft\.Authorization\/roleDefinitions@[^']+'\s*=\s*\{/gm;
@@ -212,6 +213,18 @@ test('the Functions host storage connection uses the identity, not keys', () => 
   for (const file of bicepFiles()) {
     assert.doesNotMatch(read(file), /listKeys\(|AccountKey=/, `${file} reads an account key`);
   }
+});
+
+test('the CLI (npm script and bin) and the Functions worker (deployed and local) run Node with the same flags', () => {
+  const flags = cliNodeFlags().join(' ');
+  assert.match(flags, /--max-semi-space-size=\d+/, 'the CLI script carries the young-generation size');
+  const deployed = /^\s*languageWorkers__node__arguments:\s*'([^']*)'/m.exec(
+    read('infra/modules/resources.bicep'),
+  );
+  assert.equal(deployed?.[1], flags, 'infra/modules/resources.bicep');
+  const local = (JSON.parse(read('local.settings.json.template')) as { Values: Record<string, string> })
+    .Values;
+  assert.equal(local['languageWorkers__node__arguments'], flags, 'local.settings.json.template');
 });
 
 test('every role assignment has a comment saying why it is needed', () => {
