@@ -238,7 +238,7 @@ export async function runMirror(
   return report.extracted ? { ...run, overlapped: true } : run;
 }
 
-/** Another build's CLI on the same stemcell, after the mirror's version and blob are removed again. */
+/** A build's CLI (another build, or this one in runPairs) on the stemcell, once an earlier run's version and blob are gone. */
 export async function runBaseline(
   local: LocalAzure,
   subject: Subject,
