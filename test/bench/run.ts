@@ -28,7 +28,6 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CLI_ENTRY, cliNodeFlags } from '../support/cli-process.js';
 import { startLocalAzure, type LocalAzure } from '../support/local-azure.js';
 import { writeLargeStemcellFixture } from '../support/stemcell-fixture.js';
 import { measureFloors } from './floor.js';
@@ -36,7 +35,16 @@ import { check, load, log, mib, MIB, setJsonMode } from './output.js';
 import { summariseProfile } from './profile.js';
 import type { ProfileSummary } from './profile.js';
 import { printSize, type SizeResult } from './report.js';
-import { SERIES, runBaseline, runMirror, runOriginal, runPairs, type Subject } from './runs.js';
+import {
+  SERIES,
+  announce,
+  runBaseline,
+  runMirror,
+  runOriginal,
+  runPairs,
+  thisBuild,
+  type Subject,
+} from './runs.js';
 import { microFigures, writeSweep } from './sweep.js';
 
 const SEED = 20250102;
@@ -101,7 +109,7 @@ function options(): Options {
  */
 async function startServices(
   tarball: string,
-  fixture: { size: number; vhdSize: number; extents: Subject['extents'] },
+  fixture: { size: number; vhdSize: number; extents: Subject['extents']; dataBytes: number },
   opts: Options,
   version: string,
 ): Promise<{ local: LocalAzure; subject: Subject }> {
@@ -116,7 +124,7 @@ async function startServices(
     tarballSize: fixture.size,
     vhdSize: fixture.vhdSize,
     extents: fixture.extents,
-    dataBytes: fixture.extents.reduce((total, e) => total + e.length, 0),
+    dataBytes: fixture.dataBytes,
     version,
     url: `${local.boshio.url}/d/stemcells/${SERIES}/${version}/${fileName}`,
   };
@@ -144,24 +152,27 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
     `fixture: tarball ${mib(fixture.size)} MiB, root.vhd ${mib(vhdSize)} MiB, ${mib(dataBytes)} MiB non-zero ` +
       `(${((100 * dataBytes) / vhdSize).toFixed(1)} %) in ${fixture.extents.length} extents`,
   );
-  const shape = { size: fixture.size, vhdSize, extents: fixture.extents };
+  const shape = { size: fixture.size, vhdSize, extents: fixture.extents, dataBytes };
   const { local, subject } = await startServices(tarball, shape, opts, version);
   const cap = opts.perConnectionBytesPerSecond;
   const settings = { cap, concurrency: opts.concurrency };
+  const mirrorBuild = thisBuild();
   const baselineBuild =
     opts.baselineCli === undefined
       ? undefined
-      : { cli: opts.baselineCli, who: 'baseline', nodeFlags: opts.baselineNodeFlags ?? cliNodeFlags() };
+      : {
+          cli: opts.baselineCli,
+          who: 'baseline',
+          nodeFlags: opts.baselineNodeFlags ?? mirrorBuild.nodeFlags,
+        };
   let result: SizeResult;
   try {
     log('original ...');
     const original = await runOriginal(local, subject, temp, cap);
     check(original.storedBytes >= dataBytes, `the original stored ${original.storedBytes} bytes`);
-    log(
-      `mirror (node ${[...cliNodeFlags(), 'dist/src/cli.js'].join(' ')}) ... (load average ${load().join(' ')})`,
-    );
+    announce(mirrorBuild);
     const profileDir = opts.cpuProfDir === undefined ? undefined : join(opts.cpuProfDir, String(virtualMiB));
-    const mirror = await runMirror(local, subject, temp, cap, opts.concurrency, profileDir);
+    const mirror = await runMirror(local, subject, temp, cap, opts.concurrency, profileDir, mirrorBuild);
     check(
       mirror.storedBytes === dataBytes,
       `the mirror stored ${mirror.storedBytes} bytes, expected ${dataBytes}`,
@@ -201,7 +212,6 @@ async function benchSize(virtualMiB: number, opts: Options, temp: string): Promi
   }
   try {
     if (baselineBuild && result.baseline && opts.pairs > 1) {
-      const mirrorBuild = { cli: CLI_ENTRY, who: 'mirror', nodeFlags: cliNodeFlags() };
       const more = await runPairs(
         () => startServices(tarball, shape, opts, version),
         temp,

@@ -176,6 +176,18 @@ export interface MirrorBuild {
   nodeFlags: string[];
 }
 
+/** This build's CLI with the Node flags of its npm script, as operators run it. */
+export function thisBuild(): MirrorBuild {
+  return { cli: CLI_ENTRY, who: 'mirror', nodeFlags: cliNodeFlags() };
+}
+
+/** How the bench announces a run of a build. */
+export function announce(build: MirrorBuild): void {
+  log(
+    `${build.who} (node ${[...build.nodeFlags, build.cli].join(' ')}) ... (load average ${load().join(' ')})`,
+  );
+}
+
 /**
  * The mirror's phases. With the overlap: download + extract with the upload alongside, up to the blob's stamp
  * (one vCPU runs both: CPU adds up, the networks run side by side), then uploadVhd sending what is left,
@@ -212,7 +224,7 @@ export async function runMirror(
   cap: number,
   concurrency: number,
   cpuProfDir: string | undefined,
-  build: MirrorBuild = { cli: CLI_ENTRY, who: 'mirror', nodeFlags: cliNodeFlags() },
+  build: MirrorBuild = thisBuild(),
 ): Promise<Run> {
   const profile = cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir];
   const measured = await measureChild(
@@ -254,9 +266,7 @@ export async function runBaseline(
   // On fresh services (runPairs) there is no container yet.
   if (await container.exists())
     await container.getPageBlobClient(vhdBlobName(SERIES, subject.version)).deleteIfExists();
-  log(
-    `${build.who} (node ${[...build.nodeFlags, build.cli].join(' ')}) ... (load average ${load().join(' ')})`,
-  );
+  announce(build);
   const run = await runMirror(local, subject, temp, settings.cap, settings.concurrency, undefined, build);
   check(run.storedBytes === subject.dataBytes, `the ${build.who} stored ${run.storedBytes} bytes`);
   check(local.arm.imageVersions.size === 1, `the ${build.who} created no image version`);
